@@ -1,0 +1,129 @@
+//! Backends: what builds and runs a variant. Every backend implements the same two small traits:
+//! [`Backend::prepare`] builds an executable for a model in a precision (an engine build: weights
+//! converted once), and [`Executable::run`] runs it on an input.
+
+mod cpu;
+
+use std::time::Duration;
+
+pub use cpu::CpuBackend;
+
+use crate::measure::time_runs;
+use crate::model::{Model, Tensor, Weights};
+use crate::precision::Precision;
+
+/// Which backend a run uses, as chosen on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// precheck's CPU emulation of each precision.
+    Cpu,
+    /// CUDA GPUs.
+    Cuda,
+    /// CUDA where a driver is present, else the CPU.
+    Auto,
+}
+
+/// The backends that exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// [`CpuBackend`].
+    Cpu,
+    /// The CUDA backend.
+    Cuda,
+}
+
+impl BackendKind {
+    /// The name used on the command line and in records.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Cpu => "cpu",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+}
+
+/// A backend failure: the variant becomes an error record; the suite runs on.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend cannot run here at all.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The backend cannot run this variant.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// Building or running failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Builds executables for models. Implementations: [`CpuBackend`]; CUDA, trtexec and external
+/// commands implement the same trait.
+pub trait Backend: Send + Sync {
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+
+    /// The device variants run on, for people (CPU model, GPU name).
+    fn device_name(&self) -> String;
+
+    /// Builds `model` with `weights` (held in the reference precision) to run in `precision`.
+    fn prepare(
+        &self,
+        model: &Model,
+        weights: &Weights,
+        precision: Precision,
+    ) -> Result<Box<dyn Executable>, BackendError>;
+}
+
+/// A model built for one precision on one backend.
+pub trait Executable {
+    /// Runs once on `input` and returns the output, as `f32` values of the variant's format.
+    fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError>;
+
+    /// Per-iteration latency: `warmup` untimed runs, then `iterations` timed ones. Host timing by
+    /// default; a GPU backend overrides this with device-side timing.
+    fn time(
+        &mut self,
+        input: &Tensor,
+        warmup: u32,
+        iterations: usize,
+    ) -> Result<Vec<Duration>, BackendError> {
+        time_runs(warmup, iterations, || self.run(input).map(drop))
+    }
+}
+
+/// A backend chosen for a run, and a note for the user when the choice was not literal.
+pub struct Selected {
+    /// The backend.
+    pub backend: Box<dyn Backend>,
+    /// Why `auto` chose what it chose.
+    pub note: Option<String>,
+}
+
+/// Why CUDA is not available in this build; the CUDA backend is a later stage of precheck.
+const NO_CUDA: &str = "the CUDA backend is not part of this build of precheck";
+
+/// Picks the backend for `choice`.
+pub fn select(choice: BackendChoice) -> Result<Selected, BackendError> {
+    match choice {
+        BackendChoice::Cpu => Ok(Selected {
+            backend: Box::new(CpuBackend::new()),
+            note: None,
+        }),
+        BackendChoice::Cuda => Err(BackendError::Unavailable(format!(
+            "--backend cuda: {NO_CUDA}; use --backend cpu or auto"
+        ))),
+        BackendChoice::Auto => Ok(Selected {
+            backend: Box::new(CpuBackend::new()),
+            note: Some(format!("--backend auto: {NO_CUDA}; running on the CPU")),
+        }),
+    }
+}
+
+/// One line per backend: whether it can run here, and on what.
+pub fn describe_all() -> Vec<(BackendKind, Result<String, String>)> {
+    vec![
+        (BackendKind::Cpu, Ok(CpuBackend::new().device_name())),
+        (BackendKind::Cuda, Err(NO_CUDA.to_owned())),
+    ]
+}

@@ -1,0 +1,290 @@
+//! The command line: argument types (clap) and one function per subcommand.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backend::{self, BackendChoice};
+use crate::exit_code::ExitCode;
+use crate::host::HostInfo;
+use crate::matrix::Variant;
+use crate::plan::{self, Overrides};
+use crate::report::terminal;
+use crate::results::{ResultsWriter, RunInfo, SuiteInfo, VariantRecord};
+use crate::runner::{self, Observer};
+use crate::suite::{self, LoadedSuite};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  every variant passed every gate
+  1  a variant failed a gate (cosine, error bound, non-finite output)
+  2  usage error, invalid suite, unusable backend or unwritable results: nothing was gated
+  3  a variant errored (build, run or measurement failed): the run is incomplete";
+
+/// Accuracy and performance regression harness for mixed-precision inference.
+#[derive(Debug, Parser)]
+#[command(name = "precheck", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a suite: every variant against the reference, gated.
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// Check suites without running them.
+    Validate {
+        /// Suite files.
+        #[arg(required = true)]
+        suites: Vec<PathBuf>,
+    },
+    /// Show a suite's expanded variant matrix.
+    List {
+        /// Suite file.
+        suite: PathBuf,
+    },
+    /// Show the backends and devices this machine has.
+    Devices,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Suite file.
+    suite: PathBuf,
+    /// Run folder [default: reports/<suite>/<UTC timestamp>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Backend to run on.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    backend: BackendChoice,
+    /// Run only variants whose id matches: a glob (`*/fp16/*`) or a substring (`mlp`). Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    filter: Vec<String>,
+    /// Timed iterations per variant [default: the suite's].
+    #[arg(long, value_name = "N")]
+    iterations: Option<usize>,
+    /// Untimed warm-up runs per variant [default: the suite's].
+    #[arg(long, value_name = "N")]
+    warmup: Option<u32>,
+    /// Seed of weights and inputs [default: the suite's].
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+}
+
+/// Parses the command line, runs the command, prints any error, and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::UsageOrSuiteError
+            } else {
+                ExitCode::Success
+            };
+        }
+    };
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Validate { suites } => Ok(validate(&suites)),
+        Command::List { suite } => list(&suite),
+        Command::Devices => Ok(devices()),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::UsageOrSuiteError
+    })
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+}
+
+fn load(path: &Path) -> anyhow::Result<LoadedSuite> {
+    // A suite error renders as file:line:col: key: message; anyhow adds nothing to it.
+    suite::load(path).map_err(anyhow::Error::new)
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let loaded = load(&args.suite)?;
+    let suite = &loaded.suite;
+    let selected = backend::select(args.backend)?;
+    if let Some(note) = &selected.note {
+        eprintln!("note: {note}");
+    }
+    let backend = selected.backend.as_ref();
+    let overrides = Overrides {
+        seed: args.seed,
+        warmup: args.warmup,
+        iterations: args.iterations,
+        filters: args.filter.clone(),
+    };
+    let plan = plan::plan(suite, backend.kind(), &overrides)?;
+    let started_at = Utc::now();
+    let out = args.out.clone().unwrap_or_else(|| {
+        Path::new("reports")
+            .join(suite.name.as_str())
+            .join(started_at.format("%Y%m%dT%H%M%SZ").to_string())
+    });
+    let mut writer = ResultsWriter::create(&out)?;
+    let mut info = RunInfo {
+        precheck_version: env!("CARGO_PKG_VERSION").to_owned(),
+        suite: SuiteInfo {
+            name: suite.name.to_string(),
+            path: loaded.path.display().to_string(),
+            sha256: loaded.sha256.clone(),
+        },
+        host: HostInfo::current(),
+        backend: backend.kind(),
+        device_name: backend.device_name(),
+        settings: plan.settings.clone(),
+        variants_planned: plan.variants.len(),
+        command_line: std::env::args().collect(),
+        started_at,
+        finished_at: None,
+    };
+    writer.write_run_info(&info)?;
+    eprintln!(
+        "precheck: {} variants of suite `{}` on {} ({}), results in {}",
+        plan.variants.len(),
+        suite.name,
+        backend.kind().name(),
+        info.device_name,
+        out.display()
+    );
+    let mut progress = Progress::new(plan.variants.len());
+    let records = runner::run(suite, &plan, backend, &mut writer, &mut progress)
+        .context("writing results")?;
+    progress.bar.finish_and_clear();
+    info.finished_at = Some(Utc::now());
+    writer.write_run_info(&info)?;
+    print_summary(&records, &out);
+    Ok(ExitCode::of_records(&records))
+}
+
+fn print_summary(records: &[VariantRecord], out: &Path) {
+    println!("{}", terminal::summary_table(records));
+    for line in terminal::problems(records) {
+        println!("{line}");
+    }
+    println!("{}", terminal::verdict_line(records));
+    println!("results: {}", out.display());
+}
+
+/// A progress bar on a terminal; one line per finished variant either way.
+struct Progress {
+    bar: ProgressBar,
+    interactive: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
+                .expect("the template is valid"),
+        );
+        Progress {
+            bar,
+            interactive: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn started(&mut self, _index: usize, _total: usize, variant: &Variant) {
+        self.bar.set_message(variant.id.clone());
+    }
+
+    fn finished(&mut self, record: &VariantRecord) {
+        let cos = record
+            .accuracy
+            .map_or_else(|| "-".to_owned(), |a| format!("{:.6}", a.cos));
+        let line = format!(
+            "{:5} {} cos {} ({:.1} s)",
+            record.status.name(),
+            record.id,
+            cos,
+            record.wall_s
+        );
+        if self.interactive {
+            self.bar.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+        self.bar.inc(1);
+    }
+}
+
+fn validate(paths: &[PathBuf]) -> ExitCode {
+    let mut code = ExitCode::Success;
+    for path in paths {
+        match suite::load(path) {
+            Ok(loaded) => println!(
+                "ok    {}: {} variants",
+                path.display(),
+                loaded.suite.variants.len()
+            ),
+            Err(error) => {
+                eprintln!("error: {error}");
+                code = ExitCode::UsageOrSuiteError;
+            }
+        }
+    }
+    code
+}
+
+fn list(path: &Path) -> anyhow::Result<ExitCode> {
+    let loaded = load(path)?;
+    let suite = &loaded.suite;
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(vec!["variant", "block", "tokens", "GFLOP", "cos_min"]);
+    for variant in &suite.variants {
+        let model = suite.model(&variant.model).expect("validated");
+        table.add_row(vec![
+            variant.id.clone(),
+            model.block.kind_name().to_owned(),
+            model.tokens.to_string(),
+            format!("{:.2}", model.block.flops(model.tokens) / 1e9),
+            variant.gates.cos_min.to_string(),
+        ]);
+    }
+    println!("{table}");
+    println!(
+        "{} variants; reference: {} (exact evaluation of the model held in that precision)",
+        suite.variants.len(),
+        suite.reference.precision
+    );
+    Ok(ExitCode::Success)
+}
+
+fn devices() -> ExitCode {
+    for (kind, status) in backend::describe_all() {
+        match status {
+            Ok(device) => println!("{:5} available: {device}", kind.name()),
+            Err(why) => println!("{:5} unavailable: {why}", kind.name()),
+        }
+    }
+    ExitCode::Success
+}

@@ -1,0 +1,170 @@
+//! Gates: the thresholds a variant must meet, and the verdict they give.
+//!
+//! Every comparison goes through [`at_least`] and [`at_most`], which are false for NaN: NaN fails.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use crate::measure::Accuracy;
+use crate::suite::GateSpec;
+
+/// Resolved thresholds for one variant.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Gates {
+    /// Smallest cosine similarity to the reference that passes.
+    pub cos_min: f64,
+    /// Largest absolute error that passes, if gated.
+    pub max_abs_err: Option<f64>,
+    /// Largest relative L2 error that passes, if gated.
+    pub rel_l2_max: Option<f64>,
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Gates {
+            cos_min: Self::DEFAULT_COS_MIN,
+            max_abs_err: None,
+            rel_l2_max: None,
+        }
+    }
+}
+
+/// One gate a variant did not meet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateFailure {
+    /// The gate's name as in suites (`cos_min`, `max_abs_err`, `rel_l2_max`, `finite`).
+    pub gate: String,
+    /// The threshold.
+    pub threshold: f64,
+    /// The measured value (NaN when the output held NaN).
+    pub value: f64,
+}
+
+impl std::fmt::Display for GateFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.gate.as_str() {
+            "finite" => write!(f, "{} non-finite output values", self.value),
+            "cos_min" => write!(f, "cos {:.6} < {}", self.value, self.threshold),
+            gate => write!(f, "{gate} {:.4e} > {:.4e}", self.value, self.threshold),
+        }
+    }
+}
+
+impl Gates {
+    /// The cosine gate unless a suite sets another: the seed projects' bar for a precision change.
+    pub const DEFAULT_COS_MIN: f64 = 0.999;
+
+    /// These gates with the thresholds `spec` sets replacing ours.
+    pub fn overridden_by(self, spec: &GateSpec) -> Gates {
+        Gates {
+            cos_min: spec.cos_min.unwrap_or(self.cos_min),
+            max_abs_err: spec.max_abs_err.or(self.max_abs_err),
+            rel_l2_max: spec.rel_l2_max.or(self.rel_l2_max),
+        }
+    }
+
+    /// The gates `accuracy` fails; empty when it passes.
+    pub fn evaluate(&self, accuracy: &Accuracy) -> Vec<GateFailure> {
+        let mut failures = Vec::new();
+        let mut fail = |gate: &str, threshold: f64, value: f64| {
+            failures.push(GateFailure {
+                gate: gate.to_owned(),
+                threshold,
+                value,
+            })
+        };
+        if accuracy.nonfinite > 0 {
+            fail("finite", 0.0, accuracy.nonfinite as f64);
+        }
+        if !at_least(accuracy.cos, self.cos_min) {
+            fail("cos_min", self.cos_min, accuracy.cos);
+        }
+        if let Some(max) = self.max_abs_err {
+            if !at_most(accuracy.max_abs_err, max) {
+                fail("max_abs_err", max, accuracy.max_abs_err);
+            }
+        }
+        if let Some(max) = self.rel_l2_max {
+            if !at_most(accuracy.rel_l2, max) {
+                fail("rel_l2_max", max, accuracy.rel_l2);
+            }
+        }
+        failures
+    }
+}
+
+/// `value >= min`, false when either is NaN.
+fn at_least(value: f64, min: f64) -> bool {
+    matches!(value.partial_cmp(&min), Some(Ordering::Greater | Ordering::Equal))
+}
+
+/// `value <= max`, false when either is NaN.
+fn at_most(value: f64, max: f64) -> bool {
+    matches!(value.partial_cmp(&max), Some(Ordering::Less | Ordering::Equal))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accuracy(cos: f64, max_abs_err: f64, nonfinite: usize) -> Accuracy {
+        Accuracy {
+            cos,
+            max_abs_err,
+            mean_abs_err: max_abs_err / 2.0,
+            rel_l2: 1.0 - cos,
+            nonfinite,
+        }
+    }
+
+    #[test]
+    fn passes_within_every_threshold() {
+        let gates = Gates {
+            max_abs_err: Some(0.1),
+            rel_l2_max: Some(0.01),
+            ..Gates::default()
+        };
+        assert!(gates.evaluate(&accuracy(0.9995, 0.05, 0)).is_empty());
+    }
+
+    #[test]
+    fn names_each_failed_gate() {
+        let gates = Gates {
+            max_abs_err: Some(0.1),
+            ..Gates::default()
+        };
+        let failed: Vec<String> = gates
+            .evaluate(&accuracy(0.99, 0.5, 0))
+            .into_iter()
+            .map(|f| f.gate)
+            .collect();
+        assert_eq!(failed, ["cos_min", "max_abs_err"]);
+    }
+
+    #[test]
+    fn nan_never_passes() {
+        let gates = Gates {
+            max_abs_err: Some(1e9),
+            rel_l2_max: Some(1e9),
+            cos_min: -1.0,
+        };
+        let failed: Vec<String> = gates
+            .evaluate(&accuracy(f64::NAN, f64::NAN, 3))
+            .into_iter()
+            .map(|f| f.gate)
+            .collect();
+        assert_eq!(failed, ["finite", "cos_min", "max_abs_err", "rel_l2_max"]);
+    }
+
+    #[test]
+    fn overrides_replace_only_what_they_set() {
+        let spec = GateSpec {
+            rel_l2_max: Some(0.02),
+            ..GateSpec::default()
+        };
+        let gates = Gates::default().overridden_by(&spec);
+        assert_eq!(gates.cos_min, Gates::DEFAULT_COS_MIN);
+        assert_eq!(gates.rel_l2_max, Some(0.02));
+    }
+}

@@ -1,0 +1,23 @@
+//! precheck: an accuracy and performance regression harness for mixed-precision inference.
+//!
+//! The modules follow the pipeline, and data flows one way:
+//! [`suite`] (YAML → validated suite) → [`matrix`] (variants) → [`plan`] (what this run executes)
+//! → [`runner`] with a [`backend`] running [`model`] blocks → [`measure`] (accuracy, latency) →
+//! [`gate`] → [`results`] (`results.jsonl`, `run.json`) → [`report`] and [`exit_code`].
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod cli;
+pub mod exit_code;
+pub mod gate;
+pub mod host;
+pub mod linalg;
+pub mod matrix;
+pub mod measure;
+pub mod model;
+pub mod plan;
+pub mod precision;
+pub mod report;
+pub mod results;
+pub mod runner;
+pub mod suite;

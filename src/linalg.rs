@@ -1,0 +1,125 @@
+//! Matrix products on the CPU: `matrixmultiply`'s packed GEMM kernels, split over row blocks with
+//! rayon (matrixmultiply itself runs on one thread).
+
+use num_traits::Float;
+use rayon::prelude::*;
+
+use crate::model::Tensor;
+
+/// A scalar the CPU GEMM runs on: `f32` for variants, `f64` for the exact reference.
+pub trait Scalar: Float + Send + Sync + std::fmt::Debug + 'static {
+    /// `c = a · b` for row-major `a` `[m, k]` and `b` given by its strides, written to row-major `c`.
+    ///
+    /// # Safety
+    /// `a` holds `m * k` values, `c` holds `m * n`, and `b` with strides `(rsb, csb)` stays inside
+    /// its allocation for every index `< k` by `< n`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_into(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        c: *mut Self,
+    );
+}
+
+macro_rules! impl_scalar {
+    ($t:ty, $gemm:path) => {
+        impl Scalar for $t {
+            unsafe fn gemm_into(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const Self,
+                b: *const Self,
+                rsb: isize,
+                csb: isize,
+                c: *mut Self,
+            ) {
+                $gemm(
+                    m, k, n, 1.0, a, k as isize, 1, b, rsb, csb, 0.0, c, n as isize, 1,
+                );
+            }
+        }
+    };
+}
+
+impl_scalar!(f32, matrixmultiply::sgemm);
+impl_scalar!(f64, matrixmultiply::dgemm);
+
+/// Rows per parallel task: enough work per task to amortise packing the weight panel.
+const MIN_ROWS_PER_TASK: usize = 16;
+
+/// `x · wᵀ` for `x` `[m, k]` and `w` `[n, k]` (a linear layer's weight layout): `[m, n]`.
+///
+/// Panics if the inner dimensions differ (a programming error: blocks check their shapes).
+pub fn matmul_nt<S: Scalar>(x: &Tensor<S>, w: &Tensor<S>) -> Tensor<S> {
+    assert_eq!(x.cols, w.cols, "matmul inner dimensions differ");
+    let (m, k, n) = (x.rows, x.cols, w.rows);
+    let mut out = vec![S::zero(); m * n];
+    if m == 0 || n == 0 {
+        return Tensor::new(m, n, out);
+    }
+    let rows_per_task = m
+        .div_ceil(rayon::current_num_threads())
+        .max(MIN_ROWS_PER_TASK);
+    out.par_chunks_mut(rows_per_task * n)
+        .zip(x.data.par_chunks(rows_per_task * k))
+        .for_each(|(c, a)| {
+            let rows = a.len() / k.max(1);
+            // SAFETY: `a` is `rows` full rows of `x` (k values each), `c` the matching `rows` rows
+            // of the output (n values each); `w` is `[n, k]` row-major, read as its transpose with
+            // row stride 1 and column stride k, so every index stays below n * k.
+            unsafe {
+                S::gemm_into(
+                    rows,
+                    k,
+                    n,
+                    a.as_ptr(),
+                    w.data.as_ptr(),
+                    1,
+                    k as isize,
+                    c.as_mut_ptr(),
+                )
+            };
+        });
+    Tensor::new(m, n, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(x: &Tensor<f64>, w: &Tensor<f64>) -> Vec<f64> {
+        let mut out = Vec::new();
+        for i in 0..x.rows {
+            for j in 0..w.rows {
+                out.push(
+                    (0..x.cols)
+                        .map(|p| x.data[i * x.cols + p] * w.data[j * w.cols + p])
+                        .sum(),
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_the_definition_across_row_blocks() {
+        // 70 rows: several row blocks, the last one short.
+        let x = Tensor::new(
+            70,
+            9,
+            (0..630).map(|i| ((i * 7) % 13) as f64 - 6.0).collect(),
+        );
+        let w = Tensor::new(5, 9, (0..45).map(|i| ((i * 5) % 11) as f64 - 5.0).collect());
+        assert_eq!(matmul_nt(&x, &w).data, naive(&x, &w));
+        let xf = x.map(|v| v as f32);
+        let wf = w.map(|v| v as f32);
+        let expect: Vec<f32> = naive(&x, &w).into_iter().map(|v| v as f32).collect();
+        assert_eq!(matmul_nt(&xf, &wf).data, expect);
+    }
+}

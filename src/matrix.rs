@@ -1,0 +1,286 @@
+//! Expanding a suite's axes into variants, with GitHub Actions `matrix` semantics.
+//!
+//! The product models × precisions × gpus is formed first; `exclude` entries then remove every
+//! combination that matches all the keys they give; each `include` entry then extends every
+//! remaining combination whose axis values it does not contradict (today: its gate overrides), and
+//! when it extends none, it adds a new combination, which must name all three axes.
+
+use std::collections::HashSet;
+
+use crate::gate::Gates;
+use crate::precision::Precision;
+use crate::suite::{DeviceSelector, ExcludeEntry, Ident, IncludeEntry};
+
+/// One point of the matrix: a model in a precision on a device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// Stable, readable id: `model/precision/device`.
+    pub id: String,
+    /// The model's name.
+    pub model: Ident,
+    /// The precision it runs in.
+    pub precision: Precision,
+    /// The device it targets.
+    pub device: DeviceSelector,
+    /// Its gates.
+    pub gates: Gates,
+}
+
+impl Variant {
+    /// A variant with its id derived from its axes.
+    pub fn new(model: Ident, precision: Precision, device: DeviceSelector, gates: Gates) -> Self {
+        let id = format!("{model}/{precision}/{device}");
+        Variant {
+            id,
+            model,
+            precision,
+            device,
+            gates,
+        }
+    }
+}
+
+/// The axes and entries to expand.
+pub struct Axes<'a> {
+    /// Model names, in suite order.
+    pub models: &'a [Ident],
+    /// Precisions, in suite order.
+    pub precisions: &'a [Precision],
+    /// Devices, in suite order.
+    pub gpus: &'a [DeviceSelector],
+}
+
+/// A matrix entry that cannot be applied: its key path and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatrixError {
+    /// Key path of the entry (`matrix.include[2]`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Expands `axes` into variants, applying `exclude` then `include`.
+pub fn expand(
+    axes: &Axes<'_>,
+    exclude: &[ExcludeEntry],
+    include: &[IncludeEntry],
+    gates: Gates,
+) -> Result<Vec<Variant>, MatrixError> {
+    let mut variants: Vec<Variant> = Vec::new();
+    for model in axes.models {
+        for &precision in axes.precisions {
+            for device in axes.gpus {
+                let excluded = exclude.iter().any(|entry| {
+                    matches(&entry.model, model)
+                        && matches(&entry.precision, &precision)
+                        && matches(&entry.gpu, device)
+                });
+                if !excluded {
+                    variants.push(Variant::new(
+                        model.clone(),
+                        precision,
+                        device.clone(),
+                        gates,
+                    ));
+                }
+            }
+        }
+    }
+    let original = variants.len();
+    for (index, entry) in include.iter().enumerate() {
+        let mut extended = false;
+        for variant in &mut variants[..original] {
+            if matches(&entry.model, &variant.model)
+                && matches(&entry.precision, &variant.precision)
+                && matches(&entry.gpu, &variant.device)
+            {
+                variant.gates = variant.gates.overridden_by(&entry.gates);
+                extended = true;
+            }
+        }
+        if !extended {
+            variants.push(new_combination(index, entry, gates)?);
+        }
+    }
+    check_unique(&variants[original..], original, &variants)?;
+    Ok(variants)
+}
+
+fn matches<T: PartialEq>(wanted: &Option<T>, value: &T) -> bool {
+    wanted.as_ref().is_none_or(|w| w == value)
+}
+
+fn new_combination(
+    index: usize,
+    entry: &IncludeEntry,
+    gates: Gates,
+) -> Result<Variant, MatrixError> {
+    let missing: Vec<&str> = [
+        ("model", entry.model.is_none()),
+        ("precision", entry.precision.is_none()),
+        ("gpu", entry.gpu.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(name, absent)| absent.then_some(name))
+    .collect();
+    match (&entry.model, entry.precision, &entry.gpu) {
+        (Some(model), Some(precision), Some(gpu)) => Ok(Variant::new(
+            model.clone(),
+            precision,
+            gpu.clone(),
+            gates.overridden_by(&entry.gates),
+        )),
+        _ => Err(MatrixError {
+            key: format!("matrix.include[{index}]"),
+            message: format!(
+                "this entry matches no combination, so it adds a new one, which needs `{}` too",
+                missing.join("`, `")
+            ),
+        }),
+    }
+}
+
+fn check_unique(added: &[Variant], offset: usize, all: &[Variant]) -> Result<(), MatrixError> {
+    let mut seen: HashSet<&str> = all[..offset].iter().map(|v| v.id.as_str()).collect();
+    for variant in added {
+        if !seen.insert(&variant.id) {
+            return Err(MatrixError {
+                key: "matrix.include".into(),
+                message: format!("variant `{}` is included twice", variant.id),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::GateSpec;
+
+    fn ident(s: &str) -> Ident {
+        Ident::try_from(s.to_owned()).unwrap()
+    }
+
+    fn ids(variants: &[Variant]) -> Vec<&str> {
+        variants.iter().map(|v| v.id.as_str()).collect()
+    }
+
+    fn axes_fixture() -> (Vec<Ident>, Vec<Precision>, Vec<DeviceSelector>) {
+        (
+            vec![ident("a"), ident("b")],
+            vec![Precision::Fp16, Precision::Bf16],
+            vec![DeviceSelector::Cpu],
+        )
+    }
+
+    #[test]
+    fn full_product_in_suite_order() {
+        let (m, p, g) = axes_fixture();
+        let axes = Axes {
+            models: &m,
+            precisions: &p,
+            gpus: &g,
+        };
+        let variants = expand(&axes, &[], &[], Gates::default()).unwrap();
+        assert_eq!(
+            ids(&variants),
+            ["a/fp16/cpu", "a/bf16/cpu", "b/fp16/cpu", "b/bf16/cpu"]
+        );
+    }
+
+    #[test]
+    fn exclude_removes_every_match_of_its_keys() {
+        let (m, p, g) = axes_fixture();
+        let axes = Axes {
+            models: &m,
+            precisions: &p,
+            gpus: &g,
+        };
+        let exclude = [ExcludeEntry {
+            precision: Some(Precision::Bf16),
+            ..Default::default()
+        }];
+        let variants = expand(&axes, &exclude, &[], Gates::default()).unwrap();
+        assert_eq!(ids(&variants), ["a/fp16/cpu", "b/fp16/cpu"]);
+    }
+
+    #[test]
+    fn include_extends_matches_or_adds_a_combination() {
+        let (m, p, g) = axes_fixture();
+        let axes = Axes {
+            models: &m,
+            precisions: &p,
+            gpus: &g,
+        };
+        let loose = GateSpec {
+            cos_min: Some(0.99),
+            ..Default::default()
+        };
+        let include = [
+            IncludeEntry {
+                model: Some(ident("b")),
+                gates: loose,
+                ..Default::default()
+            },
+            IncludeEntry {
+                model: Some(ident("a")),
+                precision: Some(Precision::Fp32),
+                gpu: Some(DeviceSelector::GpuModel(ident("h100"))),
+                gates: loose,
+            },
+        ];
+        let variants = expand(&axes, &[], &include, Gates::default()).unwrap();
+        assert_eq!(
+            ids(&variants),
+            [
+                "a/fp16/cpu",
+                "a/bf16/cpu",
+                "b/fp16/cpu",
+                "b/bf16/cpu",
+                "a/fp32/h100"
+            ]
+        );
+        let cos: Vec<f64> = variants.iter().map(|v| v.gates.cos_min).collect();
+        assert_eq!(cos, [0.999, 0.999, 0.99, 0.99, 0.99]);
+    }
+
+    #[test]
+    fn a_new_combination_must_name_every_axis() {
+        let (m, p, g) = axes_fixture();
+        let axes = Axes {
+            models: &m,
+            precisions: &p,
+            gpus: &g,
+        };
+        let include = [IncludeEntry {
+            precision: Some(Precision::Fp32),
+            ..Default::default()
+        }];
+        let error = expand(&axes, &[], &include, Gates::default()).unwrap_err();
+        assert_eq!(error.key, "matrix.include[0]");
+        assert!(
+            error.message.contains("needs `model`, `gpu` too"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn the_same_new_combination_twice_is_an_error() {
+        let (m, p, g) = axes_fixture();
+        let axes = Axes {
+            models: &m,
+            precisions: &p,
+            gpus: &g,
+        };
+        let entry = IncludeEntry {
+            model: Some(ident("a")),
+            precision: Some(Precision::Fp32),
+            gpu: Some(DeviceSelector::Cpu),
+            gates: GateSpec::default(),
+        };
+        let error = expand(&axes, &[], &[entry.clone(), entry], Gates::default()).unwrap_err();
+        assert!(error.message.contains("`a/fp32/cpu` is included twice"));
+    }
+}

@@ -1,0 +1,106 @@
+//! Reproducible weights and inputs.
+//!
+//! Each tensor has its own ChaCha8 stream, seeded with the first 8 bytes (little-endian) of
+//! `SHA-256("{seed}/{model}/{tensor}")`, so adding a model or reordering a suite changes no other
+//! tensor. Weights are normal with standard deviation `1/sqrt(fan_in)` (the scale that keeps
+//! activations of unit variance); inputs are standard normal. Both are then rounded to the
+//! reference precision: a suite's model is defined in that precision, as a BF16 checkpoint is.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use sha2::{Digest, Sha256};
+
+use super::{Model, Tensor, Weights};
+use crate::precision::Format;
+
+/// The input tensor's name in seeds.
+const INPUT_NAME: &str = "input";
+
+fn stream(seed: u64, model: &str, tensor: &str) -> ChaCha8Rng {
+    let digest = Sha256::digest(format!("{seed}/{model}/{tensor}"));
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    ChaCha8Rng::seed_from_u64(u64::from_le_bytes(first))
+}
+
+fn normal_tensor(
+    rng: &mut ChaCha8Rng,
+    rows: usize,
+    cols: usize,
+    std: f32,
+    format: Format,
+) -> Tensor {
+    let mut data: Vec<f32> = (0..rows * cols)
+        .map(|_| rng.sample::<f32, _>(StandardNormal) * std)
+        .collect();
+    format.round_slice(&mut data);
+    Tensor::new(rows, cols, data)
+}
+
+/// The model's seeded weights, rounded to `format`.
+pub fn weights(model: &Model, seed: u64, format: Format) -> Weights {
+    let tensors = model
+        .block
+        .weight_shapes()
+        .into_iter()
+        .map(|(name, [rows, cols])| {
+            let mut rng = stream(seed, model.name.as_str(), name);
+            let std = 1.0 / (cols as f32).sqrt();
+            (
+                name.to_owned(),
+                normal_tensor(&mut rng, rows, cols, std, format),
+            )
+        })
+        .collect();
+    Weights { tensors }
+}
+
+/// The model's seeded input, `[tokens, input_features]`, rounded to `format`.
+pub fn input(model: &Model, seed: u64, format: Format) -> Tensor {
+    let mut rng = stream(seed, model.name.as_str(), INPUT_NAME);
+    normal_tensor(
+        &mut rng,
+        model.tokens,
+        model.block.input_features(),
+        1.0,
+        format,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Block;
+    use crate::suite::{Ident, WeightsSpec};
+
+    fn model(name: &str) -> Model {
+        Model {
+            name: Ident::try_from(name.to_owned()).unwrap(),
+            block: Block::Linear {
+                in_features: 256,
+                out_features: 64,
+            },
+            tokens: 32,
+            weights: WeightsSpec::Seeded,
+        }
+    }
+
+    #[test]
+    fn same_seed_same_tensors_other_seed_other_tensors() {
+        let a = weights(&model("m"), 7, Format::Fp32);
+        assert_eq!(a, weights(&model("m"), 7, Format::Fp32));
+        assert_ne!(a, weights(&model("m"), 8, Format::Fp32));
+        assert_ne!(a, weights(&model("n"), 7, Format::Fp32));
+    }
+
+    #[test]
+    fn weights_have_the_documented_scale_and_format() {
+        let w = weights(&model("m"), 1, Format::Bf16);
+        let data = &w.get("weight").data;
+        let var = data.iter().map(|v| (v * v) as f64).sum::<f64>() / data.len() as f64;
+        // std 1/16 for fan_in 256: variance 1/256, within sampling error of 16k values.
+        assert!((var * 256.0 - 1.0).abs() < 0.05, "variance {var}");
+        assert!(data.iter().all(|&v| Format::Bf16.round(v) == v));
+    }
+}

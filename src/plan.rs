@@ -1,0 +1,182 @@
+//! From a suite and the command line to the list of variants a run executes, in order.
+
+use std::collections::HashSet;
+
+use crate::backend::BackendKind;
+use crate::matrix::Variant;
+use crate::results::RunSettings;
+use crate::suite::{DeviceSelector, Suite};
+
+/// Command-line overrides of the suite's `defaults`, and variant filters.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--seed`.
+    pub seed: Option<u64>,
+    /// `--warmup`.
+    pub warmup: Option<u32>,
+    /// `--iterations` (at least 1).
+    pub iterations: Option<usize>,
+    /// `--filter` patterns: a variant runs if its id matches any (all run when empty).
+    pub filters: Vec<String>,
+}
+
+/// A plan that cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// A `--filter` pattern that is not a valid glob.
+    #[error("--filter `{pattern}`: {message}")]
+    BadFilter {
+        /// The pattern.
+        pattern: String,
+        /// Why it is invalid.
+        message: String,
+    },
+    /// Filters that select nothing: almost certainly a typo.
+    #[error("no variant matches --filter {patterns}; `precheck list` shows the ids")]
+    NothingSelected {
+        /// The patterns, quoted.
+        patterns: String,
+    },
+    /// `--iterations 0`.
+    #[error("--iterations must be at least 1")]
+    NoIterations,
+}
+
+/// What a run executes.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Variants in execution order.
+    pub variants: Vec<Variant>,
+    /// Effective settings.
+    pub settings: RunSettings,
+}
+
+/// Plans a run of `suite` on a backend of `kind`.
+///
+/// The CPU backend emulates every target: each variant's device becomes `cpu`, so that
+/// `m/fp8/h100` and `m/fp8/h200` become one variant `m/fp8/cpu`. Variants are grouped by model
+/// (weights and the reference are built once per model) and device, with the reference precision
+/// first in each group, since the others' speed-up is measured against it.
+pub fn plan(suite: &Suite, kind: BackendKind, overrides: &Overrides) -> Result<Plan, PlanError> {
+    let iterations = overrides
+        .iterations
+        .unwrap_or(suite.defaults.iterations.get());
+    if iterations == 0 {
+        return Err(PlanError::NoIterations);
+    }
+    let patterns = overrides
+        .filters
+        .iter()
+        .map(|p| {
+            glob::Pattern::new(&glob_of(p)).map_err(|e| PlanError::BadFilter {
+                pattern: p.clone(),
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seen = HashSet::new();
+    let mut variants: Vec<Variant> = suite
+        .variants
+        .iter()
+        .map(|v| match kind {
+            BackendKind::Cpu => {
+                Variant::new(v.model.clone(), v.precision, DeviceSelector::Cpu, v.gates)
+            }
+            BackendKind::Cuda => v.clone(),
+        })
+        .filter(|v| seen.insert(v.id.clone()))
+        .filter(|v| patterns.is_empty() || patterns.iter().any(|p| p.matches(&v.id)))
+        .collect();
+    if variants.is_empty() {
+        let quoted: Vec<String> = overrides.filters.iter().map(|p| format!("`{p}`")).collect();
+        return Err(PlanError::NothingSelected {
+            patterns: quoted.join(", "),
+        });
+    }
+    let model_rank = |v: &Variant| suite.models.iter().position(|m| m.name == v.model);
+    let reference = suite.reference.precision;
+    variants.sort_by_key(|v| (model_rank(v), v.device.clone(), v.precision != reference));
+    Ok(Plan {
+        variants,
+        settings: RunSettings {
+            seed: overrides.seed.unwrap_or(suite.defaults.seed),
+            warmup: overrides.warmup.unwrap_or(suite.defaults.warmup),
+            iterations,
+            filters: overrides.filters.clone(),
+            reference,
+        },
+    })
+}
+
+/// A pattern without glob characters matches anywhere in the id, as a plain search would.
+fn glob_of(pattern: &str) -> String {
+    if pattern.contains(['*', '?', '[']) {
+        pattern.to_owned()
+    } else {
+        format!("*{pattern}*")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const SUITE: &str = "
+name: t
+models:
+  - { name: a, block: linear, dims: { hidden: 8 }, input: { tokens: 2 } }
+  - { name: b, block: linear, dims: { hidden: 8 }, input: { tokens: 2 } }
+precisions: [fp16, bf16, fp32]
+gpus: [h100, h200]
+";
+
+    fn ids(plan: &Plan) -> Vec<&str> {
+        plan.variants.iter().map(|v| v.id.as_str()).collect()
+    }
+
+    #[test]
+    fn cpu_collapses_devices_and_puts_the_reference_first() {
+        let suite = crate::suite::from_str(Path::new("t.yaml"), SUITE).unwrap();
+        let plan = plan(&suite, BackendKind::Cpu, &Overrides::default()).unwrap();
+        assert_eq!(
+            ids(&plan),
+            [
+                "a/bf16/cpu",
+                "a/fp16/cpu",
+                "a/fp32/cpu",
+                "b/bf16/cpu",
+                "b/fp16/cpu",
+                "b/fp32/cpu"
+            ]
+        );
+    }
+
+    #[test]
+    fn filters_are_substrings_or_globs() {
+        let suite = crate::suite::from_str(Path::new("t.yaml"), SUITE).unwrap();
+        let overrides = Overrides {
+            filters: vec!["b/fp".into(), "a/*16*".into()],
+            ..Overrides::default()
+        };
+        let plan = plan(&suite, BackendKind::Cpu, &overrides).unwrap();
+        assert_eq!(
+            ids(&plan),
+            ["a/bf16/cpu", "a/fp16/cpu", "b/fp16/cpu", "b/fp32/cpu"]
+        );
+    }
+
+    #[test]
+    fn a_filter_that_selects_nothing_is_an_error() {
+        let suite = crate::suite::from_str(Path::new("t.yaml"), SUITE).unwrap();
+        let overrides = Overrides {
+            filters: vec!["fp8".into()],
+            ..Overrides::default()
+        };
+        let error = plan(&suite, BackendKind::Cpu, &overrides).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "no variant matches --filter `fp8`; `precheck list` shows the ids"
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Reports read from the result records. Today: the terminal summary.
+
+pub mod terminal;

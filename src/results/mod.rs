@@ -1,0 +1,11 @@
+//! Results that survive: one JSON line per variant in `results.jsonl`, appended and flushed as each
+//! variant ends, and the run's environment in `run.json`. Reports and gates read only these files,
+//! so they can be rebuilt offline, and a run killed half way leaves every finished variant readable.
+
+mod record;
+mod run_info;
+mod writer;
+
+pub use record::{Baseline, Status, VariantRecord, RECORD_SCHEMA};
+pub use run_info::{RunInfo, RunSettings, SuiteInfo};
+pub use writer::{read_records, ResultsError, ResultsWriter, RESULTS_FILE, RUN_INFO_FILE};

@@ -1,0 +1,89 @@
+//! The record of one variant: one line of `results.jsonl`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendKind;
+use crate::gate::{GateFailure, Gates};
+use crate::measure::{Accuracy, LatencyStats};
+use crate::precision::Precision;
+
+/// Version of the record layout; bumped when a field changes meaning.
+pub const RECORD_SCHEMA: u32 = 1;
+
+/// A variant's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Every gate met.
+    Passed,
+    /// At least one gate not met.
+    Failed,
+    /// The variant could not be built, run or measured.
+    Error,
+}
+
+impl Status {
+    /// The name shown to people.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Passed => "pass",
+            Status::Failed => "FAIL",
+            Status::Error => "ERROR",
+        }
+    }
+}
+
+/// What a variant's speed is compared with: the reference precision on the same device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// Id of the baseline (`model/bf16/cpu`); it may be a variant of the run or timed only for this.
+    pub id: String,
+    /// The baseline's median latency.
+    pub median_ms: f64,
+    /// `baseline median / variant median`: above 1 is faster than the baseline.
+    pub speedup: f64,
+}
+
+/// Everything recorded about one variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantRecord {
+    /// [`RECORD_SCHEMA`] of the writer.
+    pub schema: u32,
+    /// `model/precision/device`.
+    pub id: String,
+    /// Model name.
+    pub model: String,
+    /// Block kind (`linear`, `mlp`).
+    pub block: String,
+    /// Precision asked for.
+    pub precision: Precision,
+    /// Device of the variant id.
+    pub device: String,
+    /// Backend that ran it.
+    pub backend: BackendKind,
+    /// What it ran on, for people.
+    pub device_name: String,
+    /// Input rows.
+    pub tokens: usize,
+    /// FLOPs of one forward pass.
+    pub flops: f64,
+    /// The verdict.
+    pub status: Status,
+    /// The gates it was held to.
+    pub gates: Gates,
+    /// Gates not met (empty unless `failed`).
+    pub failures: Vec<GateFailure>,
+    /// Accuracy against the reference, when measured.
+    pub accuracy: Option<Accuracy>,
+    /// Latency distribution, when measured.
+    pub latency: Option<LatencyStats>,
+    /// Speed against the reference precision, when both were timed.
+    pub baseline: Option<Baseline>,
+    /// Why the variant errored.
+    pub error: Option<String>,
+    /// When the variant started.
+    pub started_at: DateTime<Utc>,
+    /// Wall time of the whole variant (build, accuracy run, timing), seconds.
+    pub wall_s: f64,
+}

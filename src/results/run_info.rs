@@ -1,0 +1,59 @@
+//! `run.json`: what ran, where, when and how.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendKind;
+use crate::host::HostInfo;
+use crate::precision::Precision;
+
+/// The suite a run came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuiteInfo {
+    /// Suite name.
+    pub name: String,
+    /// Path as given on the command line.
+    pub path: String,
+    /// SHA-256 of the suite file.
+    pub sha256: String,
+}
+
+/// Settings after command-line overrides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// Seed of weights and inputs.
+    pub seed: u64,
+    /// Untimed runs per variant.
+    pub warmup: u32,
+    /// Timed runs per variant.
+    pub iterations: usize,
+    /// `--filter` patterns.
+    pub filters: Vec<String>,
+    /// The reference precision.
+    pub reference: Precision,
+}
+
+/// The environment of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// precheck's version.
+    pub precheck_version: String,
+    /// The suite.
+    pub suite: SuiteInfo,
+    /// The host.
+    pub host: HostInfo,
+    /// The backend.
+    pub backend: BackendKind,
+    /// What the backend runs on.
+    pub device_name: String,
+    /// Settings.
+    pub settings: RunSettings,
+    /// Variants planned.
+    pub variants_planned: usize,
+    /// The command line.
+    pub command_line: Vec<String>,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// End time; absent while running or after a kill.
+    pub finished_at: Option<DateTime<Utc>>,
+}

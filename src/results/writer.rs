@@ -1,0 +1,130 @@
+//! Writing and reading a run folder's result files.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::{RunInfo, VariantRecord};
+
+/// One JSON object per variant, one per line.
+pub const RESULTS_FILE: &str = "results.jsonl";
+/// The run's environment.
+pub const RUN_INFO_FILE: &str = "run.json";
+
+/// A result file that cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// An I/O failure on `path`.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: io::Error,
+    },
+    /// The run folder already holds results; precheck never overwrites them.
+    #[error("{0} already holds results: choose another --out folder")]
+    AlreadyExists(PathBuf),
+    /// A line of `results.jsonl` that is not a record (other than a torn last line).
+    #[error("{path}:{line}: not a result record: {message}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Line number, from 1.
+        line: usize,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ResultsError + '_ {
+    move |source| ResultsError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Appends records to `results.jsonl`, each flushed to the disk before the next variant starts.
+pub struct ResultsWriter {
+    dir: PathBuf,
+    file: File,
+}
+
+impl ResultsWriter {
+    /// Creates the run folder (and parents) and a new, empty `results.jsonl` in it.
+    pub fn create(dir: &Path) -> Result<Self, ResultsError> {
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let path = dir.join(RESULTS_FILE);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => ResultsError::AlreadyExists(dir.to_owned()),
+                _ => ResultsError::Io {
+                    path: path.clone(),
+                    source: e,
+                },
+            })?;
+        Ok(ResultsWriter {
+            dir: dir.to_owned(),
+            file,
+        })
+    }
+
+    /// The run folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends `record` as one line with a single write, then syncs it to the disk.
+    pub fn append(&mut self, record: &VariantRecord) -> Result<(), ResultsError> {
+        let mut line = serde_json::to_string(record).expect("records always serialize");
+        line.push('\n');
+        let path = self.dir.join(RESULTS_FILE);
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_error(&path))
+    }
+
+    /// Writes `run.json` through a temporary file and a rename, so that it is never half written.
+    pub fn write_run_info(&self, info: &RunInfo) -> Result<(), ResultsError> {
+        let path = self.dir.join(RUN_INFO_FILE);
+        let partial = self.dir.join(format!("{RUN_INFO_FILE}.partial"));
+        let json = serde_json::to_string_pretty(info).expect("run info always serializes");
+        fs::write(&partial, json + "\n").map_err(io_error(&partial))?;
+        fs::rename(&partial, &path).map_err(io_error(&path))
+    }
+}
+
+/// Reads the records of `results.jsonl`. A torn last line (a run killed while writing it) is
+/// skipped and reported in the returned warnings; a bad line elsewhere is an error.
+pub fn read_records(path: &Path) -> Result<(Vec<VariantRecord>, Vec<String>), ResultsError> {
+    let text = fs::read_to_string(path).map_err(io_error(path))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let torn_possible = !text.ends_with('\n');
+    let mut records = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(record) => records.push(record),
+            Err(e) if torn_possible && i + 1 == lines.len() => warnings.push(format!(
+                "{}:{}: ignoring an incomplete last line (the run was interrupted while writing it): {e}",
+                path.display(),
+                i + 1
+            )),
+            Err(e) => {
+                return Err(ResultsError::Malformed {
+                    path: path.to_owned(),
+                    line: i + 1,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok((records, warnings))
+}

@@ -1,0 +1,230 @@
+//! Running a plan: for each variant, build, run once for accuracy, time, gate, and append the
+//! record. A variant that fails (an error or a panic in a backend) becomes an error record and the
+//! run goes on.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::time::Instant;
+
+use chrono::Utc;
+
+use crate::backend::{Backend, BackendError};
+use crate::matrix::Variant;
+use crate::measure::{compare, Accuracy, LatencyStats};
+use crate::model::forward::forward;
+use crate::model::{seeded, Model, Tensor, Weights};
+use crate::plan::Plan;
+use crate::precision::Precision;
+use crate::results::{
+    Baseline, ResultsError, ResultsWriter, RunSettings, Status, VariantRecord, RECORD_SCHEMA,
+};
+use crate::suite::Suite;
+
+/// Hears about progress; the terminal's progress bar is one.
+pub trait Observer {
+    /// Variant `index` (from 0) of `total` starts.
+    fn started(&mut self, index: usize, total: usize, variant: &Variant);
+    /// A variant's record was written.
+    fn finished(&mut self, record: &VariantRecord);
+}
+
+/// An observer that ignores everything (tests, `--quiet`).
+pub struct Silent;
+
+impl Observer for Silent {
+    fn started(&mut self, _: usize, _: usize, _: &Variant) {}
+    fn finished(&mut self, _: &VariantRecord) {}
+}
+
+/// Weights, input and exact reference output of one model, built once for all its variants.
+struct ModelContext {
+    model: Model,
+    weights: Weights,
+    input: Tensor,
+    reference: Tensor<f64>,
+}
+
+impl ModelContext {
+    /// Builds the model's seeded weights and input in the reference precision, and the reference:
+    /// the same block evaluated in f64 with no rounding, i.e. exactly what the model in the
+    /// reference precision defines, up to f64 accumulation.
+    fn new(model: &Model, settings: &RunSettings) -> Self {
+        let format = settings.reference.format();
+        let weights = seeded::weights(model, settings.seed, format);
+        let input = seeded::input(model, settings.seed, format);
+        let reference = forward(
+            &model.block,
+            &weights.map(f64::from),
+            &input.map(f64::from),
+            &|_: &mut [f64]| {},
+        );
+        ModelContext {
+            model: model.clone(),
+            weights,
+            input,
+            reference,
+        }
+    }
+}
+
+/// What one variant measured.
+struct Measured {
+    accuracy: Accuracy,
+    latency: LatencyStats,
+}
+
+/// Runs every variant of `plan` on `backend`, appending each record to `writer` as it ends.
+///
+/// Returns the records in run order. Only a failure to write results stops the run early.
+pub fn run(
+    suite: &Suite,
+    plan: &Plan,
+    backend: &dyn Backend,
+    writer: &mut ResultsWriter,
+    observer: &mut dyn Observer,
+) -> Result<Vec<VariantRecord>, ResultsError> {
+    let settings = &plan.settings;
+    let device_name = backend.device_name();
+    let mut context: Option<ModelContext> = None;
+    let mut baseline: Option<(String, Option<f64>)> = None;
+    let mut records = Vec::with_capacity(plan.variants.len());
+    for (index, variant) in plan.variants.iter().enumerate() {
+        observer.started(index, plan.variants.len(), variant);
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let model = suite
+            .model(&variant.model)
+            .expect("validated suites only name their own models");
+        if context.as_ref().is_none_or(|c| c.model.name != model.name) {
+            context = Some(ModelContext::new(model, settings));
+        }
+        let ctx = context.as_ref().expect("set just above");
+        let outcome = guarded(|| measure(ctx, variant.precision, backend, settings));
+
+        let baseline_id = Variant::new(
+            variant.model.clone(),
+            settings.reference,
+            variant.device.clone(),
+            variant.gates,
+        )
+        .id;
+        if baseline.as_ref().is_none_or(|(id, _)| *id != baseline_id) {
+            let median = if baseline_id == variant.id {
+                outcome.as_ref().ok().map(|m| m.latency.median_ms)
+            } else {
+                // The reference precision is not in this run (excluded or filtered out): time it
+                // anyway, without a record, so that speed-ups stay comparable across runs.
+                guarded(|| measure(ctx, settings.reference, backend, settings))
+                    .ok()
+                    .map(|m| m.latency.median_ms)
+            };
+            baseline = Some((baseline_id.clone(), median));
+        }
+        let baseline_median = baseline.as_ref().and_then(|(_, m)| *m);
+
+        let record = record(
+            variant,
+            model,
+            backend,
+            &device_name,
+            outcome,
+            baseline_median,
+            baseline_id,
+            started_at,
+            clock,
+        );
+        writer.append(&record)?;
+        observer.finished(&record);
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// Runs `f`, turning a panic inside a backend into an error like any other.
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(format!("panicked: {message}"))
+    })
+}
+
+fn measure(
+    ctx: &ModelContext,
+    precision: Precision,
+    backend: &dyn Backend,
+    settings: &RunSettings,
+) -> Result<Measured, String> {
+    fn failed(stage: &'static str) -> impl Fn(BackendError) -> String {
+        move |e| format!("{stage}: {e}")
+    }
+    let mut executable = backend
+        .prepare(&ctx.model, &ctx.weights, precision)
+        .map_err(failed("build"))?;
+    let output = executable.run(&ctx.input).map_err(failed("run"))?;
+    let accuracy =
+        compare(&output.data, &ctx.reference.data).map_err(|e| format!("accuracy: {e}"))?;
+    let samples = executable
+        .time(&ctx.input, settings.warmup, settings.iterations)
+        .map_err(failed("timing"))?;
+    let latency = LatencyStats::from_samples(&samples)
+        .ok_or_else(|| "timing: the backend returned no samples".to_owned())?;
+    Ok(Measured { accuracy, latency })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    variant: &Variant,
+    model: &Model,
+    backend: &dyn Backend,
+    device_name: &str,
+    outcome: Result<Measured, String>,
+    baseline_median: Option<f64>,
+    baseline_id: String,
+    started_at: chrono::DateTime<Utc>,
+    clock: Instant,
+) -> VariantRecord {
+    let mut record = VariantRecord {
+        schema: RECORD_SCHEMA,
+        id: variant.id.clone(),
+        model: model.name.to_string(),
+        block: model.block.kind_name().to_owned(),
+        precision: variant.precision,
+        device: variant.device.to_string(),
+        backend: backend.kind(),
+        device_name: device_name.to_owned(),
+        tokens: model.tokens,
+        flops: model.block.flops(model.tokens),
+        status: Status::Error,
+        gates: variant.gates,
+        failures: Vec::new(),
+        accuracy: None,
+        latency: None,
+        baseline: None,
+        error: None,
+        started_at,
+        wall_s: 0.0,
+    };
+    match outcome {
+        Ok(measured) => {
+            record.failures = variant.gates.evaluate(&measured.accuracy);
+            record.status = if record.failures.is_empty() {
+                Status::Passed
+            } else {
+                Status::Failed
+            };
+            record.baseline = baseline_median.map(|median_ms| Baseline {
+                id: baseline_id,
+                median_ms,
+                speedup: median_ms / measured.latency.median_ms,
+            });
+            record.accuracy = Some(measured.accuracy);
+            record.latency = Some(measured.latency);
+        }
+        Err(message) => record.error = Some(message),
+    }
+    record.wall_s = clock.elapsed().as_secs_f64();
+    record
+}

@@ -1,0 +1,110 @@
+//! Reading a suite file: YAML text → [`SuiteFile`], with errors mapped to [`SuiteError`].
+
+use std::path::Path;
+
+use super::error::{nearest, SuiteError, SuiteErrorKind};
+use super::locate::{Location, LocationIndex};
+use super::schema::SuiteFile;
+
+/// Parses `text` (read from `file`) into the raw suite types.
+pub fn parse(file: &Path, text: &str) -> Result<SuiteFile, SuiteError> {
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let yaml_error = error.into_inner();
+        from_yaml_error(file, text, &path, &yaml_error)
+    })
+}
+
+fn from_yaml_error(file: &Path, text: &str, path: &str, error: &serde_yaml::Error) -> SuiteError {
+    let mut key = if path == "." {
+        String::new()
+    } else {
+        path.to_owned()
+    };
+    let location = error.location().map(|at| Location {
+        line: at.line(),
+        column: at.column(),
+    });
+    let message = bare_message(error);
+    let kind = match parse_unknown(&message) {
+        Some(Unknown::Key { found, expected }) => {
+            // The path stops at the mapping that holds the unknown key: name the key itself.
+            key = if key.is_empty() {
+                found.clone()
+            } else {
+                format!("{key}.{found}")
+            };
+            SuiteErrorKind::UnknownKey {
+                suggestion: nearest(&found, expected.iter().map(String::as_str)),
+                found,
+                expected,
+            }
+        }
+        Some(Unknown::Value { found, expected }) => SuiteErrorKind::UnknownValue {
+            suggestion: nearest(&found, expected.iter().map(String::as_str)),
+            found,
+            expected,
+        },
+        None => SuiteErrorKind::Invalid(message),
+    };
+    let location = location.or_else(|| LocationIndex::new(text).key(&key));
+    SuiteError {
+        file: file.to_owned(),
+        location,
+        key,
+        kind: Box::new(kind),
+    }
+}
+
+/// serde_yaml's message without the key path and location it appends: we print those ourselves.
+fn bare_message(error: &serde_yaml::Error) -> String {
+    let mut message = error.to_string();
+    if let Some(at) = error.location() {
+        let suffix = format!(" at line {} column {}", at.line(), at.column());
+        if let Some(stripped) = message.strip_suffix(&suffix) {
+            message = stripped.to_owned();
+        }
+    }
+    // serde_yaml prefixes "path: " to messages raised inside the document; a path has no spaces,
+    // while the messages themselves start with words ("invalid type: ...").
+    if let Some((head, rest)) = message.split_once(": ") {
+        let is_path = !head.is_empty()
+            && head
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.[]".contains(c));
+        if is_path {
+            message = rest.to_owned();
+        }
+    }
+    message
+}
+
+enum Unknown {
+    Key {
+        found: String,
+        expected: Vec<String>,
+    },
+    Value {
+        found: String,
+        expected: Vec<String>,
+    },
+}
+
+/// Recognises serde's fixed wording for unknown fields and variants
+/// (`unknown field `x`, expected one of `a`, `b``), which carries the valid names we suggest from.
+fn parse_unknown(message: &str) -> Option<Unknown> {
+    let (is_key, rest) = if let Some(rest) = message.strip_prefix("unknown field ") {
+        (true, rest)
+    } else {
+        (false, message.strip_prefix("unknown variant ")?)
+    };
+    let mut names = rest.split('`').skip(1).step_by(2).map(str::to_owned);
+    let found = names.next()?;
+    let expected: Vec<String> = names.collect();
+    Some(if is_key {
+        Unknown::Key { found, expected }
+    } else {
+        Unknown::Value { found, expected }
+    })
+}

@@ -1,0 +1,95 @@
+//! Suites: the YAML file a user writes, read, validated and expanded into variants.
+//!
+//! `schema` is the file's shape (serde, unknown keys rejected), `load` turns YAML errors into
+//! [`SuiteError`]s with file, line, column and key path, `validate` checks values against each other
+//! and expands the matrix, and `locate` finds the line of a key path for those later checks.
+
+mod error;
+mod load;
+mod locate;
+mod schema;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use error::{nearest, SuiteError, SuiteErrorKind};
+pub use locate::{Location, LocationIndex};
+pub use schema::{
+    Activation, BlockKind, Count, Defaults, DeviceSelector, ExcludeEntry, GateSpec, Ident,
+    IncludeEntry, InputSpec, MatrixSpec, Reference, SuiteFile, WeightsSpec,
+};
+
+use crate::gate::Gates;
+use crate::matrix::Variant;
+use crate::model::Model;
+use crate::precision::Precision;
+
+/// A validated suite with its expanded variants.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    /// The suite's name.
+    pub name: Ident,
+    /// Free text.
+    pub description: String,
+    /// Seed, warm-up and iterations.
+    pub defaults: Defaults,
+    /// What variants are compared with.
+    pub reference: Reference,
+    /// The models, in file order.
+    pub models: Vec<Model>,
+    /// The precision axis.
+    pub precisions: Vec<Precision>,
+    /// The device axis.
+    pub gpus: Vec<DeviceSelector>,
+    /// The suite-wide gates.
+    pub gates: Gates,
+    /// The matrix, expanded.
+    pub variants: Vec<Variant>,
+}
+
+impl Suite {
+    /// The model called `name`, if the suite has one.
+    pub fn model(&self, name: &Ident) -> Option<&Model> {
+        self.models.iter().find(|m| &m.name == name)
+    }
+}
+
+/// A suite together with the file it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedSuite {
+    /// The suite file's path as given.
+    pub path: PathBuf,
+    /// SHA-256 of the file's bytes, hex: identifies the suite across shards and runs.
+    pub sha256: String,
+    /// The suite.
+    pub suite: Suite,
+}
+
+/// Reads, parses and validates the suite at `path`.
+pub fn load(path: &Path) -> Result<LoadedSuite, SuiteError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SuiteError {
+        file: path.to_owned(),
+        location: None,
+        key: String::new(),
+        kind: Box::new(SuiteErrorKind::Io(e)),
+    })?;
+    let suite = from_str(path, &text)?;
+    Ok(LoadedSuite {
+        path: path.to_owned(),
+        sha256: format!("{:x}", Sha256::digest(text.as_bytes())),
+        suite,
+    })
+}
+
+/// Parses and validates suite `text`; `file` names it in errors.
+pub fn from_str(file: &Path, text: &str) -> Result<Suite, SuiteError> {
+    let raw = load::parse(file, text)?;
+    validate::validate(raw).map_err(|problem| SuiteError {
+        file: file.to_owned(),
+        location: LocationIndex::new(text).value(&problem.key),
+        key: problem.key,
+        kind: Box::new(SuiteErrorKind::Invalid(problem.message)),
+    })
+}

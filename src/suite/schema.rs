@@ -1,0 +1,333 @@
+//! The suite file as written: serde types that reject unknown keys.
+//!
+//! Checks that one value can make on its own (a name's characters, a positive dimension, a known
+//! precision) happen while deserializing, so that serde_yaml reports them with their line and column.
+//! Checks across values (a matrix entry naming a model) happen in [`super::validate`].
+
+use std::fmt;
+use std::num::NonZeroUsize;
+
+use serde::{Deserialize, Serialize};
+
+use crate::precision::Precision;
+
+/// A suite file, deserialized but not yet cross-checked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteFile {
+    /// The suite's name: part of the default output folder.
+    pub name: Ident,
+    /// Free text shown in reports.
+    #[serde(default)]
+    pub description: String,
+    /// Run settings that the command line can override.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// What every variant is compared with.
+    #[serde(default)]
+    pub reference: Reference,
+    /// The models (blocks) to run.
+    pub models: Vec<ModelSpec>,
+    /// The precision axis of the matrix.
+    pub precisions: Vec<Precision>,
+    /// The device axis of the matrix.
+    #[serde(default = "default_gpus")]
+    pub gpus: Vec<DeviceSelector>,
+    /// Exclusions from and additions to the full product of the axes.
+    #[serde(default)]
+    pub matrix: MatrixSpec,
+    /// The thresholds every variant must meet.
+    #[serde(default)]
+    pub gates: GateSpec,
+}
+
+fn default_gpus() -> Vec<DeviceSelector> {
+    vec![DeviceSelector::Cpu]
+}
+
+/// Run settings: seed, warm-up and timed iterations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    /// Seed of every seeded weight and input.
+    pub seed: u64,
+    /// Untimed runs before timing starts.
+    pub warmup: u32,
+    /// Timed runs per variant.
+    pub iterations: Count,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            seed: 0,
+            warmup: 3,
+            iterations: Count(NonZeroUsize::new(20).expect("20 is not zero")),
+        }
+    }
+}
+
+/// What variants are compared with: the model held in `precision`, evaluated exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reference {
+    /// The precision the model's weights and inputs are defined in (a BF16 checkpoint by default).
+    pub precision: Precision,
+}
+
+impl Default for Reference {
+    fn default() -> Self {
+        Reference {
+            precision: Precision::Bf16,
+        }
+    }
+}
+
+/// One model of the suite: a built-in block with its dimensions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The model's name: the first part of its variant ids.
+    pub name: Ident,
+    /// Which built-in block.
+    pub block: BlockKind,
+    /// The block's dimensions; which ones apply depends on the block.
+    pub dims: Dims,
+    /// The MLP's activation (`mlp` only).
+    #[serde(default)]
+    pub activation: Option<Activation>,
+    /// The input's shape.
+    pub input: InputSpec,
+    /// Where the weights come from.
+    #[serde(default)]
+    pub weights: WeightsSpec,
+}
+
+/// The built-in blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    /// `y = x Wᵀ`.
+    Linear,
+    /// Gated MLP: `down(act(gate(x)) * up(x))`, as in Gemma and PaliGemma.
+    Mlp,
+}
+
+impl BlockKind {
+    /// The name used in suites.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockKind::Linear => "linear",
+            BlockKind::Mlp => "mlp",
+        }
+    }
+}
+
+/// Block dimensions. Every field is optional here; [`super::validate`] checks which the block needs.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dims {
+    /// Input features (the model width).
+    pub hidden: Option<Count>,
+    /// The MLP's inner width.
+    pub intermediate: Option<Count>,
+    /// Output features of a `linear` block (default: `hidden`).
+    pub out_features: Option<Count>,
+}
+
+/// An MLP activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `x * sigmoid(x)` (Llama, Gemma 2 variants).
+    Silu,
+    /// GELU, tanh approximation (`gelu_pytorch_tanh`: Gemma, PaliGemma).
+    GeluTanh,
+}
+
+impl Activation {
+    /// The name used in suites.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Silu => "silu",
+            Activation::GeluTanh => "gelu_tanh",
+        }
+    }
+}
+
+/// The input's shape: `tokens` rows of the block's input width.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Rows of the input (tokens of a sequence, or batch × sequence).
+    pub tokens: Count,
+}
+
+/// Where a model's weights come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightsSpec {
+    /// Normal, standard deviation `1/sqrt(fan_in)`, from the suite's seed (see README).
+    #[default]
+    Seeded,
+}
+
+/// `exclude` and `include` entries with GitHub Actions matrix semantics.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixSpec {
+    /// Combinations removed from the product of the axes.
+    #[serde(default)]
+    pub exclude: Vec<ExcludeEntry>,
+    /// Gate overrides for matching combinations, or new combinations.
+    #[serde(default)]
+    pub include: Vec<IncludeEntry>,
+}
+
+/// Removes every combination that matches all the keys given.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExcludeEntry {
+    /// Matches this model.
+    pub model: Option<Ident>,
+    /// Matches this precision.
+    pub precision: Option<Precision>,
+    /// Matches this device.
+    pub gpu: Option<DeviceSelector>,
+}
+
+/// Extends the combinations it matches, or adds a new one (GitHub Actions `include`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncludeEntry {
+    /// Model of the combination.
+    pub model: Option<Ident>,
+    /// Precision of the combination.
+    pub precision: Option<Precision>,
+    /// Device of the combination.
+    pub gpu: Option<DeviceSelector>,
+    /// Gates for the matching combinations, over the suite's.
+    #[serde(default)]
+    pub gates: GateSpec,
+}
+
+/// Gate thresholds as written; unset ones inherit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSpec {
+    /// Smallest cosine similarity to the reference that passes (default 0.999).
+    pub cos_min: Option<f64>,
+    /// Largest absolute error that passes.
+    pub max_abs_err: Option<f64>,
+    /// Largest relative L2 error `‖y − r‖ / ‖r‖` that passes.
+    pub rel_l2_max: Option<f64>,
+}
+
+/// A positive count or dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Count(pub NonZeroUsize);
+
+impl Count {
+    /// The count as a `usize`.
+    pub fn get(self) -> usize {
+        self.0.get()
+    }
+}
+
+/// A name usable in variant ids and file names: ASCII letters, digits, `_`, `-` and `.`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Ident(String);
+
+impl Ident {
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Ident {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if valid {
+            Ok(Ident(name))
+        } else {
+            Err(format!(
+                "invalid name `{name}`: expected ASCII letters, digits, `_`, `-` or `.`"
+            ))
+        }
+    }
+}
+
+impl From<Ident> for String {
+    fn from(ident: Ident) -> String {
+        ident.0
+    }
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A device a variant targets: `cpu`, `cuda` (any GPU), `cuda:N`, or a GPU model such as `h100`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceSelector {
+    /// The host CPU.
+    Cpu,
+    /// Any CUDA device.
+    AnyCuda,
+    /// The CUDA device with this ordinal.
+    CudaOrdinal(usize),
+    /// A CUDA device whose name contains this model name (`h100` matches "NVIDIA H100 80GB HBM3").
+    GpuModel(Ident),
+}
+
+impl TryFrom<String> for DeviceSelector {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        let lower = text.to_ascii_lowercase();
+        match lower.as_str() {
+            "cpu" => return Ok(DeviceSelector::Cpu),
+            "cuda" => return Ok(DeviceSelector::AnyCuda),
+            _ => {}
+        }
+        if let Some(ordinal) = lower.strip_prefix("cuda:") {
+            return ordinal
+                .parse()
+                .map(DeviceSelector::CudaOrdinal)
+                .map_err(|_| format!("invalid device `{text}`: expected `cuda:` and a number"));
+        }
+        Ident::try_from(lower)
+            .map(DeviceSelector::GpuModel)
+            .map_err(|_| {
+                format!("invalid device `{text}`: expected `cpu`, `cuda`, `cuda:N` or a GPU model such as `h100`")
+            })
+    }
+}
+
+impl From<DeviceSelector> for String {
+    fn from(device: DeviceSelector) -> String {
+        device.to_string()
+    }
+}
+
+impl fmt::Display for DeviceSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSelector::Cpu => f.write_str("cpu"),
+            DeviceSelector::AnyCuda => f.write_str("cuda"),
+            DeviceSelector::CudaOrdinal(n) => write!(f, "cuda:{n}"),
+            DeviceSelector::GpuModel(name) => write!(f, "{name}"),
+        }
+    }
+}
