@@ -167,7 +167,7 @@ mod tests {
             index.value("models[0].dims.hidden"),
             Some(Location {
                 line: 4,
-                column: 19
+                column: 20
             })
         );
         assert_eq!(
