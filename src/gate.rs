@@ -96,12 +96,18 @@ impl Gates {
 
 /// `value >= min`, false when either is NaN.
 fn at_least(value: f64, min: f64) -> bool {
-    matches!(value.partial_cmp(&min), Some(Ordering::Greater | Ordering::Equal))
+    matches!(
+        value.partial_cmp(&min),
+        Some(Ordering::Greater | Ordering::Equal)
+    )
 }
 
 /// `value <= max`, false when either is NaN.
 fn at_most(value: f64, max: f64) -> bool {
-    matches!(value.partial_cmp(&max), Some(Ordering::Less | Ordering::Equal))
+    matches!(
+        value.partial_cmp(&max),
+        Some(Ordering::Less | Ordering::Equal)
+    )
 }
 
 #[cfg(test)]

@@ -17,24 +17,20 @@ pub fn parse(file: &Path, text: &str) -> Result<SuiteFile, SuiteError> {
 }
 
 fn from_yaml_error(file: &Path, text: &str, path: &str, error: &serde_yaml::Error) -> SuiteError {
-    let mut key = if path == "." {
+    let key = if path == "." {
         String::new()
     } else {
         path.to_owned()
     };
-    let location = error.location().map(|at| Location {
+    let yaml_location = error.location().map(|at| Location {
         line: at.line(),
         column: at.column(),
     });
     let message = bare_message(error);
+    let mut at_key = false;
     let kind = match parse_unknown(&message) {
         Some(Unknown::Key { found, expected }) => {
-            // The path stops at the mapping that holds the unknown key: name the key itself.
-            key = if key.is_empty() {
-                found.clone()
-            } else {
-                format!("{key}.{found}")
-            };
+            at_key = true;
             SuiteErrorKind::UnknownKey {
                 suggestion: nearest(&found, expected.iter().map(String::as_str)),
                 found,
@@ -48,7 +44,14 @@ fn from_yaml_error(file: &Path, text: &str, path: &str, error: &serde_yaml::Erro
         },
         None => SuiteErrorKind::Invalid(message),
     };
-    let location = location.or_else(|| LocationIndex::new(text).key(&key));
+    // serde_yaml places errors raised by our own checks (`try_from`) at the enclosing mapping; the
+    // index finds the value itself. A text the index cannot parse has a syntax error, which
+    // serde_yaml locates exactly.
+    let location = match LocationIndex::new(text) {
+        Some(index) if at_key => index.key(&key).or(yaml_location),
+        Some(index) => index.value(&key).or(yaml_location),
+        None => yaml_location,
+    };
     SuiteError {
         file: file.to_owned(),
         location,

@@ -26,14 +26,13 @@ pub struct LocationIndex {
 }
 
 impl LocationIndex {
-    /// Indexes `text`. A text that does not parse gives an empty index (its error is reported by
-    /// serde_yaml, with its own location).
-    pub fn new(text: &str) -> Self {
+    /// Indexes `text`; `None` when it is not valid YAML (serde_yaml then reports the syntax error
+    /// with its own location).
+    pub fn new(text: &str) -> Option<Self> {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
-        // A syntax error leaves the index partial, which is all we can do for such a text.
-        let _ = parser.load(&mut builder, false);
-        builder.index
+        parser.load(&mut builder, false).ok()?;
+        Some(builder.index)
     }
 
     /// Where the value at `path` starts, else where its key is.
@@ -58,6 +57,7 @@ enum Frame {
     Mapping {
         path: String,
         pending_key: Option<String>,
+        has_keys: bool,
     },
     /// A sequence: its path and the index of the next item.
     Sequence { path: String, next: usize },
@@ -95,7 +95,11 @@ impl Builder {
                 *next += 1;
                 Some(item)
             }
-            Some(Frame::Mapping { path, pending_key }) => match pending_key.take() {
+            Some(Frame::Mapping {
+                path,
+                pending_key,
+                has_keys,
+            }) => match pending_key.take() {
                 Some(key) => Some(join(path, &key)),
                 None => {
                     // This node is a key. Complex (non-scalar) keys are not used in suites.
@@ -103,9 +107,11 @@ impl Builder {
                     let full = join(path, &key);
                     self.index.keys.insert(full, location(mark));
                     // yaml-rust2 marks a block mapping's start at its first value, not its first
-                    // key: the mapping is located at its first key instead.
-                    let here = location(mark);
-                    self.index.values.entry(path.clone()).or_insert(here);
+                    // key: a mapping with keys is located at its first key instead.
+                    if !*has_keys {
+                        self.index.values.insert(path.clone(), location(mark));
+                        *has_keys = true;
+                    }
                     *pending_key = Some(key);
                     None
                 }
@@ -129,13 +135,12 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let path = self.next_value_path(mark, None).unwrap_or_default();
-                if matches!(event, Event::SequenceStart(..)) {
-                    self.index.values.insert(path.clone(), location(mark));
-                }
+                self.index.values.insert(path.clone(), location(mark));
                 self.stack.push(match event {
                     Event::MappingStart(..) => Frame::Mapping {
                         path,
                         pending_key: None,
+                        has_keys: false,
                     },
                     _ => Frame::Sequence { path, next: 0 },
                 });
@@ -156,7 +161,7 @@ mod tests {
 
     #[test]
     fn finds_keys_and_values_by_path() {
-        let index = LocationIndex::new(TEXT);
+        let index = LocationIndex::new(TEXT).unwrap();
         assert_eq!(index.key("name"), Some(Location { line: 1, column: 1 }));
         assert_eq!(index.value("name"), Some(Location { line: 1, column: 7 }));
         assert_eq!(
@@ -175,5 +180,6 @@ mod tests {
             Some(Location { line: 7, column: 7 })
         );
         assert_eq!(index.value("models[2]"), None);
+        assert!(LocationIndex::new("a: [1, 2").is_none());
     }
 }

@@ -88,7 +88,7 @@ pub fn from_str(file: &Path, text: &str) -> Result<Suite, SuiteError> {
     let raw = load::parse(file, text)?;
     validate::validate(raw).map_err(|problem| SuiteError {
         file: file.to_owned(),
-        location: LocationIndex::new(text).value(&problem.key),
+        location: LocationIndex::new(text).and_then(|index| index.value(&problem.key)),
         key: problem.key,
         kind: Box::new(SuiteErrorKind::Invalid(problem.message)),
     })

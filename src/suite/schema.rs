@@ -224,9 +224,39 @@ pub struct GateSpec {
 }
 
 /// A positive count or dimension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Count(pub NonZeroUsize);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PositiveInteger;
+
+        impl serde::de::Visitor<'_> for PositiveInteger {
+            type Value = Count;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a positive integer")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Count, E> {
+                usize::try_from(v)
+                    .ok()
+                    .and_then(NonZeroUsize::new)
+                    .map(Count)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Count, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+                    .and_then(|v| self.visit_u64(v))
+            }
+        }
+
+        deserializer.deserialize_u64(PositiveInteger)
+    }
+}
 
 impl Count {
     /// The count as a `usize`.

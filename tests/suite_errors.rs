@@ -1,0 +1,160 @@
+//! Every way a suite can be wrong, each with the exact message a person sees: file, line and column,
+//! key path, what was expected, and a suggestion for a misspelt name.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use precheck::suite;
+
+/// `(fixture under tests/bad_suites, message after the file name)`.
+const CASES: &[(&str, &str)] = &[
+    (
+        "bad_device",
+        ":8:13: `gpus[1]`: invalid device `cuda:x`: expected `cuda:` and a number",
+    ),
+    (
+        "bad_name",
+        ":1:7: `name`: invalid name `my suite`: expected ASCII letters, digits, `_`, `-` or `.`",
+    ),
+    (
+        "cos_min_out_of_range",
+        ":9:12: `gates.cos_min`: expected a cosine between -1 and 1, found 1.5",
+    ),
+    (
+        "duplicate_model",
+        ":7:11: `models[1].name`: `mlp` is listed twice (first as models[0])",
+    ),
+    (
+        "duplicate_precision",
+        ":7:26: `precisions[2]`: `fp16` is listed twice (first as precisions[0])",
+    ),
+    (
+        "empty_precisions",
+        ":7:13: `precisions`: expected at least one entry",
+    ),
+    (
+        "exclude_empty_entry",
+        ":10:7: `matrix.exclude[0]`: an empty entry would exclude everything: give `model`, `precision` or `gpu`",
+    ),
+    (
+        "exclude_precision_not_on_axis",
+        ":10:18: `matrix.exclude[0].precision`: `fp32` is not in `precisions`, so this entry excludes nothing",
+    ),
+    (
+        "exclude_unknown_model",
+        ":10:14: `matrix.exclude[0].model`: no model is called `mpl`, did you mean `mlp`? (models: mlp)",
+    ),
+    (
+        "include_gate_negative",
+        ":11:28: `matrix.include[0].gates.rel_l2_max`: expected a finite number >= 0, found -1",
+    ),
+    (
+        "include_incomplete_new_combination",
+        ":10:7: `matrix.include[0]`: this entry matches no combination, so it adds a new one, which needs `gpu` too",
+    ),
+    (
+        "linear_with_activation",
+        ":6:17: `models[0].activation`: block `linear` has no activation (only `mlp` does)",
+    ),
+    (
+        "linear_with_intermediate",
+        ":5:39: `models[0].dims.intermediate`: `intermediate` is not a dimension of block `linear`, which takes `hidden` and optionally `out_features`",
+    ),
+    (
+        "missing_block",
+        ":3:5: `models[0]`: missing field `block`",
+    ),
+    (
+        "mlp_without_intermediate",
+        ":9:13: `models[1].dims`: missing `intermediate`: block `mlp` needs `hidden` and `intermediate`",
+    ),
+    (
+        "nan_gate",
+        ":9:16: `gates.max_abs_err`: expected a finite number >= 0, found NaN",
+    ),
+    (
+        "negative_dimension",
+        ":5:21: `models[0].dims.hidden`: invalid type: integer `-3`, expected a positive integer",
+    ),
+    (
+        "reference_unknown_precision",
+        ":9:14: `reference.precision`: unknown value `bf61`, did you mean `bf16`? (expected one of `fp32`, `bf16`, `fp16`)",
+    ),
+    (
+        "syntax_error",
+        ":4:1: `models[0].name`: found a tab character that violates indentation at line 4 column 1, while scanning a plain scalar at line 3 column 11",
+    ),
+    (
+        "unknown_block",
+        ":4:12: `models[0].block`: unknown value `mpl`, did you mean `mlp`? (expected one of `linear`, `mlp`)",
+    ),
+    (
+        "unknown_dimension",
+        ":5:25: `models[0].dims.intermediat`: unknown key `intermediat`, did you mean `intermediate`? (expected one of `hidden`, `intermediate`, `out_features`)",
+    ),
+    (
+        "unknown_key_typo",
+        ":10:3: `defaults.iteratons`: unknown key `iteratons`, did you mean `iterations`? (expected one of `seed`, `warmup`, `iterations`)",
+    ),
+    (
+        "unknown_precision",
+        ":7:20: `precisions[1]`: unknown value `fp61`, did you mean `fp16`? (expected one of `fp32`, `bf16`, `fp16`)",
+    ),
+    (
+        "unknown_top_level_key",
+        ":7:1: `precision`: unknown key `precision`, did you mean `precisions`? (expected one of `name`, `description`, `defaults`, `reference`, `models`, `precisions`, `gpus`, `matrix`, `gates`)",
+    ),
+    (
+        "wrong_type",
+        r#":5:21: `models[0].dims.hidden`: invalid type: string "big", expected a positive integer"#,
+    ),
+    (
+        "zero_dimension",
+        ":6:15: `models[0].dims.hidden`: invalid value: integer `0`, expected a positive integer",
+    ),
+    (
+        "zero_iterations",
+        ":9:15: `defaults.iterations`: invalid value: integer `0`, expected a positive integer",
+    ),
+];
+
+#[test]
+fn each_bad_suite_gives_its_message() {
+    let mut wrong = Vec::new();
+    for (name, expected) in CASES {
+        let path = format!("tests/bad_suites/{name}.yaml");
+        let message = match suite::load(Path::new(&path)) {
+            Ok(_) => "no error".to_owned(),
+            Err(error) => error.to_string(),
+        };
+        if message != format!("{path}{expected}") {
+            wrong.push(format!(
+                "{name}:\n  expected {path}{expected}\n  got      {message}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn every_fixture_has_a_case() {
+    let fixtures: BTreeSet<String> = std::fs::read_dir("tests/bad_suites")
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let cases: BTreeSet<String> = CASES.iter().map(|(name, _)| name.to_string()).collect();
+    assert_eq!(fixtures, cases);
+}
+
+#[test]
+fn a_missing_file_names_the_file() {
+    let error = suite::load(Path::new("tests/bad_suites/absent.yaml")).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("tests/bad_suites/absent.yaml: cannot read the suite:"),
+        "{error}"
+    );
+}
