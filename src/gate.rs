@@ -38,6 +38,7 @@ pub struct GateFailure {
     /// The threshold.
     pub threshold: f64,
     /// The measured value (NaN when the output held NaN).
+    #[serde(with = "crate::nan_as_null")]
     pub value: f64,
 }
 

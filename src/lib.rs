@@ -15,6 +15,7 @@ pub mod linalg;
 pub mod matrix;
 pub mod measure;
 pub mod model;
+mod nan_as_null;
 pub mod plan;
 pub mod precision;
 pub mod report;

@@ -6,16 +6,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
     /// Cosine similarity `⟨y, r⟩ / (‖y‖ ‖r‖)`; NaN when the output holds NaN or infinity.
-    #[serde(with = "nan_as_null")]
+    #[serde(with = "crate::nan_as_null")]
     pub cos: f64,
     /// Largest `|y − r|`.
-    #[serde(with = "nan_as_null")]
+    #[serde(with = "crate::nan_as_null")]
     pub max_abs_err: f64,
     /// Mean `|y − r|`.
-    #[serde(with = "nan_as_null")]
+    #[serde(with = "crate::nan_as_null")]
     pub mean_abs_err: f64,
     /// `‖y − r‖ / ‖r‖`.
-    #[serde(with = "nan_as_null")]
+    #[serde(with = "crate::nan_as_null")]
     pub rel_l2: f64,
     /// Output values that are NaN or infinite.
     pub nonfinite: usize,
@@ -85,23 +85,6 @@ pub fn compare(output: &[f32], reference: &[f64]) -> Result<Accuracy, MetricErro
         rel_l2: (diff_sq / ref_sq).sqrt(),
         nonfinite,
     })
-}
-
-/// JSON has no NaN: write it as `null` and read `null` back as NaN.
-mod nan_as_null {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
-        if value.is_finite() {
-            serializer.serialize_f64(*value)
-        } else {
-            serializer.serialize_none()
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-        Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
-    }
 }
 
 #[cfg(test)]

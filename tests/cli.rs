@@ -1,0 +1,225 @@
+//! The `precheck` binary end to end: exit codes, files written, messages.
+
+use std::path::Path;
+use std::process::{Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use precheck::precision::Precision;
+use precheck::results::{read_records, Status, VariantRecord};
+use predicates::prelude::*;
+
+fn precheck() -> Command {
+    Command::cargo_bin("precheck").unwrap()
+}
+
+fn records(dir: &Path) -> Vec<VariantRecord> {
+    let (records, warnings) = read_records(&dir.join("results.jsonl")).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    records
+}
+
+fn cos_of(records: &[VariantRecord], id: &str) -> f64 {
+    let record = records.iter().find(|r| r.id == id).unwrap();
+    record.accuracy.unwrap().cos
+}
+
+#[test]
+fn smoke_suite_passes_and_records_every_variant() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    precheck()
+        .args([
+            "run",
+            "suites/smoke.yaml",
+            "--iterations",
+            "3",
+            "--warmup",
+            "1",
+            "--out",
+        ])
+        .arg(&run)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "6 variants: 6 passed, 0 failed a gate, 0 errored",
+        ));
+    let records = records(&run);
+    assert_eq!(records.len(), 6);
+    for record in &records {
+        assert_eq!(record.status, Status::Passed, "{record:?}");
+        let latency = record.latency.as_ref().unwrap();
+        assert_eq!(latency.samples_ms.len(), 3);
+        assert!(latency.median_ms > 0.0);
+        assert!(record.baseline.as_ref().unwrap().speedup > 0.0);
+    }
+    let fp32 = cos_of(&records, "tiny_mlp/fp32/cpu");
+    let fp16 = cos_of(&records, "tiny_mlp/fp16/cpu");
+    let bf16 = cos_of(&records, "tiny_mlp/bf16/cpu");
+    for cos in [fp16, bf16] {
+        assert!(cos > 0.999 && cos < 1.0, "cos {cos}");
+    }
+    assert!(
+        fp32 > fp16 && fp16 > bf16,
+        "fp32 {fp32}, fp16 {fp16}, bf16 {bf16}"
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["suite"]["name"], "smoke");
+    assert_eq!(info["suite"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(info["settings"]["iterations"], 3);
+    assert!(info["finished_at"].is_string());
+}
+
+#[test]
+fn an_unreachable_gate_exits_1_and_says_why() {
+    let out = tempfile::tempdir().unwrap();
+    precheck()
+        .args(["run", "tests/suites/unreachable_gate.yaml", "--out"])
+        .arg(out.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::is_match(r"FAIL  mlp/bf16/cpu: cos 0\.\d{6} < 0\.9999999").unwrap())
+        .stdout(predicate::str::contains("FAIL  mlp/fp16/cpu: cos"));
+    let records = records(out.path());
+    let failed: Vec<&str> = records
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(failed, ["mlp/bf16/cpu", "mlp/fp16/cpu"]);
+    let bf16 = records
+        .iter()
+        .find(|r| r.precision == Precision::Bf16)
+        .unwrap();
+    assert_eq!(bf16.failures[0].gate, "cos_min");
+}
+
+#[test]
+fn a_malformed_suite_exits_2_with_its_location() {
+    precheck()
+        .args(["run", "tests/bad_suites/unknown_key_typo.yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "tests/bad_suites/unknown_key_typo.yaml:10:3: `defaults.iteratons`: unknown key `iteratons`, did you mean `iterations`?",
+        ));
+}
+
+#[test]
+fn validate_checks_every_suite_and_fails_on_any() {
+    precheck()
+        .args(["validate", "suites/smoke.yaml", "suites/paligemma.yaml"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "ok    suites/smoke.yaml: 6 variants",
+        ));
+    precheck()
+        .args([
+            "validate",
+            "suites/smoke.yaml",
+            "tests/bad_suites/zero_dimension.yaml",
+        ])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("ok    suites/smoke.yaml"))
+        .stderr(predicate::str::contains("zero_dimension.yaml:6:15"));
+}
+
+#[test]
+fn list_shows_the_expanded_matrix() {
+    precheck()
+        .args(["list", "suites/smoke.yaml"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("tiny_mlp/fp16/cpu"))
+        .stdout(predicate::str::contains("6 variants; reference: bf16"));
+}
+
+#[test]
+fn cuda_without_a_cuda_backend_exits_2_and_auto_runs_on_the_cpu() {
+    precheck()
+        .args(["run", "suites/smoke.yaml", "--backend", "cuda"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--backend cuda"));
+    let out = tempfile::tempdir().unwrap();
+    precheck()
+        .args([
+            "run",
+            "suites/smoke.yaml",
+            "--backend",
+            "auto",
+            "--iterations",
+            "1",
+        ])
+        .args(["--filter", "tiny_linear/fp16", "--out"])
+        .arg(out.path())
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("running on the CPU"));
+    assert_eq!(records(out.path()).len(), 1);
+}
+
+#[test]
+fn devices_lists_the_cpu() {
+    precheck()
+        .arg("devices")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("cpu   available:"));
+}
+
+#[test]
+fn a_filter_that_matches_nothing_exits_2() {
+    precheck()
+        .args(["run", "suites/smoke.yaml", "--filter", "fp8"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no variant matches --filter `fp8`",
+        ));
+}
+
+#[test]
+fn existing_results_are_never_overwritten() {
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("results.jsonl"), "keep me\n").unwrap();
+    precheck()
+        .args(["run", "suites/smoke.yaml", "--out"])
+        .arg(out.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already holds results"));
+    let kept = std::fs::read_to_string(out.path().join("results.jsonl")).unwrap();
+    assert_eq!(kept, "keep me\n");
+}
+
+#[test]
+fn a_killed_run_leaves_every_finished_variant_readable() {
+    let out = tempfile::tempdir().unwrap();
+    let results = out.path().join("results.jsonl");
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("precheck"))
+        .args(["run", "tests/suites/slow.yaml", "--out"])
+        .arg(out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = |path: &Path| {
+        std::fs::read_to_string(path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lines(&results) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (records, _torn) = read_records(&results).unwrap();
+    assert!(records.len() >= 2, "only {} records", records.len());
+    assert!(records.len() < 12, "the run finished before it was killed");
+    assert!(records.iter().all(|r| r.status == Status::Passed));
+}

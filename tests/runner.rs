@@ -1,0 +1,126 @@
+//! The runner with planted faults: a backend that returns NaN, one that fails, one that panics.
+//! Each becomes its own record and the run goes on.
+
+use std::path::Path;
+
+use precheck::backend::{Backend, BackendError, BackendKind, CpuBackend, Executable};
+use precheck::exit_code::ExitCode;
+use precheck::model::{Model, Tensor, Weights};
+use precheck::plan::{plan, Overrides};
+use precheck::precision::Precision;
+use precheck::results::{read_records, ResultsWriter, Status};
+use precheck::runner::{run, Silent};
+
+const SUITE: &str = "
+name: faults
+defaults: { warmup: 0, iterations: 2 }
+models:
+  - { name: m, block: linear, dims: { hidden: 32 }, input: { tokens: 4 } }
+precisions: [bf16, fp32, fp16]
+";
+
+/// The CPU backend, except in FP16, where it misbehaves as told.
+struct Faulty(Fault);
+
+#[derive(Clone, Copy)]
+enum Fault {
+    Nan,
+    BuildError,
+    Panic,
+}
+
+struct NanOutput(Box<dyn Executable>);
+
+impl Executable for NanOutput {
+    fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
+        let mut output = self.0.run(input)?;
+        output.data[3] = f32::NAN;
+        Ok(output)
+    }
+}
+
+impl Backend for Faulty {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cpu
+    }
+
+    fn device_name(&self) -> String {
+        "faulty".into()
+    }
+
+    fn prepare(
+        &self,
+        model: &Model,
+        weights: &Weights,
+        precision: Precision,
+    ) -> Result<Box<dyn Executable>, BackendError> {
+        let inner = CpuBackend::new().prepare(model, weights, precision)?;
+        if precision != Precision::Fp16 {
+            return Ok(inner);
+        }
+        match self.0 {
+            Fault::Nan => Ok(Box::new(NanOutput(inner))),
+            Fault::BuildError => Err(BackendError::Failed("no kernel for this shape".into())),
+            Fault::Panic => panic!("illegal memory access"),
+        }
+    }
+}
+
+fn run_with(fault: Fault) -> (Status, Option<String>, ExitCode) {
+    let suite = precheck::suite::from_str(Path::new("faults.yaml"), SUITE).unwrap();
+    let plan = plan(&suite, BackendKind::Cpu, &Overrides::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = ResultsWriter::create(dir.path()).unwrap();
+    let records = run(&suite, &plan, &Faulty(fault), &mut writer, &mut Silent).unwrap();
+    let (on_disk, _) = read_records(&dir.path().join("results.jsonl")).unwrap();
+    // Compared as JSON: a NaN measurement is never equal to itself.
+    assert_eq!(
+        serde_json::to_string(&on_disk).unwrap(),
+        serde_json::to_string(&records).unwrap(),
+        "the file holds exactly what the run returned"
+    );
+    let statuses: Vec<Status> = records.iter().map(|r| r.status).collect();
+    let fp16 = records.iter().find(|r| r.id == "m/fp16/cpu").unwrap();
+    assert_eq!(statuses.len(), 3);
+    assert_eq!(
+        statuses.iter().filter(|s| **s == Status::Passed).count(),
+        2,
+        "the other variants still pass"
+    );
+    (
+        fp16.status,
+        fp16.error.clone(),
+        ExitCode::of_records(&records),
+    )
+}
+
+#[test]
+fn nan_output_fails_every_gate_it_touches() {
+    let suite = precheck::suite::from_str(Path::new("faults.yaml"), SUITE).unwrap();
+    let plan = plan(&suite, BackendKind::Cpu, &Overrides::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = ResultsWriter::create(dir.path()).unwrap();
+    let records = run(&suite, &plan, &Faulty(Fault::Nan), &mut writer, &mut Silent).unwrap();
+    let fp16 = records.iter().find(|r| r.id == "m/fp16/cpu").unwrap();
+    assert_eq!(fp16.status, Status::Failed);
+    let gates: Vec<&str> = fp16.failures.iter().map(|f| f.gate.as_str()).collect();
+    assert_eq!(gates, ["finite", "cos_min"]);
+    assert!(fp16.accuracy.unwrap().cos.is_nan());
+    assert_eq!(run_with(Fault::Nan).2, ExitCode::GateFailed);
+}
+
+#[test]
+fn a_backend_error_becomes_an_error_record() {
+    let (status, error, code) = run_with(Fault::BuildError);
+    assert_eq!(status, Status::Error);
+    assert_eq!(error.as_deref(), Some("build: no kernel for this shape"));
+    assert_eq!(code, ExitCode::VariantError);
+}
+
+#[test]
+fn a_backend_panic_becomes_an_error_record() {
+    let (status, error, code) = run_with(Fault::Panic);
+    assert_eq!(status, Status::Error);
+    assert_eq!(error.as_deref(), Some("panicked: illegal memory access"));
+    assert_eq!(code, ExitCode::VariantError);
+}
