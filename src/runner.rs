@@ -89,11 +89,11 @@ pub fn run(
     let mut records = Vec::with_capacity(plan.variants.len());
     for (index, variant) in plan.variants.iter().enumerate() {
         observer.started(index, plan.variants.len(), variant);
-        let started_at = Utc::now();
         let clock = Instant::now();
         let model = suite
             .model(&variant.model)
             .expect("validated suites only name their own models");
+        let mut record = blank_record(variant, model, backend, &device_name);
         if context.as_ref().is_none_or(|c| c.model.name != model.name) {
             context = Some(ModelContext::new(model, settings));
         }
@@ -117,21 +117,13 @@ pub fn run(
                     .ok()
                     .map(|m| m.latency.median_ms)
             };
-            baseline = Some((baseline_id.clone(), median));
+            baseline = Some((baseline_id, median));
         }
-        let baseline_median = baseline.as_ref().and_then(|(_, m)| *m);
-
-        let record = record(
-            variant,
-            model,
-            backend,
-            &device_name,
-            outcome,
-            baseline_median,
-            baseline_id,
-            started_at,
-            clock,
-        );
+        let baseline_median = baseline
+            .as_ref()
+            .and_then(|(id, median)| median.map(|m| (id.clone(), m)));
+        conclude(&mut record, outcome, baseline_median);
+        record.wall_s = clock.elapsed().as_secs_f64();
         writer.append(&record)?;
         observer.finished(&record);
         records.push(record);
@@ -174,19 +166,14 @@ fn measure(
     Ok(Measured { accuracy, latency })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn record(
+/// A record with the variant's identity filled in and no measurement yet (status `error`).
+fn blank_record(
     variant: &Variant,
     model: &Model,
     backend: &dyn Backend,
     device_name: &str,
-    outcome: Result<Measured, String>,
-    baseline_median: Option<f64>,
-    baseline_id: String,
-    started_at: chrono::DateTime<Utc>,
-    clock: Instant,
 ) -> VariantRecord {
-    let mut record = VariantRecord {
+    VariantRecord {
         schema: RECORD_SCHEMA,
         id: variant.id.clone(),
         model: model.name.to_string(),
@@ -204,19 +191,27 @@ fn record(
         latency: None,
         baseline: None,
         error: None,
-        started_at,
+        started_at: Utc::now(),
         wall_s: 0.0,
-    };
+    }
+}
+
+/// Fills in what was measured (or why nothing was) and the verdict of the gates.
+fn conclude(
+    record: &mut VariantRecord,
+    outcome: Result<Measured, String>,
+    baseline: Option<(String, f64)>,
+) {
     match outcome {
         Ok(measured) => {
-            record.failures = variant.gates.evaluate(&measured.accuracy);
+            record.failures = record.gates.evaluate(&measured.accuracy);
             record.status = if record.failures.is_empty() {
                 Status::Passed
             } else {
                 Status::Failed
             };
-            record.baseline = baseline_median.map(|median_ms| Baseline {
-                id: baseline_id,
+            record.baseline = baseline.map(|(id, median_ms)| Baseline {
+                id,
                 median_ms,
                 speedup: median_ms / measured.latency.median_ms,
             });
@@ -225,6 +220,4 @@ fn record(
         }
         Err(message) => record.error = Some(message),
     }
-    record.wall_s = clock.elapsed().as_secs_f64();
-    record
 }

@@ -11,6 +11,7 @@ pub fn summary_table(records: &[VariantRecord]) -> String {
     table.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
         "variant",
         "cos",
+        "1 − cos",
         "max abs err",
         "median ms",
         "p10–p90 ms",
@@ -18,8 +19,13 @@ pub fn summary_table(records: &[VariantRecord]) -> String {
         "verdict",
     ]);
     for record in records {
-        let (cos, err) = record.accuracy.map_or((String::new(), String::new()), |a| {
-            (format!("{:.6}", a.cos), format!("{:.3e}", a.max_abs_err))
+        // 1 − cos in scientific notation tells FP32 (1e-14) from FP16 (1e-7) where cos reads 1.000000.
+        let (cos, one_minus, err) = record.accuracy.map_or_else(Default::default, |a| {
+            (
+                format!("{:.6}", a.cos),
+                format!("{:.2e}", 1.0 - a.cos),
+                format!("{:.3e}", a.max_abs_err),
+            )
         });
         let (median, spread) =
             record
@@ -38,6 +44,7 @@ pub fn summary_table(records: &[VariantRecord]) -> String {
         table.add_row(vec![
             record.id.clone(),
             cos,
+            one_minus,
             err,
             median,
             spread,
@@ -45,7 +52,7 @@ pub fn summary_table(records: &[VariantRecord]) -> String {
             record.status.name().to_owned(),
         ]);
     }
-    for column in 1..=5 {
+    for column in 1..=6 {
         if let Some(c) = table.column_mut(column) {
             c.set_cell_alignment(CellAlignment::Right);
         }
