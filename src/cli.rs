@@ -13,6 +13,7 @@ use crate::exit_code::ExitCode;
 use crate::host::HostInfo;
 use crate::matrix::Variant;
 use crate::plan::{self, Overrides};
+use crate::precision::presets;
 use crate::report::terminal;
 use crate::results::{ResultsWriter, RunInfo, SuiteInfo, VariantRecord};
 use crate::runner::{self, Observer};
@@ -54,6 +55,8 @@ enum Command {
     },
     /// Show the backends and devices this machine has.
     Devices,
+    /// Show the precision presets a suite can name.
+    Precisions,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Validate { suites } => Ok(validate(&suites)),
         Command::List { suite } => list(&suite),
         Command::Devices => Ok(devices()),
+        Command::Precisions => Ok(precisions()),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -259,7 +263,9 @@ fn list(path: &Path) -> anyhow::Result<ExitCode> {
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
-        .set_header(vec!["variant", "block", "tokens", "GFLOP", "cos_min"]);
+        .set_header(vec![
+            "variant", "block", "tokens", "GFLOP", "cos_min", "policy",
+        ]);
     for variant in &suite.variants {
         let model = suite.model(&variant.model).expect("validated");
         table.add_row(vec![
@@ -268,13 +274,14 @@ fn list(path: &Path) -> anyhow::Result<ExitCode> {
             model.tokens.to_string(),
             format!("{:.2}", model.block.flops(model.tokens) / 1e9),
             variant.gates.cos_min.to_string(),
+            variant.precision.to_string(),
         ]);
     }
     println!("{table}");
     println!(
         "{} variants; reference: {} (exact evaluation of the model held in that precision)",
         suite.variants.len(),
-        suite.reference.precision
+        suite.reference.precision.format()
     );
     Ok(ExitCode::Success)
 }
@@ -286,5 +293,18 @@ fn devices() -> ExitCode {
             Err(why) => println!("{:5} unavailable: {why}", kind.name()),
         }
     }
+    ExitCode::Success
+}
+
+fn precisions() -> ExitCode {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(vec!["preset", "policy", "models"]);
+    for (name, about) in presets::describe() {
+        let policy = presets::preset(name).expect("described presets exist");
+        table.add_row(vec![name.to_owned(), policy.to_string(), about.to_owned()]);
+    }
+    println!("{table}");
     ExitCode::Success
 }

@@ -2,13 +2,15 @@
 //!
 //! The modules follow the pipeline, and data flows one way:
 //! [`suite`] (YAML → validated suite) → [`matrix`] (variants) → [`plan`] (what this run executes)
-//! → [`runner`] with a [`backend`] running [`model`] blocks → [`measure`] (accuracy, latency) →
+//! → [`runner`] with a [`backend`] running [`model`] blocks in a [`precision`] policy (numbers
+//! from [`formats`], scaled by [`quant`] recipes) → [`measure`] (accuracy, latency) →
 //! [`gate`] → [`results`] (`results.jsonl`, `run.json`) → [`report`] and [`exit_code`].
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod cli;
 pub mod exit_code;
+pub mod formats;
 pub mod gate;
 pub mod host;
 pub mod linalg;
@@ -18,6 +20,7 @@ pub mod model;
 mod nan_as_null;
 pub mod plan;
 pub mod precision;
+pub mod quant;
 pub mod report;
 pub mod results;
 pub mod runner;

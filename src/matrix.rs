@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use crate::gate::Gates;
-use crate::precision::Precision;
+use crate::precision::{presets, Policy};
 use crate::suite::{DeviceSelector, ExcludeEntry, Ident, IncludeEntry};
 
 /// One point of the matrix: a model in a precision on a device.
@@ -18,8 +18,8 @@ pub struct Variant {
     pub id: String,
     /// The model's name.
     pub model: Ident,
-    /// The precision it runs in.
-    pub precision: Precision,
+    /// The precision policy it runs in.
+    pub precision: Policy,
     /// The device it targets.
     pub device: DeviceSelector,
     /// Its gates.
@@ -28,8 +28,8 @@ pub struct Variant {
 
 impl Variant {
     /// A variant with its id derived from its axes.
-    pub fn new(model: Ident, precision: Precision, device: DeviceSelector, gates: Gates) -> Self {
-        let id = format!("{model}/{precision}/{device}");
+    pub fn new(model: Ident, precision: Policy, device: DeviceSelector, gates: Gates) -> Self {
+        let id = format!("{model}/{}/{device}", precision.name);
         Variant {
             id,
             model,
@@ -44,8 +44,8 @@ impl Variant {
 pub struct Axes<'a> {
     /// Model names, in suite order.
     pub models: &'a [Ident],
-    /// Precisions, in suite order.
-    pub precisions: &'a [Precision],
+    /// Precision policies, in suite order.
+    pub precisions: &'a [Policy],
     /// Devices, in suite order.
     pub gpus: &'a [DeviceSelector],
 }
@@ -68,17 +68,17 @@ pub fn expand(
 ) -> Result<Vec<Variant>, MatrixError> {
     let mut variants: Vec<Variant> = Vec::new();
     for model in axes.models {
-        for &precision in axes.precisions {
+        for precision in axes.precisions {
             for device in axes.gpus {
                 let excluded = exclude.iter().any(|entry| {
                     matches(&entry.model, model)
-                        && matches(&entry.precision, &precision)
+                        && matches_name(&entry.precision, precision)
                         && matches(&entry.gpu, device)
                 });
                 if !excluded {
                     variants.push(Variant::new(
                         model.clone(),
-                        precision,
+                        precision.clone(),
                         device.clone(),
                         gates,
                     ));
@@ -91,7 +91,7 @@ pub fn expand(
         let mut extended = false;
         for variant in &mut variants[..original] {
             if matches(&entry.model, &variant.model)
-                && matches(&entry.precision, &variant.precision)
+                && matches_name(&entry.precision, &variant.precision)
                 && matches(&entry.gpu, &variant.device)
             {
                 variant.gates = variant.gates.overridden_by(&entry.gates);
@@ -99,7 +99,7 @@ pub fn expand(
             }
         }
         if !extended {
-            variants.push(new_combination(index, entry, gates)?);
+            variants.push(new_combination(index, entry, axes.precisions, gates)?);
         }
     }
     check_unique(&variants[original..], original, &variants)?;
@@ -110,9 +110,23 @@ fn matches<T: PartialEq>(wanted: &Option<T>, value: &T) -> bool {
     wanted.as_ref().is_none_or(|w| w == value)
 }
 
+fn matches_name(wanted: &Option<Ident>, policy: &Policy) -> bool {
+    wanted.as_ref().is_none_or(|w| w.as_str() == policy.name)
+}
+
+/// The policy called `name`: one of the suite's precisions, else a preset.
+fn policy_named(name: &Ident, precisions: &[Policy]) -> Option<Policy> {
+    precisions
+        .iter()
+        .find(|p| p.name == name.as_str())
+        .cloned()
+        .or_else(|| presets::preset(name.as_str()))
+}
+
 fn new_combination(
     index: usize,
     entry: &IncludeEntry,
+    precisions: &[Policy],
     gates: Gates,
 ) -> Result<Variant, MatrixError> {
     let missing: Vec<&str> = [
@@ -123,13 +137,25 @@ fn new_combination(
     .into_iter()
     .filter_map(|(name, absent)| absent.then_some(name))
     .collect();
-    match (&entry.model, entry.precision, &entry.gpu) {
-        (Some(model), Some(precision), Some(gpu)) => Ok(Variant::new(
-            model.clone(),
-            precision,
-            gpu.clone(),
-            gates.overridden_by(&entry.gates),
-        )),
+    match (&entry.model, &entry.precision, &entry.gpu) {
+        (Some(model), Some(name), Some(gpu)) => {
+            let precision = policy_named(name, precisions).ok_or_else(|| MatrixError {
+                key: format!("matrix.include[{index}].precision"),
+                message: format!(
+                    "`{name}` is neither in `precisions` nor a preset{} ({})",
+                    crate::suite::nearest(name.as_str(), presets::names())
+                        .map(|s| format!(", did you mean `{s}`?"))
+                        .unwrap_or_default(),
+                    presets::names().join(", ")
+                ),
+            })?;
+            Ok(Variant::new(
+                model.clone(),
+                precision,
+                gpu.clone(),
+                gates.overridden_by(&entry.gates),
+            ))
+        }
         _ => Err(MatrixError {
             key: format!("matrix.include[{index}]"),
             message: format!(
@@ -166,10 +192,14 @@ mod tests {
         variants.iter().map(|v| v.id.as_str()).collect()
     }
 
-    fn axes_fixture() -> (Vec<Ident>, Vec<Precision>, Vec<DeviceSelector>) {
+    fn preset(name: &str) -> Policy {
+        presets::preset(name).unwrap()
+    }
+
+    fn axes_fixture() -> (Vec<Ident>, Vec<Policy>, Vec<DeviceSelector>) {
         (
             vec![ident("a"), ident("b")],
-            vec![Precision::Fp16, Precision::Bf16],
+            vec![preset("fp16"), preset("bf16")],
             vec![DeviceSelector::Cpu],
         )
     }
@@ -198,7 +228,7 @@ mod tests {
             gpus: &g,
         };
         let exclude = [ExcludeEntry {
-            precision: Some(Precision::Bf16),
+            precision: Some(ident("bf16")),
             ..Default::default()
         }];
         let variants = expand(&axes, &exclude, &[], Gates::default()).unwrap();
@@ -225,7 +255,7 @@ mod tests {
             },
             IncludeEntry {
                 model: Some(ident("a")),
-                precision: Some(Precision::Fp32),
+                precision: Some(ident("fp32")),
                 gpu: Some(DeviceSelector::GpuModel(ident("h100"))),
                 gates: loose,
             },
@@ -254,7 +284,7 @@ mod tests {
             gpus: &g,
         };
         let include = [IncludeEntry {
-            precision: Some(Precision::Fp32),
+            precision: Some(ident("fp32")),
             ..Default::default()
         }];
         let error = expand(&axes, &[], &include, Gates::default()).unwrap_err();
@@ -276,7 +306,7 @@ mod tests {
         };
         let entry = IncludeEntry {
             model: Some(ident("a")),
-            precision: Some(Precision::Fp32),
+            precision: Some(ident("fp32")),
             gpu: Some(DeviceSelector::Cpu),
             gates: GateSpec::default(),
         };

@@ -79,9 +79,12 @@ pub fn plan(suite: &Suite, kind: BackendKind, overrides: &Overrides) -> Result<P
         .variants
         .iter()
         .map(|v| match kind {
-            BackendKind::Cpu => {
-                Variant::new(v.model.clone(), v.precision, DeviceSelector::Cpu, v.gates)
-            }
+            BackendKind::Cpu => Variant::new(
+                v.model.clone(),
+                v.precision.clone(),
+                DeviceSelector::Cpu,
+                v.gates,
+            ),
             BackendKind::Cuda => v.clone(),
         })
         .filter(|v| seen.insert(v.id.clone()))
@@ -94,8 +97,14 @@ pub fn plan(suite: &Suite, kind: BackendKind, overrides: &Overrides) -> Result<P
         });
     }
     let model_rank = |v: &Variant| suite.models.iter().position(|m| m.name == v.model);
-    let reference = suite.reference.precision;
-    variants.sort_by_key(|v| (model_rank(v), v.device.clone(), v.precision != reference));
+    let baseline = suite.baseline_policy().name;
+    variants.sort_by_key(|v| {
+        (
+            model_rank(v),
+            v.device.clone(),
+            v.precision.name != baseline,
+        )
+    });
     Ok(Plan {
         variants,
         settings: RunSettings {
@@ -103,7 +112,7 @@ pub fn plan(suite: &Suite, kind: BackendKind, overrides: &Overrides) -> Result<P
             warmup: overrides.warmup.unwrap_or(suite.defaults.warmup),
             iterations,
             filters: overrides.filters.clone(),
-            reference,
+            reference: suite.reference.precision.format(),
         },
     })
 }

@@ -10,10 +10,10 @@ use chrono::Utc;
 use crate::backend::{Backend, BackendError};
 use crate::matrix::Variant;
 use crate::measure::{compare, Accuracy, LatencyStats};
-use crate::model::forward::forward;
+use crate::model::forward::{forward, Exact};
 use crate::model::{seeded, Model, Tensor, Weights};
 use crate::plan::Plan;
-use crate::precision::Precision;
+use crate::precision::Policy;
 use crate::results::{
     Baseline, ResultsError, ResultsWriter, RunSettings, Status, VariantRecord, RECORD_SCHEMA,
 };
@@ -41,6 +41,8 @@ struct ModelContext {
     weights: Weights,
     input: Tensor,
     reference: Tensor<f64>,
+    seed: u64,
+    format: crate::formats::Format,
 }
 
 impl ModelContext {
@@ -48,21 +50,35 @@ impl ModelContext {
     /// the same block evaluated in f64 with no rounding, i.e. exactly what the model in the
     /// reference precision defines, up to f64 accumulation.
     fn new(model: &Model, settings: &RunSettings) -> Self {
-        let format = settings.reference.format();
+        let format = settings.reference;
         let weights = seeded::weights(model, settings.seed, format);
-        let input = seeded::input(model, settings.seed, format);
+        let input = seeded::input(model, settings.seed, format, seeded::INPUT);
+        let exact_weights = weights.map(f64::from);
         let reference = forward(
             &model.block,
-            &weights.map(f64::from),
+            &mut Exact {
+                weights: &exact_weights,
+            },
             &input.map(f64::from),
-            &|_: &mut [f64]| {},
         );
         ModelContext {
             model: model.clone(),
             weights,
             input,
             reference,
+            seed: settings.seed,
+            format,
         }
+    }
+
+    /// Calibration input `index`: seeded like the measured input, from another stream.
+    fn calibration_input(&self, index: usize) -> Tensor {
+        seeded::input(
+            &self.model,
+            self.seed,
+            self.format,
+            &format!("calibration.{index}"),
+        )
     }
 }
 
@@ -98,11 +114,12 @@ pub fn run(
             context = Some(ModelContext::new(model, settings));
         }
         let ctx = context.as_ref().expect("set just above");
-        let outcome = guarded(|| measure(ctx, variant.precision, backend, settings));
+        let outcome = guarded(|| measure(ctx, &variant.precision, backend, settings));
 
+        let baseline_policy = suite.baseline_policy();
         let baseline_id = Variant::new(
             variant.model.clone(),
-            settings.reference,
+            baseline_policy.clone(),
             variant.device.clone(),
             variant.gates,
         )
@@ -113,7 +130,7 @@ pub fn run(
             } else {
                 // The reference precision is not in this run (excluded or filtered out): time it
                 // anyway, without a record, so that speed-ups stay comparable across runs.
-                guarded(|| measure(ctx, settings.reference, backend, settings))
+                guarded(|| measure(ctx, &baseline_policy, backend, settings))
                     .ok()
                     .map(|m| m.latency.median_ms)
             };
@@ -145,7 +162,7 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
 
 fn measure(
     ctx: &ModelContext,
-    precision: Precision,
+    policy: &Policy,
     backend: &dyn Backend,
     settings: &RunSettings,
 ) -> Result<Measured, String> {
@@ -153,8 +170,13 @@ fn measure(
         move |e| format!("{stage}: {e}")
     }
     let mut executable = backend
-        .prepare(&ctx.model, &ctx.weights, precision)
+        .prepare(&ctx.model, &ctx.weights, policy)
         .map_err(failed("build"))?;
+    for index in 0..executable.calibration_runs() {
+        executable
+            .run(&ctx.calibration_input(index))
+            .map_err(failed("calibration"))?;
+    }
     let output = executable.run(&ctx.input).map_err(failed("run"))?;
     let accuracy =
         compare(&output.data, &ctx.reference.data).map_err(|e| format!("accuracy: {e}"))?;
@@ -178,7 +200,8 @@ fn blank_record(
         id: variant.id.clone(),
         model: model.name.to_string(),
         block: model.block.kind_name().to_owned(),
-        precision: variant.precision,
+        precision: variant.precision.name.clone(),
+        policy: variant.precision.clone(),
         device: variant.device.to_string(),
         backend: backend.kind(),
         device_name: device_name.to_owned(),

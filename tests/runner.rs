@@ -7,7 +7,7 @@ use precheck::backend::{Backend, BackendError, BackendKind, CpuBackend, Executab
 use precheck::exit_code::ExitCode;
 use precheck::model::{Model, Tensor, Weights};
 use precheck::plan::{plan, Overrides};
-use precheck::precision::Precision;
+use precheck::precision::Policy;
 use precheck::results::{read_records, ResultsWriter, Status};
 use precheck::runner::{run, Silent};
 
@@ -52,10 +52,10 @@ impl Backend for Faulty {
         &self,
         model: &Model,
         weights: &Weights,
-        precision: Precision,
+        policy: &Policy,
     ) -> Result<Box<dyn Executable>, BackendError> {
-        let inner = CpuBackend::new().prepare(model, weights, precision)?;
-        if precision != Precision::Fp16 {
+        let inner = CpuBackend::new().prepare(model, weights, policy)?;
+        if policy.name != "fp16" {
             return Ok(inner);
         }
         match self.0 {

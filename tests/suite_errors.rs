@@ -25,6 +25,10 @@ const CASES: &[(&str, &str)] = &[
         ":7:11: `models[1].name`: `mlp` is listed twice (first as models[0])",
     ),
     (
+        "duplicate_policy_name",
+        ":9:7: `precisions[1]`: `fp16` is listed twice (first as precisions[0])",
+    ),
+    (
         "duplicate_precision",
         ":7:26: `precisions[2]`: `fp16` is listed twice (first as precisions[0])",
     ),
@@ -53,6 +57,10 @@ const CASES: &[(&str, &str)] = &[
         ":10:7: `matrix.include[0]`: this entry matches no combination, so it adds a new one, which needs `gpu` too",
     ),
     (
+        "include_unknown_precision",
+        ":10:32: `matrix.include[0].precision`: `fp8_e4m4` is neither in `precisions` nor a preset, did you mean `fp8_e4m3`? (fp32, tf32, bf16, fp16, fp8_e4m3, fp8_e4m3_delayed, fp8_e5m2, int8, int4_w, nf4_w, mxfp8, mxfp6, mxfp4, nvfp4)",
+    ),
+    (
         "linear_with_activation",
         ":6:17: `models[0].activation`: block `linear` has no activation (only `mlp` does)",
     ),
@@ -77,6 +85,34 @@ const CASES: &[(&str, &str)] = &[
         ":5:21: `models[0].dims.hidden`: invalid type: integer `-3`, expected a positive integer",
     ),
     (
+        "outlier_fraction",
+        ":6:47: `models[0].input.outliers.fraction`: expected a fraction in (0, 1], found 1.5",
+    ),
+    (
+        "policy_bad_recipe",
+        ":10:16: `precisions[0].matmul.weights`: unknown recipe `per_chanel`, did you mean `per_channel`? (expected one of `cast`, `per_tensor`, `per_channel`, `per_token`, `mx`, `nvfp4`, `groupN`, `delayed`, `delayed:HISTORY[:max|most_recent]`)",
+    ),
+    (
+        "policy_recipe_mismatch",
+        ":9:24: `precisions[0].matmul.weights`: `bf16` cannot be scaled with `per_tensor`",
+    ),
+    (
+        "policy_scaled_output",
+        ":9:13: `precisions[0].output`: `fp8_e4m3` needs a scale; tensors between operations are fp32, tf32, bf16 or fp16",
+    ),
+    (
+        "policy_unknown_base",
+        ":8:23: `precisions[0].base`: unknown preset `fp8_e4m4`, did you mean `fp8_e4m3`? (expected one of fp32, tf32, bf16, fp16, fp8_e4m3, fp8_e4m3_delayed, fp8_e5m2, int8, int4_w, nf4_w, mxfp8, mxfp6, mxfp4, nvfp4)",
+    ),
+    (
+        "policy_unknown_key",
+        ":11:5: `precisions[1].sotfmax`: unknown key `sotfmax`, did you mean `softmax`? (expected one of `name`, `base`, `default`, `matmul`, `activation`, `softmax`, `norm`, `output`)",
+    ),
+    (
+        "reference_scaled_format",
+        ":8:25: `reference.precision`: unknown value `fp8_e4m3` (expected one of `fp32`, `bf16`, `fp16`)",
+    ),
+    (
         "reference_unknown_precision",
         ":9:14: `reference.precision`: unknown value `bf61`, did you mean `bf16`? (expected one of `fp32`, `bf16`, `fp16`)",
     ),
@@ -98,7 +134,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown_precision",
-        ":7:20: `precisions[1]`: unknown value `fp61`, did you mean `fp16`? (expected one of `fp32`, `bf16`, `fp16`)",
+        ":7:20: `precisions[1]`: unknown value `fp61`, did you mean `fp16`? (expected one of `fp32`, `tf32`, `bf16`, `fp16`, `fp8_e4m3`, `fp8_e4m3_delayed`, `fp8_e5m2`, `int8`, `int4_w`, `nf4_w`, `mxfp8`, `mxfp6`, `mxfp4`, `nvfp4`)",
     ),
     (
         "unknown_top_level_key",

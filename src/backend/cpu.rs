@@ -1,15 +1,18 @@
-//! The CPU backend: each precision emulated exactly on the CPU.
+//! The CPU backend: each precision policy emulated exactly on the CPU.
 //!
-//! Operands are rounded to the precision's format (round to nearest even), products accumulate in
-//! f32 (as tensor cores accumulate FP16/BF16 products), and every operation's output is rounded to
-//! the format again. Weights are converted once in `prepare`, like an engine build; the input is
-//! converted on every run, as activations are.
+//! Matmul operands are quantized with the policy's recipes ([`crate::quant`]): weights once, in
+//! `prepare`, like an engine build; activations on every call. Products accumulate in f32 (integer
+//! operands exactly, as int32), scales apply after accumulation, and every operation's output is
+//! rounded to the format the policy gives its class.
+
+use std::collections::HashMap;
 
 use super::{Backend, BackendError, BackendKind, Executable};
 use crate::host::HostInfo;
-use crate::model::forward::forward;
+use crate::model::forward::{forward, OpClass, Ops};
 use crate::model::{Block, Model, Tensor, Weights};
-use crate::precision::{Format, Precision};
+use crate::precision::Policy;
+use crate::quant::{self, AmaxHistory, Operand, Recipe};
 
 /// precheck's CPU emulation of each precision.
 #[derive(Debug, Default)]
@@ -36,22 +39,65 @@ impl Backend for CpuBackend {
         &self,
         model: &Model,
         weights: &Weights,
-        precision: Precision,
+        policy: &Policy,
     ) -> Result<Box<dyn Executable>, BackendError> {
-        let format = precision.format();
-        let weights = weights.map(|v| format.round(v));
+        let weights = weights
+            .tensors
+            .iter()
+            .map(|(name, tensor)| (name.clone(), prepare_weight(tensor, policy)))
+            .collect();
         Ok(Box::new(CpuExecutable {
             block: model.block,
-            weights,
-            format,
+            ops: PolicyOps {
+                policy: policy.clone(),
+                weights,
+                histories: HashMap::new(),
+            },
         }))
+    }
+}
+
+/// Quantizes a weight once. Weight-only group recipes dequantize into the activations' format,
+/// as W4A16 kernels do before their BF16 or FP16 matmul.
+fn prepare_weight(weight: &Tensor, policy: &Policy) -> Operand {
+    let spec = policy.matmul.weights;
+    let mut operand = quant::quantize(weight, spec, &mut AmaxHistory::default());
+    let activations = policy.matmul.activations;
+    if matches!(spec.recipe, Recipe::Group { .. }) && activations.recipe == Recipe::Cast {
+        activations.format.round_slice(&mut operand.values.data);
+    }
+    operand
+}
+
+struct PolicyOps {
+    policy: Policy,
+    weights: HashMap<String, Operand>,
+    /// Amax history per matmul (by weight name), for delayed scaling of activations.
+    histories: HashMap<String, AmaxHistory>,
+}
+
+impl Ops<f32> for PolicyOps {
+    fn linear(&mut self, x: &Tensor, weight: &str) -> Tensor {
+        let history = self.histories.entry(weight.to_owned()).or_default();
+        let x = quant::quantize(x, self.policy.matmul.activations, history);
+        let mut y = quant::matmul(&x, &self.weights[weight]);
+        self.policy.matmul.output.round_slice(&mut y.data);
+        y
+    }
+
+    fn store(&self, class: OpClass, values: &mut [f32]) {
+        let format = match class {
+            OpClass::Activation => self.policy.activation,
+            OpClass::Elementwise => self.policy.default,
+            OpClass::Output => self.policy.output,
+        };
+        format.round_slice(values);
     }
 }
 
 struct CpuExecutable {
     block: Block,
-    weights: Weights,
-    format: Format,
+    ops: PolicyOps,
 }
 
 impl Executable for CpuExecutable {
@@ -63,13 +109,67 @@ impl Executable for CpuExecutable {
                 self.block.input_features()
             )));
         }
-        let format = self.format;
-        let input = input.map(|v| format.round(v));
-        Ok(forward(
-            &self.block,
-            &self.weights,
-            &input,
-            &|values: &mut [f32]| format.round_slice(values),
-        ))
+        let mut input = input.clone();
+        self.ops.policy.default.round_slice(&mut input.data);
+        Ok(forward(&self.block, &mut self.ops, &input))
+    }
+
+    fn calibration_runs(&self) -> usize {
+        let recipe = self.ops.policy.matmul.activations.recipe;
+        match recipe {
+            Recipe::Delayed { history, .. } => history.min(MAX_CALIBRATION_RUNS),
+            _ => 0,
+        }
+    }
+}
+
+/// Calibration passes before a delayed-scaling variant is measured: its amax history holds the
+/// passes that ran, up to this many (each is a full forward pass).
+const MAX_CALIBRATION_RUNS: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::Format;
+    use crate::model::seeded;
+    use crate::precision::presets;
+    use crate::suite::{Ident, WeightsSpec};
+
+    fn mlp() -> Model {
+        Model {
+            name: Ident::try_from("m".to_owned()).unwrap(),
+            block: Block::Mlp {
+                hidden: 64,
+                intermediate: 128,
+                activation: crate::suite::Activation::GeluTanh,
+            },
+            tokens: 8,
+            outliers: None,
+            weights: WeightsSpec::Seeded,
+        }
+    }
+
+    #[test]
+    fn every_preset_runs_and_stays_close() {
+        let model = mlp();
+        let weights = seeded::weights(&model, 1, Format::Bf16);
+        let input = seeded::input(&model, 1, Format::Bf16, seeded::INPUT);
+        let reference = CpuBackend
+            .prepare(&model, &weights, &presets::preset("fp32").unwrap())
+            .unwrap()
+            .run(&input)
+            .unwrap();
+        for name in presets::names() {
+            let policy = presets::preset(name).unwrap();
+            let output = CpuBackend
+                .prepare(&model, &weights, &policy)
+                .unwrap()
+                .run(&input)
+                .unwrap();
+            let cos = crate::measure::compare(&output.data, &reference.map(f64::from).data)
+                .unwrap()
+                .cos;
+            assert!(cos > 0.9, "{name}: cos {cos}");
+        }
     }
 }

@@ -10,7 +10,7 @@ pub use cpu::CpuBackend;
 
 use crate::measure::time_runs;
 use crate::model::{Model, Tensor, Weights};
-use crate::precision::Precision;
+use crate::precision::Policy;
 
 /// Which backend a run uses, as chosen on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -66,12 +66,12 @@ pub trait Backend: Send + Sync {
     /// The device variants run on, for people (CPU model, GPU name).
     fn device_name(&self) -> String;
 
-    /// Builds `model` with `weights` (held in the reference precision) to run in `precision`.
+    /// Builds `model` with `weights` (held in the reference precision) to run as `policy` says.
     fn prepare(
         &self,
         model: &Model,
         weights: &Weights,
-        precision: Precision,
+        policy: &Policy,
     ) -> Result<Box<dyn Executable>, BackendError>;
 }
 
@@ -79,6 +79,12 @@ pub trait Backend: Send + Sync {
 pub trait Executable {
     /// Runs once on `input` and returns the output, as `f32` values of the variant's format.
     fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError>;
+
+    /// Runs on other inputs this executable needs before it is measured: delayed scaling needs
+    /// an amax history. None by default.
+    fn calibration_runs(&self) -> usize {
+        0
+    }
 
     /// Per-iteration latency: `warmup` untimed runs, then `iterations` timed ones. Host timing by
     /// default; a GPU backend overrides this with device-side timing.

@@ -1,9 +1,10 @@
-//! The blocks' math, written once for every scalar type and rounding.
+//! The blocks' math, written once for every numeric behaviour.
 //!
-//! `round` is applied to every operation's output, as a framework running the block in a low
-//! precision stores each intermediate tensor in it: PyTorch in BF16 rounds the gate projection, the
-//! activation, the product and the down projection separately. The exact reference passes a `round`
-//! that does nothing.
+//! A block calls [`Ops`] for each matmul and after each elementwise operation; the implementation
+//! decides the numerics. The exact reference ([`Exact`]) multiplies in f64 and rounds nothing; the
+//! CPU backend quantizes and rounds as a precision policy says, as a framework running the block in
+//! a low precision stores each intermediate tensor in it (PyTorch in BF16 rounds the gate
+//! projection, the activation, the product and the down projection separately).
 
 use rayon::prelude::*;
 
@@ -11,37 +12,63 @@ use super::{Block, Tensor, Weights};
 use crate::linalg::{matmul_nt, Scalar};
 use crate::suite::Activation;
 
-/// Runs `block` on `input` with `weights`, calling `round` on every intermediate and the output.
-pub fn forward<S: Scalar>(
-    block: &Block,
-    weights: &Weights<S>,
-    input: &Tensor<S>,
-    round: &(dyn Fn(&mut [S]) + Sync),
-) -> Tensor<S> {
-    let linear = |x: &Tensor<S>, name: &str| {
-        let mut y = matmul_nt(x, weights.get(name));
-        round(&mut y.data);
-        y
-    };
-    match *block {
-        Block::Linear { .. } => linear(input, "weight"),
+/// The class of an elementwise operation, for the policy's choice of format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpClass {
+    /// An activation function's output.
+    Activation,
+    /// Other elementwise results (products, sums).
+    Elementwise,
+    /// The block's output.
+    Output,
+}
+
+/// The numerics a block runs with.
+pub trait Ops<S: Scalar> {
+    /// `x · Wᵀ` for the block's weight `weight`, with its output stored as the policy says.
+    fn linear(&mut self, x: &Tensor<S>, weight: &str) -> Tensor<S>;
+
+    /// Stores `values`, just produced by an operation of `class`, in the format the policy gives it.
+    fn store(&self, class: OpClass, values: &mut [S]);
+}
+
+/// The exact reference: f64 products, no rounding.
+pub struct Exact<'a> {
+    /// The weights, converted to f64.
+    pub weights: &'a Weights<f64>,
+}
+
+impl Ops<f64> for Exact<'_> {
+    fn linear(&mut self, x: &Tensor<f64>, weight: &str) -> Tensor<f64> {
+        matmul_nt(x, self.weights.get(weight))
+    }
+
+    fn store(&self, _: OpClass, _: &mut [f64]) {}
+}
+
+/// Runs `block` on `input` with the numerics of `ops`.
+pub fn forward<S: Scalar>(block: &Block, ops: &mut dyn Ops<S>, input: &Tensor<S>) -> Tensor<S> {
+    let mut output = match *block {
+        Block::Linear { .. } => ops.linear(input, "weight"),
         Block::Mlp { activation, .. } => {
-            let mut hidden = linear(input, "gate_proj.weight");
+            let mut hidden = ops.linear(input, "gate_proj.weight");
             hidden
                 .data
                 .par_iter_mut()
                 .for_each(|v| *v = activate(activation, *v));
-            round(&mut hidden.data);
-            let up = linear(input, "up_proj.weight");
+            ops.store(OpClass::Activation, &mut hidden.data);
+            let up = ops.linear(input, "up_proj.weight");
             hidden
                 .data
                 .par_iter_mut()
                 .zip(&up.data)
                 .for_each(|(h, u)| *h = *h * *u);
-            round(&mut hidden.data);
-            linear(&hidden, "down_proj.weight")
+            ops.store(OpClass::Elementwise, &mut hidden.data);
+            ops.linear(&hidden, "down_proj.weight")
         }
-    }
+    };
+    ops.store(OpClass::Output, &mut output.data);
+    output
 }
 
 /// The activation of one value, computed in `S`.
@@ -92,7 +119,7 @@ mod tests {
         let x = Tensor::new(1, 1, vec![2.0f64]);
         let silu = |v: f64| v / (1.0 + (-v).exp());
         let expect = silu(2.0) * 6.0 + 4.0 * silu(-4.0) * 1.0;
-        let y = forward(&block, &weights, &x, &|_| {});
+        let y = forward(&block, &mut Exact { weights: &weights }, &x);
         assert!((y.data[0] - expect).abs() < 1e-12);
     }
 }

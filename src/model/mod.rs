@@ -8,7 +8,7 @@
 pub mod forward;
 pub mod seeded;
 
-use crate::suite::{Activation, Ident, WeightsSpec};
+use crate::suite::{Activation, Ident, OutlierSpec, WeightsSpec};
 
 /// A built-in block with its dimensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,8 @@ pub struct Model {
     pub block: Block,
     /// Rows of its input.
     pub tokens: usize,
+    /// Outlier channels of its input.
+    pub outliers: Option<OutlierSpec>,
     /// Where its weights come from.
     pub weights: WeightsSpec,
 }

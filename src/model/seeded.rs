@@ -3,19 +3,23 @@
 //! Each tensor has its own ChaCha8 stream, seeded with the first 8 bytes (little-endian) of
 //! `SHA-256("{seed}/{model}/{tensor}")`, so adding a model or reordering a suite changes no other
 //! tensor. Weights are normal with standard deviation `1/sqrt(fan_in)` (the scale that keeps
-//! activations of unit variance); inputs are standard normal. Both are then rounded to the
-//! reference precision: a suite's model is defined in that precision, as a BF16 checkpoint is.
+//! activations of unit variance); inputs are standard normal, and where the suite asks for outlier
+//! channels, `max(1, ceil(fraction × features))` channels, drawn from the stream
+//! `outlier_channels`, are multiplied by `scale` in every token (the same channels in every input
+//! of the model, as in real activations). Both are then rounded to the reference precision: a
+//! suite's model is defined in that precision, as a BF16 checkpoint is.
 
+use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use sha2::{Digest, Sha256};
 
 use super::{Model, Tensor, Weights};
-use crate::precision::Format;
+use crate::formats::Format;
 
-/// The input tensor's name in seeds.
-const INPUT_NAME: &str = "input";
+/// The measured input's name in seeds.
+pub const INPUT: &str = "input";
 
 fn stream(seed: u64, model: &str, tensor: &str) -> ChaCha8Rng {
     let digest = Sha256::digest(format!("{seed}/{model}/{tensor}"));
@@ -24,17 +28,10 @@ fn stream(seed: u64, model: &str, tensor: &str) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(u64::from_le_bytes(first))
 }
 
-fn normal_tensor(
-    rng: &mut ChaCha8Rng,
-    rows: usize,
-    cols: usize,
-    std: f32,
-    format: Format,
-) -> Tensor {
-    let mut data: Vec<f32> = (0..rows * cols)
+fn normal_tensor(rng: &mut ChaCha8Rng, rows: usize, cols: usize, std: f32) -> Tensor {
+    let data: Vec<f32> = (0..rows * cols)
         .map(|_| rng.sample::<f32, _>(StandardNormal) * std)
         .collect();
-    format.round_slice(&mut data);
     Tensor::new(rows, cols, data)
 }
 
@@ -46,26 +43,32 @@ pub fn weights(model: &Model, seed: u64, format: Format) -> Weights {
         .into_iter()
         .map(|(name, [rows, cols])| {
             let mut rng = stream(seed, model.name.as_str(), name);
-            let std = 1.0 / (cols as f32).sqrt();
-            (
-                name.to_owned(),
-                normal_tensor(&mut rng, rows, cols, std, format),
-            )
+            let mut tensor = normal_tensor(&mut rng, rows, cols, 1.0 / (cols as f32).sqrt());
+            format.round_slice(&mut tensor.data);
+            (name.to_owned(), tensor)
         })
         .collect();
     Weights { tensors }
 }
 
-/// The model's seeded input, `[tokens, input_features]`, rounded to `format`.
-pub fn input(model: &Model, seed: u64, format: Format) -> Tensor {
-    let mut rng = stream(seed, model.name.as_str(), INPUT_NAME);
-    normal_tensor(
-        &mut rng,
-        model.tokens,
-        model.block.input_features(),
-        1.0,
-        format,
-    )
+/// The model's seeded input called `name` ([`INPUT`], or a calibration input),
+/// `[tokens, input_features]`, rounded to `format`.
+pub fn input(model: &Model, seed: u64, format: Format, name: &str) -> Tensor {
+    let features = model.block.input_features();
+    let mut rng = stream(seed, model.name.as_str(), name);
+    let mut tensor = normal_tensor(&mut rng, model.tokens, features, 1.0);
+    if let Some(outliers) = model.outliers {
+        let count = ((outliers.fraction * features as f64).ceil() as usize).clamp(1, features);
+        let mut channel_rng = stream(seed, model.name.as_str(), "outlier_channels");
+        let channels = sample(&mut channel_rng, features, count);
+        for row in tensor.data.chunks_mut(features) {
+            for channel in channels.iter() {
+                row[channel] *= outliers.scale as f32;
+            }
+        }
+    }
+    format.round_slice(&mut tensor.data);
+    tensor
 }
 
 #[cfg(test)]
@@ -82,6 +85,7 @@ mod tests {
                 out_features: 64,
             },
             tokens: 32,
+            outliers: None,
             weights: WeightsSpec::Seeded,
         }
     }
@@ -101,6 +105,30 @@ mod tests {
         let var = data.iter().map(|v| (v * v) as f64).sum::<f64>() / data.len() as f64;
         // std 1/16 for fan_in 256: variance 1/256, within sampling error of 16k values.
         assert!((var * 256.0 - 1.0).abs() < 0.05, "variance {var}");
-        assert!(data.iter().all(|&v| Format::Bf16.round(v) == v));
+        assert!(data
+            .iter()
+            .all(|&v| Format::Bf16.round(v, crate::formats::Overflow::Cast) == v));
+    }
+
+    #[test]
+    fn outlier_channels_are_scaled_in_every_token() {
+        let mut m = model("m");
+        let plain = input(&m, 3, Format::Fp32, INPUT);
+        m.outliers = Some(crate::suite::OutlierSpec {
+            fraction: 0.01,
+            scale: 100.0,
+        });
+        let spiked = input(&m, 3, Format::Fp32, INPUT);
+        // 1% of 256 channels: 3 channels, the same in every row.
+        let scaled: Vec<usize> = (0..256)
+            .filter(|&c| spiked.data[c] != plain.data[c])
+            .collect();
+        assert_eq!(scaled.len(), 3);
+        for row in 0..32 {
+            for &c in &scaled {
+                let i = row * 256 + c;
+                assert_eq!(spiked.data[i], plain.data[i] * 100.0);
+            }
+        }
     }
 }

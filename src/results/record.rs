@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::BackendKind;
 use crate::gate::{GateFailure, Gates};
 use crate::measure::{Accuracy, LatencyStats};
-use crate::precision::Precision;
+use crate::precision::Policy;
 
 /// Version of the record layout; bumped when a field changes meaning.
 pub const RECORD_SCHEMA: u32 = 1;
@@ -56,8 +56,10 @@ pub struct VariantRecord {
     pub model: String,
     /// Block kind (`linear`, `mlp`).
     pub block: String,
-    /// Precision asked for.
-    pub precision: Precision,
+    /// Name of the precision asked for.
+    pub precision: String,
+    /// The precision policy, resolved.
+    pub policy: Policy,
     /// Device of the variant id.
     pub device: String,
     /// Backend that ran it.

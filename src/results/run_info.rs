@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
+use crate::formats::Format;
 use crate::host::HostInfo;
-use crate::precision::Precision;
 
 /// The suite a run came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,8 +29,8 @@ pub struct RunSettings {
     pub iterations: usize,
     /// `--filter` patterns.
     pub filters: Vec<String>,
-    /// The reference precision.
-    pub reference: Precision,
+    /// The reference format: the model is defined in it.
+    pub reference: Format,
 }
 
 /// The environment of a run.

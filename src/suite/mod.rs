@@ -18,13 +18,14 @@ pub use error::{nearest, SuiteError, SuiteErrorKind};
 pub use locate::{Location, LocationIndex};
 pub use schema::{
     Activation, BlockKind, Count, Defaults, DeviceSelector, ExcludeEntry, GateSpec, Ident,
-    IncludeEntry, InputSpec, MatrixSpec, Reference, SuiteFile, WeightsSpec,
+    IncludeEntry, InputSpec, MatrixSpec, OutlierSpec, Reference, ReferenceFormat, SuiteFile,
+    WeightsSpec,
 };
 
 use crate::gate::Gates;
 use crate::matrix::Variant;
 use crate::model::Model;
-use crate::precision::Precision;
+use crate::precision::Policy;
 
 /// A validated suite with its expanded variants.
 #[derive(Debug, Clone)]
@@ -39,8 +40,8 @@ pub struct Suite {
     pub reference: Reference,
     /// The models, in file order.
     pub models: Vec<Model>,
-    /// The precision axis.
-    pub precisions: Vec<Precision>,
+    /// The precision axis, resolved.
+    pub precisions: Vec<Policy>,
     /// The device axis.
     pub gpus: Vec<DeviceSelector>,
     /// The suite-wide gates.
@@ -50,6 +51,12 @@ pub struct Suite {
 }
 
 impl Suite {
+    /// The policy the speed baseline runs: the preset named like the reference format.
+    pub fn baseline_policy(&self) -> Policy {
+        crate::precision::presets::preset(self.reference.precision.format().name())
+            .expect("every reference format has a preset of its name")
+    }
+
     /// The model called `name`, if the suite has one.
     pub fn model(&self, name: &Ident) -> Option<&Model> {
         self.models.iter().find(|m| &m.name == name)

@@ -9,7 +9,8 @@ use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Serialize};
 
-use crate::precision::Precision;
+use crate::formats::Format;
+use crate::precision::PrecisionSpec;
 
 /// A suite file, deserialized but not yet cross-checked.
 #[derive(Debug, Clone, Deserialize)]
@@ -28,8 +29,8 @@ pub struct SuiteFile {
     pub reference: Reference,
     /// The models (blocks) to run.
     pub models: Vec<ModelSpec>,
-    /// The precision axis of the matrix.
-    pub precisions: Vec<Precision>,
+    /// The precision axis of the matrix: preset names or policy mappings.
+    pub precisions: Vec<PrecisionSpec>,
     /// The device axis of the matrix.
     #[serde(default = "default_gpus")]
     pub gpus: Vec<DeviceSelector>,
@@ -71,14 +72,38 @@ impl Default for Defaults {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Reference {
-    /// The precision the model's weights and inputs are defined in (a BF16 checkpoint by default).
-    pub precision: Precision,
+    /// The format the model's weights and inputs are defined in (a BF16 checkpoint by default).
+    /// The preset of the same name is the speed baseline.
+    pub precision: ReferenceFormat,
 }
 
 impl Default for Reference {
     fn default() -> Self {
         Reference {
-            precision: Precision::Bf16,
+            precision: ReferenceFormat::Bf16,
+        }
+    }
+}
+
+/// The formats a model can be defined in: those that hold tensors without a scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferenceFormat {
+    /// FP32 weights and inputs.
+    Fp32,
+    /// BF16 weights and inputs.
+    Bf16,
+    /// FP16 weights and inputs.
+    Fp16,
+}
+
+impl ReferenceFormat {
+    /// The number format.
+    pub fn format(self) -> Format {
+        match self {
+            ReferenceFormat::Fp32 => Format::Fp32,
+            ReferenceFormat::Bf16 => Format::Bf16,
+            ReferenceFormat::Fp16 => Format::Fp16,
         }
     }
 }
@@ -155,12 +180,25 @@ impl Activation {
     }
 }
 
-/// The input's shape: `tokens` rows of the block's input width.
+/// The input: `tokens` rows of the block's input width, standard normal, optionally with outlier
+/// channels.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     /// Rows of the input (tokens of a sequence, or batch × sequence).
     pub tokens: Count,
+    /// Channels scaled up in every token, as real activations have (LLM.int8(), SmoothQuant).
+    pub outliers: Option<OutlierSpec>,
+}
+
+/// Outlier channels of an input.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierSpec {
+    /// Fraction of the channels that are outliers, in (0, 1]; at least one channel.
+    pub fraction: f64,
+    /// Factor the outlier channels are multiplied by.
+    pub scale: f64,
 }
 
 /// Where a model's weights come from.
@@ -190,8 +228,8 @@ pub struct MatrixSpec {
 pub struct ExcludeEntry {
     /// Matches this model.
     pub model: Option<Ident>,
-    /// Matches this precision.
-    pub precision: Option<Precision>,
+    /// Matches this precision (by name).
+    pub precision: Option<Ident>,
     /// Matches this device.
     pub gpu: Option<DeviceSelector>,
 }
@@ -202,8 +240,8 @@ pub struct ExcludeEntry {
 pub struct IncludeEntry {
     /// Model of the combination.
     pub model: Option<Ident>,
-    /// Precision of the combination.
-    pub precision: Option<Precision>,
+    /// Precision of the combination: a name in `precisions`, or a preset.
+    pub precision: Option<Ident>,
     /// Device of the combination.
     pub gpu: Option<DeviceSelector>,
     /// Gates for the matching combinations, over the suite's.

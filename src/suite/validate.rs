@@ -9,6 +9,7 @@ use super::Suite;
 use crate::gate::Gates;
 use crate::matrix::{expand, Axes};
 use crate::model::{Block, Model};
+use crate::precision::PrecisionSpec;
 
 /// One problem: the key path it concerns and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +33,7 @@ pub fn validate(file: SuiteFile) -> Result<Suite, Problem> {
     non_empty("precisions", file.precisions.len())?;
     non_empty("gpus", file.gpus.len())?;
     unique("models", "name", file.models.iter().map(|m| &m.name))?;
-    unique("precisions", "", file.precisions.iter())?;
+    unique("precisions", "", file.precisions.iter().map(|p| p.name()))?;
     unique("gpus", "", file.gpus.iter())?;
     let models = file
         .models
@@ -41,11 +42,22 @@ pub fn validate(file: SuiteFile) -> Result<Suite, Problem> {
         .map(|(i, spec)| model(&format!("models[{i}]"), spec))
         .collect::<Result<Vec<_>, _>>()?;
     let gates = gates("gates", &file.gates, Gates::default())?;
+    let precisions = file
+        .precisions
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| match spec {
+            PrecisionSpec::Preset(policy) => Ok(policy.clone()),
+            PrecisionSpec::Custom(custom) => custom
+                .resolve()
+                .map_err(|(key, message)| problem(format!("precisions[{i}].{key}"), message)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     check_matrix_names(&file)?;
     let names: Vec<_> = models.iter().map(|m| m.name.clone()).collect();
     let axes = Axes {
         models: &names,
-        precisions: &file.precisions,
+        precisions: &precisions,
         gpus: &file.gpus,
     };
     let variants = expand(&axes, &file.matrix.exclude, &file.matrix.include, gates)
@@ -56,7 +68,7 @@ pub fn validate(file: SuiteFile) -> Result<Suite, Problem> {
         defaults: file.defaults,
         reference: file.reference,
         models,
-        precisions: file.precisions,
+        precisions,
         gpus: file.gpus,
         gates,
         variants,
@@ -123,10 +135,27 @@ fn model(key: &str, spec: &ModelSpec) -> Result<Model, Problem> {
             }
         }
     };
+    if let Some(outliers) = spec.input.outliers {
+        let fraction_valid = outliers.fraction > 0.0 && outliers.fraction <= 1.0;
+        if !fraction_valid {
+            return Err(problem(
+                format!("{key}.input.outliers.fraction"),
+                format!("expected a fraction in (0, 1], found {}", outliers.fraction),
+            ));
+        }
+        let scale_valid = outliers.scale.is_finite() && outliers.scale > 0.0;
+        if !scale_valid {
+            return Err(problem(
+                format!("{key}.input.outliers.scale"),
+                format!("expected a finite factor > 0, found {}", outliers.scale),
+            ));
+        }
+    }
     Ok(Model {
         name: spec.name.clone(),
         block,
         tokens: spec.input.tokens.get(),
+        outliers: spec.input.outliers,
         weights: spec.weights,
     })
 }
@@ -229,7 +258,11 @@ fn check_matrix_names(file: &SuiteFile) -> Result<(), Problem> {
         if let Some(name) = &entry.model {
             known_model(format!("{key}.model"), name)?;
         }
-        if let Some(p) = entry.precision.filter(|p| !file.precisions.contains(p)) {
+        if let Some(p) = entry
+            .precision
+            .as_ref()
+            .filter(|p| file.precisions.iter().all(|spec| spec.name() != p.as_str()))
+        {
             return Err(problem(
                 format!("{key}.precision"),
                 format!("`{p}` is not in `precisions`, so this entry excludes nothing"),

@@ -1,0 +1,44 @@
+//! Scale formats: E8M0, the power-of-two scale of OCP MX blocks.
+
+/// E8M0 (`float8_e8m0fnu`): unsigned, exponent only, value 2^(code − 127); code 255 is NaN.
+pub struct E8m0;
+
+impl E8m0 {
+    /// The NaN code.
+    pub const NAN: u8 = 0xff;
+
+    /// The value of `code`.
+    pub fn decode(code: u8) -> f32 {
+        if code == Self::NAN {
+            return f32::NAN;
+        }
+        // 2^-127 is an f32 subnormal: build it from bits rather than powi.
+        let exp = i32::from(code) - 127;
+        if exp >= -126 {
+            2f32.powi(exp)
+        } else {
+            f32::from_bits(1 << 22)
+        }
+    }
+
+    /// The code of the power of two `2^exp`, `exp` clamped to the representable [-127, 127].
+    pub fn from_exponent(exp: i32) -> u8 {
+        (exp.clamp(-127, 127) + 127) as u8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_powers_of_two() {
+        assert_eq!(E8m0::decode(127), 1.0);
+        assert_eq!(E8m0::decode(130), 8.0);
+        assert_eq!(E8m0::decode(0), 2f32.powi(-127));
+        assert_eq!(E8m0::decode(254), 2f32.powi(127));
+        assert!(E8m0::decode(255).is_nan());
+        assert_eq!(E8m0::from_exponent(-200), 0);
+        assert_eq!(E8m0::decode(E8m0::from_exponent(-3)), 0.125);
+    }
+}
