@@ -11,6 +11,8 @@ pub mod recipe;
 
 use std::collections::VecDeque;
 
+use rayon::prelude::*;
+
 pub use recipe::{AmaxAlgorithm, QuantSpec, Recipe, MX_BLOCK, NVFP4_BLOCK};
 
 use crate::formats::minifloat::{FP4_E2M1, FP8_E4M3};
@@ -55,14 +57,28 @@ impl AmaxHistory {
 
 /// Largest magnitude of `values`; NaN if any is NaN (so that the scale, and the output, are NaN).
 fn amax(values: &[f32]) -> f32 {
-    values.iter().fold(0.0f32, |m, v| {
-        if v.is_nan() || m.is_nan() {
-            f32::NAN
-        } else {
-            m.max(v.abs())
-        }
-    })
+    values.iter().fold(0.0f32, |m, &v| amax_step(m, v))
 }
+
+/// One step of [`amax`]: `f32::max` alone would drop a NaN.
+fn amax_step(m: f32, v: f32) -> f32 {
+    if v.is_nan() || m.is_nan() {
+        f32::NAN
+    } else {
+        m.max(v.abs())
+    }
+}
+
+/// [`amax`] of a whole tensor, over rayon's threads.
+fn amax_parallel(values: &[f32]) -> f32 {
+    values
+        .par_chunks(PARALLEL_CHUNK)
+        .map(amax)
+        .reduce(|| 0.0, amax_step)
+}
+
+/// Elements per parallel task in whole-tensor passes.
+const PARALLEL_CHUNK: usize = 1 << 14;
 
 /// The scale that maps `amax` onto the format's largest value; 1 for an all-zero tensor.
 fn scale_for(amax: f32, format: Format) -> f32 {
@@ -92,7 +108,7 @@ pub fn quantize(tensor: &Tensor, spec: QuantSpec, history: &mut AmaxHistory) -> 
             None
         }
         Recipe::PerTensor | Recipe::Delayed { .. } => {
-            let current = amax(&values.data);
+            let current = amax_parallel(&values.data);
             let amax = match spec.recipe {
                 Recipe::Delayed {
                     history: length,
@@ -101,13 +117,16 @@ pub fn quantize(tensor: &Tensor, spec: QuantSpec, history: &mut AmaxHistory) -> 
                 _ => current,
             };
             let scale = scale_for(amax, format);
-            scale_round(&mut values.data, scale, format);
+            values
+                .data
+                .par_chunks_mut(PARALLEL_CHUNK)
+                .for_each(|chunk| scale_round(chunk, scale, format));
             Some(vec![scale; tensor.rows])
         }
         Recipe::PerChannel | Recipe::PerToken => Some(
             values
                 .data
-                .chunks_mut(cols)
+                .par_chunks_mut(cols)
                 .map(|row| {
                     let scale = scale_for(amax(row), format);
                     scale_round(row, scale, format);
@@ -116,22 +135,22 @@ pub fn quantize(tensor: &Tensor, spec: QuantSpec, history: &mut AmaxHistory) -> 
                 .collect(),
         ),
         Recipe::Mx => {
-            values.data.chunks_mut(cols).for_each(|row| {
+            values.data.par_chunks_mut(cols).for_each(|row| {
                 row.chunks_mut(MX_BLOCK)
                     .for_each(|block| mx_block(block, format))
             });
             None
         }
         Recipe::Nvfp4 => {
-            let tensor_scale = nvfp4_tensor_scale(amax(&values.data));
-            values.data.chunks_mut(cols).for_each(|row| {
+            let tensor_scale = nvfp4_tensor_scale(amax_parallel(&values.data));
+            values.data.par_chunks_mut(cols).for_each(|row| {
                 row.chunks_mut(NVFP4_BLOCK)
                     .for_each(|block| nvfp4_block(block, tensor_scale))
             });
             Some(vec![1.0 / tensor_scale; tensor.rows])
         }
         Recipe::Group { size } => {
-            values.data.chunks_mut(cols).for_each(|row| {
+            values.data.par_chunks_mut(cols).for_each(|row| {
                 row.chunks_mut(size).for_each(|group| {
                     let scale = scale_for(amax(group), format);
                     group
