@@ -112,7 +112,12 @@ fn every_representable_value_round_trips() {
             if value.is_nan() {
                 continue;
             }
-            assert_eq!(format.encode(value, Overflow::Cast), code, "{} {code:#04x}", format.name);
+            assert_eq!(
+                format.encode(value, Overflow::Cast),
+                code,
+                "{} {code:#04x}",
+                format.name
+            );
             if value.is_finite() {
                 let saturated = format.encode(value, Overflow::Saturate);
                 assert_eq!(saturated, code, "{} {code:#04x}", format.name);
