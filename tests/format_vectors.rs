@@ -55,6 +55,29 @@ fn every_e8m0_code_decodes_as_ml_dtypes() {
     }
 }
 
+#[test]
+fn e8m0_casts_as_ml_dtypes() {
+    let sources: [(&str, fn(u16) -> f32); 2] = [
+        ("bf16", |bits| bf16::from_bits(bits).to_f32()),
+        ("f16", |bits| f16::from_bits(bits).to_f32()),
+    ];
+    for (source, to_f32) in sources {
+        let expected = vectors(&format!("encode_{source}_e8m0"));
+        for bits in 0..=u16::MAX {
+            let x = to_f32(bits);
+            assert_eq!(
+                E8m0::encode(x),
+                expected[usize::from(bits)],
+                "{source} {x:e}"
+            );
+        }
+    }
+    for record in vectors("encode_f32_e8m0").chunks_exact(5) {
+        let x = f32::from_le_bytes(record[..4].try_into().unwrap());
+        assert_eq!(E8m0::encode(x), record[4], "{x:e} ({:#010x})", x.to_bits());
+    }
+}
+
 fn check_exhaustive(source: &str, to_f32: fn(u16) -> f32) {
     for (short, format) in FORMATS {
         let expected = vectors(&format!("encode_{source}_{short}"));
