@@ -23,6 +23,12 @@ const FORMATS: [(&str, MiniFloat); 5] = [
     ("e2m1", minifloat::FP4_E2M1),
 ];
 
+/// A 16-bit source format: its name in file names and how its bits widen to f32 (exactly).
+type Source = (&'static str, fn(u16) -> f32);
+
+const BF16: Source = ("bf16", |bits| bf16::from_bits(bits).to_f32());
+const F16: Source = ("f16", |bits| f16::from_bits(bits).to_f32());
+
 /// Equal as values, with every NaN equal to every NaN (payloads carry no meaning here).
 fn same_value(a: f32, b: f32) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
@@ -57,11 +63,7 @@ fn every_e8m0_code_decodes_as_ml_dtypes() {
 
 #[test]
 fn e8m0_casts_as_ml_dtypes() {
-    let sources: [(&str, fn(u16) -> f32); 2] = [
-        ("bf16", |bits| bf16::from_bits(bits).to_f32()),
-        ("f16", |bits| f16::from_bits(bits).to_f32()),
-    ];
-    for (source, to_f32) in sources {
+    for (source, to_f32) in [BF16, F16] {
         let expected = vectors(&format!("encode_{source}_e8m0"));
         for bits in 0..=u16::MAX {
             let x = to_f32(bits);
@@ -78,7 +80,7 @@ fn e8m0_casts_as_ml_dtypes() {
     }
 }
 
-fn check_exhaustive(source: &str, to_f32: fn(u16) -> f32) {
+fn check_exhaustive((source, to_f32): Source) {
     for (short, format) in FORMATS {
         let expected = vectors(&format!("encode_{source}_{short}"));
         assert_eq!(expected.len(), 1 << 16);
@@ -101,12 +103,12 @@ fn check_exhaustive(source: &str, to_f32: fn(u16) -> f32) {
 
 #[test]
 fn every_bf16_value_encodes_as_ml_dtypes() {
-    check_exhaustive("bf16", |bits| bf16::from_bits(bits).to_f32());
+    check_exhaustive(BF16);
 }
 
 #[test]
 fn every_fp16_value_encodes_as_ml_dtypes() {
-    check_exhaustive("f16", |bits| f16::from_bits(bits).to_f32());
+    check_exhaustive(F16);
 }
 
 #[test]
