@@ -18,6 +18,9 @@ pub struct Gates {
     pub max_abs_err: Option<f64>,
     /// Largest relative L2 error that passes, if gated.
     pub rel_l2_max: Option<f64>,
+    /// Smallest relative change of median latency that `compare` may call a regression (0.03:
+    /// 3 %), and only when it is also beyond the noise of both runs.
+    pub latency_min_effect: f64,
 }
 
 impl Default for Gates {
@@ -26,6 +29,7 @@ impl Default for Gates {
             cos_min: Self::DEFAULT_COS_MIN,
             max_abs_err: None,
             rel_l2_max: None,
+            latency_min_effect: Self::DEFAULT_LATENCY_MIN_EFFECT,
         }
     }
 }
@@ -56,12 +60,16 @@ impl Gates {
     /// The cosine gate unless a suite sets another: the seed projects' bar for a precision change.
     pub const DEFAULT_COS_MIN: f64 = 0.999;
 
+    /// Latency changes below 3 % are not regressions, however significant.
+    pub const DEFAULT_LATENCY_MIN_EFFECT: f64 = 0.03;
+
     /// These gates with the thresholds `spec` sets replacing ours.
     pub fn overridden_by(self, spec: &GateSpec) -> Gates {
         Gates {
             cos_min: spec.cos_min.unwrap_or(self.cos_min),
             max_abs_err: spec.max_abs_err.or(self.max_abs_err),
             rel_l2_max: spec.rel_l2_max.or(self.rel_l2_max),
+            latency_min_effect: spec.latency_min_effect.unwrap_or(self.latency_min_effect),
         }
     }
 
@@ -155,6 +163,7 @@ mod tests {
             max_abs_err: Some(1e9),
             rel_l2_max: Some(1e9),
             cos_min: -1.0,
+            ..Gates::default()
         };
         let failed: Vec<String> = gates
             .evaluate(&accuracy(f64::NAN, f64::NAN, 3))

@@ -259,6 +259,8 @@ pub struct GateSpec {
     pub max_abs_err: Option<f64>,
     /// Largest relative L2 error `‖y − r‖ / ‖r‖` that passes.
     pub rel_l2_max: Option<f64>,
+    /// Smallest relative latency change `compare` may call a regression (default 0.03).
+    pub latency_min_effect: Option<f64>,
 }
 
 /// A positive count or dimension.

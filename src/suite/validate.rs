@@ -216,6 +216,7 @@ fn gates(key: &str, spec: &GateSpec, base: Gates) -> Result<Gates, Problem> {
     for (name, value) in [
         ("max_abs_err", spec.max_abs_err),
         ("rel_l2_max", spec.rel_l2_max),
+        ("latency_min_effect", spec.latency_min_effect),
     ] {
         if let Some(v) = value {
             if !(v.is_finite() && v >= 0.0) {
