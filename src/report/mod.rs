@@ -1,3 +1,4 @@
 //! Reports read from the result records. Today: the terminal summary.
 
+mod cells;
 pub mod terminal;

@@ -3,6 +3,7 @@
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, Table};
 
+use super::cells;
 use crate::results::{Status, VariantRecord};
 
 /// The summary table: variant, cos, max abs err, median latency, speed-up, verdict.
@@ -19,36 +20,14 @@ pub fn summary_table(records: &[VariantRecord]) -> String {
         "verdict",
     ]);
     for record in records {
-        // 1 − cos in scientific notation tells FP32 (1e-14) from FP16 (1e-7) where cos reads 1.000000.
-        let (cos, one_minus, err) = record.accuracy.map_or_else(Default::default, |a| {
-            (
-                format!("{:.6}", a.cos),
-                format!("{:.2e}", 1.0 - a.cos),
-                format!("{:.3e}", a.max_abs_err),
-            )
-        });
-        let (median, spread) =
-            record
-                .latency
-                .as_ref()
-                .map_or((String::new(), String::new()), |l| {
-                    (
-                        format!("{:.3}", l.median_ms),
-                        format!("{:.3}–{:.3}", l.p10_ms, l.p90_ms),
-                    )
-                });
-        let speedup = record
-            .baseline
-            .as_ref()
-            .map_or(String::new(), |b| format!("{:.2}x", b.speedup));
         table.add_row(vec![
             record.id.clone(),
-            cos,
-            one_minus,
-            err,
-            median,
-            spread,
-            speedup,
+            cells::cos(record),
+            cells::one_minus_cos(record),
+            cells::max_abs_err(record),
+            cells::median_ms(record),
+            cells::spread_ms(record),
+            cells::speedup(record),
             record.status.name().to_owned(),
         ]);
     }
@@ -64,23 +43,8 @@ pub fn summary_table(records: &[VariantRecord]) -> String {
 pub fn problems(records: &[VariantRecord]) -> Vec<String> {
     records
         .iter()
-        .filter_map(|r| match r.status {
-            Status::Passed => None,
-            Status::Failed => Some(format!(
-                "FAIL  {}: {}",
-                r.id,
-                r.failures
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )),
-            Status::Error => Some(format!(
-                "ERROR {}: {}",
-                r.id,
-                r.error.as_deref().unwrap_or("unknown error")
-            )),
-        })
+        .filter(|r| r.status != Status::Passed)
+        .map(|r| format!("{:5} {}: {}", r.status.name(), r.id, cells::why(r)))
         .collect()
 }
 
