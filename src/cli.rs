@@ -14,6 +14,8 @@ use crate::host::HostInfo;
 use crate::matrix::Variant;
 use crate::plan::{self, Overrides};
 use crate::precision::presets;
+#[cfg(feature = "report")]
+use crate::report;
 use crate::report::terminal;
 use crate::results::{ResultsWriter, RunInfo, SuiteInfo, VariantRecord};
 use crate::runner::{self, Observer};
@@ -57,6 +59,34 @@ enum Command {
     Devices,
     /// Show the precision presets a suite can name.
     Precisions,
+    /// Write a run folder's reports: report.html, summary.md, junit.xml, results.parquet.
+    #[cfg(feature = "report")]
+    #[command(after_help = EXIT_CODES)]
+    Report {
+        /// Run folder (holding results.jsonl and run.json).
+        run_dir: PathBuf,
+    },
+    /// Compare two runs variant by variant: compare.html, compare.md; exit 1 on a regression.
+    #[cfg(feature = "report")]
+    #[command(after_help = report::compare::EXIT_CODES)]
+    Compare {
+        /// The run to compare against.
+        base_run: PathBuf,
+        /// The run under test.
+        head_run: PathBuf,
+        /// Folder for compare.html and compare.md [default: HEAD_RUN].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Chart every run under a folder over time: history.html.
+    #[cfg(feature = "report")]
+    History {
+        /// Folder holding run folders (e.g. reports/).
+        reports_dir: PathBuf,
+        /// Folder for history.html [default: REPORTS_DIR].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +133,16 @@ pub fn main() -> ExitCode {
         Command::List { suite } => list(&suite),
         Command::Devices => Ok(devices()),
         Command::Precisions => Ok(precisions()),
+        #[cfg(feature = "report")]
+        Command::Report { run_dir } => report(&run_dir),
+        #[cfg(feature = "report")]
+        Command::Compare {
+            base_run,
+            head_run,
+            out,
+        } => compare(&base_run, &head_run, out.as_deref()),
+        #[cfg(feature = "report")]
+        Command::History { reports_dir, out } => history(&reports_dir, out.as_deref()),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -182,6 +222,8 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     info.finished_at = Some(Utc::now());
     writer.write_run_info(&info)?;
     print_summary(&records, &out);
+    #[cfg(feature = "report")]
+    write_reports(&out);
     Ok(ExitCode::of_records(&records))
 }
 
@@ -192,6 +234,71 @@ fn print_summary(records: &[VariantRecord], out: &Path) {
     }
     println!("{}", terminal::verdict_line(records));
     println!("results: {}", out.display());
+}
+
+/// Writes the run's reports at the end of `run`. A report that cannot be written is said, but
+/// leaves the exit code to the gates: their verdict stands on results.jsonl, which is complete,
+/// and `precheck report` rebuilds the reports from it. (Exit 2 would claim nothing was gated.)
+#[cfg(feature = "report")]
+fn write_reports(out: &Path) {
+    match report::RecordedRun::load(out).and_then(|run| report::write_run_reports(&run)) {
+        Ok(paths) => println!("reports: {}", display_paths(&paths)),
+        Err(error) => eprintln!(
+            "error: writing the reports: {error} (the results are complete: `precheck report {}` retries)",
+            out.display()
+        ),
+    }
+}
+
+#[cfg(feature = "report")]
+fn display_paths(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    names.join(", ")
+}
+
+/// `precheck report`: exits as `run` did, so that CI can gate on a rebuilt report.
+#[cfg(feature = "report")]
+fn report(run_dir: &Path) -> anyhow::Result<ExitCode> {
+    let run = report::RecordedRun::load(run_dir)?;
+    for warning in &run.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let paths = report::write_run_reports(&run)?;
+    print_summary(&run.records, run_dir);
+    println!("reports: {}", display_paths(&paths));
+    Ok(ExitCode::of_records(&run.records))
+}
+
+#[cfg(feature = "report")]
+fn compare(base: &Path, head: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (base, head) = (
+        report::RecordedRun::load(base)?,
+        report::RecordedRun::load(head)?,
+    );
+    let comparison = report::compare::Comparison::of(&base, &head);
+    let paths = report::compare::write_comparison(&comparison, out.unwrap_or(&head.dir))?;
+    for caveat in &comparison.caveats {
+        eprintln!("note: {caveat}");
+    }
+    for line in comparison.finding_lines() {
+        println!("{line}");
+    }
+    println!("{}", comparison.verdict_line());
+    println!("reports: {}", display_paths(&paths));
+    Ok(comparison.exit_code())
+}
+
+#[cfg(feature = "report")]
+fn history(reports_dir: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (path, history) = report::history::write_history(reports_dir, out.unwrap_or(reports_dir))?;
+    for skipped in &history.skipped {
+        eprintln!("warning: skipped {skipped}");
+    }
+    for suite in &history.suites {
+        println!("suite {}: {} runs", suite.name, suite.runs.len());
+    }
+    println!("history: {}", path.display());
+    Ok(ExitCode::Success)
 }
 
 /// A progress bar on a terminal; one line per finished variant either way.

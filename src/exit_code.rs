@@ -7,7 +7,8 @@ use crate::results::{Status, VariantRecord};
 pub enum ExitCode {
     /// Every variant passed every gate (or the command had nothing to gate).
     Success = 0,
-    /// At least one variant failed a gate.
+    /// At least one variant failed a gate (`run`, `report`), or regressed against the base run
+    /// (`compare`).
     GateFailed = 1,
     /// Bad usage, a bad suite, or a backend that cannot run here: nothing was measured.
     UsageOrSuiteError = 2,

@@ -1,0 +1,151 @@
+//! `junit.xml`: one test case per variant, so that GitLab, Jenkins and GitHub test reporters show
+//! precheck's verdicts next to the unit tests.
+//!
+//! Layout (the de facto JUnit schema those tools read): `<testsuites>` → one `<testsuite>` named
+//! after the suite → a `<testcase name="ID" classname="SUITE.MODEL">` per variant, holding
+//! `<failure type="GATE" message="…">` when a gate failed, `<error message="…">` when it errored,
+//! and its numbers in `<system-out>`.
+
+use serde::Serialize;
+use tera::{Context, Tera};
+
+use super::{cells, html::error_chain, RecordedRun, ReportError};
+use crate::results::{Status, VariantRecord};
+
+const TEMPLATE: &str = include_str!("../../templates/junit.xml.tera");
+
+#[derive(Debug, Serialize)]
+struct Suite {
+    name: String,
+    tests: usize,
+    failures: usize,
+    errors: usize,
+    time: f64,
+    timestamp: String,
+    hostname: String,
+    properties: Vec<(&'static str, String)>,
+    cases: Vec<Case>,
+}
+
+#[derive(Debug, Serialize)]
+struct Case {
+    name: String,
+    classname: String,
+    time: f64,
+    failure: Option<Problem>,
+    error: Option<Problem>,
+    output: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Problem {
+    kind: String,
+    message: String,
+}
+
+fn case(suite: &str, record: &VariantRecord) -> Case {
+    let problem = || Problem {
+        kind: record
+            .failures
+            .iter()
+            .map(|f| f.gate.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        message: cells::why(record),
+    };
+    Case {
+        name: record.id.clone(),
+        classname: format!("{suite}.{}", record.model),
+        time: record.wall_s,
+        failure: (record.status == Status::Failed).then(problem),
+        error: (record.status == Status::Error).then(|| Problem {
+            kind: "error".to_owned(),
+            message: cells::why(record),
+        }),
+        output: format!(
+            "precision {} ({}) on {}: cos {}, 1 - cos {}, max abs err {}, median {} ms (p10-p90 {}), speed-up {}",
+            record.precision,
+            record.policy,
+            record.device_name,
+            cells::cos(record),
+            cells::one_minus_cos(record),
+            cells::max_abs_err(record),
+            cells::median_ms(record),
+            cells::spread_ms(record),
+            cells::speedup(record),
+        ),
+    }
+}
+
+/// Escapes text for XML content and attribute values, dropping the control characters XML 1.0
+/// cannot hold even as references.
+pub fn escape_xml(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&apos;"),
+            '\t' | '\n' | '\r' => escaped.push(c),
+            c if (c as u32) < 0x20 => {}
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// `junit.xml` of a run.
+pub fn junit(run: &RecordedRun) -> Result<String, ReportError> {
+    let info = &run.info;
+    let count = |status| run.records.iter().filter(|r| r.status == status).count();
+    let suite = Suite {
+        name: info.suite.name.clone(),
+        tests: run.records.len(),
+        failures: count(Status::Failed),
+        errors: count(Status::Error),
+        time: run.records.iter().map(|r| r.wall_s).sum(),
+        timestamp: info.started_at.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        hostname: info.host.hostname.clone(),
+        properties: vec![
+            ("precheck_version", info.precheck_version.clone()),
+            ("suite_path", info.suite.path.clone()),
+            ("suite_sha256", info.suite.sha256.clone()),
+            ("backend", info.backend.name().to_owned()),
+            ("device", info.device_name.clone()),
+            ("seed", info.settings.seed.to_string()),
+            ("iterations", info.settings.iterations.to_string()),
+        ],
+        cases: run
+            .records
+            .iter()
+            .map(|r| case(&info.suite.name, r))
+            .collect(),
+    };
+    let template_error = |e: tera::Error| ReportError::Template {
+        template: "junit.xml".to_owned(),
+        message: error_chain(&e),
+    };
+    let mut tera = Tera::default();
+    // tera's HTML escaping would turn every `/` of a variant id into `&#x2F;`: valid XML, but
+    // unreadable in the reporters that show raw names; XML needs only these five.
+    tera.set_escape_fn(escape_xml);
+    tera.add_raw_template("junit.xml", TEMPLATE)
+        .map_err(template_error)?;
+    let context = Context::from_serialize(&suite).map_err(template_error)?;
+    tera.render("junit.xml", &context).map_err(template_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_xml_escapes_markup_and_drops_forbidden_controls() {
+        assert_eq!(
+            escape_xml("<a href=\"x\">'&'</a>\u{1}\n"),
+            "&lt;a href=&quot;x&quot;&gt;&apos;&amp;&apos;&lt;/a&gt;\n"
+        );
+    }
+}

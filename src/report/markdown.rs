@@ -1,0 +1,138 @@
+//! `summary.md`: a short Markdown summary for a pull-request comment or a CI step summary
+//! (`cat summary.md >> "$GITHUB_STEP_SUMMARY"`).
+
+use std::fmt::Write;
+
+use super::{rows, RecordedRun};
+
+/// Escapes `text` for a Markdown table cell: HTML is shown as text, Markdown punctuation as
+/// itself, and a `|` cannot end the cell.
+pub fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '\n' | '\r' => escaped.push(' '),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '#' => {
+                escaped.push('\\');
+                escaped.push(c);
+            }
+            _ => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// A Markdown table: `header` cells, `right` says which columns are numbers, cells escaped.
+pub fn table(header: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
+    let line = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
+    let mut text = line(header.iter().map(|h| escape(h)).collect());
+    text += &line(
+        right
+            .iter()
+            .map(|&r| if r { "--:" } else { "---" }.to_owned())
+            .collect(),
+    );
+    for row in rows {
+        text += &line(row.iter().map(|c| escape(c)).collect());
+    }
+    text
+}
+
+/// An emoji for a verdict class, so the state reads at a glance in a PR.
+pub fn mark(class: &str) -> &'static str {
+    match class {
+        "passed" => "✅",
+        "failed" => "❌",
+        _ => "⚠️",
+    }
+}
+
+/// `summary.md` of a run.
+pub fn summary(run: &RecordedRun) -> String {
+    let verdict = rows::Verdict::of(&run.records);
+    let info = &run.info;
+    let mut text = format!(
+        "## {} precheck `{}`: {}\n\n{} · {} on {} · precheck {}\n\n",
+        mark(verdict.class),
+        escape(&info.suite.name),
+        verdict.headline,
+        verdict.counts,
+        escape(info.backend.name()),
+        escape(&info.device_name),
+        escape(&info.precheck_version),
+    );
+    if run.interrupted() {
+        text += "**The run was interrupted**: these are the variants that finished.\n\n";
+    }
+    let rows = rows::failing_first(&run.records);
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.cos.clone(),
+                r.one_minus_cos.clone(),
+                r.max_abs_err.clone(),
+                r.median_ms.clone(),
+                r.spread_ms.clone(),
+                r.speedup.clone(),
+                r.verdict.to_owned(),
+            ]
+        })
+        .collect();
+    text += &table(
+        &[
+            "variant",
+            "cos",
+            "1 − cos",
+            "max abs err",
+            "median ms",
+            "p10–p90 ms",
+            "speed-up",
+            "verdict",
+        ],
+        &[false, true, true, true, true, true, true, false],
+        &cells,
+    );
+    let problems: Vec<&rows::VariantRow> = rows.iter().filter(|r| !r.why.is_empty()).collect();
+    if !problems.is_empty() {
+        text += "\n";
+        for row in problems {
+            let _ = writeln!(
+                text,
+                "- **{}** {}: {}",
+                row.verdict,
+                escape(&row.id),
+                escape(&row.why)
+            );
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_keeps_html_and_pipes_as_text() {
+        assert_eq!(
+            escape("<script>|a_b</script>"),
+            "&lt;script&gt;\\|a\\_b&lt;/script&gt;"
+        );
+        assert_eq!(escape("two\nlines"), "two lines");
+    }
+
+    #[test]
+    fn table_aligns_numbers_right() {
+        let text = table(
+            &["a", "n"],
+            &[false, true],
+            &[vec!["x|y".into(), "1".into()]],
+        );
+        assert_eq!(text, "| a | n |\n| --- | --: |\n| x\\|y | 1 |\n");
+    }
+}

@@ -1,0 +1,132 @@
+//! What the HTML and Markdown reports show of a run: the verdict and one row per variant, failing
+//! rows first.
+
+use serde::Serialize;
+
+use super::{cells, terminal};
+use crate::exit_code::ExitCode;
+use crate::results::{Status, VariantRecord};
+
+/// The run's verdict, for the top of a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// `PASS`, `FAIL` (a gate failed) or `INCOMPLETE` (a variant errored), as the exit code says.
+    pub headline: &'static str,
+    /// CSS class of the headline: `passed`, `failed` or `error`.
+    pub class: &'static str,
+    /// Counts per verdict.
+    pub counts: String,
+    /// One line per gate that failed somewhere: `2 variants failed cos_min`.
+    pub gates_failed: Vec<String>,
+}
+
+impl Verdict {
+    /// The verdict of `records`.
+    pub fn of(records: &[VariantRecord]) -> Verdict {
+        let (headline, class) = match ExitCode::of_records(records) {
+            ExitCode::Success => ("PASS", "passed"),
+            ExitCode::GateFailed => ("FAIL", "failed"),
+            _ => ("INCOMPLETE", "error"),
+        };
+        Verdict {
+            headline,
+            class,
+            counts: terminal::verdict_line(records),
+            gates_failed: gate_failure_counts(records),
+        }
+    }
+}
+
+/// `N variant(s) failed GATE`, per gate, in the order gates are evaluated.
+fn gate_failure_counts(records: &[VariantRecord]) -> Vec<String> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for failure in records.iter().flat_map(|r| &r.failures) {
+        match counts.iter_mut().find(|(gate, _)| *gate == failure.gate) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((&failure.gate, 1)),
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(gate, n)| {
+            let variants = if n == 1 { "variant" } else { "variants" };
+            format!("{n} {variants} failed {gate}")
+        })
+        .collect()
+}
+
+/// One variant as a table row: every cell already formatted.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantRow {
+    /// `model/precision/device`.
+    pub id: String,
+    /// Model name.
+    pub model: String,
+    /// Precision name.
+    pub precision: String,
+    /// Device of the variant.
+    pub device: String,
+    /// `pass`, `FAIL`, `ERROR`.
+    pub verdict: &'static str,
+    /// CSS class: `passed`, `failed`, `error`.
+    pub class: &'static str,
+    /// Cosine similarity.
+    pub cos: String,
+    /// `1 − cos`.
+    pub one_minus_cos: String,
+    /// Largest absolute error.
+    pub max_abs_err: String,
+    /// Relative L2 error.
+    pub rel_l2: String,
+    /// Median latency, ms.
+    pub median_ms: String,
+    /// p10–p90 latency, ms.
+    pub spread_ms: String,
+    /// Speed-up against the reference precision.
+    pub speedup: String,
+    /// The gates failed or the error.
+    pub why: String,
+}
+
+impl VariantRow {
+    fn of(record: &VariantRecord) -> VariantRow {
+        VariantRow {
+            id: record.id.clone(),
+            model: record.model.clone(),
+            precision: record.precision.clone(),
+            device: record.device.clone(),
+            verdict: record.status.name(),
+            class: status_class(record.status),
+            cos: cells::cos(record),
+            one_minus_cos: cells::one_minus_cos(record),
+            max_abs_err: cells::max_abs_err(record),
+            rel_l2: record
+                .accuracy
+                .map_or_else(String::new, |a| format!("{:.3e}", a.rel_l2)),
+            median_ms: cells::median_ms(record),
+            spread_ms: cells::spread_ms(record),
+            speedup: cells::speedup(record),
+            why: cells::why(record),
+        }
+    }
+}
+
+/// The CSS class of a status.
+pub fn status_class(status: Status) -> &'static str {
+    match status {
+        Status::Passed => "passed",
+        Status::Failed => "failed",
+        Status::Error => "error",
+    }
+}
+
+/// The rows of `records`: errored, then failed, then passed variants, each in run order.
+pub fn failing_first(records: &[VariantRecord]) -> Vec<VariantRow> {
+    let mut ordered: Vec<&VariantRecord> = records.iter().collect();
+    ordered.sort_by_key(|r| match r.status {
+        Status::Error => 0,
+        Status::Failed => 1,
+        Status::Passed => 2,
+    });
+    ordered.into_iter().map(VariantRow::of).collect()
+}

@@ -1,0 +1,396 @@
+//! Reports end to end: the files a run writes, read back and checked against results.jsonl;
+//! escaping; `compare` on recorded runs (tests/fixtures/runs/README.md); `history`.
+#![cfg(feature = "report")]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use polars::prelude::{DataFrame, ParquetReader, SerReader};
+use precheck::report::{HTML_FILE, JUNIT_FILE, MARKDOWN_FILE, PARQUET_FILE};
+use precheck::results::{read_records, Status, VariantRecord};
+use predicates::prelude::*;
+use quick_xml::events::Event;
+
+const FIXTURES: &str = "tests/fixtures/runs";
+
+fn precheck() -> Command {
+    Command::cargo_bin("precheck").unwrap()
+}
+
+fn records(dir: &Path) -> Vec<VariantRecord> {
+    read_records(&dir.join("results.jsonl")).unwrap().0
+}
+
+/// A copy of the recorded run `name` in a fresh folder, so that tests never write into fixtures.
+fn fixture_copy(name: &str, into: &Path) -> PathBuf {
+    let copy = into.join(name);
+    fs::create_dir_all(&copy).unwrap();
+    for file in ["results.jsonl", "run.json"] {
+        fs::copy(Path::new(FIXTURES).join(name).join(file), copy.join(file)).unwrap();
+    }
+    copy
+}
+
+/// A JUnit test case as read back.
+#[derive(Debug, Default)]
+struct Case {
+    name: String,
+    classname: String,
+    failure: Option<String>,
+    error: Option<String>,
+}
+
+/// The `<testsuite>` name and every `<testcase>` of a JUnit file, attributes unescaped.
+fn parse_junit(path: &Path) -> (String, Vec<Case>) {
+    let text = fs::read_to_string(path).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&text);
+    let (mut suite, mut cases) = (String::new(), Vec::<Case>::new());
+    loop {
+        let event = reader.read_event().unwrap();
+        let element = match &event {
+            Event::Start(e) | Event::Empty(e) => e.clone(),
+            Event::Eof => break,
+            _ => continue,
+        };
+        let attribute = |name: &str| {
+            element
+                .try_get_attribute(name)
+                .unwrap()
+                .map(|a| a.unescape_value().unwrap().into_owned())
+        };
+        match element.name().as_ref() {
+            b"testsuite" => suite = attribute("name").unwrap(),
+            b"testcase" => cases.push(Case {
+                name: attribute("name").unwrap(),
+                classname: attribute("classname").unwrap(),
+                ..Case::default()
+            }),
+            b"failure" => cases.last_mut().unwrap().failure = attribute("message"),
+            b"error" => cases.last_mut().unwrap().error = attribute("message"),
+            _ => {}
+        }
+    }
+    (suite, cases)
+}
+
+/// `text` as tera's HTML escaping writes it (it escapes `/` too).
+fn escaped(text: &str) -> String {
+    text.replace('/', "&#x2F;")
+}
+
+/// A variant's id cell in an HTML table.
+fn cell(id: &str) -> String {
+    format!("<td class=\"id\">{}</td>", escaped(id))
+}
+
+fn read_parquet(path: &Path) -> DataFrame {
+    ParquetReader::new(fs::File::open(path).unwrap())
+        .finish()
+        .unwrap()
+}
+
+fn texts(table: &DataFrame, column: &str) -> Vec<Option<String>> {
+    let column = table.column(column).unwrap().str().unwrap();
+    (0..column.len())
+        .map(|i| column.get(i).map(str::to_owned))
+        .collect()
+}
+
+fn numbers(table: &DataFrame, column: &str) -> Vec<Option<f64>> {
+    let column = table.column(column).unwrap().f64().unwrap();
+    (0..column.len()).map(|i| column.get(i)).collect()
+}
+
+/// JUnit and Parquet say what results.jsonl says, variant by variant.
+fn check_against_records(dir: &Path, records: &[VariantRecord]) {
+    let (suite, cases) = parse_junit(&dir.join(JUNIT_FILE));
+    assert_eq!(suite, "smoke");
+    assert_eq!(cases.len(), records.len());
+    for (case, record) in cases.iter().zip(records) {
+        assert_eq!(case.name, record.id);
+        assert_eq!(case.classname, format!("smoke.{}", record.model));
+        assert_eq!(
+            case.failure.is_some(),
+            record.status == Status::Failed,
+            "{case:?}"
+        );
+        assert_eq!(
+            case.error.is_some(),
+            record.status == Status::Error,
+            "{case:?}"
+        );
+        for failure in &record.failures {
+            assert!(case
+                .failure
+                .as_ref()
+                .unwrap()
+                .contains(&failure.to_string()));
+        }
+    }
+
+    let table = read_parquet(&dir.join(PARQUET_FILE));
+    assert_eq!(table.height(), records.len());
+    let ids: Vec<Option<String>> = records.iter().map(|r| Some(r.id.clone())).collect();
+    assert_eq!(texts(&table, "id"), ids);
+    let cos: Vec<Option<f64>> = records.iter().map(|r| r.accuracy.map(|a| a.cos)).collect();
+    assert_eq!(numbers(&table, "cos"), cos);
+    let medians: Vec<Option<f64>> = records
+        .iter()
+        .map(|r| r.latency.as_ref().map(|l| l.median_ms))
+        .collect();
+    assert_eq!(numbers(&table, "median_ms"), medians);
+    let statuses: Vec<Option<String>> = records
+        .iter()
+        .map(|r| Some(format!("{:?}", r.status).to_lowercase()))
+        .collect();
+    assert_eq!(texts(&table, "status"), statuses);
+    let samples = table.column("samples_ms").unwrap().list().unwrap();
+    for (i, record) in records.iter().enumerate() {
+        let list = samples.get_as_series(i).unwrap();
+        let list = list.f64().unwrap();
+        let values: Vec<Option<f64>> = (0..list.len()).map(|j| list.get(j)).collect();
+        let recorded: Vec<Option<f64>> = record
+            .latency
+            .as_ref()
+            .unwrap()
+            .samples_ms
+            .iter()
+            .map(|&s| Some(s))
+            .collect();
+        assert_eq!(values, recorded);
+    }
+}
+
+#[test]
+fn a_smoke_run_writes_every_report_and_they_agree_with_the_records() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    precheck()
+        .args(["run", "suites/smoke.yaml", "--iterations", "3", "--out"])
+        .arg(&run)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("reports: "));
+    for file in [
+        "results.jsonl",
+        "run.json",
+        HTML_FILE,
+        MARKDOWN_FILE,
+        JUNIT_FILE,
+        PARQUET_FILE,
+    ] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    let records = records(&run);
+    assert_eq!(records.len(), 6);
+    check_against_records(&run, &records);
+
+    let html = fs::read_to_string(run.join(HTML_FILE)).unwrap();
+    assert!(html.contains("PASS · suite smoke"));
+    assert_eq!(
+        html.matches("<svg").count(),
+        3,
+        "cosine, latency, accuracy vs speed"
+    );
+    // Self-contained: no script, nothing fetched.
+    for forbidden in ["<script", "src=\"http", "href=\"http", "<link"] {
+        assert!(!html.contains(forbidden), "{forbidden}");
+    }
+    let summary = fs::read_to_string(run.join(MARKDOWN_FILE)).unwrap();
+    assert!(summary.starts_with("## ✅ precheck `smoke`: PASS"));
+    for record in &records {
+        assert!(html.contains(&cell(&record.id)));
+        assert!(summary.contains(&record.id.replace('_', "\\_")));
+    }
+}
+
+#[test]
+fn report_of_a_failing_run_puts_failures_first_and_exits_1() {
+    let out = tempfile::tempdir().unwrap();
+    let run = fixture_copy("regressed", out.path());
+    precheck()
+        .arg("report")
+        .arg(&run)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "FAIL  tiny_mlp/bf16/cpu: cos 0.998500 < 0.999",
+        ));
+    let records = records(&run);
+    check_against_records(&run, &records);
+
+    let html = fs::read_to_string(run.join(HTML_FILE)).unwrap();
+    assert!(html.contains("FAIL · suite smoke"));
+    assert!(html.contains("1 variant failed cos_min"));
+    let first_row = html.find("<tr class=").unwrap();
+    assert!(html[first_row..].starts_with("<tr class=\"failed\">"));
+    let failing = html.find(&cell("tiny_mlp/bf16/cpu")).unwrap();
+    let passing = html.find(&cell("tiny_linear/bf16/cpu")).unwrap();
+    assert!(failing < passing, "failing rows come first");
+    let summary = fs::read_to_string(run.join(MARKDOWN_FILE)).unwrap();
+    assert!(summary.contains("- **FAIL** tiny\\_mlp/bf16/cpu: cos 0.998500 &lt; 0.999"));
+}
+
+#[test]
+fn markup_in_names_and_messages_stays_text() {
+    let out = tempfile::tempdir().unwrap();
+    let run = fixture_copy("regressed", out.path());
+    let info_path = run.join("run.json");
+    let mut info: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&info_path).unwrap()).unwrap();
+    let hostile = "<script>alert(\"x\")</script>&'";
+    info["suite"]["name"] = hostile.into();
+    info["host"]["hostname"] = "<img src=x onerror=alert(1)>".into();
+    fs::write(&info_path, info.to_string()).unwrap();
+    precheck().arg("report").arg(&run).assert().code(1);
+
+    let html = fs::read_to_string(run.join(HTML_FILE)).unwrap();
+    assert!(!html.contains("<script"), "a suite name became markup");
+    assert!(!html.contains("<img"), "a host name became markup");
+    assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;&#x2F;script&gt;&amp;&#x27;"));
+    let summary = fs::read_to_string(run.join(MARKDOWN_FILE)).unwrap();
+    assert!(!summary.contains("<script"));
+    assert!(summary.contains("&lt;script&gt;"));
+    // JUnit stays well-formed XML and reads back as the very name.
+    let (suite, cases) = parse_junit(&run.join(JUNIT_FILE));
+    assert_eq!(suite, hostile);
+    assert_eq!(cases[0].classname, format!("{hostile}.tiny_linear"));
+}
+
+#[test]
+fn compare_does_not_flag_two_runs_of_the_same_build() {
+    let out = tempfile::tempdir().unwrap();
+    precheck()
+        .args([
+            "compare",
+            "tests/fixtures/runs/base",
+            "tests/fixtures/runs/same_build",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "6 variants compared: 0 regressed, 0 new, 0 missing",
+        ))
+        .stdout(predicate::str::contains("REGRESSION").not());
+    let html = fs::read_to_string(out.path().join("compare.html")).unwrap();
+    assert!(html.contains("NO REGRESSION"));
+    let markdown = fs::read_to_string(out.path().join("compare.md")).unwrap();
+    assert!(markdown.starts_with("## ✅ precheck compare: NO REGRESSION"));
+}
+
+#[test]
+fn compare_flags_the_planted_slowdown_accuracy_drop_and_failure() {
+    let out = tempfile::tempdir().unwrap();
+    let assert = precheck()
+        .args([
+            "compare",
+            "tests/fixtures/runs/base",
+            "tests/fixtures/runs/regressed",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .assert()
+        .code(1);
+    let stdout = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    let regressions: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("REGRESSION"))
+        .collect();
+    assert_eq!(regressions.len(), 3, "{stdout}");
+    let line = |id: &str| {
+        regressions
+            .iter()
+            .find(|l| l.contains(&format!(" {id}: ")))
+            .unwrap_or_else(|| panic!("{id} not flagged: {stdout}"))
+            .to_string()
+    };
+    assert!(line("tiny_linear/fp32/cpu").contains("slower"));
+    assert!(line("tiny_linear/fp16/cpu").contains("accuracy dropped"));
+    assert!(line("tiny_mlp/bf16/cpu").contains("verdict pass → FAIL"));
+    assert!(stdout.contains("6 variants compared: 3 regressed, 0 new, 0 missing"));
+    let markdown = fs::read_to_string(out.path().join("compare.md")).unwrap();
+    assert!(markdown.starts_with("## ❌ precheck compare: REGRESSION"));
+}
+
+#[test]
+fn compare_lists_new_and_missing_variants() {
+    let out = tempfile::tempdir().unwrap();
+    let base = fixture_copy("base", out.path());
+    let lines = fs::read_to_string(base.join("results.jsonl")).unwrap();
+    let kept: Vec<&str> = lines
+        .lines()
+        .filter(|l| !l.contains("\"id\":\"tiny_mlp/fp16/cpu\""))
+        .collect();
+    fs::write(base.join("results.jsonl"), kept.join("\n") + "\n").unwrap();
+    let head = fixture_copy("same_build", out.path());
+    let lines = fs::read_to_string(head.join("results.jsonl")).unwrap();
+    let renamed = lines.replace("tiny_linear/fp32/cpu", "tiny_linear/fp32_new/cpu");
+    fs::write(head.join("results.jsonl"), renamed).unwrap();
+    precheck()
+        .arg("compare")
+        .arg(&base)
+        .arg(&head)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "4 variants compared: 0 regressed, 2 new, 1 missing",
+        ));
+    let markdown = fs::read_to_string(head.join("compare.md")).unwrap();
+    assert!(
+        markdown.contains("**New variants**: tiny\\_linear/fp32\\_new/cpu, tiny\\_mlp/fp16/cpu")
+    );
+    assert!(markdown.contains("**Missing variants**: tiny\\_linear/fp32/cpu"));
+}
+
+#[test]
+fn compare_of_a_folder_without_results_exits_2() {
+    let out = tempfile::tempdir().unwrap();
+    precheck()
+        .args(["compare", "tests/fixtures/runs/base"])
+        .arg(out.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("run.json"));
+}
+
+#[test]
+fn history_charts_every_run_and_marks_the_failing_one() {
+    let out = tempfile::tempdir().unwrap();
+    let reports = out.path().join("reports").join("smoke");
+    for name in ["base", "same_build", "regressed"] {
+        fixture_copy(name, &reports);
+    }
+    precheck()
+        .arg("history")
+        .arg(out.path().join("reports"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("suite smoke: 3 runs"));
+    let html = fs::read_to_string(out.path().join("reports").join("history.html")).unwrap();
+    // Two charts per variant, oldest run first.
+    assert_eq!(html.matches("<svg").count(), 12);
+    let order: Vec<usize> = ["base", "same_build", "regressed"]
+        .iter()
+        .map(|name| html.find(&format!("smoke&#x2F;{name}</td>")).unwrap())
+        .collect();
+    assert!(order[0] < order[1] && order[1] < order[2], "{order:?}");
+    assert!(html.contains(&format!(
+        "{} <span class=\"why\">· failed in 1 run</span>",
+        escaped("tiny_mlp/bf16/cpu")
+    )));
+    assert_eq!(html.matches("failed in").count(), 1);
+}
+
+#[test]
+fn history_of_a_folder_without_runs_exits_2() {
+    let out = tempfile::tempdir().unwrap();
+    precheck()
+        .arg("history")
+        .arg(out.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no run folders"));
+}
