@@ -434,7 +434,7 @@ struct Page {
     new: Vec<String>,
     missing: Vec<String>,
     alpha: f64,
-    accuracy_drop_abs: f64,
+    accuracy_drop_abs: String,
 }
 
 impl Page {
@@ -457,7 +457,7 @@ impl Page {
             new: comparison.new.clone(),
             missing: comparison.missing.clone(),
             alpha: ALPHA,
-            accuracy_drop_abs: ACCURACY_DROP_ABS,
+            accuracy_drop_abs: format!("{ACCURACY_DROP_ABS:e}"),
         }
     }
 }
