@@ -182,7 +182,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         iterations: args.iterations,
         filters: args.filter.clone(),
     };
-    let plan = plan::plan(suite, backend.kind(), &overrides)?;
+    let plan = plan::plan(suite, backend.kind(), &backend.device_name(), &overrides)?;
     let started_at = Utc::now();
     let out = args.out.clone().unwrap_or_else(|| {
         Path::new("reports")
@@ -396,7 +396,11 @@ fn list(path: &Path) -> anyhow::Result<ExitCode> {
 fn devices() -> ExitCode {
     for (kind, status) in backend::describe_all() {
         match status {
-            Ok(device) => println!("{:5} available: {device}", kind.name()),
+            Ok(devices) => {
+                for device in devices {
+                    println!("{:5} available: {device}", kind.name());
+                }
+            }
             Err(why) => println!("{:5} unavailable: {why}", kind.name()),
         }
     }

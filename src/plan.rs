@@ -40,6 +40,14 @@ pub enum PlanError {
     /// `--iterations 0`.
     #[error("--iterations must be at least 1")]
     NoIterations,
+    /// A GPU backend, and no variant targets its device.
+    #[error("no variant of this suite targets {device} (its gpus: {gpus}); add `cuda` or a matching GPU name to `gpus`")]
+    NoMatchingDevice {
+        /// The device.
+        device: String,
+        /// The suite's device axis.
+        gpus: String,
+    },
 }
 
 /// What a run executes.
@@ -51,13 +59,19 @@ pub struct Plan {
     pub settings: RunSettings,
 }
 
-/// Plans a run of `suite` on a backend of `kind`.
+/// Plans a run of `suite` on a backend of `kind` whose device is called `device_name`.
 ///
 /// The CPU backend emulates every target: each variant's device becomes `cpu`, so that
-/// `m/fp8/h100` and `m/fp8/h200` become one variant `m/fp8/cpu`. Variants are grouped by model
+/// `m/fp8/h100` and `m/fp8/h200` become one variant `m/fp8/cpu`. The CUDA backend runs the
+/// variants that target its device: `cuda`, `cuda:0`, or a GPU model its name contains. Variants are grouped by model
 /// (weights and the reference are built once per model) and device, with the reference precision
 /// first in each group, since the others' speed-up is measured against it.
-pub fn plan(suite: &Suite, kind: BackendKind, overrides: &Overrides) -> Result<Plan, PlanError> {
+pub fn plan(
+    suite: &Suite,
+    kind: BackendKind,
+    device_name: &str,
+    overrides: &Overrides,
+) -> Result<Plan, PlanError> {
     let iterations = overrides
         .iterations
         .unwrap_or(suite.defaults.iterations.get());
@@ -75,9 +89,29 @@ pub fn plan(suite: &Suite, kind: BackendKind, overrides: &Overrides) -> Result<P
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut seen = HashSet::new();
-    let mut variants: Vec<Variant> = suite
+    let device_name = device_name.to_ascii_lowercase();
+    let targets_device = |device: &DeviceSelector| match (kind, device) {
+        (BackendKind::Cpu, _) => true,
+        (BackendKind::Cuda, DeviceSelector::AnyCuda | DeviceSelector::CudaOrdinal(0)) => true,
+        (BackendKind::Cuda, DeviceSelector::GpuModel(model)) => {
+            device_name.contains(&model.as_str().to_ascii_lowercase())
+        }
+        (BackendKind::Cuda, _) => false,
+    };
+    let targeted: Vec<&Variant> = suite
         .variants
         .iter()
+        .filter(|v| targets_device(&v.device))
+        .collect();
+    if targeted.is_empty() {
+        let gpus: Vec<String> = suite.gpus.iter().map(ToString::to_string).collect();
+        return Err(PlanError::NoMatchingDevice {
+            device: device_name,
+            gpus: gpus.join(", "),
+        });
+    }
+    let mut variants: Vec<Variant> = targeted
+        .into_iter()
         .map(|v| match kind {
             BackendKind::Cpu => Variant::new(
                 v.model.clone(),
@@ -147,7 +181,7 @@ gpus: [h100, h200]
     #[test]
     fn cpu_collapses_devices_and_puts_the_reference_first() {
         let suite = crate::suite::from_str(Path::new("t.yaml"), SUITE).unwrap();
-        let plan = plan(&suite, BackendKind::Cpu, &Overrides::default()).unwrap();
+        let plan = plan(&suite, BackendKind::Cpu, "cpu", &Overrides::default()).unwrap();
         assert_eq!(
             ids(&plan),
             [
@@ -162,13 +196,38 @@ gpus: [h100, h200]
     }
 
     #[test]
+    fn cuda_runs_the_variants_of_its_gpu() {
+        let suite = crate::suite::from_str(Path::new("t.yaml"), SUITE).unwrap();
+        let h100 = plan(
+            &suite,
+            BackendKind::Cuda,
+            "NVIDIA H100 80GB HBM3",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(ids(&h100).iter().all(|id| id.ends_with("/h100")));
+        assert_eq!(h100.variants.len(), 6);
+        let error = plan(
+            &suite,
+            BackendKind::Cuda,
+            "NVIDIA A100",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("its gpus: h100, h200"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn filters_are_substrings_or_globs() {
         let suite = crate::suite::from_str(Path::new("t.yaml"), SUITE).unwrap();
         let overrides = Overrides {
             filters: vec!["b/fp".into(), "a/*16*".into()],
             ..Overrides::default()
         };
-        let plan = plan(&suite, BackendKind::Cpu, &overrides).unwrap();
+        let plan = plan(&suite, BackendKind::Cpu, "cpu", &overrides).unwrap();
         assert_eq!(
             ids(&plan),
             ["a/bf16/cpu", "a/fp16/cpu", "b/fp16/cpu", "b/fp32/cpu"]
@@ -182,7 +241,7 @@ gpus: [h100, h200]
             filters: vec!["fp8".into()],
             ..Overrides::default()
         };
-        let error = plan(&suite, BackendKind::Cpu, &overrides).unwrap_err();
+        let error = plan(&suite, BackendKind::Cpu, "cpu", &overrides).unwrap_err();
         assert_eq!(
             error.to_string(),
             "no variant matches --filter `fp8`; `precheck list` shows the ids"

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, BackendKind, CpuBackend};
 use crate::matrix::Variant;
 use crate::measure::{compare, Accuracy, LatencyStats};
 use crate::model::forward::{forward, Exact};
@@ -86,6 +86,8 @@ impl ModelContext {
 struct Measured {
     accuracy: Accuracy,
     latency: LatencyStats,
+    emulated: bool,
+    cpu_agreement: Option<Accuracy>,
 }
 
 /// Runs every variant of `plan` on `backend`, appending each record to `writer` as it ends.
@@ -180,12 +182,32 @@ fn measure(
     let output = executable.run(&ctx.input).map_err(failed("run"))?;
     let accuracy =
         compare(&output.data, &ctx.reference.data).map_err(|e| format!("accuracy: {e}"))?;
+    let cpu_agreement = match backend.kind() {
+        BackendKind::Cpu => None,
+        _ => Some(cpu_agreement(ctx, policy, &output)?),
+    };
     let samples = executable
         .time(&ctx.input, settings.warmup, settings.iterations)
         .map_err(failed("timing"))?;
     let latency = LatencyStats::from_samples(&samples)
         .ok_or_else(|| "timing: the backend returned no samples".to_owned())?;
-    Ok(Measured { accuracy, latency })
+    Ok(Measured {
+        accuracy,
+        latency,
+        emulated: executable.emulated(),
+        cpu_agreement,
+    })
+}
+
+/// `output` against the CPU backend's emulation of the same policy on the same inputs.
+fn cpu_agreement(ctx: &ModelContext, policy: &Policy, output: &Tensor) -> Result<Accuracy, String> {
+    let failed = |e: BackendError| format!("CPU emulation: {e}");
+    let emulation = CpuBackend::new()
+        .prepare(&ctx.model, &ctx.weights, policy)
+        .map_err(failed)?
+        .run(&ctx.input)
+        .map_err(failed)?;
+    compare(&output.data, &emulation.map(f64::from).data).map_err(|e| format!("CPU agreement: {e}"))
 }
 
 /// A record with the variant's identity filled in and no measurement yet (status `error`).
@@ -213,6 +235,8 @@ fn blank_record(
         accuracy: None,
         latency: None,
         baseline: None,
+        emulated: false,
+        cpu_agreement: None,
         error: None,
         started_at: Utc::now(),
         wall_s: 0.0,
@@ -240,6 +264,8 @@ fn conclude(
             });
             record.accuracy = Some(measured.accuracy);
             record.latency = Some(measured.latency);
+            record.emulated = measured.emulated;
+            record.cpu_agreement = measured.cpu_agreement;
         }
         Err(message) => record.error = Some(message),
     }

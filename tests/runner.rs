@@ -68,7 +68,7 @@ impl Backend for Faulty {
 
 fn run_with(fault: Fault) -> (Status, Option<String>, ExitCode) {
     let suite = precheck::suite::from_str(Path::new("faults.yaml"), SUITE).unwrap();
-    let plan = plan(&suite, BackendKind::Cpu, &Overrides::default()).unwrap();
+    let plan = plan(&suite, BackendKind::Cpu, "cpu", &Overrides::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut writer = ResultsWriter::create(dir.path()).unwrap();
     let records = run(&suite, &plan, &Faulty(fault), &mut writer, &mut Silent).unwrap();
@@ -97,7 +97,7 @@ fn run_with(fault: Fault) -> (Status, Option<String>, ExitCode) {
 #[test]
 fn nan_output_fails_every_gate_it_touches() {
     let suite = precheck::suite::from_str(Path::new("faults.yaml"), SUITE).unwrap();
-    let plan = plan(&suite, BackendKind::Cpu, &Overrides::default()).unwrap();
+    let plan = plan(&suite, BackendKind::Cpu, "cpu", &Overrides::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut writer = ResultsWriter::create(dir.path()).unwrap();
     let records = run(&suite, &plan, &Faulty(Fault::Nan), &mut writer, &mut Silent).unwrap();

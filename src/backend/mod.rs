@@ -3,10 +3,14 @@
 //! converted once), and [`Executable::run`] runs it on an input.
 
 mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 
 use std::time::Duration;
 
 pub use cpu::CpuBackend;
+#[cfg(feature = "cuda")]
+pub use cuda::CudaBackend;
 
 use crate::measure::time_runs;
 use crate::model::{Model, Tensor, Weights};
@@ -86,6 +90,12 @@ pub trait Executable {
         0
     }
 
+    /// Whether this executable emulates its precision (quantized values multiplied in a wider
+    /// format) rather than running it natively: precheck never hides its own fallback.
+    fn emulated(&self) -> bool {
+        false
+    }
+
     /// Per-iteration latency: `warmup` untimed runs, then `iterations` timed ones. Host timing by
     /// default; a GPU backend overrides this with device-side timing.
     fn time(
@@ -106,30 +116,54 @@ pub struct Selected {
     pub note: Option<String>,
 }
 
-/// Why CUDA is not available in this build; the CUDA backend is a later stage of precheck.
-const NO_CUDA: &str = "the CUDA backend is not part of this build of precheck";
-
 /// Picks the backend for `choice`.
 pub fn select(choice: BackendChoice) -> Result<Selected, BackendError> {
+    let cpu = || Selected {
+        backend: Box::new(CpuBackend::new()),
+        note: None,
+    };
     match choice {
-        BackendChoice::Cpu => Ok(Selected {
-            backend: Box::new(CpuBackend::new()),
-            note: None,
-        }),
-        BackendChoice::Cuda => Err(BackendError::Unavailable(format!(
-            "--backend cuda: {NO_CUDA}; use --backend cpu or auto"
-        ))),
-        BackendChoice::Auto => Ok(Selected {
-            backend: Box::new(CpuBackend::new()),
-            note: Some(format!("--backend auto: {NO_CUDA}; running on the CPU")),
+        BackendChoice::Cpu => Ok(cpu()),
+        BackendChoice::Cuda => cuda_backend()
+            .map(|backend| Selected {
+                backend,
+                note: None,
+            })
+            .map_err(|why| BackendError::Unavailable(format!("--backend cuda: {why}"))),
+        BackendChoice::Auto => Ok(match cuda_backend() {
+            Ok(backend) => Selected {
+                backend,
+                note: Some("--backend auto: running on CUDA".into()),
+            },
+            Err(why) => Selected {
+                note: Some(format!("--backend auto: {why}; running on the CPU")),
+                ..cpu()
+            },
         }),
     }
 }
 
-/// One line per backend: whether it can run here, and on what.
-pub fn describe_all() -> Vec<(BackendKind, Result<String, String>)> {
+#[cfg(feature = "cuda")]
+fn cuda_backend() -> Result<Box<dyn Backend>, BackendError> {
+    Ok(Box::new(CudaBackend::new(0)?))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_backend() -> Result<Box<dyn Backend>, BackendError> {
+    Err(BackendError::Unavailable(
+        "this precheck was built without the CUDA backend (cargo feature `cuda`)".into(),
+    ))
+}
+
+/// One entry per backend: what it can run on here, or why it cannot run.
+pub fn describe_all() -> Vec<(BackendKind, Result<Vec<String>, String>)> {
+    #[cfg(feature = "cuda")]
+    let cuda = cuda::describe();
+    #[cfg(not(feature = "cuda"))]
+    let cuda =
+        Err("this precheck was built without the CUDA backend (cargo feature `cuda`)".to_owned());
     vec![
-        (BackendKind::Cpu, Ok(CpuBackend::new().device_name())),
-        (BackendKind::Cuda, Err(NO_CUDA.to_owned())),
+        (BackendKind::Cpu, Ok(vec![CpuBackend::new().device_name()])),
+        (BackendKind::Cuda, cuda),
     ]
 }

@@ -82,6 +82,14 @@ pub struct VariantRecord {
     pub latency: Option<LatencyStats>,
     /// Speed against the reference precision, when both were timed.
     pub baseline: Option<Baseline>,
+    /// Whether the backend emulated the precision (quantized values multiplied in a wider format)
+    /// instead of running it natively.
+    #[serde(default)]
+    pub emulated: bool,
+    /// On a backend other than the CPU: this output against the CPU backend's emulation of the
+    /// same policy, which should differ only by accumulation order.
+    #[serde(default)]
+    pub cpu_agreement: Option<Accuracy>,
     /// Why the variant errored.
     pub error: Option<String>,
     /// When the variant started.

@@ -1,0 +1,754 @@
+//! A block built for the GPU: weights on the device, buffers allocated once, and the sequence of
+//! kernels and matmuls one forward pass enqueues, captured into a CUDA graph.
+//!
+//! Which precisions run natively is decided by [`Path::of`]: carriers (FP32, TF32, BF16, FP16),
+//! FP8 with per-tensor current scaling (cuBLASLt scale pointers), and INT8 W8A8 (int32
+//! accumulation). Block formats (MX, NVFP4) have no Hopper kernels: they are quantized by precheck's
+//! kernels and multiplied in BF16, and the record says so ([`Path::emulated`]).
+
+use std::sync::Arc;
+
+use cudarc::cublaslt::sys::{cublasComputeType_t as Compute, cudaDataType as Data};
+use cudarc::driver::{CudaGraph, CudaSlice, CudaStream, DevicePtr};
+
+use super::gemm::{Gemm, GemmTypes, Shape};
+use super::kernels::{Elem, Kernels, Matrix, Scales};
+use super::Device;
+use crate::backend::BackendError;
+use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
+use crate::formats::{Format, Overflow};
+use crate::model::{Block, Model, Tensor, Weights};
+use crate::precision::Policy;
+use crate::quant::{self, AmaxHistory, Operand, Recipe};
+use crate::suite::Activation;
+
+/// How a policy's matmuls run on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Path {
+    /// Operands and output in one unscaled format.
+    Carrier {
+        /// Tensors between operations.
+        elem: Elem,
+        /// cuBLASLt's type for them.
+        data: Data,
+        /// Accumulation (FP32, or TF32 for the `tf32` policy).
+        compute: Compute,
+    },
+    /// FP8 operands with per-tensor current scaling, BF16 output.
+    Fp8 {
+        /// Weights in E5M2 rather than E4M3.
+        weights_e5m2: bool,
+        /// Activations in E5M2 rather than E4M3.
+        activations_e5m2: bool,
+    },
+    /// INT8 per-channel weights, per-token activations, int32 accumulation, BF16 output.
+    Int8,
+    /// OCP MX, emulated: element format id and its largest exponent.
+    Mx {
+        /// Element format id of `kernels.cu` (0 e4m3, 1 e5m2, 2 e2m3, 3 e3m2, 4 e2m1).
+        element: i32,
+        /// floor(log2(element max)).
+        emax: i32,
+    },
+    /// NVFP4, emulated.
+    Nvfp4,
+}
+
+impl Path {
+    /// The GPU path for `policy`, or why there is none.
+    pub fn of(policy: &Policy) -> Result<Path, BackendError> {
+        let unsupported =
+            |why: &str| Err(BackendError::Unsupported(format!("{}: {why}", policy.name)));
+        let classes = [
+            policy.activation,
+            policy.output,
+            policy.matmul.output,
+            policy.softmax,
+            policy.norm,
+        ];
+        if classes.iter().any(|&f| f != policy.default) {
+            return unsupported(
+                "per-class formats other than the default are not implemented on CUDA yet",
+            );
+        }
+        let (w, a) = (policy.matmul.weights, policy.matmul.activations);
+        let carrier = |format: Format| match format {
+            Format::Fp32 | Format::Tf32 => Some((Elem::F32, Data::CUDA_R_32F)),
+            Format::Bf16 => Some((Elem::Bf16, Data::CUDA_R_16BF)),
+            Format::Fp16 => Some((Elem::F16, Data::CUDA_R_16F)),
+            _ => None,
+        };
+        let fp8 = |format: Format| match format {
+            Format::Fp8E4m3 => Some(false),
+            Format::Fp8E5m2 => Some(true),
+            _ => None,
+        };
+        if w.recipe == Recipe::Cast && w == a {
+            let (elem, data) = carrier(w.format).expect("cast recipes are carriers");
+            let default_matches = carrier(policy.default).map(|c| c.0) == Some(elem);
+            if !default_matches {
+                return unsupported("tensors between operations must be in the matmul's format");
+            }
+            let compute = if w.format == Format::Tf32 {
+                Compute::CUBLAS_COMPUTE_32F_FAST_TF32
+            } else {
+                Compute::CUBLAS_COMPUTE_32F
+            };
+            return Ok(Path::Carrier {
+                elem,
+                data,
+                compute,
+            });
+        }
+        if policy.default != Format::Bf16 {
+            return unsupported("scaled formats run with BF16 tensors between operations");
+        }
+        match (w.recipe, a.recipe) {
+            (Recipe::PerTensor, Recipe::PerTensor) => match (fp8(w.format), fp8(a.format)) {
+                (Some(true), Some(true)) => unsupported("cuBLASLt has no E5M2 x E5M2 matmul"),
+                (Some(weights_e5m2), Some(activations_e5m2)) => Ok(Path::Fp8 {
+                    weights_e5m2,
+                    activations_e5m2,
+                }),
+                _ => unsupported("per-tensor scaling runs on CUDA for FP8 only"),
+            },
+            (Recipe::PerChannel, Recipe::PerToken)
+                if w.format == Format::Int8 && a.format == Format::Int8 =>
+            {
+                Ok(Path::Int8)
+            }
+            (Recipe::Mx, Recipe::Mx) if w.format == a.format => {
+                let element = match w.format {
+                    Format::Fp8E4m3 => 0,
+                    Format::Fp8E5m2 => 1,
+                    Format::Fp6E2m3 => 2,
+                    Format::Fp6E3m2 => 3,
+                    _ => 4,
+                };
+                let emax = w.format.max_value().log2().floor() as i32;
+                Ok(Path::Mx { element, emax })
+            }
+            (Recipe::Nvfp4, Recipe::Nvfp4) => Ok(Path::Nvfp4),
+            _ => unsupported("this combination of recipes has no CUDA path yet"),
+        }
+    }
+
+    /// Whether the matmul is emulated (quantized values multiplied in BF16), not native.
+    pub fn emulated(self) -> bool {
+        matches!(self, Path::Mx { .. } | Path::Nvfp4)
+    }
+
+    /// The format of tensors between operations.
+    fn elem(self) -> Elem {
+        match self {
+            Path::Carrier { elem, .. } => elem,
+            _ => Elem::Bf16,
+        }
+    }
+
+    /// Bytes per quantized operand element (what the matmul reads).
+    fn operand_bytes(self) -> usize {
+        match self {
+            Path::Carrier { elem, .. } => elem.size(),
+            Path::Fp8 { .. } | Path::Int8 => 1,
+            Path::Mx { .. } | Path::Nvfp4 => 2,
+        }
+    }
+
+    /// Whether matmul outputs need a rescale pass (int32 or unscaled f32 accumulators).
+    fn rescales(self) -> bool {
+        matches!(self, Path::Int8 | Path::Nvfp4)
+    }
+
+    fn types(self) -> GemmTypes {
+        let fp8 = |e5m2: bool| {
+            if e5m2 {
+                Data::CUDA_R_8F_E5M2
+            } else {
+                Data::CUDA_R_8F_E4M3
+            }
+        };
+        match self {
+            Path::Carrier { data, compute, .. } => GemmTypes::uniform(data, compute),
+            Path::Fp8 {
+                weights_e5m2,
+                activations_e5m2,
+            } => GemmTypes {
+                a: fp8(weights_e5m2),
+                b: fp8(activations_e5m2),
+                d: Data::CUDA_R_16BF,
+                compute: Compute::CUBLAS_COMPUTE_32F,
+            },
+            Path::Int8 => GemmTypes {
+                a: Data::CUDA_R_8I,
+                b: Data::CUDA_R_8I,
+                d: Data::CUDA_R_32I,
+                compute: Compute::CUBLAS_COMPUTE_32I,
+            },
+            Path::Mx { .. } => GemmTypes::uniform(Data::CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F),
+            Path::Nvfp4 => GemmTypes {
+                d: Data::CUDA_R_32F,
+                ..GemmTypes::uniform(Data::CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F)
+            },
+        }
+    }
+}
+
+/// Device memory owned by a built block; pointers stay valid while it lives.
+#[derive(Default)]
+struct Arena {
+    slices: Vec<CudaSlice<u8>>,
+}
+
+impl Arena {
+    fn alloc(&mut self, stream: &Arc<CudaStream>, bytes: usize) -> Result<u64, BackendError> {
+        let slice = stream
+            .alloc_zeros::<u8>(bytes.max(4))
+            .map_err(|e| BackendError::Failed(format!("allocating {bytes} bytes: {e}")))?;
+        let ptr = slice.device_ptr(stream).0;
+        self.slices.push(slice);
+        Ok(ptr)
+    }
+
+    fn upload(&mut self, stream: &Arc<CudaStream>, bytes: &[u8]) -> Result<u64, BackendError> {
+        let slice = stream
+            .clone_htod(bytes)
+            .map_err(|e| BackendError::Failed(format!("uploading {} bytes: {e}", bytes.len())))?;
+        let ptr = slice.device_ptr(stream).0;
+        self.slices.push(slice);
+        Ok(ptr)
+    }
+
+    fn upload_f32(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        values: &[f32],
+    ) -> Result<u64, BackendError> {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.upload(stream, &bytes)
+    }
+}
+
+/// Host bytes of quantized values in the operand type the matmul reads.
+fn operand_bytes(path: Path, operand: &Operand) -> Vec<u8> {
+    let values = &operand.values.data;
+    match path {
+        Path::Carrier {
+            elem: Elem::F32, ..
+        } => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Path::Carrier {
+            elem: Elem::F16, ..
+        } => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        Path::Carrier {
+            elem: Elem::Bf16, ..
+        }
+        | Path::Mx { .. }
+        | Path::Nvfp4 => values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
+        Path::Fp8 { weights_e5m2, .. } => {
+            let format = if weights_e5m2 { FP8_E5M2 } else { FP8_E4M3 };
+            values
+                .iter()
+                .map(|v| format.encode(*v, Overflow::Saturate))
+                .collect()
+        }
+        Path::Int8 => values.iter().map(|v| *v as i8 as u8).collect(),
+    }
+}
+
+/// Weights on the device (one or several concatenated), quantized on the host exactly as the
+/// CPU backend quantizes them.
+struct DeviceWeight {
+    data: u64,
+    rows: usize,
+}
+
+/// Activations quantized for a matmul: the pointer it reads and where its scales are.
+#[derive(Clone, Copy)]
+struct QuantizedInput {
+    data: u64,
+    /// FP8: the per-tensor scale; INT8: per-token scales; NVFP4: 1 / tensor scale.
+    scale: u64,
+}
+
+/// Zeroes the f32 at `ptr` (an amax accumulator) on the stream.
+fn zero(s: &CudaStream, ptr: u64) -> Result<(), BackendError> {
+    // SAFETY: `ptr` is a 4-byte allocation of the block's arena.
+    unsafe { cudarc::driver::result::memset_d8_async(ptr, 0, 4, s.cu_stream()) }
+        .map_err(|e| BackendError::Failed(format!("memset: {e}")))
+}
+
+/// Buffers and kernels that quantize one activation tensor `[rows, cols]` every call.
+struct Quantizer {
+    path: Path,
+    rows: usize,
+    cols: usize,
+    amax: u64,
+    scale: u64,
+    out: u64,
+}
+
+impl Quantizer {
+    fn new(
+        arena: &mut Arena,
+        stream: &Arc<CudaStream>,
+        path: Path,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, BackendError> {
+        let out = match path {
+            Path::Carrier { .. } => 0,
+            _ => arena.alloc(stream, rows * cols * path.operand_bytes())?,
+        };
+        Ok(Quantizer {
+            path,
+            rows,
+            cols,
+            amax: arena.alloc(stream, 4)?,
+            scale: arena.alloc(stream, 4 * rows)?,
+            out,
+        })
+    }
+
+    /// Enqueues the quantization of `x`; `amax_ready` when a previous kernel already wrote amax.
+    fn enqueue(
+        &self,
+        k: &Kernels,
+        s: &CudaStream,
+        x: u64,
+        amax_ready: bool,
+    ) -> Result<QuantizedInput, BackendError> {
+        let x = Matrix {
+            ptr: x,
+            elem: self.path.elem(),
+            rows: self.rows,
+            cols: self.cols,
+        };
+        let dequantized = x.with(self.out, Elem::Bf16);
+        let tensor_amax = |s: &CudaStream| -> Result<(), BackendError> {
+            if !amax_ready {
+                zero(s, self.amax)?;
+                k.amax(s, x, self.amax)?;
+            }
+            Ok(())
+        };
+        match self.path {
+            Path::Carrier { .. } => {
+                return Ok(QuantizedInput {
+                    data: x.ptr,
+                    scale: 0,
+                })
+            }
+            Path::Fp8 {
+                activations_e5m2, ..
+            } => {
+                tensor_amax(s)?;
+                k.quantize_fp8(s, x, self.amax, activations_e5m2, self.out, self.scale)?;
+            }
+            Path::Int8 => k.quantize_int8_rows(s, x, self.out, self.scale)?,
+            Path::Mx { element, emax } => k.mx_dequant(s, x, (element, emax), dequantized)?,
+            Path::Nvfp4 => {
+                tensor_amax(s)?;
+                k.nvfp4_dequant(s, x, self.amax, dequantized, self.scale)?;
+            }
+        }
+        Ok(QuantizedInput {
+            data: self.out,
+            scale: self.scale,
+        })
+    }
+
+    /// Zeroes amax for a producer kernel that accumulates it (the gated activation).
+    fn prepare_amax(&self, s: &CudaStream) -> Result<Option<u64>, BackendError> {
+        if !matches!(self.path, Path::Fp8 { .. } | Path::Nvfp4) {
+            return Ok(None);
+        }
+        zero(s, self.amax)?;
+        Ok(Some(self.amax))
+    }
+}
+
+/// One or more linears sharing an input and writing side by side into one output `[tokens, cols]`
+/// (the MLP's gate and up projections: one pass over the input, one buffer for the activation).
+struct MatmulGroup {
+    path: Path,
+    tokens: usize,
+    cols: usize,
+    /// Weights and their matmul: one for the whole group, or one per linear (FP8).
+    parts: Vec<(DeviceWeight, Gemm)>,
+    /// Accumulator for paths that rescale, `[tokens, cols]`.
+    acc: u64,
+    /// Per-column weight scales for the rescale pass.
+    col_scales: u64,
+}
+
+impl MatmulGroup {
+    /// Plans the linears of `weights`, which share an input. Their weights are quantized one by
+    /// one (each is its own tensor to the policy), then, unless cuBLASLt must apply a per-tensor
+    /// scale to each (FP8), concatenated into one matmul: the gate and up projections become one
+    /// GEMM of twice the width, which reads the input once.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        device: &Device,
+        arena: &mut Arena,
+        path: Path,
+        policy: &Policy,
+        weights: &[&Tensor],
+        tokens: usize,
+        input_scale: u64,
+        workspace: (u64, usize),
+    ) -> Result<Self, BackendError> {
+        let cols: usize = weights.iter().map(|w| w.rows).sum();
+        let k = weights[0].cols;
+        let operands: Vec<Operand> = weights
+            .iter()
+            .map(|w| quant::quantize(w, policy.matmul.weights, &mut AmaxHistory::default()))
+            .collect();
+        let col_scales: Vec<f32> = operands
+            .iter()
+            .flat_map(|o| o.row_scales.clone().unwrap_or_default())
+            .collect();
+        let fused = !matches!(path, Path::Fp8 { .. });
+        let groups: Vec<Vec<&Operand>> = if fused {
+            vec![operands.iter().collect()]
+        } else {
+            operands.iter().map(|o| vec![o]).collect()
+        };
+        let mut parts = Vec::new();
+        for group in groups {
+            let rows: usize = group.iter().map(|o| o.values.rows).sum();
+            let bytes: Vec<u8> = group.iter().flat_map(|o| operand_bytes(path, o)).collect();
+            let data = arena.upload(&device.stream, &bytes)?;
+            let scales = match path {
+                Path::Fp8 { .. } => {
+                    let scale = group[0]
+                        .row_scales
+                        .as_ref()
+                        .expect("per-tensor FP8 has a scale")[0];
+                    Some((arena.upload_f32(&device.stream, &[scale])?, input_scale))
+                }
+                _ => None,
+            };
+            let shape = Shape {
+                tokens,
+                n: rows,
+                k,
+                ldd: cols,
+            };
+            let gemm = Gemm::new(device.lt, path.types(), shape, scales, workspace)?;
+            parts.push((DeviceWeight { data, rows }, gemm));
+        }
+        let (acc, col_scales) = if path.rescales() {
+            (
+                arena.alloc(&device.stream, tokens * cols * 4)?,
+                arena.upload_f32(&device.stream, &col_scales)?,
+            )
+        } else {
+            (0, 0)
+        };
+        Ok(MatmulGroup {
+            path,
+            tokens,
+            cols,
+            parts,
+            acc,
+            col_scales,
+        })
+    }
+
+    /// Enqueues the group: `out[tokens, cols]` from the quantized input.
+    fn enqueue(
+        &self,
+        k: &Kernels,
+        s: &CudaStream,
+        x: QuantizedInput,
+        out: u64,
+    ) -> Result<(), BackendError> {
+        let (dst, bytes) = if self.path.rescales() {
+            (self.acc, 4)
+        } else {
+            (out, self.path.elem().size())
+        };
+        let mut column = 0;
+        for (weight, gemm) in &self.parts {
+            gemm.run(s, weight.data, x.data, dst + (column * bytes) as u64)?;
+            column += weight.rows;
+        }
+        match self.path {
+            // INT8: a scale per token and per output channel; NVFP4: one per tensor for the input
+            // (stride 0), one per column for the concatenated weights.
+            Path::Int8 | Path::Nvfp4 => {
+                let per_token = i32::from(self.path == Path::Int8);
+                let rows = Scales {
+                    ptr: x.scale,
+                    stride: per_token,
+                };
+                let cols = Scales {
+                    ptr: self.col_scales,
+                    stride: 1,
+                };
+                let out = Matrix {
+                    ptr: out,
+                    elem: Elem::Bf16,
+                    rows: self.tokens,
+                    cols: self.cols,
+                };
+                k.rescale(s, self.acc, self.path == Path::Int8, rows, cols, out)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The block's forward pass on the device.
+enum Program {
+    Linear {
+        quantize: Quantizer,
+        matmul: MatmulGroup,
+    },
+    Mlp {
+        quantize_x: Quantizer,
+        gate_up: MatmulGroup,
+        gate_up_out: u64,
+        inter: usize,
+        activation: i32,
+        hidden: u64,
+        quantize_h: Quantizer,
+        down: MatmulGroup,
+    },
+}
+
+/// A model built for one policy on one GPU.
+pub struct CudaBlock {
+    device: Arc<Device>,
+    pub path: Path,
+    block: Block,
+    tokens: usize,
+    program: Program,
+    /// The input, in the tensors' format.
+    input: u64,
+    /// The output, in the tensors' format.
+    output: u64,
+    /// f32 staging for uploads and downloads.
+    staging: CudaSlice<f32>,
+    staging_out: u64,
+    graph: Option<CudaGraph>,
+    _arena: Arena,
+}
+
+impl CudaBlock {
+    /// Builds `model` with `weights` for `policy`.
+    pub fn new(
+        device: Arc<Device>,
+        model: &Model,
+        weights: &Weights,
+        policy: &Policy,
+    ) -> Result<Self, BackendError> {
+        let path = Path::of(policy)?;
+        let stream = device.stream.clone();
+        let mut arena = Arena::default();
+        let tokens = model.tokens;
+        let elem = path.elem();
+        let workspace = (arena.alloc(&stream, WORKSPACE_BYTES)?, WORKSPACE_BYTES);
+        let (in_features, out_features) =
+            (model.block.input_features(), model.block.output_features());
+        let input = arena.alloc(&stream, tokens * in_features * elem.size())?;
+        let output = arena.alloc(&stream, tokens * out_features * elem.size())?;
+        let program = match model.block {
+            Block::Linear { .. } => {
+                let quantize = Quantizer::new(&mut arena, &stream, path, tokens, in_features)?;
+                let matmul = MatmulGroup::new(
+                    &device,
+                    &mut arena,
+                    path,
+                    policy,
+                    &[weights.get("weight")],
+                    tokens,
+                    quantize.scale,
+                    workspace,
+                )?;
+                Program::Linear { quantize, matmul }
+            }
+            Block::Mlp {
+                hidden,
+                intermediate,
+                activation,
+            } => {
+                let quantize_x = Quantizer::new(&mut arena, &stream, path, tokens, hidden)?;
+                let gate_up = MatmulGroup::new(
+                    &device,
+                    &mut arena,
+                    path,
+                    policy,
+                    &[
+                        weights.get("gate_proj.weight"),
+                        weights.get("up_proj.weight"),
+                    ],
+                    tokens,
+                    quantize_x.scale,
+                    workspace,
+                )?;
+                let gate_up_out = arena.alloc(&stream, tokens * 2 * intermediate * elem.size())?;
+                let hidden_buf = arena.alloc(&stream, tokens * intermediate * elem.size())?;
+                let quantize_h = Quantizer::new(&mut arena, &stream, path, tokens, intermediate)?;
+                let down = MatmulGroup::new(
+                    &device,
+                    &mut arena,
+                    path,
+                    policy,
+                    &[weights.get("down_proj.weight")],
+                    tokens,
+                    quantize_h.scale,
+                    workspace,
+                )?;
+                Program::Mlp {
+                    quantize_x,
+                    gate_up,
+                    gate_up_out,
+                    inter: intermediate,
+                    activation: match activation {
+                        Activation::Silu => 0,
+                        Activation::GeluTanh => 1,
+                    },
+                    hidden: hidden_buf,
+                    quantize_h,
+                    down,
+                }
+            }
+        };
+        let staging_len = tokens * in_features.max(out_features);
+        let staging = stream
+            .alloc_zeros::<f32>(staging_len)
+            .map_err(|e| BackendError::Failed(format!("staging: {e}")))?;
+        let staging_out = arena.alloc(&stream, staging_len * 4)?;
+        let mut block = CudaBlock {
+            device,
+            path,
+            block: model.block,
+            tokens,
+            program,
+            input,
+            output,
+            staging,
+            staging_out,
+            graph: None,
+            _arena: arena,
+        };
+        block.capture()?;
+        Ok(block)
+    }
+
+    /// Enqueues one forward pass: input buffer to output buffer.
+    fn enqueue(&self) -> Result<(), BackendError> {
+        let (k, s) = (&self.device.kernels, &self.device.stream);
+        match &self.program {
+            Program::Linear { quantize, matmul } => {
+                let x = quantize.enqueue(k, s, self.input, false)?;
+                matmul.enqueue(k, s, x, self.output)
+            }
+            Program::Mlp {
+                quantize_x,
+                gate_up,
+                gate_up_out,
+                inter,
+                activation,
+                hidden,
+                quantize_h,
+                down,
+            } => {
+                let x = quantize_x.enqueue(k, s, self.input, false)?;
+                gate_up.enqueue(k, s, x, *gate_up_out)?;
+                let elem = self.path.elem();
+                let amax = quantize_h.prepare_amax(s)?;
+                let gu = Matrix {
+                    ptr: *gate_up_out,
+                    elem,
+                    rows: self.tokens,
+                    cols: 2 * inter,
+                };
+                k.gated_act(s, gu, *activation, *hidden, amax.unwrap_or(0))?;
+                let h = quantize_h.enqueue(k, s, *hidden, amax.is_some())?;
+                down.enqueue(k, s, h, self.output)
+            }
+        }
+    }
+
+    /// Captures the forward pass into a CUDA graph, so that timing sees the GPU's work rather
+    /// than the launch overhead of a dozen kernels.
+    fn capture(&mut self) -> Result<(), BackendError> {
+        let s = &self.device.stream;
+        let fail =
+            |e: cudarc::driver::DriverError| BackendError::Failed(format!("graph capture: {e}"));
+        s.begin_capture(
+            cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+        )
+        .map_err(fail)?;
+        let enqueued = self.enqueue();
+        let graph = s
+            .end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0))
+            .map_err(fail)?;
+        enqueued?;
+        self.graph = graph;
+        Ok(())
+    }
+
+    /// Launches one forward pass.
+    pub fn launch(&self) -> Result<(), BackendError> {
+        match &self.graph {
+            Some(graph) => graph
+                .launch()
+                .map_err(|e| BackendError::Failed(format!("graph launch: {e}"))),
+            None => self.enqueue(),
+        }
+    }
+
+    /// Copies `input` (f32) to the device in the tensors' format.
+    pub fn set_input(&mut self, input: &Tensor) -> Result<(), BackendError> {
+        let s = self.device.stream.clone();
+        s.memcpy_htod(&input.data, &mut self.staging)
+            .map_err(|e| BackendError::Failed(format!("upload: {e}")))?;
+        let (staging, _sync) = self.staging.device_ptr(&s);
+        let staged = Matrix {
+            ptr: staging,
+            elem: Elem::F32,
+            rows: input.rows,
+            cols: input.cols,
+        };
+        self.device
+            .kernels
+            .convert(&s, staged, staged.with(self.input, self.path.elem()))
+    }
+
+    /// Runs once and returns the output as f32.
+    pub fn output(&mut self) -> Result<Tensor, BackendError> {
+        let s = self.device.stream.clone();
+        let n = self.tokens * self.block.output_features();
+        let output = Matrix {
+            ptr: self.output,
+            elem: self.path.elem(),
+            rows: self.tokens,
+            cols: self.block.output_features(),
+        };
+        self.device
+            .kernels
+            .convert(&s, output, output.with(self.staging_out, Elem::F32))?;
+        let mut host = vec![0f32; n];
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(host.as_mut_ptr().cast::<u8>(), n * 4) };
+        unsafe {
+            cudarc::driver::result::memcpy_dtoh_async(bytes, self.staging_out, s.cu_stream())
+        }
+        .map_err(|e| BackendError::Failed(format!("download: {e}")))?;
+        s.synchronize()
+            .map_err(|e| BackendError::Failed(format!("synchronize: {e}")))?;
+        Ok(Tensor::new(self.tokens, self.block.output_features(), host))
+    }
+}
+
+/// cuBLASLt workspace per matmul group: what its Hopper kernels ask for at these sizes.
+const WORKSPACE_BYTES: usize = 32 << 20;

@@ -1,0 +1,337 @@
+// precheck's CUDA kernels: everything of a block that is not a matmul.
+//
+// Compiled at run time by NVRTC (and in CI, without a GPU, to check that it compiles). No headers:
+// NVRTC ships none, so bf16, f16 and fp8 conversions are written with bit operations and PTX
+// `cvt`, which round to nearest even exactly as precheck's CPU emulation does. Element formats of
+// tensors between operations are passed at run time: 0 = f32, 1 = bf16, 2 = f16.
+
+#define FMT_F32 0
+#define FMT_BF16 1
+#define FMT_F16 2
+
+typedef unsigned short u16;
+typedef unsigned char u8;
+
+__device__ __forceinline__ float bf16_to_f32(u16 h) { return __uint_as_float(((unsigned)h) << 16); }
+
+__device__ __forceinline__ u16 f32_to_bf16(float f) {
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u);  // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (u16)(u >> 16);
+}
+
+__device__ __forceinline__ float f16_to_f32(u16 h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+__device__ __forceinline__ u16 f32_to_f16(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+__device__ __forceinline__ float load(const void* p, long i, int fmt) {
+    if (fmt == FMT_BF16) return bf16_to_f32(((const u16*)p)[i]);
+    if (fmt == FMT_F16) return f16_to_f32(((const u16*)p)[i]);
+    return ((const float*)p)[i];
+}
+
+__device__ __forceinline__ void store(void* p, long i, float v, int fmt) {
+    if (fmt == FMT_BF16) ((u16*)p)[i] = f32_to_bf16(v);
+    else if (fmt == FMT_F16) ((u16*)p)[i] = f32_to_f16(v);
+    else ((float*)p)[i] = v;
+}
+
+// Rounds to the format and back, as storing and reloading would.
+__device__ __forceinline__ float round_to(float v, int fmt) {
+    if (fmt == FMT_BF16) return bf16_to_f32(f32_to_bf16(v));
+    if (fmt == FMT_F16) return f16_to_f32(f32_to_f16(v));
+    return v;
+}
+
+// FP8 with satfinite, round to nearest even (sm_89+ instructions).
+__device__ __forceinline__ u8 f32_to_e4m3(float v) {
+    u16 pair;
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(pair) : "f"(0.0f), "f"(v));
+    return (u8)(pair & 0xff);
+}
+
+__device__ __forceinline__ u8 f32_to_e5m2(float v) {
+    u16 pair;
+    asm("cvt.rn.satfinite.e5m2x2.f32 %0, %1, %2;" : "=h"(pair) : "f"(0.0f), "f"(v));
+    return (u8)(pair & 0xff);
+}
+
+// Max of non-negative floats through their bits (ordered like unsigned integers); NaN (any
+// payload above infinity's bits) wins, so that a NaN input gives a NaN scale.
+__device__ __forceinline__ void atomic_amax(float* out, float v) {
+    atomicMax((unsigned*)out, __float_as_uint(fabsf(v)));
+}
+
+// Eight bf16 values in 16 bytes, for the memory-bound kernels' wide loads and stores.
+__device__ __forceinline__ void unpack_bf16x8(uint4 v, float* f) {
+    unsigned w[4] = {v.x, v.y, v.z, v.w};
+    for (int k = 0; k < 4; ++k) {
+        f[2 * k] = __uint_as_float(w[k] << 16);
+        f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+    }
+}
+
+__device__ __forceinline__ uint4 pack_bf16x8(const float* f) {
+    unsigned w[4];
+    for (int k = 0; k < 4; ++k) w[k] = (unsigned)f32_to_bf16(f[2 * k]) | ((unsigned)f32_to_bf16(f[2 * k + 1]) << 16);
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+__device__ __forceinline__ float nan_max(float m, float v) {
+    return (isnan(v) || isnan(m)) ? __int_as_float(0x7fc00000) : fmaxf(m, v);
+}
+
+__device__ float block_max(float v) {
+    __shared__ float warp_max[32];
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        float other = __shfl_xor_sync(0xffffffffu, v, offset);
+        v = (isnan(v) || isnan(other)) ? __int_as_float(0x7fc00000) : fmaxf(v, other);
+    }
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) warp_max[warp] = v;
+    __syncthreads();
+    int warps = (blockDim.x + 31) >> 5;
+    v = threadIdx.x < warps ? warp_max[threadIdx.x] : 0.0f;
+    if (warp == 0) {
+        for (int offset = 16; offset > 0; offset >>= 1) {
+            float other = __shfl_xor_sync(0xffffffffu, v, offset);
+            v = (isnan(v) || isnan(other)) ? __int_as_float(0x7fc00000) : fmaxf(v, other);
+        }
+        if (lane == 0) warp_max[0] = v;
+    }
+    __syncthreads();
+    // Every thread of the block gets the maximum (not only warp 0).
+    v = warp_max[0];
+    __syncthreads();
+    return v;
+}
+
+// dst[i] = src[i] converted between formats (round to nearest even).
+extern "C" __global__ void convert(const void* src, int src_fmt, void* dst, int dst_fmt, long n) {
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+        store(dst, i, load(src, i, src_fmt), dst_fmt);
+}
+
+// *amax = max |x|, *amax zeroed by the caller. Grid-stride.
+extern "C" __global__ void amax(const void* x, int fmt, long n, float* out) {
+    float m = 0.0f;
+    if (fmt == FMT_BF16 && n % 8 == 0) {
+        for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n / 8; i += (long)gridDim.x * blockDim.x) {
+            float f[8];
+            unpack_bf16x8(((const uint4*)x)[i], f);
+            for (int k = 0; k < 8; ++k) m = nan_max(m, fabsf(f[k]));
+        }
+    } else {
+        for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+            m = nan_max(m, fabsf(load(x, i, fmt)));
+    }
+    m = block_max(m);
+    if (threadIdx.x == 0) atomic_amax(out, m);
+}
+
+// Per-tensor FP8 with current scaling: scale = amax / format max (1 for an all-zero tensor),
+// q = fp8(x / scale) saturating; the scale is written for the matmul's scale pointer.
+extern "C" __global__ void quantize_fp8(const void* x, int fmt, long n, const float* amax,
+                                        float format_max, int e5m2, u8* q, float* scale_out) {
+    float scale = *amax == 0.0f ? 1.0f : *amax / format_max;
+    if (blockIdx.x == 0 && threadIdx.x == 0) *scale_out = scale;
+    if (fmt == FMT_BF16 && n % 8 == 0 && !e5m2) {
+        // Eight values per thread: one 16-byte load, four paired conversions, one 8-byte store.
+        for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n / 8; i += (long)gridDim.x * blockDim.x) {
+            float f[8];
+            unpack_bf16x8(((const uint4*)x)[i], f);
+            unsigned short pair[4];
+            for (int k = 0; k < 4; ++k)
+                asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(pair[k]) : "f"(f[2 * k + 1] / scale), "f"(f[2 * k] / scale));
+            ((uint2*)q)[i] = make_uint2((unsigned)pair[0] | ((unsigned)pair[1] << 16), (unsigned)pair[2] | ((unsigned)pair[3] << 16));
+        }
+        return;
+    }
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        float v = load(x, i, fmt) / scale;
+        q[i] = e5m2 ? f32_to_e5m2(v) : f32_to_e4m3(v);
+    }
+}
+
+// Gated activation of a fused gate|up product: gu is [rows, 2*inter] with the gate in the first
+// `inter` columns. h = round(round(act(gate)) * up), as PyTorch stores each intermediate. With
+// `amax` non-null, also accumulates max |h| (for the next matmul's current scaling).
+// act: 0 = SiLU, 1 = GELU (tanh). Grid: (column blocks, rows); the element format is a template
+// parameter so that the inner loop has no format branches and no 64-bit division.
+template <int FMT, int ACT_FMT, int H_FMT>
+__device__ void gated_act_row(const void* gu, int inter, int act, void* h, float* amax_out) {
+    const long row = blockIdx.y;
+    const long in_base = row * 2 * inter, out_base = row * inter;
+    float m = 0.0f;
+    if (FMT == FMT_BF16 && ACT_FMT == FMT_BF16 && H_FMT == FMT_BF16 && inter % 8 == 0) {
+        const uint4* g8 = (const uint4*)((const u16*)gu + in_base);
+        const uint4* u8 = (const uint4*)((const u16*)gu + in_base + inter);
+        uint4* h8 = (uint4*)((u16*)h + out_base);
+        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < inter / 8; c += gridDim.x * blockDim.x) {
+            float g[8], u[8], v[8];
+            unpack_bf16x8(g8[c], g);
+            unpack_bf16x8(u8[c], u);
+            for (int k = 0; k < 8; ++k) {
+                float a = act == 0 ? g[k] / (1.0f + expf(-g[k]))
+                                   : 0.5f * g[k] * (1.0f + tanhf(0.7978845608028654f * (g[k] + 0.044715f * g[k] * g[k] * g[k])));
+                v[k] = round_to(round_to(a, FMT_BF16) * u[k], FMT_BF16);
+                m = nan_max(m, fabsf(v[k]));
+            }
+            h8[c] = pack_bf16x8(v);
+        }
+        if (amax_out != 0) {
+            m = block_max(m);
+            if (threadIdx.x == 0) atomic_amax(amax_out, m);
+        }
+        return;
+    }
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < inter; c += gridDim.x * blockDim.x) {
+        float g = load(gu, in_base + c, FMT);
+        float u = load(gu, in_base + inter + c, FMT);
+        float a = act == 0 ? g / (1.0f + expf(-g))
+                           : 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+        float v = round_to(round_to(a, ACT_FMT) * u, H_FMT);
+        store(h, out_base + c, v, H_FMT);
+        v = fabsf(v);
+        m = (isnan(v) || isnan(m)) ? __int_as_float(0x7fc00000) : fmaxf(m, v);
+    }
+    if (amax_out != 0) {
+        m = block_max(m);
+        if (threadIdx.x == 0) atomic_amax(amax_out, m);
+    }
+}
+
+// The same format throughout (what every CUDA path uses); other combinations are not launched.
+extern "C" __global__ void gated_act(const void* gu, int fmt, int inter, int act, void* h, float* amax_out) {
+    if (fmt == FMT_BF16) gated_act_row<FMT_BF16, FMT_BF16, FMT_BF16>(gu, inter, act, h, amax_out);
+    else if (fmt == FMT_F16) gated_act_row<FMT_F16, FMT_F16, FMT_F16>(gu, inter, act, h, amax_out);
+    else gated_act_row<FMT_F32, FMT_F32, FMT_F32>(gu, inter, act, h, amax_out);
+}
+
+// INT8 per row (per-token activations): one block per row; scale = row amax / 127, q = clamp(rint).
+extern "C" __global__ void quantize_int8_rows(const void* x, int fmt, long cols, signed char* q,
+                                              float* row_scale) {
+    long row = blockIdx.x;
+    const long base = row * cols;
+    float m = 0.0f;
+    for (long c = threadIdx.x; c < cols; c += blockDim.x) {
+        float v = fabsf(load(x, base + c, fmt));
+        m = (isnan(v) || isnan(m)) ? __int_as_float(0x7fc00000) : fmaxf(m, v);
+    }
+    m = block_max(m);
+    float scale = m == 0.0f ? 1.0f : m / 127.0f;
+    if (threadIdx.x == 0) row_scale[row] = scale;
+    for (long c = threadIdx.x; c < cols; c += blockDim.x) {
+        float v = fminf(fmaxf(rintf(load(x, base + c, fmt) / scale), -127.0f), 127.0f);
+        q[base + c] = (signed char)(int)v;
+    }
+}
+
+// out[r, c] = acc[r, c] * (row_scale[r * row_stride] * col_scale[c * col_stride]), rounded to
+// out_fmt; acc is int32 (acc_is_int) or f32. A stride of 0 makes a scale per tensor.
+// Grid: (column blocks, rows).
+extern "C" __global__ void rescale(const void* acc, int acc_is_int, int cols, const float* row_scale,
+                                   int row_stride, const float* col_scale, int col_stride, void* out,
+                                   int out_fmt) {
+    const long r = blockIdx.y;
+    const float rs = row_scale[r * row_stride];
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
+        long i = r * cols + c;
+        float a = acc_is_int ? (float)((const int*)acc)[i] : ((const float*)acc)[i];
+        store(out, i, a * (rs * col_scale[(long)c * col_stride]), out_fmt);
+    }
+}
+
+// A narrow float format, for emulated block formats: rounds to nearest even, saturating, as
+// precheck's CPU `MiniFloat::round(_, Saturate)` (NaN stays NaN).
+struct MiniFloat { int man_bits; int emin; float max_value; };
+
+__device__ float minifloat_round(float x, MiniFloat f) {
+    if (isnan(x)) return x;
+    float a = fabsf(x);
+    if (a >= f.max_value) return copysignf(f.max_value, x);
+    int e;
+    frexpf(a, &e);                         // a = m * 2^e, m in [0.5, 1)
+    int exp = max(e - 1, f.emin);          // binade of a, at least the smallest normal
+    float quantum = ldexpf(1.0f, exp - f.man_bits);
+    float r = rintf(a / quantum) * quantum;  // exact: division by a power of two
+    return copysignf(fminf(r, f.max_value), x);
+}
+
+__device__ MiniFloat minifloat(int id) {
+    // ids: 0 fp8_e4m3, 1 fp8_e5m2, 2 fp6_e2m3, 3 fp6_e3m2, 4 fp4_e2m1
+    switch (id) {
+        case 0: { MiniFloat f = {3, -6, 448.0f}; return f; }
+        case 1: { MiniFloat f = {2, -14, 57344.0f}; return f; }
+        case 2: { MiniFloat f = {3, 0, 7.5f}; return f; }
+        case 3: { MiniFloat f = {2, -2, 28.0f}; return f; }
+        default: { MiniFloat f = {1, 0, 6.0f}; return f; }
+    }
+}
+
+// OCP MX emulation, one warp per block of 32 along each row: shared scale
+// 2^(floor(log2 amax) - emax of the element format) in E8M0's range; elements rounded, saturating,
+// multiplied back (exact) and stored in out_fmt.
+extern "C" __global__ void mx_dequant(const void* x, int fmt, long rows, long cols, int element,
+                                      int element_emax, void* out, int out_fmt) {
+    long blocks_per_row = (cols + 31) / 32;
+    long warp = (blockIdx.x * (long)blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x & 31;
+    if (warp >= rows * blocks_per_row) return;
+    long r = warp / blocks_per_row, b = warp - r * blocks_per_row;
+    long c = b * 32 + lane;
+    long i = r * cols + c;
+    float v = c < cols ? load(x, i, fmt) : 0.0f;
+    float m = fabsf(v);
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        float other = __shfl_xor_sync(0xffffffffu, m, offset);
+        m = (isnan(m) || isnan(other)) ? __int_as_float(0x7fc00000) : fmaxf(m, other);
+    }
+    float result;
+    if (m == 0.0f) result = 0.0f;
+    else if (isnan(m) || isinf(m)) result = __int_as_float(0x7fc00000);
+    else {
+        int e;
+        frexpf(m, &e);
+        int shared_exp = min(max(e - 1 - element_emax, -127), 127);
+        float shared = ldexpf(1.0f, shared_exp);
+        result = minifloat_round(v / shared, minifloat(element)) * shared;
+    }
+    if (c < cols) store(out, i, result, out_fmt);
+}
+
+// NVFP4 emulation, a half-warp per block of 16 along each row: tensor scale ts = 448 * 6 / amax,
+// block scale bs = e4m3(block amax / 6 * ts), elements e2m1(x * ts / bs) * bs (exact), stored in
+// out_fmt; the matmul's output is scaled by 1 / (ts_x ts_w) afterwards. inv_ts_out = 1 / ts.
+extern "C" __global__ void nvfp4_dequant(const void* x, int fmt, long rows, long cols,
+                                         const float* tensor_amax, void* out, int out_fmt,
+                                         float* inv_ts_out) {
+    float ts = *tensor_amax == 0.0f ? 1.0f : 448.0f * 6.0f / *tensor_amax;
+    if (blockIdx.x == 0 && threadIdx.x == 0) *inv_ts_out = 1.0f / ts;
+    long blocks_per_row = (cols + 15) / 16;
+    long group = (blockIdx.x * (long)blockDim.x + threadIdx.x) / 16;
+    int lane = threadIdx.x & 15;
+    bool active = group < rows * blocks_per_row;
+    long r = active ? group / blocks_per_row : 0, b = active ? group - r * blocks_per_row : 0;
+    long c = b * 16 + lane;
+    long i = r * cols + c;
+    float v = (active && c < cols) ? load(x, i, fmt) : 0.0f;
+    float m = fabsf(v);
+    for (int offset = 8; offset > 0; offset >>= 1) {
+        float other = __shfl_xor_sync(0xffffffffu, m, offset);
+        m = (isnan(m) || isnan(other)) ? __int_as_float(0x7fc00000) : fmaxf(m, other);
+    }
+    if (!active || c >= cols) return;
+    float bs = minifloat_round(m / 6.0f * ts, minifloat(0));
+    float result = bs == 0.0f ? 0.0f : minifloat_round(v * ts / bs, minifloat(4)) * bs;
+    store(out, i, result, out_fmt);
+}

@@ -1,0 +1,352 @@
+//! The NVRTC-compiled kernels of `kernels.cu`, compiled once per backend, and their launches.
+
+use std::sync::Arc;
+
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaStream, LaunchConfig, PushKernelArg,
+};
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
+
+use crate::backend::BackendError;
+use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
+
+/// The kernel source, also compiled by CI through NVRTC without a GPU.
+pub const SOURCE: &str = include_str!("kernels.cu");
+
+/// Element formats of tensors between operations, as the kernels number them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Elem {
+    /// f32.
+    F32 = 0,
+    /// bf16.
+    Bf16 = 1,
+    /// f16.
+    F16 = 2,
+}
+
+impl Elem {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Elem::F32 => 4,
+            Elem::Bf16 | Elem::F16 => 2,
+        }
+    }
+}
+
+/// Compiles [`SOURCE`] to PTX for compute capability `major.minor` (at least 8.9: the FP8
+/// conversions need it).
+pub fn compile(major: i32, minor: i32) -> Result<Ptx, String> {
+    let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
+    compile_ptx_with_opts(
+        SOURCE,
+        CompileOptions {
+            arch: Some(arch),
+            // IEEE division and square root: the kernels must round as the CPU emulation does.
+            prec_div: Some(true),
+            prec_sqrt: Some(true),
+            fmad: Some(false),
+            name: Some("precheck_kernels.cu".into()),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| format!("NVRTC could not compile precheck's kernels: {e}"))
+}
+
+/// The loaded kernels.
+pub struct Kernels {
+    _module: Arc<CudaModule>,
+    convert: CudaFunction,
+    amax: CudaFunction,
+    quantize_fp8: CudaFunction,
+    gated_act: CudaFunction,
+    quantize_int8_rows: CudaFunction,
+    rescale: CudaFunction,
+    mx_dequant: CudaFunction,
+    nvfp4_dequant: CudaFunction,
+    /// Blocks for grid-stride loops: enough to fill every SM several times.
+    grid: u32,
+}
+
+const THREADS: u32 = 256;
+
+fn failed(what: &str) -> impl Fn(cudarc::driver::DriverError) -> BackendError + '_ {
+    move |e| BackendError::Failed(format!("{what}: {e}"))
+}
+
+impl Kernels {
+    /// Compiles and loads the kernels on `ctx`.
+    pub fn load(ctx: &Arc<CudaContext>) -> Result<Self, BackendError> {
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(failed("compute capability"))?;
+        let ptx = compile(major, minor).map_err(BackendError::Failed)?;
+        let module = ctx.load_module(ptx).map_err(failed("loading kernels"))?;
+        let function = |name: &str| module.load_function(name).map_err(failed(name));
+        let sms = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map_err(failed("SM count"))?;
+        Ok(Kernels {
+            convert: function("convert")?,
+            amax: function("amax")?,
+            quantize_fp8: function("quantize_fp8")?,
+            gated_act: function("gated_act")?,
+            quantize_int8_rows: function("quantize_int8_rows")?,
+            rescale: function("rescale")?,
+            mx_dequant: function("mx_dequant")?,
+            nvfp4_dequant: function("nvfp4_dequant")?,
+            _module: module,
+            grid: (sms.max(1) as u32) * 8,
+        })
+    }
+
+    fn strided(&self, n: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: ((n as u32).div_ceil(THREADS).clamp(1, self.grid), 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// `dst = src` converted between element formats (same shape).
+    pub fn convert(&self, s: &CudaStream, src: Matrix, dst: Matrix) -> Result<(), BackendError> {
+        let (from, to, n) = (src.elem as i32, dst.elem as i32, src.elements() as i64);
+        let mut launch = s.launch_builder(&self.convert);
+        launch
+            .arg(&src.ptr)
+            .arg(&from)
+            .arg(&dst.ptr)
+            .arg(&to)
+            .arg(&n);
+        unsafe { launch.launch(self.strided(src.elements())) }
+            .map(drop)
+            .map_err(failed("convert"))
+    }
+
+    /// `*out = max(*out, max |x|)`; the caller zeroes `out` first.
+    pub fn amax(&self, s: &CudaStream, x: Matrix, out: u64) -> Result<(), BackendError> {
+        let (elem, n) = (x.elem as i32, x.elements() as i64);
+        let mut launch = s.launch_builder(&self.amax);
+        launch.arg(&x.ptr).arg(&elem).arg(&n).arg(&out);
+        unsafe { launch.launch(self.strided(x.elements())) }
+            .map(drop)
+            .map_err(failed("amax"))
+    }
+
+    /// FP8 per-tensor quantization of `x` into `q`, with the scale from `amax` written to `scale`.
+    pub fn quantize_fp8(
+        &self,
+        s: &CudaStream,
+        x: Matrix,
+        amax: u64,
+        e5m2: bool,
+        q: u64,
+        scale: u64,
+    ) -> Result<(), BackendError> {
+        let format_max = if e5m2 { FP8_E5M2 } else { FP8_E4M3 }.max_value();
+        let (elem, n, e5m2) = (x.elem as i32, x.elements() as i64, i32::from(e5m2));
+        let mut launch = s.launch_builder(&self.quantize_fp8);
+        launch
+            .arg(&x.ptr)
+            .arg(&elem)
+            .arg(&n)
+            .arg(&amax)
+            .arg(&format_max)
+            .arg(&e5m2)
+            .arg(&q)
+            .arg(&scale);
+        unsafe { launch.launch(self.strided(x.elements())) }
+            .map(drop)
+            .map_err(failed("quantize_fp8"))
+    }
+
+    /// A launch over `rows` rows of `cols` columns: a row per grid row, columns strided.
+    fn rows(&self, rows: usize, cols: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: ((cols as u32).div_ceil(THREADS).clamp(1, 16), rows as u32, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// The gated activation of a fused gate|up product `gu` `[rows, 2 inter]` into `h`
+    /// `[rows, inter]` of the same format; `amax` (0: none) accumulates max |h|.
+    pub fn gated_act(
+        &self,
+        s: &CudaStream,
+        gu: Matrix,
+        act: i32,
+        h: u64,
+        amax: u64,
+    ) -> Result<(), BackendError> {
+        let inter = gu.cols / 2;
+        let (elem, inter_i) = (gu.elem as i32, inter as i32);
+        let mut launch = s.launch_builder(&self.gated_act);
+        launch
+            .arg(&gu.ptr)
+            .arg(&elem)
+            .arg(&inter_i)
+            .arg(&act)
+            .arg(&h)
+            .arg(&amax);
+        unsafe { launch.launch(self.rows(gu.rows, inter)) }
+            .map(drop)
+            .map_err(failed("gated_act"))
+    }
+
+    /// INT8 per-row quantization of `x` into `q`, a scale per row into `row_scale`.
+    pub fn quantize_int8_rows(
+        &self,
+        s: &CudaStream,
+        x: Matrix,
+        q: u64,
+        row_scale: u64,
+    ) -> Result<(), BackendError> {
+        let (elem, cols) = (x.elem as i32, x.cols as i64);
+        let mut launch = s.launch_builder(&self.quantize_int8_rows);
+        launch
+            .arg(&x.ptr)
+            .arg(&elem)
+            .arg(&cols)
+            .arg(&q)
+            .arg(&row_scale);
+        let config = LaunchConfig {
+            grid_dim: (x.rows as u32, 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        unsafe { launch.launch(config) }
+            .map(drop)
+            .map_err(failed("quantize_int8_rows"))
+    }
+
+    /// `out = acc * row scale * column scale`, rounded to `out`'s format; `acc` holds int32
+    /// (`acc_is_int`) or f32 values of `out`'s shape.
+    pub fn rescale(
+        &self,
+        s: &CudaStream,
+        acc: u64,
+        acc_is_int: bool,
+        rows: Scales,
+        cols: Scales,
+        out: Matrix,
+    ) -> Result<(), BackendError> {
+        let (acc_is_int, n_cols, out_elem) =
+            (i32::from(acc_is_int), out.cols as i32, out.elem as i32);
+        let mut launch = s.launch_builder(&self.rescale);
+        launch
+            .arg(&acc)
+            .arg(&acc_is_int)
+            .arg(&n_cols)
+            .arg(&rows.ptr)
+            .arg(&rows.stride)
+            .arg(&cols.ptr)
+            .arg(&cols.stride)
+            .arg(&out.ptr)
+            .arg(&out_elem);
+        unsafe { launch.launch(self.rows(out.rows, out.cols)) }
+            .map(drop)
+            .map_err(failed("rescale"))
+    }
+
+    /// OCP MX emulation of `x` into `out`: blocks of 32 along each row, element format `element`
+    /// (a `kernels.cu` id) whose largest exponent is `emax`.
+    pub fn mx_dequant(
+        &self,
+        s: &CudaStream,
+        x: Matrix,
+        (element, emax): (i32, i32),
+        out: Matrix,
+    ) -> Result<(), BackendError> {
+        let (elem, rows, cols, out_elem) =
+            (x.elem as i32, x.rows as i64, x.cols as i64, out.elem as i32);
+        let threads = x.rows * x.cols.div_ceil(32) * 32;
+        let mut launch = s.launch_builder(&self.mx_dequant);
+        launch
+            .arg(&x.ptr)
+            .arg(&elem)
+            .arg(&rows)
+            .arg(&cols)
+            .arg(&element)
+            .arg(&emax)
+            .arg(&out.ptr)
+            .arg(&out_elem);
+        unsafe { launch.launch(Self::blocks_of(threads)) }
+            .map(drop)
+            .map_err(failed("mx_dequant"))
+    }
+
+    /// NVFP4 emulation of `x` into `out` (values in the tensor-scaled domain), with the tensor
+    /// scale from `amax`; `inv_ts` receives 1 / tensor scale.
+    pub fn nvfp4_dequant(
+        &self,
+        s: &CudaStream,
+        x: Matrix,
+        amax: u64,
+        out: Matrix,
+        inv_ts: u64,
+    ) -> Result<(), BackendError> {
+        let (elem, rows, cols, out_elem) =
+            (x.elem as i32, x.rows as i64, x.cols as i64, out.elem as i32);
+        let threads = x.rows * x.cols.div_ceil(16) * 16;
+        let mut launch = s.launch_builder(&self.nvfp4_dequant);
+        launch
+            .arg(&x.ptr)
+            .arg(&elem)
+            .arg(&rows)
+            .arg(&cols)
+            .arg(&amax)
+            .arg(&out.ptr)
+            .arg(&out_elem)
+            .arg(&inv_ts);
+        unsafe { launch.launch(Self::blocks_of(threads)) }
+            .map(drop)
+            .map_err(failed("nvfp4_dequant"))
+    }
+
+    /// One thread per item, in blocks of [`THREADS`].
+    fn blocks_of(threads: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: ((threads as u32).div_ceil(THREADS), 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+}
+
+/// A row-major matrix on the device.
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix {
+    /// Device pointer.
+    pub ptr: u64,
+    /// Element format.
+    pub elem: Elem,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+}
+
+impl Matrix {
+    /// Elements.
+    pub fn elements(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// The same memory seen in another format (for a converted copy of the same shape).
+    pub fn with(self, ptr: u64, elem: Elem) -> Matrix {
+        Matrix { ptr, elem, ..self }
+    }
+}
+
+/// Scales applied along one axis: `ptr[i * stride]` (a stride of 0: one scale for all).
+#[derive(Debug, Clone, Copy)]
+pub struct Scales {
+    /// Device pointer to f32 scales.
+    pub ptr: u64,
+    /// 1 for a scale per row or column, 0 for one per tensor.
+    pub stride: i32,
+}

@@ -1,0 +1,197 @@
+//! The CUDA backend: cudarc (driver, cuBLASLt, NVRTC), with CUDA loaded at run time, so that
+//! precheck builds and runs everywhere and says clearly where no GPU can be used.
+//!
+//! Every precision policy with a native path runs through cuBLASLt with precheck's own NVRTC
+//! kernels around it ([`block`]); tensors stay on the device for the whole block; a forward pass is
+//! one CUDA graph, timed with CUDA events.
+
+mod block;
+mod gemm;
+pub mod kernels;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cudarc::cublaslt::{result as lt, sys as lt_sys};
+use cudarc::driver::{CudaContext, CudaStream};
+
+use super::{Backend, BackendError, BackendKind, Executable};
+use crate::model::{Model, Tensor, Weights};
+use crate::precision::Policy;
+use block::CudaBlock;
+use kernels::Kernels;
+
+/// Why no CUDA device can be used here, if none can: checked before anything touches cudarc,
+/// which panics when it cannot load the driver library.
+pub fn unavailable() -> Option<String> {
+    // SAFETY: only tries to load the library.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Some("no CUDA driver found (libcuda could not be loaded)".into());
+    }
+    match CudaContext::device_count() {
+        Ok(0) => Some("the CUDA driver reports no device".into()),
+        Ok(_) => None,
+        Err(e) => Some(format!("the CUDA driver failed: {e}")),
+    }
+}
+
+/// One line per CUDA device: name, compute capability, memory, driver, CUDA and cuBLASLt versions.
+pub fn describe() -> Result<Vec<String>, String> {
+    if let Some(why) = unavailable() {
+        return Err(why);
+    }
+    let count = CudaContext::device_count().map_err(|e| e.to_string())?;
+    let mut driver = 0;
+    // SAFETY: writes one int.
+    unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver) };
+    let cublaslt = if unsafe { lt_sys::is_culib_present() } {
+        format!("cuBLASLt {}", unsafe { lt_sys::cublasLtGetVersion() })
+    } else {
+        "no cuBLASLt".into()
+    };
+    (0..count as usize)
+        .map(|ordinal| {
+            let ctx = CudaContext::new(ordinal).map_err(|e| e.to_string())?;
+            let (major, minor) = ctx.compute_capability().map_err(|e| e.to_string())?;
+            let memory = ctx.total_mem().map_err(|e| e.to_string())? as f64 / (1u64 << 30) as f64;
+            Ok(format!(
+                "cuda:{ordinal} {} (sm_{major}{minor}, {memory:.0} GiB; driver CUDA {}.{}; {cublaslt})",
+                ctx.name().map_err(|e| e.to_string())?,
+                driver / 1000,
+                (driver % 1000) / 10
+            ))
+        })
+        .collect()
+}
+
+/// What a built block needs of its GPU: context, stream, kernels and the cuBLASLt handle.
+pub struct Device {
+    _ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    kernels: Kernels,
+    lt: lt_sys::cublasLtHandle_t,
+    name: String,
+}
+
+// SAFETY: the cuBLASLt handle is used from one thread at a time (one variant runs at a time per
+// device), which is what cuBLASLt requires of a handle.
+unsafe impl Send for Device {}
+unsafe impl Sync for Device {}
+
+/// CUDA GPUs, one at a time.
+pub struct CudaBackend {
+    device: Arc<Device>,
+}
+
+impl CudaBackend {
+    /// Opens device `ordinal`: compiles the kernels, creates the stream and cuBLASLt handle.
+    pub fn new(ordinal: usize) -> Result<Self, BackendError> {
+        if let Some(why) = unavailable() {
+            return Err(BackendError::Unavailable(why));
+        }
+        let failed = |what: &'static str| {
+            move |e: cudarc::driver::DriverError| BackendError::Failed(format!("{what}: {e}"))
+        };
+        let ctx = CudaContext::new(ordinal).map_err(failed("opening the device"))?;
+        // One stream, one variant at a time: cudarc's cross-stream event tracking is not needed.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(failed("creating a stream"))?;
+        if !unsafe { lt_sys::is_culib_present() } {
+            return Err(BackendError::Unavailable(
+                "cuBLASLt (libcublasLt) could not be loaded".into(),
+            ));
+        }
+        let lt = lt::create_handle()
+            .map_err(|e| BackendError::Failed(format!("cuBLASLt handle: {e}")))?;
+        let kernels = Kernels::load(&ctx)?;
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(failed("compute capability"))?;
+        let name = format!(
+            "{} (sm_{major}{minor})",
+            ctx.name().map_err(failed("device name"))?
+        );
+        Ok(CudaBackend {
+            device: Arc::new(Device {
+                _ctx: ctx,
+                stream,
+                kernels,
+                lt,
+                name,
+            }),
+        })
+    }
+}
+
+impl Backend for CudaBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cuda
+    }
+
+    fn device_name(&self) -> String {
+        self.device.name.clone()
+    }
+
+    fn prepare(
+        &self,
+        model: &Model,
+        weights: &Weights,
+        policy: &Policy,
+    ) -> Result<Box<dyn Executable>, BackendError> {
+        let block = CudaBlock::new(self.device.clone(), model, weights, policy)?;
+        Ok(Box::new(CudaExecutable {
+            block,
+            device: self.device.clone(),
+        }))
+    }
+}
+
+struct CudaExecutable {
+    block: CudaBlock,
+    device: Arc<Device>,
+}
+
+impl Executable for CudaExecutable {
+    fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
+        self.block.set_input(input)?;
+        self.block.launch()?;
+        self.block.output()
+    }
+
+    /// CUDA events around each graph launch on the block's stream; the input is uploaded once.
+    fn time(
+        &mut self,
+        input: &Tensor,
+        warmup: u32,
+        iterations: usize,
+    ) -> Result<Vec<Duration>, BackendError> {
+        let failed = |e: cudarc::driver::DriverError| BackendError::Failed(format!("timing: {e}"));
+        self.block.set_input(input)?;
+        for _ in 0..warmup {
+            self.block.launch()?;
+        }
+        let stream = &self.device.stream;
+        let ctx = stream.context();
+        let events: Vec<_> = (0..=iterations)
+            .map(|_| ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT)))
+            .collect::<Result<_, _>>()
+            .map_err(failed)?;
+        events[0].record(stream).map_err(failed)?;
+        for event in &events[1..] {
+            self.block.launch()?;
+            event.record(stream).map_err(failed)?;
+        }
+        stream.synchronize().map_err(failed)?;
+        events
+            .windows(2)
+            .map(|pair| {
+                let ms = pair[0].elapsed_ms(&pair[1]).map_err(failed)?;
+                Ok(Duration::from_secs_f64(f64::from(ms) / 1e3))
+            })
+            .collect()
+    }
+
+    fn emulated(&self) -> bool {
+        self.block.path.emulated()
+    }
+}

@@ -1,0 +1,77 @@
+//! The CUDA backend on a real GPU, against the CPU backend's emulation of the same policies.
+//!
+//! Run on the GPU machine: these tests are ignored elsewhere (no GPU here or in CI).
+#![cfg(feature = "cuda")]
+
+use precheck::backend::{Backend, CpuBackend, CudaBackend};
+use precheck::formats::Format;
+use precheck::measure::compare;
+use precheck::model::{seeded, Block, Model};
+use precheck::precision::presets;
+use precheck::suite::{Activation, Ident, WeightsSpec};
+
+fn model(block: Block) -> Model {
+    Model {
+        name: Ident::try_from("m".to_owned()).unwrap(),
+        block,
+        tokens: 96,
+        outliers: None,
+        weights: WeightsSpec::Seeded,
+    }
+}
+
+/// Every preset with a CUDA path agrees with its CPU emulation. The quantized operands are
+/// bit-identical (the same recipes; the GPU's FP8, INT8, MX and NVFP4 kernels round as the CPU
+/// does); what differs is the accumulation order inside the GEMM and, for BF16/FP16 outputs, the
+/// last bit of an output that lands near a rounding boundary. That bounds 1 − cos well below
+/// 1e-4; a wrong scale, layout or format would put it near 1.
+#[test]
+#[ignore = "needs a CUDA GPU (sm_89+): run on the device with --run-ignored only"]
+fn every_cuda_precision_matches_the_cpu_emulation() {
+    let gpu = CudaBackend::new(0).expect("a CUDA device");
+    let blocks = [
+        Block::Linear {
+            in_features: 512,
+            out_features: 256,
+        },
+        Block::Mlp {
+            hidden: 256,
+            intermediate: 1024,
+            activation: Activation::GeluTanh,
+        },
+    ];
+    let mut checked = 0;
+    for block in blocks {
+        let model = model(block);
+        let weights = seeded::weights(&model, 5, Format::Bf16);
+        let input = seeded::input(&model, 5, Format::Bf16, seeded::INPUT);
+        for name in presets::names() {
+            let policy = presets::preset(name).unwrap();
+            let mut executable = match gpu.prepare(&model, &weights, &policy) {
+                Ok(executable) => executable,
+                Err(precheck::backend::BackendError::Unsupported(why)) => {
+                    println!("{} {name}: no CUDA path ({why})", block.kind_name());
+                    continue;
+                }
+                Err(e) => panic!("{name}: {e}"),
+            };
+            let output = executable.run(&input).unwrap();
+            let emulation = CpuBackend::new()
+                .prepare(&model, &weights, &policy)
+                .unwrap()
+                .run(&input)
+                .unwrap();
+            let agreement = compare(&output.data, &emulation.map(f64::from).data).unwrap();
+            println!(
+                "{} {name}: 1 - cos {:.3e}, max abs {:.3e}, emulated {}",
+                block.kind_name(),
+                1.0 - agreement.cos,
+                agreement.max_abs_err,
+                executable.emulated()
+            );
+            assert!(agreement.cos > 0.9999, "{name}: cos {}", agreement.cos);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} variants had a CUDA path");
+}
