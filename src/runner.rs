@@ -15,7 +15,8 @@ use crate::model::{seeded, Model, Tensor, Weights};
 use crate::plan::Plan;
 use crate::precision::Policy;
 use crate::results::{
-    Baseline, ResultsError, ResultsWriter, RunSettings, Status, VariantRecord, RECORD_SCHEMA,
+    Baseline, KernelLaunches, ResultsError, ResultsWriter, RunSettings, Status, VariantRecord,
+    RECORD_SCHEMA,
 };
 use crate::suite::Suite;
 
@@ -88,6 +89,7 @@ struct Measured {
     latency: LatencyStats,
     emulated: bool,
     cpu_agreement: Option<Accuracy>,
+    kernels: Option<Vec<KernelLaunches>>,
 }
 
 /// Runs every variant of `plan` on `backend`, appending each record to `writer` as it ends.
@@ -186,6 +188,7 @@ fn measure(
         BackendKind::Cpu => None,
         _ => Some(cpu_agreement(ctx, policy, &output)?),
     };
+    let kernels = executable.kernel_trace().map_err(failed("kernel trace"))?;
     let samples = executable
         .time(&ctx.input, settings.warmup, settings.iterations)
         .map_err(failed("timing"))?;
@@ -196,6 +199,7 @@ fn measure(
         latency,
         emulated: executable.emulated(),
         cpu_agreement,
+        kernels,
     })
 }
 
@@ -237,6 +241,7 @@ fn blank_record(
         baseline: None,
         emulated: false,
         cpu_agreement: None,
+        kernels: None,
         error: None,
         started_at: Utc::now(),
         wall_s: 0.0,
@@ -266,6 +271,7 @@ fn conclude(
             record.latency = Some(measured.latency);
             record.emulated = measured.emulated;
             record.cpu_agreement = measured.cpu_agreement;
+            record.kernels = measured.kernels;
         }
         Err(message) => record.error = Some(message),
     }

@@ -15,6 +15,7 @@ pub use cuda::CudaBackend;
 use crate::measure::time_runs;
 use crate::model::{Model, Tensor, Weights};
 use crate::precision::Policy;
+use crate::results::KernelLaunches;
 
 /// Which backend a run uses, as chosen on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -88,6 +89,12 @@ pub trait Executable {
     /// an amax history. None by default.
     fn calibration_runs(&self) -> usize {
         0
+    }
+
+    /// The kernels one forward pass launches, with their durations, where the backend can trace
+    /// them. None by default.
+    fn kernel_trace(&mut self) -> Result<Option<Vec<KernelLaunches>>, BackendError> {
+        Ok(None)
     }
 
     /// Whether this executable emulates its precision (quantized values multiplied in a wider

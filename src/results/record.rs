@@ -45,6 +45,17 @@ pub struct Baseline {
     pub speedup: f64,
 }
 
+/// The launches of one kernel in one forward pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelLaunches {
+    /// The kernel's name as the driver reports it (`nvjet_sm90_qqtst_...`).
+    pub name: String,
+    /// Launches in one forward pass.
+    pub launches: u32,
+    /// Their total duration, microseconds.
+    pub total_us: f64,
+}
+
 /// Everything recorded about one variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VariantRecord {
@@ -90,6 +101,9 @@ pub struct VariantRecord {
     /// same policy, which should differ only by accumulation order.
     #[serde(default)]
     pub cpu_agreement: Option<Accuracy>,
+    /// Every kernel one forward pass launched, where the backend can trace them (CUDA: CUPTI).
+    #[serde(default)]
+    pub kernels: Option<Vec<KernelLaunches>>,
     /// Why the variant errored.
     pub error: Option<String>,
     /// When the variant started.

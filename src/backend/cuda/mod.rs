@@ -8,6 +8,7 @@
 mod block;
 mod gemm;
 pub mod kernels;
+mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use cudarc::driver::{CudaContext, CudaStream};
 use super::{Backend, BackendError, BackendKind, Executable};
 use crate::model::{Model, Tensor, Weights};
 use crate::precision::Policy;
+use crate::results::KernelLaunches;
 use block::CudaBlock;
 use kernels::Kernels;
 
@@ -193,5 +195,16 @@ impl Executable for CudaExecutable {
 
     fn emulated(&self) -> bool {
         self.block.path.emulated()
+    }
+
+    /// One forward pass (the captured graph) under CUPTI.
+    fn kernel_trace(&mut self) -> Result<Option<Vec<KernelLaunches>>, BackendError> {
+        let stream = self.device.stream.clone();
+        trace::trace(|| {
+            self.block.launch()?;
+            stream
+                .synchronize()
+                .map_err(|e| BackendError::Failed(format!("synchronize: {e}")))
+        })
     }
 }
