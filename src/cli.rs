@@ -2,6 +2,8 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -10,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::{self, BackendChoice};
 use crate::exit_code::ExitCode;
+use crate::farm::{self, Shard, WorkerJob, Workers};
 use crate::host::HostInfo;
 use crate::matrix::Variant;
 use crate::plan::{self, Overrides};
@@ -17,16 +20,18 @@ use crate::precision::presets;
 #[cfg(feature = "report")]
 use crate::report;
 use crate::report::terminal;
-use crate::results::{ResultsWriter, RunInfo, SuiteInfo, VariantRecord};
-use crate::runner::{self, Observer};
-use crate::suite::{self, LoadedSuite};
+use crate::results::{RunInfo, SuiteInfo, VariantRecord};
+use crate::runner::{self, Observer, RunSpec};
+use crate::suite::{self, LoadedSuite, Timeout};
 
 const EXIT_CODES: &str = "\
 Exit codes:
   0  every variant passed every gate
   1  a variant failed a gate (cosine, error bound, non-finite output)
   2  usage error, invalid suite, unusable backend or unwritable results: nothing was gated
-  3  a variant errored (build, run or measurement failed): the run is incomplete";
+  3  a variant errored (build, run, measurement failed; a worker crashed or timed out): the
+     run is incomplete
+  130  the run was stopped (Ctrl-C, SIGTERM): `--resume` finishes it";
 
 /// Accuracy and performance regression harness for mixed-precision inference.
 #[derive(Debug, Parser)]
@@ -54,6 +59,23 @@ enum Command {
     List {
         /// Suite file.
         suite: PathBuf,
+    },
+    /// Join shard runs into one run folder and write its reports; exit 3 if a variant is missing.
+    #[command(after_help = EXIT_CODES)]
+    Merge {
+        /// Run folders of the shards.
+        #[arg(required = true)]
+        run_dirs: Vec<PathBuf>,
+        /// The new run folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run one variant in this process and print its measurement (what `run` starts per variant).
+    #[command(hide = true)]
+    Worker {
+        /// The job, as JSON.
+        #[arg(long)]
+        job: String,
     },
     /// Show the backends and devices this machine has.
     Devices,
@@ -94,8 +116,16 @@ struct RunArgs {
     /// Suite file.
     suite: PathBuf,
     /// Run folder [default: reports/<suite>/<UTC timestamp>].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
+    /// Continue the interrupted run in this folder: recorded variants are kept, the rest run
+    /// (a folder without results starts the run there).
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+    /// Run slice INDEX of COUNT (from 0) of the variants [default: from SLURM_ARRAY_TASK_ID or
+    /// JOB_COMPLETION_INDEX with PRECHECK_SHARD_COUNT].
+    #[arg(long, value_name = "INDEX/COUNT")]
+    shard: Option<Shard>,
     /// Backend to run on.
     #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
     backend: BackendChoice,
@@ -111,6 +141,9 @@ struct RunArgs {
     /// Seed of weights and inputs [default: the suite's].
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// End a variant's worker after this long (`90s`, `10m`) [default: the suite's, or 10m].
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<Timeout>,
 }
 
 /// Parses the command line, runs the command, prints any error, and returns the exit code.
@@ -131,6 +164,8 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Validate { suites } => Ok(validate(&suites)),
         Command::List { suite } => list(&suite),
+        Command::Merge { run_dirs, out } => merge(&run_dirs, &out),
+        Command::Worker { job } => worker(&job),
         Command::Devices => Ok(devices()),
         Command::Precisions => Ok(precisions()),
         #[cfg(feature = "report")]
@@ -176,21 +211,26 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("note: {note}");
     }
     let backend = selected.backend.as_ref();
+    let shard = match args.shard {
+        Some(shard) => Some(shard),
+        None => Shard::from_env(|name| std::env::var(name).ok())?,
+    };
     let overrides = Overrides {
         seed: args.seed,
         warmup: args.warmup,
         iterations: args.iterations,
         filters: args.filter.clone(),
+        timeout: args.timeout.map(Timeout::get),
+        shard,
     };
     let plan = plan::plan(suite, backend.kind(), &backend.device_name(), &overrides)?;
     let started_at = Utc::now();
-    let out = args.out.clone().unwrap_or_else(|| {
+    let out = args.resume.clone().or(args.out.clone()).unwrap_or_else(|| {
         Path::new("reports")
             .join(suite.name.as_str())
             .join(started_at.format("%Y%m%dT%H%M%SZ").to_string())
     });
-    let mut writer = ResultsWriter::create(&out)?;
-    let mut info = RunInfo {
+    let info = RunInfo {
         precheck_version: env!("CARGO_PKG_VERSION").to_owned(),
         suite: SuiteInfo {
             name: suite.name.to_string(),
@@ -202,29 +242,122 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         device_name: backend.device_name(),
         settings: plan.settings.clone(),
         variants_planned: plan.variants.len(),
+        planned: plan.variants.iter().map(|v| v.id.clone()).collect(),
         command_line: std::env::args().collect(),
         started_at,
         finished_at: None,
+        resumed_at: Vec::new(),
+        merged_from: Vec::new(),
     };
-    writer.write_run_info(&info)?;
+    let mut folder = match &args.resume {
+        Some(dir) => farm::resume::resume(dir, info)?,
+        None => farm::resume::start(&out, info)?,
+    };
+    for warning in &folder.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let slots = farm::slots(backend);
     eprintln!(
-        "precheck: {} variants of suite `{}` on {} ({}), results in {}",
+        "precheck: {} variants of suite `{}`{} on {} ({}, {} at a time), {} already recorded, results in {}",
         plan.variants.len(),
         suite.name,
+        shard.map_or(String::new(), |s| format!(", shard {s}")),
         backend.kind().name(),
-        info.device_name,
+        folder.info.device_name,
+        slots.len(),
+        folder.recorded.len(),
         out.display()
     );
-    let mut progress = Progress::new(plan.variants.len());
-    let records = runner::run(suite, &plan, backend, &mut writer, &mut progress)
+    let stop = stop_on_signals()?;
+    let spec = RunSpec {
+        suite,
+        plan: &plan,
+        slots,
+        recorded: &folder.recorded,
+        stop: &stop,
+    };
+    let workers = Workers {
+        exe: std::env::current_exe().context("finding the precheck binary for its workers")?,
+        suite: loaded.path.clone(),
+        sha256: loaded.sha256.clone(),
+        stop: &stop,
+    };
+    let mut progress = Progress::new(plan.variants.len(), folder.recorded.len());
+    let outcome = runner::run(&spec, &workers, &mut folder.writer, &mut progress)
         .context("writing results")?;
     progress.bar.finish_and_clear();
-    info.finished_at = Some(Utc::now());
-    writer.write_run_info(&info)?;
+    if !outcome.interrupted {
+        folder.info.finished_at = Some(Utc::now());
+    }
+    folder.writer.write_run_info(&folder.info)?;
+    let records = [folder.recorded, outcome.records].concat();
     print_summary(&records, &out);
     #[cfg(feature = "report")]
     write_reports(&out);
+    if outcome.interrupted {
+        eprintln!(
+            "interrupted: {} of {} variants recorded; `precheck run {} --resume {}` (with the same options) runs the rest",
+            records.len(),
+            plan.variants.len(),
+            args.suite.display(),
+            out.display()
+        );
+        return Ok(ExitCode::Interrupted);
+    }
     Ok(ExitCode::of_records(&records))
+}
+
+/// A flag that the first Ctrl-C or SIGTERM sets, so that the run ends its workers, keeps its
+/// records and writes its reports; a second Ctrl-C exits at once.
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        flag::register_conditional_shutdown(signal, ExitCode::Interrupted as i32, stop.clone())
+            .and_then(|_| flag::register(signal, stop.clone()))
+            .context("installing the Ctrl-C handler")?;
+    }
+    Ok(stop)
+}
+
+/// `precheck worker`: one variant, its reply on stdout.
+fn worker(job: &str) -> anyhow::Result<ExitCode> {
+    let job: WorkerJob = serde_json::from_str(job).context("reading the worker's job")?;
+    let reply = farm::serve(&job)?;
+    println!(
+        "{}",
+        serde_json::to_string(&reply).expect("replies serialize")
+    );
+    Ok(ExitCode::Success)
+}
+
+/// `precheck merge`: exits 3 when a variant or shard is missing or doubled, else as `run` would.
+fn merge(run_dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode> {
+    let merged = farm::merge(run_dirs, out, std::env::args().collect())?;
+    for warning in &merged.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let problems = [
+        ("shard missing", &merged.missing_shards),
+        ("variant missing", &merged.missing),
+        (
+            "variant recorded twice (the first record kept)",
+            &merged.duplicates,
+        ),
+    ];
+    for (what, items) in problems {
+        for item in items {
+            eprintln!("error: {what}: {item}");
+        }
+    }
+    print_summary(&merged.records, out);
+    #[cfg(feature = "report")]
+    write_reports(out);
+    if !merged.complete() {
+        return Ok(ExitCode::VariantError);
+    }
+    Ok(ExitCode::of_records(&merged.records))
 }
 
 fn print_summary(records: &[VariantRecord], out: &Path) {
@@ -308,8 +441,9 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(total: usize) -> Self {
+    fn new(total: usize, done: usize) -> Self {
         let bar = ProgressBar::new(total as u64);
+        bar.set_position(done as u64);
         bar.set_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
                 .expect("the template is valid"),

@@ -14,6 +14,8 @@ pub enum ExitCode {
     UsageOrSuiteError = 2,
     /// At least one variant errored (could not be built, run or measured): the run is incomplete.
     VariantError = 3,
+    /// The run was stopped (Ctrl-C, SIGTERM) before every variant ran; `--resume` finishes it.
+    Interrupted = 130,
 }
 
 impl ExitCode {

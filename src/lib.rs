@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod cli;
 pub mod exit_code;
+pub mod farm;
 pub mod formats;
 pub mod gate;
 pub mod host;

@@ -1,8 +1,10 @@
 //! From a suite and the command line to the list of variants a run executes, in order.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use crate::backend::BackendKind;
+use crate::farm::Shard;
 use crate::matrix::Variant;
 use crate::results::RunSettings;
 use crate::suite::{DeviceSelector, Suite};
@@ -18,6 +20,10 @@ pub struct Overrides {
     pub iterations: Option<usize>,
     /// `--filter` patterns: a variant runs if its id matches any (all run when empty).
     pub filters: Vec<String>,
+    /// `--timeout`.
+    pub timeout: Option<Duration>,
+    /// `--shard`, or the scheduler's array index: this run's slice of the selected variants.
+    pub shard: Option<Shard>,
 }
 
 /// A plan that cannot be made.
@@ -65,7 +71,8 @@ pub struct Plan {
 /// `m/fp8/h100` and `m/fp8/h200` become one variant `m/fp8/cpu`. The CUDA backend runs the
 /// variants that target its device: `cuda`, `cuda:0`, or a GPU model its name contains. Variants are grouped by model
 /// (weights and the reference are built once per model) and device, with the reference precision
-/// first in each group, since the others' speed-up is measured against it.
+/// first in each group, since the others' speed-up is measured against it. A shard keeps its
+/// slice of the variants the filters selected (possibly none), in that order.
 pub fn plan(
     suite: &Suite,
     kind: BackendKind,
@@ -130,6 +137,9 @@ pub fn plan(
             patterns: quoted.join(", "),
         });
     }
+    if let Some(shard) = overrides.shard {
+        variants = shard.select(variants, |v| v.id.as_str());
+    }
     let model_rank = |v: &Variant| suite.models.iter().position(|m| m.name == v.model);
     let baseline = suite.baseline_policy().name;
     variants.sort_by_key(|v| {
@@ -147,6 +157,11 @@ pub fn plan(
             iterations,
             filters: overrides.filters.clone(),
             reference: suite.reference.precision.format(),
+            timeout_s: overrides
+                .timeout
+                .unwrap_or(suite.defaults.timeout.get())
+                .as_secs_f64(),
+            shard: overrides.shard,
         },
     })
 }

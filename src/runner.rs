@@ -1,13 +1,21 @@
-//! Running a plan: for each variant, build, run once for accuracy, time, gate, and append the
-//! record. A variant that fails (an error or a panic in a backend) becomes an error record and the
-//! run goes on.
+//! Running a plan: each variant is built, run once for accuracy, timed and gated, and its record
+//! appended. Where a variant runs is an [`Executor`]'s business: a worker process of its own
+//! ([`crate::farm::Workers`], what `precheck run` uses) or this process ([`InProcess`], for
+//! library use and tests of backends). A variant that fails (an error, a panic, a crashed or hung
+//! worker) becomes an error record and the run goes on; variants run on as many devices at a time
+//! as the run has [`Slot`]s.
 
+use std::collections::{HashMap, HashSet};
 use std::panic::{self, AssertUnwindSafe};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, BackendError, BackendKind, CpuBackend};
+use crate::farm::{Pending, Scheduler, Slot};
 use crate::matrix::Variant;
 use crate::measure::{compare, Accuracy, LatencyStats};
 use crate::model::forward::{forward, Exact};
@@ -16,7 +24,7 @@ use crate::plan::Plan;
 use crate::precision::Policy;
 use crate::results::{
     Baseline, KernelLaunches, ResultsError, ResultsWriter, RunSettings, Status, VariantRecord,
-    RECORD_SCHEMA,
+    WorkerExit, RECORD_SCHEMA,
 };
 use crate::suite::Suite;
 
@@ -36,8 +44,9 @@ impl Observer for Silent {
     fn finished(&mut self, _: &VariantRecord) {}
 }
 
-/// Weights, input and exact reference output of one model, built once for all its variants.
-struct ModelContext {
+/// Weights, input and exact reference output of one model, built once for all its variants of a
+/// process.
+pub struct ModelContext {
     model: Model,
     weights: Weights,
     input: Tensor,
@@ -50,7 +59,7 @@ impl ModelContext {
     /// Builds the model's seeded weights and input in the reference precision, and the reference:
     /// the same block evaluated in f64 with no rounding, i.e. exactly what the model in the
     /// reference precision defines, up to f64 accumulation.
-    fn new(model: &Model, settings: &RunSettings) -> Self {
+    pub fn new(model: &Model, settings: &RunSettings) -> Self {
         let format = settings.reference;
         let weights = seeded::weights(model, settings.seed, format);
         let input = seeded::input(model, settings.seed, format, seeded::INPUT);
@@ -83,85 +92,388 @@ impl ModelContext {
     }
 }
 
-/// What one variant measured.
-struct Measured {
-    accuracy: Accuracy,
-    latency: LatencyStats,
-    emulated: bool,
-    cpu_agreement: Option<Accuracy>,
-    kernels: Option<Vec<KernelLaunches>>,
+/// What one variant measured; a worker sends it to the run as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    /// Against the reference.
+    pub accuracy: Accuracy,
+    /// Timed iterations.
+    pub latency: LatencyStats,
+    /// See [`VariantRecord::emulated`].
+    pub emulated: bool,
+    /// See [`VariantRecord::cpu_agreement`].
+    pub cpu_agreement: Option<Accuracy>,
+    /// See [`VariantRecord::kernels`].
+    pub kernels: Option<Vec<KernelLaunches>>,
 }
 
-/// Runs every variant of `plan` on `backend`, appending each record to `writer` as it ends.
+/// A measurement, or why there is none.
+pub type Outcome = Result<Measured, String>;
+
+/// How running one policy of one model on a slot ended.
+#[derive(Debug)]
+pub enum Execution {
+    /// It ran: a measurement or an error the backend reported.
+    Finished(Outcome),
+    /// Its worker process crashed, was killed or timed out: why, and how it ended.
+    Failed(String, WorkerExit),
+    /// The run was stopped while it ran: nothing to record.
+    Interrupted,
+}
+
+/// Runs one policy of one model on a slot.
+pub trait Executor: Sync {
+    /// Measures `policy` of `model` on `slot`.
+    fn execute(
+        &self,
+        slot: &Slot,
+        model: &Model,
+        policy: &Policy,
+        settings: &RunSettings,
+    ) -> Execution;
+}
+
+/// Runs variants in this process on one backend: no isolation, no timeout (a hang hangs the run),
+/// for library use and tests of backends. Keeps the last model's context for the next variant.
+pub struct InProcess<'a> {
+    backend: &'a dyn Backend,
+    context: Mutex<Option<Arc<ModelContext>>>,
+}
+
+impl<'a> InProcess<'a> {
+    /// Runs on `backend`.
+    pub fn new(backend: &'a dyn Backend) -> Self {
+        InProcess {
+            backend,
+            context: Mutex::new(None),
+        }
+    }
+}
+
+impl Executor for InProcess<'_> {
+    fn execute(
+        &self,
+        _: &Slot,
+        model: &Model,
+        policy: &Policy,
+        settings: &RunSettings,
+    ) -> Execution {
+        let ctx = {
+            let mut cached = self.context.lock().expect("no panic holds this lock");
+            match cached.as_ref() {
+                Some(ctx) if ctx.model == *model => ctx.clone(),
+                _ => cached
+                    .insert(Arc::new(ModelContext::new(model, settings)))
+                    .clone(),
+            }
+        };
+        Execution::Finished(measure_guarded(&ctx, policy, self.backend, settings))
+    }
+}
+
+/// A run: its plan, where it runs, what an earlier attempt recorded, and when to stop.
+pub struct RunSpec<'a> {
+    /// The suite.
+    pub suite: &'a Suite,
+    /// What runs.
+    pub plan: &'a Plan,
+    /// The devices: one variant at a time on each.
+    pub slots: Vec<Slot>,
+    /// Records of an earlier attempt (`--resume`): their variants do not run again.
+    pub recorded: &'a [VariantRecord],
+    /// Set (Ctrl-C, SIGTERM) to stop: running variants are ended and not recorded.
+    pub stop: &'a AtomicBool,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The records this run appended, in the order they ended.
+    pub records: Vec<VariantRecord>,
+    /// Whether it was stopped before every variant ran.
+    pub interrupted: bool,
+}
+
+/// What a slot is busy with: a variant of the plan, or the timing of a group's baseline that the
+/// plan leaves out (excluded, filtered out, in another shard), so that speed-ups stay comparable.
+#[derive(Debug, Clone, Copy)]
+enum Task {
+    Variant(usize),
+    Baseline(usize),
+}
+
+/// A task that ended.
+struct Ended {
+    slot: usize,
+    pending: Pending<Task>,
+    execution: Execution,
+    started_at: DateTime<Utc>,
+    wall_s: f64,
+}
+
+/// How often the run looks at its stop flag while variants run.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Runs every variant of `spec.plan` not yet recorded with `executor`, appending each record to
+/// `writer` as it ends.
 ///
-/// Returns the records in run order. Only a failure to write results stops the run early.
+/// Only a failure to write results stops the run early (running variants are ended first).
 pub fn run(
-    suite: &Suite,
-    plan: &Plan,
-    backend: &dyn Backend,
+    spec: &RunSpec,
+    executor: &dyn Executor,
     writer: &mut ResultsWriter,
     observer: &mut dyn Observer,
-) -> Result<Vec<VariantRecord>, ResultsError> {
-    let settings = &plan.settings;
-    let device_name = backend.device_name();
-    let mut context: Option<ModelContext> = None;
-    let mut baseline: Option<(String, Option<f64>)> = None;
-    let mut records = Vec::with_capacity(plan.variants.len());
-    for (index, variant) in plan.variants.iter().enumerate() {
-        observer.started(index, plan.variants.len(), variant);
-        let clock = Instant::now();
-        let model = suite
-            .model(&variant.model)
-            .expect("validated suites only name their own models");
-        let mut record = blank_record(variant, model, backend, &device_name);
-        if context.as_ref().is_none_or(|c| c.model.name != model.name) {
-            context = Some(ModelContext::new(model, settings));
-        }
-        let ctx = context.as_ref().expect("set just above");
-        let outcome = guarded(|| measure(ctx, &variant.precision, backend, settings));
-
-        let baseline_policy = suite.baseline_policy();
-        let baseline_id = Variant::new(
-            variant.model.clone(),
-            baseline_policy.clone(),
-            variant.device.clone(),
-            variant.gates,
-        )
-        .id;
-        if baseline.as_ref().is_none_or(|(id, _)| *id != baseline_id) {
-            let median = if baseline_id == variant.id {
-                outcome.as_ref().ok().map(|m| m.latency.median_ms)
-            } else {
-                // The reference precision is not in this run (excluded or filtered out): time it
-                // anyway, without a record, so that speed-ups stay comparable across runs.
-                guarded(|| measure(ctx, &baseline_policy, backend, settings))
-                    .ok()
-                    .map(|m| m.latency.median_ms)
+) -> Result<RunOutcome, ResultsError> {
+    let mut scheduler = schedule(spec);
+    let total = spec.plan.variants.len();
+    let mut started = spec
+        .plan
+        .variants
+        .iter()
+        .filter(|v| spec.recorded.iter().any(|r| r.id == v.id))
+        .count();
+    let mut records = Vec::new();
+    let mut failure = None;
+    let mut interrupted = false;
+    let (sender, receiver) = mpsc::channel::<Ended>();
+    std::thread::scope(|scope| {
+        let mut running = 0;
+        loop {
+            while !spec.stop.load(Ordering::SeqCst) {
+                let Some((slot, pending)) = scheduler.start_next() else {
+                    break;
+                };
+                if let Task::Variant(index) = pending.item {
+                    observer.started(started, total, &spec.plan.variants[index]);
+                    started += 1;
+                }
+                let (model, policy) = task_subject(spec, pending.item);
+                let sender = sender.clone();
+                let slot_info = scheduler.slots()[slot].clone();
+                scope.spawn(move || {
+                    let (started_at, clock) = (Utc::now(), Instant::now());
+                    let execution =
+                        executor.execute(&slot_info, model, &policy, &spec.plan.settings);
+                    let wall_s = clock.elapsed().as_secs_f64();
+                    let ended = Ended {
+                        slot,
+                        pending,
+                        execution,
+                        started_at,
+                        wall_s,
+                    };
+                    sender.send(ended).expect("the run outlives its tasks");
+                });
+                running += 1;
+            }
+            if running == 0 {
+                if spec.stop.load(Ordering::SeqCst) {
+                    interrupted |= scheduler.pending() > 0;
+                } else {
+                    let (stranded, why) = scheduler.stranded();
+                    for pending in stranded {
+                        if let Task::Variant(index) = pending.item {
+                            let record = stranded_record(spec, index, &scheduler.slots()[0], &why);
+                            append(
+                                writer,
+                                observer,
+                                &mut records,
+                                record,
+                                &mut failure,
+                                spec.stop,
+                            );
+                        }
+                    }
+                }
+                break;
+            }
+            let Ok(ended) = receiver.recv_timeout(POLL) else {
+                continue;
             };
-            baseline = Some((baseline_id, median));
+            running -= 1;
+            interrupted |= matches!(ended.execution, Execution::Interrupted);
+            if let Some(record) = conclude_task(spec, &mut scheduler, ended) {
+                append(
+                    writer,
+                    observer,
+                    &mut records,
+                    record,
+                    &mut failure,
+                    spec.stop,
+                );
+            }
         }
-        let baseline_median = baseline
-            .as_ref()
-            .and_then(|(id, median)| median.map(|m| (id.clone(), m)));
-        conclude(&mut record, outcome, baseline_median);
-        record.wall_s = clock.elapsed().as_secs_f64();
-        writer.append(&record)?;
-        observer.finished(&record);
-        records.push(record);
+    });
+    if let Some(error) = failure {
+        return Err(error);
     }
-    Ok(records)
+    Ok(RunOutcome {
+        records,
+        interrupted,
+    })
 }
 
-/// Runs `f`, turning a panic inside a backend into an error like any other.
-fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(format!("panicked: {message}"))
-    })
+/// The tasks of a run in plan order: each group's lead first (its baseline variant, or the
+/// timing of a baseline the plan leaves out), then its other variants; recorded variants skipped.
+fn schedule(spec: &RunSpec) -> Scheduler<Task> {
+    let medians: HashMap<String, Option<f64>> = spec
+        .recorded
+        .iter()
+        .map(|r| (r.id.clone(), r.latency.as_ref().map(|l| l.median_ms)))
+        .collect();
+    let mut led: HashSet<String> = medians.keys().cloned().collect();
+    let mut pending = Vec::new();
+    for (index, variant) in spec.plan.variants.iter().enumerate() {
+        if medians.contains_key(&variant.id) {
+            continue;
+        }
+        let group = baseline_variant(spec.suite, variant).id;
+        let leads = group == variant.id;
+        if !led.contains(&group) && !leads {
+            pending.push(Pending {
+                item: Task::Baseline(index),
+                device: variant.device.clone(),
+                group: group.clone(),
+                leads: true,
+            });
+        }
+        led.insert(group.clone());
+        pending.push(Pending {
+            item: Task::Variant(index),
+            device: variant.device.clone(),
+            group,
+            leads,
+        });
+    }
+    Scheduler::new(spec.slots.clone(), pending, medians)
+}
+/// The variant a variant's speed-up is measured against: the reference precision, same model
+/// and device.
+fn baseline_variant(suite: &Suite, variant: &Variant) -> Variant {
+    Variant::new(
+        variant.model.clone(),
+        suite.baseline_policy(),
+        variant.device.clone(),
+        variant.gates,
+    )
+}
+
+/// The model and policy a task runs.
+fn task_subject<'a>(spec: &RunSpec<'a>, task: Task) -> (&'a Model, Policy) {
+    let (Task::Variant(index) | Task::Baseline(index)) = task;
+    let variant = &spec.plan.variants[index];
+    let model = spec
+        .suite
+        .model(&variant.model)
+        .expect("validated suites only name their own models");
+    let policy = match task {
+        Task::Variant(_) => variant.precision.clone(),
+        Task::Baseline(_) => spec.suite.baseline_policy(),
+    };
+    (model, policy)
+}
+
+/// Frees the task's slot (retiring a GPU whose worker hung), resolves its group if it leads, and
+/// returns the record of a variant that ended.
+fn conclude_task(
+    spec: &RunSpec,
+    scheduler: &mut Scheduler<Task>,
+    ended: Ended,
+) -> Option<VariantRecord> {
+    let Ended {
+        slot,
+        pending,
+        execution,
+        started_at,
+        wall_s,
+    } = ended;
+    let hang = match &execution {
+        Execution::Failed(_, exit) if exit.timed_out => Some(format!(
+            "its worker hung on {}",
+            spec.plan.variants[index_of(pending.item)].id
+        )),
+        _ => None,
+    };
+    let median = match &execution {
+        Execution::Finished(Ok(measured)) => Some(measured.latency.median_ms),
+        _ => None,
+    };
+    let interrupted = matches!(execution, Execution::Interrupted);
+    let lead = (pending.leads && !interrupted).then(|| (pending.group.clone(), median));
+    let slot_info = scheduler.slots()[slot].clone();
+    scheduler.finish(slot, lead, hang);
+    let Task::Variant(index) = pending.item else {
+        return None;
+    };
+    let mut record = blank_record(spec, index, &slot_info);
+    record.started_at = started_at;
+    record.wall_s = wall_s;
+    let baseline = scheduler
+        .median(&pending.group)
+        .map(|median| (pending.group.clone(), median));
+    match execution {
+        Execution::Finished(outcome) => conclude(&mut record, outcome, baseline),
+        Execution::Failed(message, exit) => {
+            record.error = Some(message);
+            record.worker = Some(exit);
+        }
+        Execution::Interrupted => return None,
+    }
+    Some(record)
+}
+
+fn index_of(task: Task) -> usize {
+    let (Task::Variant(index) | Task::Baseline(index)) = task;
+    index
+}
+
+/// The record of a variant that no device was left to run.
+fn stranded_record(spec: &RunSpec, index: usize, slot: &Slot, why: &str) -> VariantRecord {
+    let mut record = blank_record(spec, index, slot);
+    record.error = Some(why.to_owned());
+    record
+}
+
+/// Appends `record`; on a write failure, keeps the error and stops the run.
+fn append(
+    writer: &mut ResultsWriter,
+    observer: &mut dyn Observer,
+    records: &mut Vec<VariantRecord>,
+    record: VariantRecord,
+    failure: &mut Option<ResultsError>,
+    stop: &AtomicBool,
+) {
+    if failure.is_some() {
+        return;
+    }
+    match writer.append(&record) {
+        Ok(()) => {
+            observer.finished(&record);
+            records.push(record);
+        }
+        Err(error) => {
+            *failure = Some(error);
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Measures `policy`, turning a panic inside a backend into an error like any other.
+pub fn measure_guarded(
+    ctx: &ModelContext,
+    policy: &Policy,
+    backend: &dyn Backend,
+    settings: &RunSettings,
+) -> Outcome {
+    panic::catch_unwind(AssertUnwindSafe(|| measure(ctx, policy, backend, settings)))
+        .unwrap_or_else(|payload| {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(format!("panicked: {message}"))
+        })
 }
 
 fn measure(
@@ -215,12 +527,12 @@ fn cpu_agreement(ctx: &ModelContext, policy: &Policy, output: &Tensor) -> Result
 }
 
 /// A record with the variant's identity filled in and no measurement yet (status `error`).
-fn blank_record(
-    variant: &Variant,
-    model: &Model,
-    backend: &dyn Backend,
-    device_name: &str,
-) -> VariantRecord {
+fn blank_record(spec: &RunSpec, index: usize, slot: &Slot) -> VariantRecord {
+    let variant = &spec.plan.variants[index];
+    let model = spec
+        .suite
+        .model(&variant.model)
+        .expect("validated suites only name their own models");
     VariantRecord {
         schema: RECORD_SCHEMA,
         id: variant.id.clone(),
@@ -229,8 +541,8 @@ fn blank_record(
         precision: variant.precision.name.clone(),
         policy: variant.precision.clone(),
         device: variant.device.to_string(),
-        backend: backend.kind(),
-        device_name: device_name.to_owned(),
+        backend: slot.backend(),
+        device_name: slot.name.clone(),
         tokens: model.tokens,
         flops: model.block.flops(model.tokens),
         status: Status::Error,
@@ -243,17 +555,14 @@ fn blank_record(
         cpu_agreement: None,
         kernels: None,
         error: None,
+        worker: None,
         started_at: Utc::now(),
         wall_s: 0.0,
     }
 }
 
 /// Fills in what was measured (or why nothing was) and the verdict of the gates.
-fn conclude(
-    record: &mut VariantRecord,
-    outcome: Result<Measured, String>,
-    baseline: Option<(String, f64)>,
-) {
+fn conclude(record: &mut VariantRecord, outcome: Outcome, baseline: Option<(String, f64)>) {
     match outcome {
         Ok(measured) => {
             record.failures = record.gates.evaluate(&measured.accuracy);

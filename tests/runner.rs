@@ -5,11 +5,14 @@ use std::path::Path;
 
 use precheck::backend::{Backend, BackendError, BackendKind, CpuBackend, Executable};
 use precheck::exit_code::ExitCode;
+use precheck::farm::{Device, Slot};
 use precheck::model::{Model, Tensor, Weights};
 use precheck::plan::{plan, Overrides};
 use precheck::precision::Policy;
+use precheck::results::VariantRecord;
 use precheck::results::{read_records, ResultsWriter, Status};
-use precheck::runner::{run, Silent};
+use precheck::runner::{run, InProcess, RunSpec, Silent};
+use std::sync::atomic::AtomicBool;
 
 const SUITE: &str = "
 name: faults
@@ -66,12 +69,30 @@ impl Backend for Faulty {
     }
 }
 
-fn run_with(fault: Fault) -> (Status, Option<String>, ExitCode) {
+/// Runs the suite in this process on `backend`, as a library user would.
+fn run_in_process(backend: &dyn Backend, dir: &Path) -> Vec<VariantRecord> {
     let suite = precheck::suite::from_str(Path::new("faults.yaml"), SUITE).unwrap();
     let plan = plan(&suite, BackendKind::Cpu, "cpu", &Overrides::default()).unwrap();
+    let mut writer = ResultsWriter::create(dir).unwrap();
+    let stop = AtomicBool::new(false);
+    let spec = RunSpec {
+        suite: &suite,
+        plan: &plan,
+        slots: vec![Slot {
+            device: Device::Cpu,
+            name: backend.device_name(),
+        }],
+        recorded: &[],
+        stop: &stop,
+    };
+    let outcome = run(&spec, &InProcess::new(backend), &mut writer, &mut Silent).unwrap();
+    assert!(!outcome.interrupted);
+    outcome.records
+}
+
+fn run_with(fault: Fault) -> (Status, Option<String>, ExitCode) {
     let dir = tempfile::tempdir().unwrap();
-    let mut writer = ResultsWriter::create(dir.path()).unwrap();
-    let records = run(&suite, &plan, &Faulty(fault), &mut writer, &mut Silent).unwrap();
+    let records = run_in_process(&Faulty(fault), dir.path());
     let (on_disk, _) = read_records(&dir.path().join("results.jsonl")).unwrap();
     // Compared as JSON: a NaN measurement is never equal to itself.
     assert_eq!(
@@ -96,11 +117,8 @@ fn run_with(fault: Fault) -> (Status, Option<String>, ExitCode) {
 
 #[test]
 fn nan_output_fails_every_gate_it_touches() {
-    let suite = precheck::suite::from_str(Path::new("faults.yaml"), SUITE).unwrap();
-    let plan = plan(&suite, BackendKind::Cpu, "cpu", &Overrides::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut writer = ResultsWriter::create(dir.path()).unwrap();
-    let records = run(&suite, &plan, &Faulty(Fault::Nan), &mut writer, &mut Silent).unwrap();
+    let records = run_in_process(&Faulty(Fault::Nan), dir.path());
     let fp16 = records.iter().find(|r| r.id == "m/fp16/cpu").unwrap();
     assert_eq!(fp16.status, Status::Failed);
     let gates: Vec<&str> = fp16.failures.iter().map(|f| f.gate.as_str()).collect();

@@ -9,6 +9,10 @@ use precheck::suite;
 /// `(fixture under tests/bad_suites, message after the file name)`.
 const CASES: &[(&str, &str)] = &[
     (
+        "bad_timeout",
+        ":3:12: `defaults.timeout`: invalid duration `10 minuets`: unknown time unit \"minuets\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations) (expected e.g. `90s`, `10m`, `1h 30m`)",
+    ),
+    (
         "bad_device",
         ":8:13: `gpus[1]`: invalid device `cuda:x`: expected `cuda:` and a number",
     ),
@@ -130,7 +134,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown_key_typo",
-        ":10:3: `defaults.iteratons`: unknown key `iteratons`, did you mean `iterations`? (expected one of `seed`, `warmup`, `iterations`)",
+        ":10:3: `defaults.iteratons`: unknown key `iteratons`, did you mean `iterations`? (expected one of `seed`, `warmup`, `iterations`, `timeout`)",
     ),
     (
         "unknown_precision",

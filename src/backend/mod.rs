@@ -131,13 +131,13 @@ pub fn select(choice: BackendChoice) -> Result<Selected, BackendError> {
     };
     match choice {
         BackendChoice::Cpu => Ok(cpu()),
-        BackendChoice::Cuda => cuda_backend()
+        BackendChoice::Cuda => cuda(0)
             .map(|backend| Selected {
                 backend,
                 note: None,
             })
             .map_err(|why| BackendError::Unavailable(format!("--backend cuda: {why}"))),
-        BackendChoice::Auto => Ok(match cuda_backend() {
+        BackendChoice::Auto => Ok(match cuda(0) {
             Ok(backend) => Selected {
                 backend,
                 note: Some("--backend auto: running on CUDA".into()),
@@ -150,16 +150,27 @@ pub fn select(choice: BackendChoice) -> Result<Selected, BackendError> {
     }
 }
 
+/// The CUDA backend on GPU `ordinal`.
 #[cfg(feature = "cuda")]
-fn cuda_backend() -> Result<Box<dyn Backend>, BackendError> {
-    Ok(Box::new(CudaBackend::new(0)?))
+pub fn cuda(ordinal: usize) -> Result<Box<dyn Backend>, BackendError> {
+    Ok(Box::new(CudaBackend::new(ordinal)?))
 }
 
+/// The CUDA backend on GPU `ordinal`: not in this build.
 #[cfg(not(feature = "cuda"))]
-fn cuda_backend() -> Result<Box<dyn Backend>, BackendError> {
+pub fn cuda(_ordinal: usize) -> Result<Box<dyn Backend>, BackendError> {
     Err(BackendError::Unavailable(
         "this precheck was built without the CUDA backend (cargo feature `cuda`)".into(),
     ))
+}
+
+/// How many CUDA devices this process sees (`CUDA_VISIBLE_DEVICES` applies); 0 without CUDA.
+pub fn cuda_device_count() -> usize {
+    #[cfg(feature = "cuda")]
+    if cuda::unavailable().is_none() {
+        return cudarc::driver::CudaContext::device_count().map_or(0, |n| n as usize);
+    }
+    0
 }
 
 /// One entry per backend: what it can run on here, or why it cannot run.

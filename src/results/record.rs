@@ -56,6 +56,19 @@ pub struct KernelLaunches {
     pub total_us: f64,
 }
 
+/// How a variant's worker process ended, when it returned no result: crashed, killed, timed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerExit {
+    /// Its exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub signal: Option<i32>,
+    /// Whether it ran past the variant's timeout (and was ended).
+    pub timed_out: bool,
+    /// The end of its stderr.
+    pub stderr_tail: String,
+}
+
 /// Everything recorded about one variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VariantRecord {
@@ -106,6 +119,9 @@ pub struct VariantRecord {
     pub kernels: Option<Vec<KernelLaunches>>,
     /// Why the variant errored.
     pub error: Option<String>,
+    /// How its worker process ended, when that, not the measurement, is why it errored.
+    #[serde(default)]
+    pub worker: Option<WorkerExit>,
     /// When the variant started.
     pub started_at: DateTime<Utc>,
     /// Wall time of the whole variant (build, accuracy run, timing), seconds.

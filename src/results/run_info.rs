@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
+use crate::farm::Shard;
 use crate::formats::Format;
 use crate::host::HostInfo;
 
@@ -31,6 +32,20 @@ pub struct RunSettings {
     pub filters: Vec<String>,
     /// The reference format: the model is defined in it.
     pub reference: Format,
+    /// How long one variant's worker may run before it is ended, seconds.
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: f64,
+    /// The slice of the matrix this run executes (`--shard`, Slurm or Kubernetes); none: all.
+    #[serde(default)]
+    pub shard: Option<Shard>,
+}
+
+/// For `run.json` files older than the field: the suite's default.
+fn default_timeout_s() -> f64 {
+    crate::suite::Defaults::default()
+        .timeout
+        .get()
+        .as_secs_f64()
 }
 
 /// The environment of a run.
@@ -50,10 +65,19 @@ pub struct RunInfo {
     pub settings: RunSettings,
     /// Variants planned.
     pub variants_planned: usize,
+    /// Their ids: what `merge` checks its shards against.
+    #[serde(default)]
+    pub planned: Vec<String>,
     /// The command line.
     pub command_line: Vec<String>,
     /// Start time.
     pub started_at: DateTime<Utc>,
     /// End time; absent while running or after a kill.
     pub finished_at: Option<DateTime<Utc>>,
+    /// When `--resume` continued the run, once per resume.
+    #[serde(default)]
+    pub resumed_at: Vec<DateTime<Utc>>,
+    /// The run folders `precheck merge` joined into this one.
+    #[serde(default)]
+    pub merged_from: Vec<String>,
 }

@@ -72,6 +72,33 @@ impl ResultsWriter {
         })
     }
 
+    /// Opens the run folder's `results.jsonl` to append to it, after the records it holds, which
+    /// are returned with warnings about lines skipped (see [`read_records`]). A torn last line is
+    /// left in place and ended, so that the next record starts on a line of its own: the file is
+    /// only ever appended to.
+    pub fn resume(dir: &Path) -> Result<(Self, Vec<VariantRecord>, Vec<String>), ResultsError> {
+        let path = dir.join(RESULTS_FILE);
+        let (records, warnings) = read_records(&path)?;
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        let ends_a_line = fs::read(&path)
+            .map_err(io_error(&path))?
+            .last()
+            .is_none_or(|&byte| byte == b'\n');
+        if !ends_a_line {
+            file.write_all(b"\n")
+                .and_then(|()| file.sync_data())
+                .map_err(io_error(&path))?;
+        }
+        let writer = ResultsWriter {
+            dir: dir.to_owned(),
+            file,
+        };
+        Ok((writer, records, warnings))
+    }
+
     /// The run folder.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -98,22 +125,21 @@ impl ResultsWriter {
     }
 }
 
-/// Reads the records of `results.jsonl`. A torn last line (a run killed while writing it) is
-/// skipped and reported in the returned warnings; a bad line elsewhere is an error.
+/// Reads the records of `results.jsonl`. A torn line (a run killed while writing it: JSON that
+/// ends early) is skipped and reported in the returned warnings, wherever it is, since `--resume`
+/// appends after it; any other bad line is an error.
 pub fn read_records(path: &Path) -> Result<(Vec<VariantRecord>, Vec<String>), ResultsError> {
-    let text = fs::read_to_string(path).map_err(io_error(path))?;
-    let lines: Vec<&str> = text.lines().collect();
-    let torn_possible = !text.ends_with('\n');
+    let bytes = fs::read(path).map_err(io_error(path))?;
     let mut records = Vec::new();
     let mut warnings = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+    for (i, line) in bytes.split(|&byte| byte == b'\n').enumerate() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        match serde_json::from_str(line) {
+        match serde_json::from_slice(line) {
             Ok(record) => records.push(record),
-            Err(e) if torn_possible && i + 1 == lines.len() => warnings.push(format!(
-                "{}:{}: ignoring an incomplete last line (the run was interrupted while writing it): {e}",
+            Err(e) if e.is_eof() => warnings.push(format!(
+                "{}:{}: ignoring an incomplete line (the run was interrupted while writing it): {e}",
                 path.display(),
                 i + 1
             )),
@@ -127,4 +153,43 @@ pub fn read_records(path: &Path) -> Result<(Vec<VariantRecord>, Vec<String>), Re
         }
     }
     Ok((records, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run's results, the first line of which is a record.
+    const RUN: &str = include_str!("../../tests/fixtures/runs/base/results.jsonl");
+
+    #[test]
+    fn a_torn_line_is_skipped_and_resume_starts_a_fresh_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RESULTS_FILE);
+        let record = RUN.lines().next().unwrap();
+        fs::write(&path, format!("{record}\n{}", &record[..record.len() / 2])).unwrap();
+        let (mut writer, records, warnings) = ResultsWriter::resume(dir.path()).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains(":2: ignoring an incomplete line"));
+        writer.append(&records[0]).unwrap();
+        let (again, warnings) = read_records(&path).unwrap();
+        assert_eq!(again, [records[0].clone(), records[0].clone()]);
+        assert!(
+            warnings[0].contains(":2: ignoring an incomplete line"),
+            "the torn line stays"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_line_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RESULTS_FILE);
+        fs::write(&path, format!("{{\"id\": 3}}\n{RUN}")).unwrap();
+        let error = read_records(&path).unwrap_err();
+        assert!(
+            error.to_string().contains(":1: not a result record"),
+            "{error}"
+        );
+    }
 }

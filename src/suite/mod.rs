@@ -19,7 +19,7 @@ pub use locate::{Location, LocationIndex};
 pub use schema::{
     Activation, BlockKind, Count, Defaults, DeviceSelector, ExcludeEntry, GateSpec, Ident,
     IncludeEntry, InputSpec, MatrixSpec, OutlierSpec, Reference, ReferenceFormat, SuiteFile,
-    WeightsSpec,
+    Timeout, WeightsSpec,
 };
 
 use crate::gate::Gates;

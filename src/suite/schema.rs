@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +57,8 @@ pub struct Defaults {
     pub warmup: u32,
     /// Timed runs per variant.
     pub iterations: Count,
+    /// How long one variant's worker may run before it is ended (`90s`, `10m`, `1h 30m`).
+    pub timeout: Timeout,
 }
 
 impl Default for Defaults {
@@ -64,7 +67,50 @@ impl Default for Defaults {
             seed: 0,
             warmup: 3,
             iterations: Count(NonZeroUsize::new(20).expect("20 is not zero")),
+            timeout: Timeout(Duration::from_secs(600)),
         }
+    }
+}
+
+/// A positive duration, written as humantime reads it: `500ms`, `90s`, `10m`, `1h 30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Timeout(Duration);
+
+impl Timeout {
+    /// The duration.
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Timeout {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match humantime::parse_duration(text) {
+            Ok(duration) if !duration.is_zero() => Ok(Timeout(duration)),
+            Ok(_) => Err(format!(
+                "invalid duration `{text}`: expected more than zero"
+            )),
+            Err(e) => Err(format!(
+                "invalid duration `{text}`: {e} (expected e.g. `90s`, `10m`, `1h 30m`)"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Timeout {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl From<Timeout> for String {
+    fn from(timeout: Timeout) -> String {
+        humantime::format_duration(timeout.0).to_string()
     }
 }
 
