@@ -113,8 +113,8 @@ pub type Outcome = Result<Measured, String>;
 /// How running one policy of one model on a slot ended.
 #[derive(Debug)]
 pub enum Execution {
-    /// It ran: a measurement or an error the backend reported.
-    Finished(Outcome),
+    /// It ran: a measurement or an error the backend reported (boxed: a measurement is large).
+    Finished(Box<Outcome>),
     /// Its worker process crashed, was killed or timed out: why, and how it ended.
     Failed(String, WorkerExit),
     /// The run was stopped while it ran: nothing to record.
@@ -167,7 +167,12 @@ impl Executor for InProcess<'_> {
                     .clone(),
             }
         };
-        Execution::Finished(measure_guarded(&ctx, policy, self.backend, settings))
+        Execution::Finished(Box::new(measure_guarded(
+            &ctx,
+            policy,
+            self.backend,
+            settings,
+        )))
     }
 }
 
@@ -395,7 +400,7 @@ fn conclude_task(
         _ => None,
     };
     let median = match &execution {
-        Execution::Finished(Ok(measured)) => Some(measured.latency.median_ms),
+        Execution::Finished(outcome) => outcome.as_ref().as_ref().ok().map(|m| m.latency.median_ms),
         _ => None,
     };
     let interrupted = matches!(execution, Execution::Interrupted);
@@ -412,7 +417,7 @@ fn conclude_task(
         .median(&pending.group)
         .map(|median| (pending.group.clone(), median));
     match execution {
-        Execution::Finished(outcome) => conclude(&mut record, outcome, baseline),
+        Execution::Finished(outcome) => conclude(&mut record, *outcome, baseline),
         Execution::Failed(message, exit) => {
             record.error = Some(message);
             record.worker = Some(exit);

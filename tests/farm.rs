@@ -306,3 +306,27 @@ fn merge_rejects_shards_of_different_suites() {
             "suite files differ (suite `smoke` sha256 {smoke_sha} and suite `unreachable` sha256 {other_sha})"
         )));
 }
+
+/// The Kubernetes example passes the shard count precheck reads, equal to the Job's completions.
+#[test]
+fn the_kubernetes_example_gives_the_shard_count_it_runs() {
+    let text = std::fs::read_to_string("examples/k8s/nightly-job.yaml").unwrap();
+    let job: serde_yaml::Value = serde_yaml::Deserializer::from_str(&text)
+        .next()
+        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+        .unwrap();
+    assert_eq!(job["spec"]["completionMode"], "Indexed");
+    let completions = job["spec"]["completions"].as_u64().unwrap();
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    let count = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|var| var["name"] == precheck::farm::shard::SHARD_COUNT_VAR)
+        .map(|var| var["value"].as_str().unwrap().parse::<u64>().unwrap());
+    assert_eq!(count, Some(completions));
+    assert!(container["args"][0]
+        .as_str()
+        .unwrap()
+        .contains("--resume \"/runs/nightly/shard-${JOB_COMPLETION_INDEX}\""));
+}

@@ -152,10 +152,10 @@ impl Executor for Workers<'_> {
         let ended = match process::run(command, timeout, self.stop) {
             Ok(ended) => ended,
             Err(error) => {
-                return Execution::Finished(Err(format!(
+                return Execution::Finished(Box::new(Err(format!(
                     "could not start a worker ({}): {error}",
                     self.exe.display()
-                )))
+                ))))
             }
         };
         let exit = WorkerExit::of(&ended);
@@ -163,7 +163,7 @@ impl Executor for Workers<'_> {
             How::Stopped => Execution::Interrupted,
             How::Exited(status) if status.success() => {
                 match serde_json::from_slice::<WorkerReply>(&ended.stdout) {
-                    Ok(reply) => Execution::Finished(reply.outcome),
+                    Ok(reply) => Execution::Finished(Box::new(reply.outcome)),
                     Err(e) => Execution::Failed(format!("worker sent no result ({e})"), exit),
                 }
             }
