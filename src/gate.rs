@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 
 use crate::measure::Accuracy;
+use crate::mismatch::{Mismatch, Verdict};
 use crate::suite::GateSpec;
 
 /// Resolved thresholds for one variant.
@@ -21,6 +22,22 @@ pub struct Gates {
     /// Smallest relative change of median latency that `compare` may call a regression (0.03:
     /// 3 %), and only when it is also beyond the noise of both runs.
     pub latency_min_effect: f64,
+    /// What a detected precision mismatch does to the verdict.
+    #[serde(default)]
+    pub precision_mismatch: MismatchGate,
+}
+
+/// What a detected precision mismatch does (`gates.precision_mismatch`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MismatchGate {
+    /// The variant fails (the default: a silent fallback is the failure that hurts most).
+    #[default]
+    Fail,
+    /// Recorded and reported, not failed.
+    Warn,
+    /// Not evaluated against the gate (the evidence is still recorded).
+    Ignore,
 }
 
 impl Default for Gates {
@@ -30,6 +47,7 @@ impl Default for Gates {
             max_abs_err: None,
             rel_l2_max: None,
             latency_min_effect: Self::DEFAULT_LATENCY_MIN_EFFECT,
+            precision_mismatch: MismatchGate::Fail,
         }
     }
 }
@@ -50,6 +68,9 @@ impl std::fmt::Display for GateFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.gate.as_str() {
             "finite" => write!(f, "{} non-finite output values", self.value),
+            "precision_mismatch" => {
+                f.write_str("precision mismatch detected (see the record's evidence)")
+            }
             "cos_min" => write!(f, "cos {:.6} < {}", self.value, self.threshold),
             gate => write!(f, "{gate} {:.4e} > {:.4e}", self.value, self.threshold),
         }
@@ -70,6 +91,7 @@ impl Gates {
             max_abs_err: spec.max_abs_err.or(self.max_abs_err),
             rel_l2_max: spec.rel_l2_max.or(self.rel_l2_max),
             latency_min_effect: spec.latency_min_effect.unwrap_or(self.latency_min_effect),
+            precision_mismatch: spec.precision_mismatch.unwrap_or(self.precision_mismatch),
         }
     }
 
@@ -100,6 +122,19 @@ impl Gates {
             }
         }
         failures
+    }
+}
+
+impl Gates {
+    /// The precision-mismatch gate: a failure when a mismatch was detected and the gate fails on
+    /// it.
+    pub fn evaluate_mismatch(&self, mismatch: Option<&Mismatch>) -> Option<GateFailure> {
+        let detected = matches!(mismatch.map(|m| &m.verdict), Some(Verdict::Detected { .. }));
+        (detected && self.precision_mismatch == MismatchGate::Fail).then(|| GateFailure {
+            gate: "precision_mismatch".into(),
+            threshold: 0.0,
+            value: 1.0,
+        })
     }
 }
 

@@ -17,6 +17,7 @@ pub mod host;
 pub mod linalg;
 pub mod matrix;
 pub mod measure;
+pub mod mismatch;
 pub mod model;
 mod nan_as_null;
 pub mod plan;

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, BackendError, BackendKind, CpuBackend};
+use crate::backend::{Backend, BackendError, CpuBackend};
 use crate::farm::{Pending, Scheduler, Slot};
 use crate::matrix::Variant;
 use crate::measure::{compare, Accuracy, LatencyStats};
+use crate::mismatch::{self, Mismatch};
 use crate::model::forward::{forward, Exact};
 use crate::model::{seeded, Model, Tensor, Weights};
 use crate::plan::Plan;
@@ -105,6 +106,9 @@ pub struct Measured {
     pub cpu_agreement: Option<Accuracy>,
     /// See [`VariantRecord::kernels`].
     pub kernels: Option<Vec<KernelLaunches>>,
+    /// See [`VariantRecord::mismatch`].
+    #[serde(default)]
+    pub mismatch: Option<Mismatch>,
 }
 
 /// A measurement, or why there is none.
@@ -501,11 +505,24 @@ fn measure(
     let output = executable.run(&ctx.input).map_err(failed("run"))?;
     let accuracy =
         compare(&output.data, &ctx.reference.data).map_err(|e| format!("accuracy: {e}"))?;
-    let cpu_agreement = match backend.kind() {
-        BackendKind::Cpu => None,
-        _ => Some(cpu_agreement(ctx, policy, &output)?),
-    };
+    // The CPU backend is the emulation itself: agreement and fingerprints only mean something
+    // for other backends.
+    let checked = !backend.is_emulation();
+    let cpu_agreement = checked
+        .then(|| cpu_agreement(ctx, policy, &output))
+        .transpose()?;
     let kernels = executable.kernel_trace().map_err(failed("kernel trace"))?;
+    let mismatch = checked
+        .then(|| {
+            precision_evidence(
+                ctx,
+                policy,
+                &output,
+                kernels.as_deref(),
+                executable.emulated(),
+            )
+        })
+        .transpose()?;
     let samples = executable
         .time(&ctx.input, settings.warmup, settings.iterations)
         .map_err(failed("timing"))?;
@@ -517,7 +534,29 @@ fn measure(
         emulated: executable.emulated(),
         cpu_agreement,
         kernels,
+        mismatch,
     })
+}
+
+/// The fingerprint of `output` and the reading of the kernel trace, as one verdict.
+fn precision_evidence(
+    ctx: &ModelContext,
+    policy: &Policy,
+    output: &Tensor,
+    kernels: Option<&[KernelLaunches]>,
+    emulated: bool,
+) -> Result<Mismatch, String> {
+    let fingerprint = mismatch::fingerprint::fingerprint(
+        &ctx.model,
+        &ctx.weights,
+        &ctx.input,
+        policy,
+        &output.data,
+    )
+    .map_err(|e| format!("fingerprint: {e}"))?;
+    let expected = mismatch::expected_gemm_precision(policy, emulated);
+    let kernels = kernels.map(|k| mismatch::kernels::evidence(k, expected));
+    Ok(mismatch::assess(Some(fingerprint), kernels))
 }
 
 /// `output` against the CPU backend's emulation of the same policy on the same inputs.
@@ -559,6 +598,7 @@ fn blank_record(spec: &RunSpec, index: usize, slot: &Slot) -> VariantRecord {
         emulated: false,
         cpu_agreement: None,
         kernels: None,
+        mismatch: None,
         error: None,
         worker: None,
         started_at: Utc::now(),
@@ -571,6 +611,9 @@ fn conclude(record: &mut VariantRecord, outcome: Outcome, baseline: Option<(Stri
     match outcome {
         Ok(measured) => {
             record.failures = record.gates.evaluate(&measured.accuracy);
+            record
+                .failures
+                .extend(record.gates.evaluate_mismatch(measured.mismatch.as_ref()));
             record.status = if record.failures.is_empty() {
                 Status::Passed
             } else {
@@ -586,6 +629,7 @@ fn conclude(record: &mut VariantRecord, outcome: Outcome, baseline: Option<(Stri
             record.emulated = measured.emulated;
             record.cpu_agreement = measured.cpu_agreement;
             record.kernels = measured.kernels;
+            record.mismatch = measured.mismatch;
         }
         Err(message) => record.error = Some(message),
     }

@@ -11,8 +11,8 @@ use super::{Backend, BackendError, BackendKind, Executable};
 use crate::host::HostInfo;
 use crate::model::forward::{forward, OpClass, Ops};
 use crate::model::{Block, Model, Tensor, Weights};
-use crate::precision::Policy;
-use crate::quant::{self, AmaxHistory, Operand, Recipe};
+use crate::precision::{MatmulPolicy, Policy};
+use crate::quant::{self, AmaxHistory, Operand, QuantSpec, Recipe};
 
 /// precheck's CPU emulation of each precision.
 #[derive(Debug, Default)]
@@ -41,28 +41,65 @@ impl Backend for CpuBackend {
         weights: &Weights,
         policy: &Policy,
     ) -> Result<Box<dyn Executable>, BackendError> {
+        Ok(Box::new(self.prepare_with_overrides(
+            model,
+            weights,
+            policy,
+            &[],
+        )))
+    }
+
+    fn is_emulation(&self) -> bool {
+        true
+    }
+}
+
+impl CpuBackend {
+    /// Like [`Backend::prepare`], with some matmuls (named by their weight) quantizing both
+    /// operands as `spec` says instead of as the policy says: the "what if this operation ran in
+    /// another precision" emulations that precision-mismatch fingerprints compare against.
+    pub fn prepare_with_overrides(
+        &self,
+        model: &Model,
+        weights: &Weights,
+        policy: &Policy,
+        overrides: &[(String, QuantSpec)],
+    ) -> CpuExecutable {
+        let matmuls: HashMap<String, MatmulPolicy> = weights
+            .tensors
+            .iter()
+            .map(|(name, _)| {
+                let mut matmul = policy.matmul;
+                if let Some((_, spec)) = overrides.iter().find(|(op, _)| op == name) {
+                    matmul.weights = *spec;
+                    matmul.activations = *spec;
+                }
+                (name.clone(), matmul)
+            })
+            .collect();
         let weights = weights
             .tensors
             .iter()
-            .map(|(name, tensor)| (name.clone(), prepare_weight(tensor, policy)))
+            .map(|(name, tensor)| (name.clone(), prepare_weight(tensor, &matmuls[name])))
             .collect();
-        Ok(Box::new(CpuExecutable {
+        CpuExecutable {
             block: model.block,
             ops: PolicyOps {
                 policy: policy.clone(),
+                matmuls,
                 weights,
                 histories: HashMap::new(),
             },
-        }))
+        }
     }
 }
 
 /// Quantizes a weight once. Weight-only group recipes dequantize into the activations' format,
 /// as W4A16 kernels do before their BF16 or FP16 matmul.
-fn prepare_weight(weight: &Tensor, policy: &Policy) -> Operand {
-    let spec = policy.matmul.weights;
+fn prepare_weight(weight: &Tensor, matmul: &MatmulPolicy) -> Operand {
+    let spec = matmul.weights;
     let mut operand = quant::quantize(weight, spec, &mut AmaxHistory::default());
-    let activations = policy.matmul.activations;
+    let activations = matmul.activations;
     if matches!(spec.recipe, Recipe::Group { .. }) && activations.recipe == Recipe::Cast {
         activations.format.round_slice(&mut operand.values.data);
     }
@@ -71,6 +108,8 @@ fn prepare_weight(weight: &Tensor, policy: &Policy) -> Operand {
 
 struct PolicyOps {
     policy: Policy,
+    /// Each matmul's policy, by weight name: the policy's, unless overridden.
+    matmuls: HashMap<String, MatmulPolicy>,
     weights: HashMap<String, Operand>,
     /// Amax history per matmul (by weight name), for delayed scaling of activations.
     histories: HashMap<String, AmaxHistory>,
@@ -78,10 +117,11 @@ struct PolicyOps {
 
 impl Ops<f32> for PolicyOps {
     fn linear(&mut self, x: &Tensor, weight: &str) -> Tensor {
+        let matmul = self.matmuls[weight];
         let history = self.histories.entry(weight.to_owned()).or_default();
-        let x = quant::quantize(x, self.policy.matmul.activations, history);
+        let x = quant::quantize(x, matmul.activations, history);
         let mut y = quant::matmul(&x, &self.weights[weight]);
-        self.policy.matmul.output.round_slice(&mut y.data);
+        matmul.output.round_slice(&mut y.data);
         y
     }
 
@@ -95,7 +135,8 @@ impl Ops<f32> for PolicyOps {
     }
 }
 
-struct CpuExecutable {
+/// A model built by the CPU backend.
+pub struct CpuExecutable {
     block: Block,
     ops: PolicyOps,
 }

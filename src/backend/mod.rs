@@ -71,6 +71,12 @@ pub trait Backend: Send + Sync {
     /// The device variants run on, for people (CPU model, GPU name).
     fn device_name(&self) -> String;
 
+    /// Whether this backend is precheck's own emulation of every precision (the CPU backend),
+    /// whose outputs are the fingerprints other backends are compared with.
+    fn is_emulation(&self) -> bool {
+        false
+    }
+
     /// Builds `model` with `weights` (held in the reference precision) to run as `policy` says.
     fn prepare(
         &self,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::BackendKind;
 use crate::gate::{GateFailure, Gates};
 use crate::measure::{Accuracy, LatencyStats};
+use crate::mismatch::Mismatch;
 use crate::precision::Policy;
 
 /// Version of the record layout; bumped when a field changes meaning.
@@ -117,6 +118,10 @@ pub struct VariantRecord {
     /// Every kernel one forward pass launched, where the backend can trace them (CUDA: CUPTI).
     #[serde(default)]
     pub kernels: Option<Vec<KernelLaunches>>,
+    /// Whether the precision asked for is the one that ran, with the evidence (backends other
+    /// than the CPU emulation).
+    #[serde(default)]
+    pub mismatch: Option<Mismatch>,
     /// Why the variant errored.
     pub error: Option<String>,
     /// How its worker process ended, when that, not the measurement, is why it errored.

@@ -307,6 +307,8 @@ pub struct GateSpec {
     pub rel_l2_max: Option<f64>,
     /// Smallest relative latency change `compare` may call a regression (default 0.03).
     pub latency_min_effect: Option<f64>,
+    /// `fail` (default), `warn` or `ignore` a detected precision mismatch.
+    pub precision_mismatch: Option<crate::gate::MismatchGate>,
 }
 
 /// A positive count or dimension.

@@ -1,0 +1,126 @@
+//! Numeric fingerprints: quantization leaves a signature in an output. The CPU emulation of the
+//! requested policy and of each plausible mismatch (one matmul in a higher precision, or, where
+//! the policy keeps it high, one step lower) run on the same weights and input; an output that
+//! sits clearly closer to a mismatch than to the request says which operation ran in what.
+
+use serde::{Deserialize, Serialize};
+
+use super::kernels::MathPrecision;
+use super::{math_precision, Direction};
+use crate::backend::{BackendError, CpuBackend, Executable};
+use crate::formats::Format;
+use crate::measure::compare;
+use crate::model::{Model, Tensor, Weights};
+use crate::precision::Policy;
+use crate::quant::{QuantSpec, Recipe};
+
+/// How much closer to a mismatch than to the request an output must be to be called one: a
+/// factor of 10 in `1 − cos`, far beyond the accumulation-order noise between two correct
+/// implementations (`1 − cos` of 1e-5 or less against the emulation, see BENCHMARKS.md), which
+/// is the same for every candidate.
+pub const CLOSER_BY: f64 = 10.0;
+
+/// Below this `1 − cos` to the requested emulation, an output is the request as far as any
+/// fingerprint can tell.
+pub const NOISE_FLOOR: f64 = 1e-6;
+
+/// One alternative the output was compared with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alternative {
+    /// The operation (the matmul, named by its weight).
+    pub operation: String,
+    /// The format it was emulated in (`fp32`, `bf16/cast`, `fp8_e4m3/per_tensor`).
+    pub spec: String,
+    /// Above or below what the policy asks for.
+    pub direction: Direction,
+    /// `1 − cos` of the output to this emulation (NaN when the output holds NaN).
+    #[serde(with = "crate::nan_as_null")]
+    pub distance: f64,
+}
+
+/// The fingerprint of one output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FingerprintEvidence {
+    /// `1 − cos` of the output to the emulation of the requested policy.
+    #[serde(with = "crate::nan_as_null")]
+    pub requested_distance: f64,
+    /// Every alternative, nearest first.
+    pub alternatives: Vec<Alternative>,
+    /// The alternative the output matches, if it is clearly closer than the request.
+    pub detected: Option<Alternative>,
+}
+
+/// The alternatives for a policy's matmuls: a quantized matmul one step up in every carrier
+/// (BF16, FP16, FP32); a carrier one step down (FP32 → BF16, TF32 → BF16, BF16/FP16 → FP8).
+fn alternatives(policy: &Policy) -> Vec<QuantSpec> {
+    let requested = policy.matmul.weights;
+    let fp8 = QuantSpec {
+        format: Format::Fp8E4m3,
+        recipe: Recipe::PerTensor,
+    };
+    match (requested.recipe, requested.format) {
+        (Recipe::Cast, Format::Fp32 | Format::Tf32) => vec![QuantSpec::cast(Format::Bf16)],
+        (Recipe::Cast, _) => vec![fp8],
+        _ => [Format::Bf16, Format::Fp16, Format::Fp32]
+            .map(QuantSpec::cast)
+            .to_vec(),
+    }
+}
+
+fn precision_of(spec: QuantSpec) -> MathPrecision {
+    math_precision(spec.format)
+}
+
+/// Compares `output` of `model` run as `policy` with the CPU emulations of the request and of
+/// every alternative, on the same `weights` and `input`.
+pub fn fingerprint(
+    model: &Model,
+    weights: &Weights,
+    input: &Tensor,
+    policy: &Policy,
+    output: &[f32],
+) -> Result<FingerprintEvidence, BackendError> {
+    let cpu = CpuBackend::new();
+    let distance = |emulation: Tensor| -> Result<f64, BackendError> {
+        compare(output, &emulation.map(f64::from).data)
+            .map(|a| 1.0 - a.cos)
+            .map_err(|e| BackendError::Failed(format!("fingerprint: {e}")))
+    };
+    let requested_distance = distance(
+        cpu.prepare_with_overrides(model, weights, policy, &[])
+            .run(input)?,
+    )?;
+    let requested = precision_of(policy.matmul.weights);
+    let mut compared = Vec::new();
+    for (operation, _) in &weights.tensors {
+        for spec in alternatives(policy) {
+            let overrides = [(operation.clone(), spec)];
+            let emulation = cpu
+                .prepare_with_overrides(model, weights, policy, &overrides)
+                .run(input)?;
+            let direction = if precision_of(spec).bits() > requested.bits() {
+                Direction::Higher
+            } else {
+                Direction::Lower
+            };
+            compared.push(Alternative {
+                operation: operation.clone(),
+                spec: spec.to_string(),
+                direction,
+                distance: distance(emulation)?,
+            });
+        }
+    }
+    compared.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+    let detected = compared
+        .first()
+        .filter(|best| {
+            requested_distance > NOISE_FLOOR && best.distance * CLOSER_BY < requested_distance
+        })
+        .cloned();
+    Ok(FingerprintEvidence {
+        requested_distance,
+        alternatives: compared,
+        detected,
+    })
+}

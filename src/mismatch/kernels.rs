@@ -1,0 +1,393 @@
+//! Kernel traces as evidence: which precision each GEMM kernel's math ran in, read from the
+//! naming conventions of the libraries that launch them.
+//!
+//! The rules are data ([`RULES`]); the first that matches a name decides, and a name no rule
+//! matches is `unclassified`, never guessed. Each rule says where its convention comes from.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::results::KernelLaunches;
+
+/// The precision a GEMM's multiplications ran in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MathPrecision {
+    /// FP4 operands.
+    Fp4,
+    /// FP8 operands (E4M3 or E5M2).
+    Fp8,
+    /// INT8 operands.
+    Int8,
+    /// BF16 operands.
+    Bf16,
+    /// FP16 operands.
+    Fp16,
+    /// TF32 tensor-core math on FP32 data.
+    Tf32,
+    /// FP32 (SIMT FMA) math.
+    Fp32,
+}
+
+impl MathPrecision {
+    /// Significant bits of an operand: what "higher" and "lower" compare.
+    pub fn bits(self) -> u32 {
+        match self {
+            MathPrecision::Fp4 => 2,
+            MathPrecision::Fp8 => 4,
+            MathPrecision::Int8 => 7,
+            MathPrecision::Bf16 => 8,
+            MathPrecision::Fp16 | MathPrecision::Tf32 => 11,
+            MathPrecision::Fp32 => 24,
+        }
+    }
+}
+
+/// What a kernel is, as far as precision goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "precision")]
+pub enum KernelClass {
+    /// A GEMM whose math ran in this precision.
+    Gemm(MathPrecision),
+    /// Not a GEMM: casts, reductions, elementwise work, copies.
+    Auxiliary,
+    /// No rule knows this name.
+    Unclassified,
+}
+
+/// How a rule matches a kernel name.
+enum Matcher {
+    /// cuBLAS 13's Hopper GEMMs, `nvjet_sm90_<types>_...`: the type letters start with these
+    /// (one letter per operand: `q` E4M3, `r` E5M2, `t` BF16, `h` FP16, `s` FP32).
+    NvjetTypes(&'static str),
+    /// The name contains every one of these.
+    Contains(&'static [&'static str]),
+    /// The name is exactly this (precheck's own kernels).
+    Exactly(&'static str),
+}
+
+impl Matcher {
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Matcher::NvjetTypes(prefix) => name
+                .strip_prefix("nvjet_sm")
+                .and_then(|rest| rest.split('_').nth(1))
+                .is_some_and(|types| types.starts_with(prefix)),
+            Matcher::Contains(parts) => parts.iter().all(|p| name.contains(p)),
+            Matcher::Exactly(exact) => name == *exact,
+        }
+    }
+}
+
+use KernelClass::{Auxiliary, Gemm};
+use MathPrecision::{Bf16, Fp16, Fp32, Fp4, Fp8, Int8, Tf32};
+
+const FIXTURE: &str = "cuBLAS 13.1 on H100, tests/fixtures/kernels/h100_mlp_kernels.json";
+const H200: &str = "cuBLAS 13.1 on H200, precheck's own CUPTI traces (BENCHMARKS.md)";
+const LEGACY: &str = "cuBLAS 11-12 kernel names as nsys and torch.profiler show them \
+                      (e.g. ampere_sgemm_128x64_tn, ampere_h16816gemm_..., ampere_bf16_s16816gemm_bf16_...)";
+const CUTLASS3: &str =
+    "CUTLASS 3 generated kernel names, cutlass3x_sm90_tensorop_gemm_<a>_<b>_..., \
+                        python/cutlass_library/generator.py";
+
+/// The rules, in order: the first match decides (so `bf16` is tested before `f16`).
+static RULES: &[(Matcher, KernelClass, &str)] = &[
+    (Matcher::NvjetTypes("qq"), Gemm(Fp8), FIXTURE),
+    (Matcher::NvjetTypes("qr"), Gemm(Fp8), FIXTURE),
+    (Matcher::NvjetTypes("rq"), Gemm(Fp8), FIXTURE),
+    (Matcher::NvjetTypes("t"), Gemm(Bf16), FIXTURE),
+    (Matcher::NvjetTypes("h"), Gemm(Fp16), FIXTURE),
+    (
+        Matcher::Contains(&["xmma_gemm", "tf32f32"]),
+        Gemm(Tf32),
+        FIXTURE,
+    ),
+    (
+        Matcher::Contains(&["xmma_gemm", "f32f32_f32f32", "ffma"]),
+        Gemm(Fp32),
+        FIXTURE,
+    ),
+    (Matcher::Contains(&["xmma_gemm", "i8i32"]), Gemm(Int8), H200),
+    (
+        Matcher::Contains(&["tensorop", "gemm_s8"]),
+        Gemm(Int8),
+        FIXTURE,
+    ),
+    (
+        Matcher::Contains(&["cutlass3x", "gemm", "e2m1"]),
+        Gemm(Fp4),
+        CUTLASS3,
+    ),
+    (
+        Matcher::Contains(&["cutlass3x", "gemm", "e4m3"]),
+        Gemm(Fp8),
+        CUTLASS3,
+    ),
+    (
+        Matcher::Contains(&["cutlass3x", "gemm", "e5m2"]),
+        Gemm(Fp8),
+        CUTLASS3,
+    ),
+    (
+        Matcher::Contains(&["cutlass3x", "gemm", "bf16"]),
+        Gemm(Bf16),
+        CUTLASS3,
+    ),
+    (
+        Matcher::Contains(&["cutlass3x", "gemm", "f16"]),
+        Gemm(Fp16),
+        CUTLASS3,
+    ),
+    (Matcher::Contains(&["sgemm"]), Gemm(Fp32), LEGACY),
+    (Matcher::Contains(&["bf16_s16816gemm"]), Gemm(Bf16), LEGACY),
+    (Matcher::Contains(&["h16816gemm"]), Gemm(Fp16), LEGACY),
+    (Matcher::Contains(&["h1688gemm"]), Gemm(Fp16), LEGACY),
+    (Matcher::Contains(&["splitKreduce_kernel"]), Auxiliary, H200),
+    (Matcher::Contains(&["at::native::"]), Auxiliary, FIXTURE),
+    (Matcher::Contains(&["Memset"]), Auxiliary, FIXTURE),
+    (Matcher::Contains(&["Memcpy"]), Auxiliary, FIXTURE),
+    (
+        Matcher::Exactly("convert"),
+        Auxiliary,
+        "precheck's src/backend/cuda/kernels.cu",
+    ),
+    (
+        Matcher::Exactly("amax"),
+        Auxiliary,
+        "precheck's src/backend/cuda/kernels.cu",
+    ),
+    (
+        Matcher::Exactly("quantize_fp8"),
+        Auxiliary,
+        "precheck's src/backend/cuda/kernels.cu",
+    ),
+    (
+        Matcher::Exactly("quantize_int8_rows"),
+        Auxiliary,
+        "precheck's src/backend/cuda/kernels.cu",
+    ),
+    (
+        Matcher::Exactly("gated_act"),
+        Auxiliary,
+        "precheck's src/backend/cuda/kernels.cu",
+    ),
+    (
+        Matcher::Exactly("rescale"),
+        Auxiliary,
+        "precheck's src/backend/cuda/kernels.cu",
+    ),
+    (
+        Matcher::Exactly("mx_dequant"),
+        Auxiliary,
+        "precheck's src/backend/cuda/kernels.cu",
+    ),
+    (
+        Matcher::Exactly("nvfp4_dequant"),
+        Auxiliary,
+        "precheck's src/backend/cuda/kernels.cu",
+    ),
+];
+
+/// The class of the kernel called `name`.
+pub fn classify(name: &str) -> KernelClass {
+    RULES
+        .iter()
+        .find(|(matcher, _, _)| matcher.matches(name))
+        .map_or(KernelClass::Unclassified, |(_, class, _)| *class)
+}
+
+/// What a variant's kernel trace shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelEvidence {
+    /// The precision the policy's GEMMs should run in.
+    pub expected: MathPrecision,
+    /// GEMM time per precision, microseconds.
+    pub gemm_us: BTreeMap<MathPrecision, f64>,
+    /// GEMM kernels whose math ran above the expected precision.
+    pub above: Vec<String>,
+    /// GEMM kernels whose math ran below it.
+    pub below: Vec<String>,
+    /// Kernels no rule knows.
+    pub unclassified: Vec<String>,
+}
+
+/// Reads `kernels` against the precision the GEMMs should run in.
+pub fn evidence(kernels: &[KernelLaunches], expected: MathPrecision) -> KernelEvidence {
+    let mut found = KernelEvidence {
+        expected,
+        gemm_us: BTreeMap::new(),
+        above: Vec::new(),
+        below: Vec::new(),
+        unclassified: Vec::new(),
+    };
+    for kernel in kernels {
+        match classify(&kernel.name) {
+            Gemm(precision) => {
+                *found.gemm_us.entry(precision).or_default() += kernel.total_us;
+                if precision.bits() > expected.bits() {
+                    found.above.push(kernel.name.clone());
+                } else if precision.bits() < expected.bits() {
+                    found.below.push(kernel.name.clone());
+                }
+            }
+            Auxiliary => {}
+            KernelClass::Unclassified => found.unclassified.push(kernel.name.clone()),
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kernel of the shared H100 fixture, by the precision its run was asked for.
+    fn fixture() -> BTreeMap<String, BTreeMap<String, u32>> {
+        let text = std::fs::read_to_string("tests/fixtures/kernels/h100_mlp_kernels.json").unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        serde_json::from_value(json["kernels"].clone()).unwrap()
+    }
+
+    #[test]
+    fn the_h100_fixture_is_classified_as_its_runs_asked() {
+        let expected = [
+            ("bf16", Bf16),
+            ("fp16", Fp16),
+            ("fp32", Fp32),
+            ("tf32", Tf32),
+            ("fp8_e4m3", Fp8),
+            ("fp8_e5m2xe4m3", Fp8),
+            ("int8", Int8),
+        ];
+        let runs = fixture();
+        for (run, precision) in expected {
+            let kernels = &runs[run];
+            let mut gemms = 0;
+            for name in kernels.keys() {
+                match classify(name) {
+                    Gemm(found) => {
+                        assert_eq!(found, precision, "{run}: {name}");
+                        gemms += 1;
+                    }
+                    Auxiliary => {}
+                    KernelClass::Unclassified => panic!("{run}: unclassified {name}"),
+                }
+            }
+            assert!(gemms > 0, "{run}: no GEMM found");
+        }
+    }
+
+    #[test]
+    fn each_rule_has_a_name_it_classifies() {
+        let names = [
+            (
+                "nvjet_sm90_qqtst_128x144_128x6_2x1_v_bz_coopA_algo2_TNT",
+                Gemm(Fp8),
+            ),
+            (
+                "nvjet_sm90_qrtst_128x144_128x6_2x1_v_bz_coopA_algo2_TNT",
+                Gemm(Fp8),
+            ),
+            ("nvjet_sm90_rqtst_128x144", Gemm(Fp8)),
+            ("nvjet_sm90_tst_128x248_64x4_2x1_v_bz_coopA_TNT", Gemm(Bf16)),
+            ("nvjet_sm90_tss_128x248_64x4_2x1_v_bz_coopA_TNT", Gemm(Bf16)),
+            (
+                "nvjet_sm90_hsh_128x248_64x4_2x1_v_bz_coopA_splitK_TNT",
+                Gemm(Fp16),
+            ),
+            (
+                "sm90_xmma_gemm_f32f32_tf32f32_f32_tn_n_tilesize128x128x32",
+                Gemm(Tf32),
+            ),
+            (
+                "sm80_xmma_gemm_f32f32_f32f32_f32_tn_n_tilesize64x256x8_stage3_ffma",
+                Gemm(Fp32),
+            ),
+            (
+                "sm90_xmma_gemm_i8i32_i8i32_i32_tn_n_tilesize128x128x128",
+                Gemm(Int8),
+            ),
+            (
+                "cutlass_80_tensorop_i16832gemm_s8_128x64_128x3_tn_align16",
+                Gemm(Int8),
+            ),
+            (
+                "cutlass3x_sm100_bstensorop_s16864gemm_block_scaled_e2m1_e2m1_f32",
+                Gemm(Fp4),
+            ),
+            (
+                "cutlass3x_sm90_tensorop_gemm_e4m3_e4m3_f32_bf16_bf16_128x128x128",
+                Gemm(Fp8),
+            ),
+            ("cutlass3x_sm90_tensorop_gemm_e5m2_e4m3_f32_bf16", Gemm(Fp8)),
+            (
+                "cutlass3x_sm90_tensorop_gemm_bf16_bf16_f32_bf16_bf16",
+                Gemm(Bf16),
+            ),
+            (
+                "cutlass3x_sm90_tensorop_gemm_f16_f16_f32_f16_f16",
+                Gemm(Fp16),
+            ),
+            ("ampere_sgemm_128x64_tn", Gemm(Fp32)),
+            (
+                "ampere_bf16_s16816gemm_bf16_128x128_ldg8_f2f_tn",
+                Gemm(Bf16),
+            ),
+            ("ampere_h16816gemm_128x128_ldg8_stages_64x3_tn", Gemm(Fp16)),
+            ("turing_h1688gemm_128x128_ldg8_tn", Gemm(Fp16)),
+            (
+                "_ZN8cublasLt19splitKreduce_kernelILi32ELi16Eif6__half",
+                Auxiliary,
+            ),
+            ("Memset (Device)", Auxiliary),
+            ("Memcpy HtoD (Pageable -> Device)", Auxiliary),
+            ("gated_act", Auxiliary),
+            ("quantize_fp8", Auxiliary),
+        ];
+        for (name, class) in names {
+            assert_eq!(classify(name), class, "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_unclassified() {
+        for name in [
+            "my_custom_gemm_kernel",
+            "nvjet_sm90_zzz_128",
+            "flash_fwd_kernel",
+        ] {
+            assert_eq!(classify(name), KernelClass::Unclassified, "{name}");
+        }
+    }
+
+    fn launch(name: &str, us: f64) -> KernelLaunches {
+        KernelLaunches {
+            name: name.into(),
+            launches: 1,
+            total_us: us,
+        }
+    }
+
+    #[test]
+    fn an_fp8_variant_with_a_bf16_or_fp32_gemm_is_flagged_above() {
+        let kernels = [
+            launch("quantize_fp8", 5.0),
+            launch(
+                "nvjet_sm90_qqtst_128x144_128x6_2x1_v_bz_coopA_algo2_TNT",
+                100.0,
+            ),
+            launch("nvjet_sm90_hsh_128x128_64x6_1x2_h_bz_TNT", 80.0),
+            launch("ampere_sgemm_128x64_tn", 20.0),
+            launch("mystery", 1.0),
+        ];
+        let found = evidence(&kernels, Fp8);
+        assert_eq!(found.above.len(), 2);
+        assert!(found.below.is_empty());
+        assert_eq!(found.unclassified, ["mystery"]);
+        assert_eq!(found.gemm_us[&Fp8], 100.0);
+        assert_eq!(found.gemm_us[&Fp16], 80.0);
+        let honest = evidence(&kernels[..2], Fp8);
+        assert!(honest.above.is_empty() && honest.below.is_empty());
+    }
+}

@@ -1,0 +1,131 @@
+//! Precision-mismatch detection: evidence that the precision asked for is the precision that ran,
+//! in both directions, combined into one verdict per variant.
+//!
+//! Two kinds of evidence exist today: the numeric [`fingerprint`] (any backend: the output against
+//! CPU emulations of the request and of plausible mismatches) and the [`kernels`] trace (backends
+//! that report the kernels they launched: the CUDA backend through CUPTI). Engine layer reports
+//! (trtexec) and speed sanity checks are still to come.
+
+pub mod fingerprint;
+pub mod kernels;
+
+use serde::{Deserialize, Serialize};
+
+use crate::formats::Format;
+use crate::precision::Policy;
+use fingerprint::FingerprintEvidence;
+use kernels::{KernelEvidence, MathPrecision};
+
+/// Which way a mismatch goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// More precise than asked for: the precision paid for did not run (a silent fallback).
+    Higher,
+    /// Less precise than asked for: an operation the policy keeps high ran lower.
+    Lower,
+}
+
+/// The verdict on one variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "verdict")]
+pub enum Verdict {
+    /// The evidence shows the requested precision.
+    None,
+    /// A mismatch: its direction and the operations or kernels that show it.
+    Detected {
+        /// Higher or lower than requested.
+        direction: Direction,
+        /// Operations (by weight name) or kernel names.
+        evidence: Vec<String>,
+    },
+    /// No kind of evidence could be gathered.
+    NoEvidence {
+        /// The kinds that were unavailable, and why.
+        missing: Vec<String>,
+    },
+}
+
+/// Everything precheck found about a variant's precision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mismatch {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The numeric fingerprint, when computed.
+    pub fingerprint: Option<FingerprintEvidence>,
+    /// The kernel trace's reading, when the backend traced its kernels.
+    pub kernels: Option<KernelEvidence>,
+}
+
+/// The math precision a format's matmul runs in.
+pub fn math_precision(format: Format) -> MathPrecision {
+    match format {
+        Format::Fp32 => MathPrecision::Fp32,
+        Format::Tf32 => MathPrecision::Tf32,
+        Format::Bf16 => MathPrecision::Bf16,
+        Format::Fp16 => MathPrecision::Fp16,
+        Format::Fp8E4m3 | Format::Fp8E5m2 | Format::Fp6E2m3 | Format::Fp6E3m2 => MathPrecision::Fp8,
+        Format::Fp4E2m1 => MathPrecision::Fp4,
+        Format::Int8 | Format::Int4 | Format::Nf4 => MathPrecision::Int8,
+    }
+}
+
+/// The precision a variant's GEMMs should run in: the policy's matmul operands; weight-only
+/// formats multiply in the activations' format; an emulated variant (block formats on a GPU
+/// without their kernels) multiplies in BF16, as its record says.
+pub fn expected_gemm_precision(policy: &Policy, emulated: bool) -> MathPrecision {
+    let matmul = policy.matmul;
+    if emulated {
+        MathPrecision::Bf16
+    } else if matmul.weights.format.is_carrier()
+        || matches!(matmul.weights.format, Format::Int4 | Format::Nf4)
+    {
+        math_precision(matmul.activations.format)
+    } else {
+        math_precision(matmul.weights.format)
+    }
+}
+
+/// Combines the evidence into a verdict: any kind that detects a mismatch decides (the kernel
+/// trace first: it names what ran); otherwise `none` when some evidence exists.
+pub fn assess(
+    fingerprint: Option<FingerprintEvidence>,
+    kernels: Option<KernelEvidence>,
+) -> Mismatch {
+    let from_kernels = kernels.as_ref().and_then(|k| {
+        if !k.above.is_empty() {
+            Some((Direction::Higher, k.above.clone()))
+        } else if !k.below.is_empty() {
+            Some((Direction::Lower, k.below.clone()))
+        } else {
+            None
+        }
+    });
+    let from_fingerprint = fingerprint.as_ref().and_then(|f| {
+        f.detected.as_ref().map(|a| {
+            (
+                a.direction,
+                vec![format!("{} ran as {}", a.operation, a.spec)],
+            )
+        })
+    });
+    let detections: Vec<(Direction, Vec<String>)> = [from_kernels, from_fingerprint]
+        .into_iter()
+        .flatten()
+        .collect();
+    let verdict = match detections.first() {
+        Some(&(direction, _)) => Verdict::Detected {
+            direction,
+            evidence: detections.into_iter().flat_map(|(_, e)| e).collect(),
+        },
+        None if fingerprint.is_none() && kernels.is_none() => Verdict::NoEvidence {
+            missing: vec!["fingerprint".into(), "kernel trace".into()],
+        },
+        None => Verdict::None,
+    };
+    Mismatch {
+        verdict,
+        fingerprint,
+        kernels,
+    }
+}

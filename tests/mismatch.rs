@@ -1,0 +1,237 @@
+//! Planted precision mismatches are caught by the numeric fingerprint, with the right direction
+//! and operation; honest outputs (the right policy, with GPU-like accumulation-order noise) are not
+//! flagged over 20 seeds.
+
+use precheck::backend::{CpuBackend, Executable};
+use precheck::formats::{Format, Overflow};
+use precheck::mismatch::fingerprint::fingerprint;
+use precheck::mismatch::Direction;
+use precheck::model::{seeded, Block, Model, Tensor, Weights};
+use precheck::precision::{presets, Policy};
+use precheck::quant::QuantSpec;
+use precheck::suite::{Activation, Ident, WeightsSpec};
+use rand::{Rng, SeedableRng};
+
+fn mlp() -> Model {
+    Model {
+        name: Ident::try_from("m".to_owned()).unwrap(),
+        block: Block::Mlp {
+            hidden: 256,
+            intermediate: 1024,
+            activation: Activation::GeluTanh,
+        },
+        tokens: 32,
+        outliers: None,
+        weights: WeightsSpec::Seeded,
+    }
+}
+
+fn linear() -> Model {
+    Model {
+        block: Block::Linear {
+            in_features: 512,
+            out_features: 1024,
+        },
+        ..mlp()
+    }
+}
+
+fn setup(model: &Model, seed: u64) -> (Weights, Tensor) {
+    (
+        seeded::weights(model, seed, Format::Bf16),
+        seeded::input(model, seed, Format::Bf16, seeded::INPUT),
+    )
+}
+
+/// What a faulty backend computes: the policy, except `operation` in `spec`.
+fn faulty(
+    model: &Model,
+    weights: &Weights,
+    input: &Tensor,
+    policy: &Policy,
+    operation: &str,
+    spec: &str,
+) -> Tensor {
+    let spec = QuantSpec::try_from(spec.to_owned()).unwrap();
+    CpuBackend::new()
+        .prepare_with_overrides(model, weights, policy, &[(operation.to_owned(), spec)])
+        .run(input)
+        .unwrap()
+}
+
+#[test]
+fn an_fp8_matmul_run_in_fp32_or_fp16_is_caught_higher() {
+    let model = mlp();
+    let (weights, input) = setup(&model, 3);
+    let fp8 = presets::preset("fp8_e4m3").unwrap();
+    for (operation, spec) in [("down_proj.weight", "fp32"), ("gate_proj.weight", "fp16")] {
+        let output = faulty(&model, &weights, &input, &fp8, operation, spec);
+        let found = fingerprint(&model, &weights, &input, &fp8, &output.data).unwrap();
+        let detected = found
+            .detected
+            .clone()
+            .unwrap_or_else(|| panic!("{operation} in {spec} not caught: {found:?}"));
+        assert_eq!(detected.operation, operation);
+        assert_eq!(detected.direction, Direction::Higher);
+        // On BF16 tensors an FP32 and a BF16 matmul give the same output: the planted format must
+        // be among the nearest, not necessarily first.
+        let planted = found
+            .alternatives
+            .iter()
+            .find(|a| a.operation == operation && a.spec == spec)
+            .unwrap();
+        assert!(planted.distance <= detected.distance, "{found:?}");
+    }
+}
+
+#[test]
+fn a_bf16_matmul_run_in_fp8_is_caught_lower() {
+    let model = mlp();
+    let (weights, input) = setup(&model, 4);
+    let bf16 = presets::preset("bf16").unwrap();
+    let output = faulty(
+        &model,
+        &weights,
+        &input,
+        &bf16,
+        "up_proj.weight",
+        "fp8_e4m3/per_tensor",
+    );
+    let found = fingerprint(&model, &weights, &input, &bf16, &output.data).unwrap();
+    let detected = found.detected.expect("caught");
+    assert_eq!(
+        (detected.operation.as_str(), detected.direction),
+        ("up_proj.weight", Direction::Lower)
+    );
+}
+
+/// The right policy, computed with its outputs perturbed by one BF16 ulp in 10 % of the elements:
+/// what a correct GPU kernel with another accumulation order gives (BENCHMARKS.md).
+fn honest_with_noise(
+    model: &Model,
+    weights: &Weights,
+    input: &Tensor,
+    policy: &Policy,
+    seed: u64,
+) -> Vec<f32> {
+    let mut output = CpuBackend::new()
+        .prepare_with_overrides(model, weights, policy, &[])
+        .run(input)
+        .unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for v in output.data.iter_mut() {
+        if rng.random_bool(0.1) {
+            let ulp = Format::Bf16.round(*v * (1.0 + 2f32.powi(-7)), Overflow::Cast) - *v;
+            *v += if rng.random_bool(0.5) { ulp } else { -ulp };
+        }
+    }
+    output.data
+}
+
+#[test]
+fn honest_outputs_raise_no_alarm_over_20_seeds() {
+    for seed in 0..20 {
+        for model in [mlp(), linear()] {
+            let (weights, input) = setup(&model, seed);
+            for name in ["fp8_e4m3", "bf16", "mxfp4"] {
+                let policy = presets::preset(name).unwrap();
+                let output = honest_with_noise(&model, &weights, &input, &policy, seed);
+                let found = fingerprint(&model, &weights, &input, &policy, &output).unwrap();
+                assert!(
+                    found.detected.is_none(),
+                    "seed {seed} {} {name}: false alarm {found:?}",
+                    model.block.kind_name()
+                );
+            }
+        }
+    }
+}
+
+/// A backend that silently runs every FP8 matmul in FP32: the silent fallback precheck exists to
+/// catch, end to end through the runner and the gate.
+struct SilentFp32Fallback;
+
+impl precheck::backend::Backend for SilentFp32Fallback {
+    fn kind(&self) -> precheck::backend::BackendKind {
+        precheck::backend::BackendKind::Cpu
+    }
+
+    fn device_name(&self) -> String {
+        "fallback".into()
+    }
+
+    fn prepare(
+        &self,
+        model: &Model,
+        weights: &Weights,
+        policy: &Policy,
+    ) -> Result<Box<dyn Executable>, precheck::backend::BackendError> {
+        let overrides: Vec<(String, QuantSpec)> = if policy.name == "fp8_e4m3" {
+            weights
+                .tensors
+                .iter()
+                .map(|(name, _)| (name.clone(), QuantSpec::cast(Format::Fp32)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Box::new(CpuBackend::new().prepare_with_overrides(
+            model, weights, policy, &overrides,
+        )))
+    }
+}
+
+#[test]
+fn a_silent_fallback_fails_the_precision_mismatch_gate() {
+    use precheck::farm::{Device, Slot};
+    use precheck::mismatch::Verdict;
+    use precheck::results::{ResultsWriter, Status};
+    use precheck::runner::{run, InProcess, RunSpec, Silent};
+
+    let text = "
+name: fallback
+defaults: { warmup: 0, iterations: 1 }
+models:
+  - { name: m, block: linear, dims: { hidden: 256 }, input: { tokens: 32 } }
+precisions: [bf16, fp8_e4m3]
+gates: { cos_min: 0.99 }
+";
+    let suite = precheck::suite::from_str(std::path::Path::new("fallback.yaml"), text).unwrap();
+    let kind = precheck::backend::BackendKind::Cpu;
+    let plan = precheck::plan::plan(&suite, kind, "cpu", &Default::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = ResultsWriter::create(dir.path()).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let spec = RunSpec {
+        suite: &suite,
+        plan: &plan,
+        slots: vec![Slot {
+            device: Device::Cpu,
+            name: "fallback".into(),
+        }],
+        recorded: &[],
+        stop: &stop,
+    };
+    let backend = SilentFp32Fallback;
+    let records = run(&spec, &InProcess::new(&backend), &mut writer, &mut Silent)
+        .unwrap()
+        .records;
+    let by_id = |id: &str| records.iter().find(|r| r.id == id).unwrap();
+    let fp8 = by_id("m/fp8_e4m3/cpu");
+    assert_eq!(fp8.status, Status::Failed);
+    assert_eq!(fp8.failures[0].gate, "precision_mismatch");
+    let verdict = &fp8.mismatch.as_ref().unwrap().verdict;
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Detected {
+                direction: Direction::Higher,
+                ..
+            }
+        ),
+        "{verdict:?}"
+    );
+    let bf16 = by_id("m/bf16/cpu");
+    assert_eq!(bf16.status, Status::Passed);
+    assert_eq!(bf16.mismatch.as_ref().unwrap().verdict, Verdict::None);
+}
