@@ -110,7 +110,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "policy_unknown_key",
-        ":11:5: `precisions[1].sotfmax`: unknown key `sotfmax`, did you mean `softmax`? (expected one of `name`, `base`, `default`, `matmul`, `activation`, `softmax`, `norm`, `output`)",
+        ":11:5: `precisions[1].sotfmax`: unknown key `sotfmax`, did you mean `softmax`? (expected one of `name`, `base`, `default`, `matmul`, `activation`, `softmax`, `norm`, `output`, `planted_fault`)",
     ),
     (
         "reference_scaled_format",

@@ -92,9 +92,24 @@ pub fn fingerprint(
     )?;
     let requested = precision_of(policy.matmul.weights);
     let mut compared = Vec::new();
-    for (operation, _) in &weights.tensors {
+    // One matmul at a time, then all of them: a fallback often takes every GEMM of a block.
+    let mut groups: Vec<(String, Vec<String>)> = weights
+        .tensors
+        .iter()
+        .map(|(name, _)| (name.clone(), vec![name.clone()]))
+        .collect();
+    if weights.tensors.len() > 1 {
+        let all = weights
+            .tensors
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect();
+        groups.push(("every matmul".into(), all));
+    }
+    for (operation, members) in &groups {
         for spec in alternatives(policy) {
-            let overrides = [(operation.clone(), spec)];
+            let overrides: Vec<(String, QuantSpec)> =
+                members.iter().map(|m| (m.clone(), spec)).collect();
             let emulation = cpu
                 .prepare_with_overrides(model, weights, policy, &overrides)
                 .run(input)?;

@@ -39,6 +39,19 @@ pub struct Policy {
     pub norm: Format,
     /// The block's output is stored in this format.
     pub output: Format,
+    /// For testing precheck's own detection only: a fault a backend plants on purpose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planted_fault: Option<PlantedFault>,
+}
+
+/// Faults a suite can plant, to prove that precision-mismatch detection catches them. Never for
+/// real runs: a variant with a planted fault measures something other than its name says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlantedFault {
+    /// The CUDA backend runs an FP8 policy's matmuls on BF16 operands (a non-FP8 cuBLASLt path),
+    /// as an engine that silently falls back would.
+    Fp8GemmAsBf16,
 }
 
 /// How matmuls run.
@@ -114,6 +127,8 @@ pub struct PolicySpec {
     pub norm: Option<Format>,
     /// The block's output.
     pub output: Option<Format>,
+    /// Testing precheck only: a fault the backend plants (see [`PlantedFault`]).
+    pub planted_fault: Option<PlantedFault>,
 }
 
 /// The `matmul` part of a policy mapping.
@@ -175,6 +190,7 @@ impl PolicySpec {
             softmax: class(self.softmax, base.softmax),
             norm: class(self.norm, base.norm),
             output: class(self.output, base.output),
+            planted_fault: self.planted_fault,
         })
     }
 }

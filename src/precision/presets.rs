@@ -124,6 +124,7 @@ pub fn preset(name: &str) -> Option<Policy> {
         softmax: default,
         norm: default,
         output: default,
+        planted_fault: None,
         matmul: MatmulPolicy {
             weights: spec(weights),
             activations: spec(activations),

@@ -18,8 +18,8 @@ use crate::backend::BackendError;
 use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
 use crate::formats::{Format, Overflow};
 use crate::model::{Block, Model, Tensor, Weights};
-use crate::precision::Policy;
-use crate::quant::{self, AmaxHistory, Operand, Recipe};
+use crate::precision::{PlantedFault, Policy};
+use crate::quant::{self, AmaxHistory, Operand, QuantSpec, Recipe};
 use crate::suite::Activation;
 
 /// How a policy's matmuls run on the GPU.
@@ -57,6 +57,22 @@ pub enum Path {
 impl Path {
     /// The GPU path for `policy`, or why there is none.
     pub fn of(policy: &Policy) -> Result<Path, BackendError> {
+        let path = Self::requested(policy)?;
+        if policy.planted_fault == Some(PlantedFault::Fp8GemmAsBf16)
+            && matches!(path, Path::Fp8 { .. })
+        {
+            // Testing precheck's detection: run the FP8 policy's matmuls in BF16, unannounced.
+            return Ok(Path::Carrier {
+                elem: Elem::Bf16,
+                data: Data::CUDA_R_16BF,
+                compute: Compute::CUBLAS_COMPUTE_32F,
+            });
+        }
+        Ok(path)
+    }
+
+    /// The path `policy` asks for.
+    fn requested(policy: &Policy) -> Result<Path, BackendError> {
         let unsupported =
             |why: &str| Err(BackendError::Unsupported(format!("{}: {why}", policy.name)));
         let classes = [
@@ -268,6 +284,15 @@ struct DeviceWeight {
     rows: usize,
 }
 
+/// How the weights of `policy` are quantized on `path`: as the policy says, except that a planted
+/// BF16 fallback (testing only) runs the model's BF16 weights unscaled.
+fn weight_spec(path: Path, policy: &Policy) -> QuantSpec {
+    match path {
+        Path::Carrier { .. } if policy.planted_fault.is_some() => QuantSpec::cast(Format::Bf16),
+        _ => policy.matmul.weights,
+    }
+}
+
 /// Activations quantized for a matmul: the pointer it reads and where its scales are.
 #[derive(Clone, Copy)]
 struct QuantizedInput {
@@ -407,7 +432,7 @@ impl MatmulGroup {
         let k = weights[0].cols;
         let operands: Vec<Operand> = weights
             .iter()
-            .map(|w| quant::quantize(w, policy.matmul.weights, &mut AmaxHistory::default()))
+            .map(|w| quant::quantize(w, weight_spec(path, policy), &mut AmaxHistory::default()))
             .collect();
         let col_scales: Vec<f32> = operands
             .iter()
