@@ -508,16 +508,23 @@ fn measure(
     // The CPU backend is the emulation itself: agreement and fingerprints only mean something
     // for other backends.
     let checked = !backend.is_emulation();
-    let cpu_agreement = checked
-        .then(|| cpu_agreement(ctx, policy, &output))
+    let emulation = checked.then(|| cpu_emulation(ctx, policy)).transpose()?;
+    let cpu_agreement = emulation
+        .as_ref()
+        .map(|emulation| {
+            compare(&output.data, &emulation.map(f64::from).data)
+                .map_err(|e| format!("CPU agreement: {e}"))
+        })
         .transpose()?;
     let kernels = executable.kernel_trace().map_err(failed("kernel trace"))?;
-    let mismatch = checked
-        .then(|| {
+    let mismatch = emulation
+        .as_ref()
+        .map(|emulation| {
             precision_evidence(
                 ctx,
                 policy,
                 &output,
+                emulation,
                 kernels.as_deref(),
                 executable.emulated(),
             )
@@ -543,6 +550,7 @@ fn precision_evidence(
     ctx: &ModelContext,
     policy: &Policy,
     output: &Tensor,
+    emulation: &Tensor,
     kernels: Option<&[KernelLaunches]>,
     emulated: bool,
 ) -> Result<Mismatch, String> {
@@ -552,6 +560,7 @@ fn precision_evidence(
         &ctx.input,
         policy,
         &output.data,
+        emulation,
     )
     .map_err(|e| format!("fingerprint: {e}"))?;
     let expected = mismatch::expected_gemm_precision(policy, emulated);
@@ -559,15 +568,15 @@ fn precision_evidence(
     Ok(mismatch::assess(Some(fingerprint), kernels))
 }
 
-/// `output` against the CPU backend's emulation of the same policy on the same inputs.
-fn cpu_agreement(ctx: &ModelContext, policy: &Policy, output: &Tensor) -> Result<Accuracy, String> {
+/// The CPU backend's emulation of `policy` on the same inputs: what other backends' outputs are
+/// checked against, for agreement and for the fingerprint.
+fn cpu_emulation(ctx: &ModelContext, policy: &Policy) -> Result<Tensor, String> {
     let failed = |e: BackendError| format!("CPU emulation: {e}");
-    let emulation = CpuBackend::new()
+    CpuBackend::new()
         .prepare(&ctx.model, &ctx.weights, policy)
         .map_err(failed)?
         .run(&ctx.input)
-        .map_err(failed)?;
-    compare(&output.data, &emulation.map(f64::from).data).map_err(|e| format!("CPU agreement: {e}"))
+        .map_err(failed)
 }
 
 /// A record with the variant's identity filled in and no measurement yet (status `error`).

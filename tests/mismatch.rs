@@ -43,6 +43,14 @@ fn setup(model: &Model, seed: u64) -> (Weights, Tensor) {
     )
 }
 
+/// The CPU emulation of `policy`: the request the fingerprint compares against.
+fn emulate(model: &Model, weights: &Weights, input: &Tensor, policy: &Policy) -> Tensor {
+    CpuBackend::new()
+        .prepare_with_overrides(model, weights, policy, &[])
+        .run(input)
+        .unwrap()
+}
+
 /// What a faulty backend computes: the policy, except `operation` in `spec`.
 fn faulty(
     model: &Model,
@@ -66,7 +74,15 @@ fn an_fp8_matmul_run_in_fp32_or_fp16_is_caught_higher() {
     let fp8 = presets::preset("fp8_e4m3").unwrap();
     for (operation, spec) in [("down_proj.weight", "fp32"), ("gate_proj.weight", "fp16")] {
         let output = faulty(&model, &weights, &input, &fp8, operation, spec);
-        let found = fingerprint(&model, &weights, &input, &fp8, &output.data).unwrap();
+        let found = fingerprint(
+            &model,
+            &weights,
+            &input,
+            &fp8,
+            &output.data,
+            &emulate(&model, &weights, &input, &fp8),
+        )
+        .unwrap();
         let detected = found
             .detected
             .clone()
@@ -97,7 +113,15 @@ fn a_bf16_matmul_run_in_fp8_is_caught_lower() {
         "up_proj.weight",
         "fp8_e4m3/per_tensor",
     );
-    let found = fingerprint(&model, &weights, &input, &bf16, &output.data).unwrap();
+    let found = fingerprint(
+        &model,
+        &weights,
+        &input,
+        &bf16,
+        &output.data,
+        &emulate(&model, &weights, &input, &bf16),
+    )
+    .unwrap();
     let detected = found.detected.expect("caught");
     assert_eq!(
         (detected.operation.as_str(), detected.direction),
@@ -136,7 +160,15 @@ fn honest_outputs_raise_no_alarm_over_20_seeds() {
             for name in ["fp8_e4m3", "bf16", "mxfp4"] {
                 let policy = presets::preset(name).unwrap();
                 let output = honest_with_noise(&model, &weights, &input, &policy, seed);
-                let found = fingerprint(&model, &weights, &input, &policy, &output).unwrap();
+                let found = fingerprint(
+                    &model,
+                    &weights,
+                    &input,
+                    &policy,
+                    &output,
+                    &emulate(&model, &weights, &input, &policy),
+                )
+                .unwrap();
                 assert!(
                     found.detected.is_none(),
                     "seed {seed} {} {name}: false alarm {found:?}",

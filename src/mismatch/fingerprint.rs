@@ -5,7 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::kernels::MathPrecision;
 use super::{math_precision, Direction};
 use crate::backend::{BackendError, CpuBackend, Executable};
 use crate::formats::Format;
@@ -67,30 +66,25 @@ fn alternatives(policy: &Policy) -> Vec<QuantSpec> {
     }
 }
 
-fn precision_of(spec: QuantSpec) -> MathPrecision {
-    math_precision(spec.format)
-}
-
-/// Compares `output` of `model` run as `policy` with the CPU emulations of the request and of
-/// every alternative, on the same `weights` and `input`.
+/// Compares `output` of `model` run as `policy` with `requested`, the CPU emulation of the
+/// request (which the caller has already computed for its agreement check), and with the
+/// emulation of every alternative, on the same `weights` and `input`.
 pub fn fingerprint(
     model: &Model,
     weights: &Weights,
     input: &Tensor,
     policy: &Policy,
     output: &[f32],
+    requested: &Tensor,
 ) -> Result<FingerprintEvidence, BackendError> {
     let cpu = CpuBackend::new();
-    let distance = |emulation: Tensor| -> Result<f64, BackendError> {
+    let distance = |emulation: &Tensor| -> Result<f64, BackendError> {
         compare(output, &emulation.map(f64::from).data)
             .map(|a| 1.0 - a.cos)
             .map_err(|e| BackendError::Failed(format!("fingerprint: {e}")))
     };
-    let requested_distance = distance(
-        cpu.prepare_with_overrides(model, weights, policy, &[])
-            .run(input)?,
-    )?;
-    let requested = precision_of(policy.matmul.weights);
+    let requested_distance = distance(requested)?;
+    let requested = math_precision(policy.matmul.weights.format);
     let mut compared = Vec::new();
     // One matmul at a time, then all of them: a fallback often takes every GEMM of a block.
     let mut groups: Vec<(String, Vec<String>)> = weights
@@ -113,7 +107,7 @@ pub fn fingerprint(
             let emulation = cpu
                 .prepare_with_overrides(model, weights, policy, &overrides)
                 .run(input)?;
-            let direction = if precision_of(spec).bits() > requested.bits() {
+            let direction = if math_precision(spec.format).bits() > requested.bits() {
                 Direction::Higher
             } else {
                 Direction::Lower
@@ -122,7 +116,7 @@ pub fn fingerprint(
                 operation: operation.clone(),
                 spec: spec.to_string(),
                 direction,
-                distance: distance(emulation)?,
+                distance: distance(&emulation)?,
             });
         }
     }
