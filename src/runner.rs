@@ -20,12 +20,12 @@ use crate::matrix::Variant;
 use crate::measure::{compare, Accuracy, LatencyStats};
 use crate::mismatch::{self, Mismatch};
 use crate::model::forward::{forward, Exact};
-use crate::model::{seeded, Model, Tensor, Weights};
+use crate::model::{seeded, LoadError, Model, Tensor, Weights};
 use crate::plan::Plan;
 use crate::precision::Policy;
 use crate::results::{
-    Baseline, KernelLaunches, ResultsError, ResultsWriter, RunSettings, Status, VariantRecord,
-    WorkerExit, RECORD_SCHEMA,
+    Baseline, KernelLaunches, LayerAccuracy, ResultsError, ResultsWriter, RunSettings, Status,
+    VariantRecord, WorkerExit, RECORD_SCHEMA,
 };
 use crate::suite::Suite;
 
@@ -52,34 +52,38 @@ pub struct ModelContext {
     weights: Weights,
     input: Tensor,
     reference: Tensor<f64>,
+    /// The reference's taps (a stack's layers).
+    reference_taps: Vec<(String, Tensor<f64>)>,
     seed: u64,
     format: crate::formats::Format,
 }
 
 impl ModelContext {
-    /// Builds the model's seeded weights and input in the reference precision, and the reference:
-    /// the same block evaluated in f64 with no rounding, i.e. exactly what the model in the
-    /// reference precision defines, up to f64 accumulation.
-    pub fn new(model: &Model, settings: &RunSettings) -> Self {
+    /// Builds or reads the model's weights and input in the reference precision, and the
+    /// reference: the same block evaluated in f64 with no rounding, i.e. exactly what the model in
+    /// the reference precision defines, up to f64 accumulation. Fails when a weight or input file
+    /// cannot be read as the model needs it.
+    pub fn new(model: &Model, settings: &RunSettings) -> Result<Self, LoadError> {
         let format = settings.reference;
-        let weights = seeded::weights(model, settings.seed, format);
-        let input = seeded::input(model, settings.seed, format, seeded::INPUT);
+        let weights = model.weights(settings.seed, format)?;
+        let input = model.input(settings.seed, format)?;
         let exact_weights = weights.map(f64::from);
         let reference = forward(
-            &model.block,
+            &model.block.graph(),
             &mut Exact {
                 weights: &exact_weights,
             },
             &input.map(f64::from),
         );
-        ModelContext {
+        Ok(ModelContext {
             model: model.clone(),
             weights,
             input,
-            reference,
+            reference: reference.output,
+            reference_taps: reference.taps,
             seed: settings.seed,
             format,
-        }
+        })
     }
 
     /// Calibration input `index`: seeded like the measured input, from another stream.
@@ -109,6 +113,9 @@ pub struct Measured {
     /// See [`VariantRecord::mismatch`].
     #[serde(default)]
     pub mismatch: Option<Mismatch>,
+    /// See [`VariantRecord::layers`].
+    #[serde(default)]
+    pub layers: Vec<LayerAccuracy>,
 }
 
 /// A measurement, or why there is none.
@@ -166,9 +173,10 @@ impl Executor for InProcess<'_> {
             let mut cached = self.context.lock().expect("no panic holds this lock");
             match cached.as_ref() {
                 Some(ctx) if ctx.model == *model => ctx.clone(),
-                _ => cached
-                    .insert(Arc::new(ModelContext::new(model, settings)))
-                    .clone(),
+                _ => match ModelContext::new(model, settings) {
+                    Ok(ctx) => cached.insert(Arc::new(ctx)).clone(),
+                    Err(e) => return Execution::Finished(Box::new(Err(format!("model: {e}")))),
+                },
             }
         };
         Execution::Finished(Box::new(measure_guarded(
@@ -505,6 +513,7 @@ fn measure(
     let output = executable.run(&ctx.input).map_err(failed("run"))?;
     let accuracy =
         compare(&output.data, &ctx.reference.data).map_err(|e| format!("accuracy: {e}"))?;
+    let layers = layer_accuracy(ctx, executable.taps())?;
     // The CPU backend is the emulation itself: agreement and fingerprints only mean something
     // for other backends.
     let checked = !backend.is_emulation();
@@ -542,7 +551,25 @@ fn measure(
         cpu_agreement,
         kernels,
         mismatch,
+        layers,
     })
+}
+
+/// Each tap the executable reported against the reference's tap of the same name.
+fn layer_accuracy(
+    ctx: &ModelContext,
+    taps: Vec<(String, Tensor)>,
+) -> Result<Vec<LayerAccuracy>, String> {
+    taps.into_iter()
+        .filter_map(|(name, tensor)| {
+            let reference = ctx.reference_taps.iter().find(|(n, _)| *n == name)?;
+            Some(
+                compare(&tensor.data, &reference.1.data)
+                    .map(|accuracy| LayerAccuracy { name, accuracy })
+                    .map_err(|e| format!("accuracy of {}: {e}", reference.0)),
+            )
+        })
+        .collect()
 }
 
 /// The fingerprint of `output` and the reading of the kernel trace, as one verdict.
@@ -608,6 +635,7 @@ fn blank_record(spec: &RunSpec, index: usize, slot: &Slot) -> VariantRecord {
         cpu_agreement: None,
         kernels: None,
         mismatch: None,
+        layers: Vec::new(),
         error: None,
         worker: None,
         started_at: Utc::now(),
@@ -639,6 +667,7 @@ fn conclude(record: &mut VariantRecord, outcome: Outcome, baseline: Option<(Stri
             record.cpu_agreement = measured.cpu_agreement;
             record.kernels = measured.kernels;
             record.mismatch = measured.mismatch;
+            record.layers = measured.layers;
         }
         Err(message) => record.error = Some(message),
     }

@@ -6,7 +6,7 @@
 use precheck::backend::{Backend, CpuBackend, CudaBackend};
 use precheck::formats::Format;
 use precheck::measure::compare;
-use precheck::model::{seeded, Block, Model};
+use precheck::model::{seeded, Block, MlpShape, Model};
 use precheck::precision::presets;
 use precheck::suite::{Activation, Ident, WeightsSpec};
 
@@ -16,6 +16,7 @@ fn model(block: Block) -> Model {
         block,
         tokens: 96,
         outliers: None,
+        input_file: None,
         weights: WeightsSpec::Seeded,
     }
 }
@@ -34,11 +35,12 @@ fn every_cuda_precision_matches_the_cpu_emulation() {
             in_features: 512,
             out_features: 256,
         },
-        Block::Mlp {
+        Block::Mlp(MlpShape {
             hidden: 256,
             intermediate: 1024,
             activation: Activation::GeluTanh,
-        },
+            gated: true,
+        }),
     ];
     let mut checked = 0;
     for block in blocks {

@@ -6,7 +6,7 @@ use precheck::backend::{CpuBackend, Executable};
 use precheck::formats::{Format, Overflow};
 use precheck::mismatch::fingerprint::fingerprint;
 use precheck::mismatch::Direction;
-use precheck::model::{seeded, Block, Model, Tensor, Weights};
+use precheck::model::{seeded, Block, MlpShape, Model, Tensor, Weights};
 use precheck::precision::{presets, Policy};
 use precheck::quant::QuantSpec;
 use precheck::suite::{Activation, Ident, WeightsSpec};
@@ -15,13 +15,15 @@ use rand::{Rng, SeedableRng};
 fn mlp() -> Model {
     Model {
         name: Ident::try_from("m".to_owned()).unwrap(),
-        block: Block::Mlp {
+        block: Block::Mlp(MlpShape {
             hidden: 256,
             intermediate: 1024,
             activation: Activation::GeluTanh,
-        },
+            gated: true,
+        }),
         tokens: 32,
         outliers: None,
+        input_file: None,
         weights: WeightsSpec::Seeded,
     }
 }

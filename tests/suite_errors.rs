@@ -9,6 +9,34 @@ use precheck::suite;
 /// `(fixture under tests/bad_suites, message after the file name)`.
 const CASES: &[(&str, &str)] = &[
     (
+        "attention_kv_heads",
+        ":5:46: `models[0].dims.kv_heads`: 3 key/value heads do not divide 8 query heads",
+    ),
+    (
+        "attention_with_gated",
+        ":6:12: `models[0].gated`: block `attention` has no `gated` option (blocks that do: `mlp`)",
+    ),
+    (
+        "stack_prefix_without_layer",
+        ":10:15: `models[0].weights.prefix`: a stack reads one layer per index: its prefix needs `{layer}` (`encoder.layer.{layer}.`)",
+    ),
+    (
+        "weights_unknown_keyword",
+        ":7:14: `models[0].weights`: unknown value `seded`, did you mean `seeded`? (expected one of `seeded`, `safetensors`)",
+    ),
+    (
+        "weights_unknown_key",
+        ":7:48: `models[0].weights.prefx`: unknown key `prefx`, did you mean `prefix`? (expected one of `safetensors`, `prefix`, `map`)",
+    ),
+    (
+        "input_tensor_without_file",
+        ":6:33: `models[0].input.tensor`: `tensor` names a tensor of the input `file`, and there is none",
+    ),
+    (
+        "layer_unknown_kind",
+        ":5:12: `models[0].layer`: unknown value `encodr`, did you mean `encoder`? (expected one of `decoder`, `encoder`)",
+    ),
+    (
         "bad_timeout",
         ":3:12: `defaults.timeout`: invalid duration `10 minuets`: unknown time unit \"minuets\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations) (expected e.g. `90s`, `10m`, `1h 30m`)",
     ),
@@ -66,7 +94,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "linear_with_activation",
-        ":6:17: `models[0].activation`: block `linear` has no activation (only `mlp` does)",
+        ":6:17: `models[0].activation`: block `linear` has no `activation` option (blocks that do: `mlp`, `transformer_layer`, `stack`)",
     ),
     (
         "linear_with_intermediate",
@@ -126,11 +154,11 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown_block",
-        ":4:12: `models[0].block`: unknown value `mpl`, did you mean `mlp`? (expected one of `linear`, `mlp`)",
+        ":4:12: `models[0].block`: unknown value `mpl`, did you mean `mlp`? (expected one of `linear`, `mlp`, `attention`, `transformer_layer`, `stack`)",
     ),
     (
         "unknown_dimension",
-        ":5:25: `models[0].dims.intermediat`: unknown key `intermediat`, did you mean `intermediate`? (expected one of `hidden`, `intermediate`, `out_features`)",
+        ":5:25: `models[0].dims.intermediat`: unknown key `intermediat`, did you mean `intermediate`? (expected one of `hidden`, `intermediate`, `out_features`, `heads`, `kv_heads`, `head_dim`, `layers`)",
     ),
     (
         "unknown_key_typo",

@@ -9,8 +9,9 @@ use std::collections::HashMap;
 
 use super::{Backend, BackendError, BackendKind, Executable};
 use crate::host::HostInfo;
-use crate::model::forward::{forward, OpClass, Ops};
-use crate::model::{Block, Model, Tensor, Weights};
+use crate::model::forward::{add_row, forward, OpClass, Ops};
+use crate::model::graph::Graph;
+use crate::model::{Model, Tensor, Weights};
 use crate::precision::{MatmulPolicy, Policy};
 use crate::quant::{self, AmaxHistory, Operand, QuantSpec, Recipe};
 
@@ -65,31 +66,37 @@ impl CpuBackend {
         policy: &Policy,
         overrides: &[(String, QuantSpec)],
     ) -> CpuExecutable {
-        let matmuls: HashMap<String, MatmulPolicy> = weights
-            .tensors
-            .iter()
-            .map(|(name, _)| {
+        let graph = model.block.graph();
+        let matmuls: HashMap<String, MatmulPolicy> = graph
+            .matmuls()
+            .map(|name| {
                 let mut matmul = policy.matmul;
                 if let Some((_, spec)) = overrides.iter().find(|(op, _)| op == name) {
                     matmul.weights = *spec;
                     matmul.activations = *spec;
                 }
-                (name.clone(), matmul)
+                (name.to_owned(), matmul)
             })
             .collect();
-        let weights = weights
-            .tensors
-            .iter()
-            .map(|(name, tensor)| (name.clone(), prepare_weight(tensor, &matmuls[name])))
-            .collect();
+        let mut operands = HashMap::new();
+        let mut parameters = HashMap::new();
+        for (name, tensor) in &weights.tensors {
+            if let Some(matmul) = matmuls.get(name) {
+                operands.insert(name.clone(), prepare_weight(tensor, matmul));
+            } else {
+                parameters.insert(name.clone(), tensor.data.clone());
+            }
+        }
         CpuExecutable {
-            block: model.block,
+            graph,
             ops: PolicyOps {
                 policy: policy.clone(),
                 matmuls,
-                weights,
+                weights: operands,
+                parameters,
                 histories: HashMap::new(),
             },
+            taps: Vec::new(),
         }
     }
 }
@@ -110,25 +117,37 @@ struct PolicyOps {
     policy: Policy,
     /// Each matmul's policy, by weight name: the policy's, unless overridden.
     matmuls: HashMap<String, MatmulPolicy>,
+    /// The quantized matmul weights.
     weights: HashMap<String, Operand>,
+    /// Biases and norm parameters, in the reference precision (engines keep them high).
+    parameters: HashMap<String, Vec<f32>>,
     /// Amax history per matmul (by weight name), for delayed scaling of activations.
     histories: HashMap<String, AmaxHistory>,
 }
 
 impl Ops<f32> for PolicyOps {
-    fn linear(&mut self, x: &Tensor, weight: &str) -> Tensor {
+    fn linear(&mut self, x: &Tensor, weight: &str, bias: Option<&str>) -> Tensor {
         let matmul = self.matmuls[weight];
         let history = self.histories.entry(weight.to_owned()).or_default();
         let x = quant::quantize(x, matmul.activations, history);
         let mut y = quant::matmul(&x, &self.weights[weight]);
+        if let Some(bias) = bias {
+            add_row(&mut y, &self.parameters[bias]);
+        }
         matmul.output.round_slice(&mut y.data);
         y
+    }
+
+    fn parameter(&self, name: &str) -> &[f32] {
+        &self.parameters[name]
     }
 
     fn store(&self, class: OpClass, values: &mut [f32]) {
         let format = match class {
             OpClass::Activation => self.policy.activation,
             OpClass::Elementwise => self.policy.default,
+            OpClass::Softmax => self.policy.softmax,
+            OpClass::Norm => self.policy.norm,
             OpClass::Output => self.policy.output,
         };
         format.round_slice(values);
@@ -137,22 +156,29 @@ impl Ops<f32> for PolicyOps {
 
 /// A model built by the CPU backend.
 pub struct CpuExecutable {
-    block: Block,
+    graph: Graph,
     ops: PolicyOps,
+    /// The last run's taps.
+    taps: Vec<(String, Tensor)>,
 }
 
 impl Executable for CpuExecutable {
     fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
-        if input.cols != self.block.input_features() {
+        if input.cols != self.graph.input_features {
             return Err(BackendError::Failed(format!(
                 "input has {} features, the block takes {}",
-                input.cols,
-                self.block.input_features()
+                input.cols, self.graph.input_features
             )));
         }
         let mut input = input.clone();
         self.ops.policy.default.round_slice(&mut input.data);
-        Ok(forward(&self.block, &mut self.ops, &input))
+        let result = forward(&self.graph, &mut self.ops, &input);
+        self.taps = result.taps;
+        Ok(result.output)
+    }
+
+    fn taps(&mut self) -> Vec<(String, Tensor)> {
+        std::mem::take(&mut self.taps)
     }
 
     fn calibration_runs(&self) -> usize {
@@ -172,20 +198,22 @@ const MAX_CALIBRATION_RUNS: usize = 16;
 mod tests {
     use super::*;
     use crate::formats::Format;
-    use crate::model::seeded;
+    use crate::model::{seeded, Block};
     use crate::precision::presets;
     use crate::suite::{Ident, WeightsSpec};
 
     fn mlp() -> Model {
         Model {
             name: Ident::try_from("m".to_owned()).unwrap(),
-            block: Block::Mlp {
+            block: Block::Mlp(crate::model::MlpShape {
                 hidden: 64,
                 intermediate: 128,
                 activation: crate::suite::Activation::GeluTanh,
-            },
+                gated: true,
+            }),
             tokens: 8,
             outliers: None,
+            input_file: None,
             weights: WeightsSpec::Seeded,
         }
     }

@@ -91,6 +91,12 @@ pub trait Executable {
     /// Runs once on `input` and returns the output, as `f32` values of the variant's format.
     fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError>;
 
+    /// The intermediate values the last [`Executable::run`] reported besides its output (a stack's
+    /// layers, named `layer.N`), where the backend exposes them. None by default.
+    fn taps(&mut self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
     /// Runs on other inputs this executable needs before it is measured: delayed scaling needs
     /// an amax history. None by default.
     fn calibration_runs(&self) -> usize {

@@ -94,10 +94,11 @@ pub fn serve(job: &WorkerJob) -> Result<WorkerReply, WorkerError> {
             })
         }
     };
-    let ctx = ModelContext::new(model, &job.settings);
-    Ok(WorkerReply {
-        outcome: measure_guarded(&ctx, &job.policy, backend.as_ref(), &job.settings),
-    })
+    let outcome = match ModelContext::new(model, &job.settings) {
+        Ok(ctx) => measure_guarded(&ctx, &job.policy, backend.as_ref(), &job.settings),
+        Err(error) => Err(format!("model: {error}")),
+    };
+    Ok(WorkerReply { outcome })
 }
 
 /// Asks Linux to kill this worker when the run dies (a `kill -9` of the run must not leave a

@@ -66,6 +66,31 @@ fn alternatives(policy: &Policy) -> Vec<QuantSpec> {
     }
 }
 
+/// Matmuls that one alternative overrides together, named for the report: one matmul at a time
+/// (a stack: one layer's matmuls at a time, or it would take hundreds of emulations), then all of
+/// them, since a fallback often takes every GEMM of a block.
+fn matmul_groups(matmuls: &[&str]) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for name in matmuls {
+        let layer = name
+            .strip_prefix("layers.")
+            .and_then(|rest| rest.split_once('.'))
+            .map(|(index, _)| format!("layers.{index}"));
+        match (layer, groups.last_mut()) {
+            (Some(layer), Some((last, members))) if *last == layer => {
+                members.push(name.to_string())
+            }
+            (Some(layer), _) => groups.push((layer, vec![name.to_string()])),
+            (None, _) => groups.push((name.to_string(), vec![name.to_string()])),
+        }
+    }
+    if matmuls.len() > 1 {
+        let all = matmuls.iter().map(|m| m.to_string()).collect();
+        groups.push(("every matmul".into(), all));
+    }
+    groups
+}
+
 /// Compares `output` of `model` run as `policy` with `requested`, the CPU emulation of the
 /// request (which the caller has already computed for its agreement check), and with the
 /// emulation of every alternative, on the same `weights` and `input`.
@@ -86,20 +111,7 @@ pub fn fingerprint(
     let requested_distance = distance(requested)?;
     let requested = math_precision(policy.matmul.weights.format);
     let mut compared = Vec::new();
-    // One matmul at a time, then all of them: a fallback often takes every GEMM of a block.
-    let mut groups: Vec<(String, Vec<String>)> = weights
-        .tensors
-        .iter()
-        .map(|(name, _)| (name.clone(), vec![name.clone()]))
-        .collect();
-    if weights.tensors.len() > 1 {
-        let all = weights
-            .tensors
-            .iter()
-            .map(|(name, _)| name.clone())
-            .collect();
-        groups.push(("every matmul".into(), all));
-    }
+    let groups = matmul_groups(&model.block.graph().matmuls().collect::<Vec<_>>());
     for (operation, members) in &groups {
         for spec in alternatives(policy) {
             let overrides: Vec<(String, QuantSpec)> =

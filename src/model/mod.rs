@@ -5,82 +5,19 @@
 //! each operation, so the CPU backend (f32, rounded to a format) and the exact reference (f64, not
 //! rounded) cannot drift apart.
 
+pub mod blocks;
 pub mod forward;
+pub mod graph;
+pub mod load;
 pub mod seeded;
 
-use crate::suite::{Activation, Ident, OutlierSpec, WeightsSpec};
+use std::path::PathBuf;
 
-/// A built-in block with its dimensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Block {
-    /// `y = x Wᵀ`, `W` of shape `[out_features, in_features]`.
-    Linear {
-        /// Input features.
-        in_features: usize,
-        /// Output features.
-        out_features: usize,
-    },
-    /// Gated MLP: `y = down(act(gate(x)) * up(x))`.
-    Mlp {
-        /// Model width (input and output features).
-        hidden: usize,
-        /// Inner width.
-        intermediate: usize,
-        /// Activation applied to the gate projection.
-        activation: Activation,
-    },
-}
+pub use blocks::{AttentionBlock, Block, LayerKind, LayerSpec, MlpShape};
+pub use load::LoadError;
 
-impl Block {
-    /// The block's name as in suites.
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            Block::Linear { .. } => "linear",
-            Block::Mlp { .. } => "mlp",
-        }
-    }
-
-    /// Features of one input row.
-    pub fn input_features(&self) -> usize {
-        match *self {
-            Block::Linear { in_features, .. } => in_features,
-            Block::Mlp { hidden, .. } => hidden,
-        }
-    }
-
-    /// Features of one output row.
-    pub fn output_features(&self) -> usize {
-        match *self {
-            Block::Linear { out_features, .. } => out_features,
-            Block::Mlp { hidden, .. } => hidden,
-        }
-    }
-
-    /// The weight tensors the block needs: Hugging Face names, shapes `[out, in]`.
-    pub fn weight_shapes(&self) -> Vec<(&'static str, [usize; 2])> {
-        match *self {
-            Block::Linear {
-                in_features,
-                out_features,
-            } => vec![("weight", [out_features, in_features])],
-            Block::Mlp {
-                hidden,
-                intermediate,
-                ..
-            } => vec![
-                ("gate_proj.weight", [intermediate, hidden]),
-                ("up_proj.weight", [intermediate, hidden]),
-                ("down_proj.weight", [hidden, intermediate]),
-            ],
-        }
-    }
-
-    /// Multiply-adds of one forward pass over `tokens` rows, times two: the FLOP count.
-    pub fn flops(&self, tokens: usize) -> f64 {
-        let macs: usize = self.weight_shapes().iter().map(|(_, [o, i])| o * i).sum();
-        2.0 * (macs * tokens) as f64
-    }
-}
+use crate::formats::Format;
+use crate::suite::{Ident, OutlierSpec, WeightsSpec};
 
 /// A model of a suite, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,10 +28,42 @@ pub struct Model {
     pub block: Block,
     /// Rows of its input.
     pub tokens: usize,
-    /// Outlier channels of its input.
+    /// Outlier channels of its seeded input.
     pub outliers: Option<OutlierSpec>,
-    /// Where its weights come from.
+    /// A file its input is read from instead of seeded.
+    pub input_file: Option<InputFile>,
+    /// Where its weights come from (paths resolved against the suite's folder).
     pub weights: WeightsSpec,
+}
+
+/// A captured input: a `.safetensors` tensor or a `.npy` array of shape `[tokens, features]`
+/// (a leading batch dimension of 1 is accepted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    /// The file.
+    pub path: PathBuf,
+    /// The tensor of a `.safetensors` file; may be left out when the file holds one.
+    pub tensor: Option<String>,
+}
+
+impl Model {
+    /// The model's weights, seeded or read from its checkpoint, rounded to `format`.
+    pub fn weights(&self, seed: u64, format: Format) -> Result<Weights, LoadError> {
+        match &self.weights {
+            WeightsSpec::Seeded => Ok(seeded::weights(self, seed, format)),
+            WeightsSpec::Safetensors(checkpoint) => {
+                load::checkpoint(checkpoint, &self.block.graph(), format)
+            }
+        }
+    }
+
+    /// The measured input, seeded or read from its file, rounded to `format`.
+    pub fn input(&self, seed: u64, format: Format) -> Result<Tensor, LoadError> {
+        match &self.input_file {
+            None => Ok(seeded::input(self, seed, format, seeded::INPUT)),
+            Some(file) => load::input(file, [self.tokens, self.block.input_features()], format),
+        }
+    }
 }
 
 /// A row-major 2-D tensor.

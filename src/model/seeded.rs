@@ -2,8 +2,9 @@
 //!
 //! Each tensor has its own ChaCha8 stream, seeded with the first 8 bytes (little-endian) of
 //! `SHA-256("{seed}/{model}/{tensor}")`, so adding a model or reordering a suite changes no other
-//! tensor. Weights are normal with standard deviation `1/sqrt(fan_in)` (the scale that keeps
-//! activations of unit variance); inputs are standard normal, and where the suite asks for outlier
+//! tensor. Matmul weights are normal with standard deviation `1/sqrt(fan_in)` (the scale that keeps
+//! activations of unit variance), biases normal with standard deviation 0.1, norm scales 1 and
+//! shifts 0 (PyTorch's initialisation); inputs are standard normal, and where the suite asks for outlier
 //! channels, `max(1, ceil(fraction × features))` channels, drawn from the stream
 //! `outlier_channels`, are multiplied by `scale` in every token (the same channels in every input
 //! of the model, as in real activations). Both are then rounded to the reference precision: a
@@ -15,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use sha2::{Digest, Sha256};
 
+use super::graph::ParamKind;
 use super::{Model, Tensor, Weights};
 use crate::formats::Format;
 
@@ -39,13 +41,29 @@ fn normal_tensor(rng: &mut ChaCha8Rng, rows: usize, cols: usize, std: f32) -> Te
 pub fn weights(model: &Model, seed: u64, format: Format) -> Weights {
     let tensors = model
         .block
-        .weight_shapes()
+        .graph()
+        .params
         .into_iter()
-        .map(|(name, [rows, cols])| {
-            let mut rng = stream(seed, model.name.as_str(), name);
-            let mut tensor = normal_tensor(&mut rng, rows, cols, 1.0 / (cols as f32).sqrt());
+        .map(|param| {
+            let (rows, cols) = match param.shape[..] {
+                [rows, cols] => (rows, cols),
+                [n] => (1, n),
+                _ => unreachable!("parameters are 1-D or 2-D"),
+            };
+            let mut tensor = match param.kind {
+                ParamKind::MatmulWeight => {
+                    let mut rng = stream(seed, model.name.as_str(), &param.name);
+                    normal_tensor(&mut rng, rows, cols, 1.0 / (cols as f32).sqrt())
+                }
+                ParamKind::Bias => {
+                    let mut rng = stream(seed, model.name.as_str(), &param.name);
+                    normal_tensor(&mut rng, rows, cols, 0.1)
+                }
+                ParamKind::NormScale => Tensor::new(rows, cols, vec![1.0; cols]),
+                ParamKind::NormShift => Tensor::new(rows, cols, vec![0.0; cols]),
+            };
             format.round_slice(&mut tensor.data);
-            (name.to_owned(), tensor)
+            (param.name, tensor)
         })
         .collect();
     Weights { tensors }
@@ -86,6 +104,7 @@ mod tests {
             },
             tokens: 32,
             outliers: None,
+            input_file: None,
             weights: WeightsSpec::Seeded,
         }
     }

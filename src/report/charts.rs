@@ -317,6 +317,63 @@ pub fn accuracy_vs_speed(records: &[VariantRecord]) -> Result<Option<String>, Re
     .map(Some)
 }
 
+/// `1 − cos` after each layer of every variant that reports layers (a stack), one line per
+/// variant: where along the depth the error grows. `None` when no variant has layers.
+pub fn depth(records: &[VariantRecord]) -> Result<Option<String>, ReportError> {
+    let lines: Vec<(&VariantRecord, Vec<(f64, f64)>)> = records
+        .iter()
+        .filter(|r| !r.layers.is_empty())
+        .map(|r| {
+            let points = r
+                .layers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, layer)| Some((i as f64, one_minus_cos(layer.accuracy.cos)?)))
+                .collect();
+            (r, points)
+        })
+        .collect();
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let deepest = lines.iter().map(|(r, _)| r.layers.len()).max().unwrap_or(1);
+    let y_range = log_range(lines.iter().flat_map(|(_, p)| p.iter().map(|&(_, y)| y)));
+    svg("depth", (WIDTH, 560), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("1 − cos after each layer (log scale)", (FONT, 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .right_y_label_area_size(label_width(lines.iter().map(|(r, _)| r.id.as_str())))
+            .build_cartesian_2d(-0.3..deepest as f64 - 0.7, y_range.log_scale())?;
+        chart
+            .configure_mesh()
+            .x_labels(deepest)
+            .x_label_formatter(&|x| format!("layer {x:.0}"))
+            .x_desc("layer")
+            .y_desc("1 − cos")
+            .y_label_formatter(&|v| format!("{v:.0e}"))
+            .draw()?;
+        for (index, (record, points)) in lines.iter().enumerate() {
+            let line = Palette99::pick(index).to_rgba();
+            chart.draw_series(LineSeries::new(points.clone(), line.stroke_width(2)))?;
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, line.filled())))?;
+            if let Some(&last) = points.last() {
+                chart.draw_series(std::iter::once(
+                    EmptyElement::at(last)
+                        + Text::new(
+                            record.id.clone(),
+                            (8, -4),
+                            (FONT, 11).into_font().color(&line),
+                        ),
+                ))?;
+            }
+        }
+        Ok(())
+    })
+    .map(Some)
+}
+
 /// One series of a history chart: a value per run, `None` where the run did not measure it.
 pub struct HistorySeries<'a> {
     /// Chart title.

@@ -107,6 +107,7 @@ struct RunCharts {
     cosine: Option<String>,
     latency: Option<String>,
     accuracy_vs_speed: Option<String>,
+    depth: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -117,6 +118,7 @@ struct RunPage {
     warnings: Vec<String>,
     rows: Vec<rows::VariantRow>,
     charts: RunCharts,
+    depth: Option<rows::DepthTable>,
     environment: Vec<Fact>,
 }
 
@@ -132,7 +134,9 @@ pub fn run_report(run: &RecordedRun) -> Result<String, ReportError> {
             cosine: charts::cosine(&run.records)?,
             latency: charts::latency(&run.records)?,
             accuracy_vs_speed: charts::accuracy_vs_speed(&run.records)?,
+            depth: charts::depth(&run.records)?,
         },
+        depth: rows::DepthTable::of(&run.records),
         environment: environment(run),
     };
     render("report.html", &page)

@@ -110,6 +110,19 @@ pub fn summary(run: &RecordedRun) -> String {
             );
         }
     }
+    if let Some(depth) = rows::DepthTable::of(&run.records) {
+        text += "\n### Cosine after each layer\n\n";
+        let header: Vec<&str> = std::iter::once("variant")
+            .chain(depth.layers.iter().map(String::as_str))
+            .collect();
+        let right: Vec<bool> = header.iter().enumerate().map(|(i, _)| i > 0).collect();
+        let cells: Vec<Vec<String>> = depth
+            .rows
+            .into_iter()
+            .map(|row| std::iter::once(row.id).chain(row.cos).collect())
+            .collect();
+        text += &table(&header, &right, &cells);
+    }
     text
 }
 

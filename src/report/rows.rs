@@ -130,3 +130,46 @@ pub fn failing_first(records: &[VariantRecord]) -> Vec<VariantRow> {
     });
     ordered.into_iter().map(VariantRow::of).collect()
 }
+
+/// Cosine after each layer, a row per variant that has layers (stacks).
+#[derive(Debug, Serialize)]
+pub struct DepthTable {
+    /// The layers' names, deepest variant's.
+    pub layers: Vec<String>,
+    /// A row per variant with layers.
+    pub rows: Vec<DepthRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DepthRow {
+    /// The variant.
+    pub id: String,
+    /// Cosine after each layer, 6 decimals.
+    pub cos: Vec<String>,
+}
+
+impl DepthTable {
+    /// The table of `records`; `None` when none has layers.
+    pub fn of(records: &[VariantRecord]) -> Option<DepthTable> {
+        let deepest = records.iter().max_by_key(|r| r.layers.len())?;
+        if deepest.layers.is_empty() {
+            return None;
+        }
+        let rows = records
+            .iter()
+            .filter(|r| !r.layers.is_empty())
+            .map(|r| DepthRow {
+                id: r.id.clone(),
+                cos: r
+                    .layers
+                    .iter()
+                    .map(|l| format!("{:.6}", l.accuracy.cos))
+                    .collect(),
+            })
+            .collect();
+        Some(DepthTable {
+            layers: deepest.layers.iter().map(|l| l.name.clone()).collect(),
+            rows,
+        })
+    }
+}

@@ -6,6 +6,8 @@ mod record;
 mod run_info;
 mod writer;
 
-pub use record::{Baseline, KernelLaunches, Status, VariantRecord, WorkerExit, RECORD_SCHEMA};
+pub use record::{
+    Baseline, KernelLaunches, LayerAccuracy, Status, VariantRecord, WorkerExit, RECORD_SCHEMA,
+};
 pub use run_info::{RunInfo, RunSettings, SuiteInfo};
 pub use writer::{read_records, ResultsError, ResultsWriter, RESULTS_FILE, RUN_INFO_FILE};

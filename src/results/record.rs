@@ -46,6 +46,15 @@ pub struct Baseline {
     pub speedup: f64,
 }
 
+/// Accuracy of one intermediate output (a stack's layer) against the reference's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerAccuracy {
+    /// The tap's name (`layer.3`).
+    pub name: String,
+    /// Against the reference's same tap.
+    pub accuracy: Accuracy,
+}
+
 /// The launches of one kernel in one forward pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KernelLaunches {
@@ -122,6 +131,10 @@ pub struct VariantRecord {
     /// than the CPU emulation).
     #[serde(default)]
     pub mismatch: Option<Mismatch>,
+    /// Accuracy after each layer of a stack against the reference's same layer, in depth order:
+    /// where along the depth the error grows (empty for other blocks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerAccuracy>,
     /// Why the variant errored.
     pub error: Option<String>,
     /// How its worker process ended, when that, not the measurement, is why it errored.

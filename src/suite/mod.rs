@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 pub use error::{nearest, SuiteError, SuiteErrorKind};
 pub use locate::{Location, LocationIndex};
 pub use schema::{
-    Activation, BlockKind, Count, Defaults, DeviceSelector, ExcludeEntry, GateSpec, Ident,
-    IncludeEntry, InputSpec, MatrixSpec, OutlierSpec, Reference, ReferenceFormat, SuiteFile,
-    Timeout, WeightsSpec,
+    Activation, BlockKind, CheckpointSpec, Count, Defaults, DeviceSelector, ExcludeEntry, GateSpec,
+    Ident, IncludeEntry, InputSpec, LayerKindSpec, MatrixSpec, OutlierSpec, Reference,
+    ReferenceFormat, SuiteFile, Timeout, WeightsSpec,
 };
 
 use crate::gate::Gates;
@@ -93,7 +93,8 @@ pub fn load(path: &Path) -> Result<LoadedSuite, SuiteError> {
 /// Parses and validates suite `text`; `file` names it in errors.
 pub fn from_str(file: &Path, text: &str) -> Result<Suite, SuiteError> {
     let raw = load::parse(file, text)?;
-    validate::validate(raw).map_err(|problem| SuiteError {
+    let base = file.parent().unwrap_or(Path::new(""));
+    validate::validate(raw, base).map_err(|problem| SuiteError {
         file: file.to_owned(),
         location: LocationIndex::new(text).and_then(|index| index.value(&problem.key)),
         key: problem.key,

@@ -4,10 +4,13 @@
 //! precision) happen while deserializing, so that serde_yaml reports them with their line and column.
 //! Checks across values (a matrix entry naming a model) happen in [`super::validate`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::formats::Format;
@@ -164,10 +167,28 @@ pub struct ModelSpec {
     pub block: BlockKind,
     /// The block's dimensions; which ones apply depends on the block.
     pub dims: Dims,
-    /// The MLP's activation (`mlp` only).
+    /// The MLP's activation (`mlp`, `transformer_layer`, `stack`).
     #[serde(default)]
     pub activation: Option<Activation>,
-    /// The input's shape.
+    /// Whether an `mlp` is gated (default) or plain.
+    #[serde(default)]
+    pub gated: Option<bool>,
+    /// The layout of a `transformer_layer` or `stack`'s layers.
+    #[serde(default)]
+    pub layer: Option<LayerKindSpec>,
+    /// Whether attention is causal (default: only in decoder layers).
+    #[serde(default)]
+    pub causal: Option<bool>,
+    /// Whether an `attention` block applies rotary embedding (default true, as Gemma and Llama).
+    #[serde(default)]
+    pub rotary: Option<bool>,
+    /// The rotary embedding's frequency base (default 10000).
+    #[serde(default)]
+    pub rope_theta: Option<f64>,
+    /// The norms' epsilon (default 1e-6 in decoder layers, 1e-12 in encoder layers, as Gemma and BERT).
+    #[serde(default)]
+    pub norm_eps: Option<f64>,
+    /// The input's shape and source.
     pub input: InputSpec,
     /// Where the weights come from.
     #[serde(default)]
@@ -180,8 +201,14 @@ pub struct ModelSpec {
 pub enum BlockKind {
     /// `y = x Wᵀ`.
     Linear,
-    /// Gated MLP: `down(act(gate(x)) * up(x))`, as in Gemma and PaliGemma.
+    /// An MLP: gated `down(act(gate(x)) * up(x))` (Gemma, Llama) or plain (BERT, SigLIP).
     Mlp,
+    /// Self-attention with Q/K/V/O projections, MHA or GQA.
+    Attention,
+    /// One transformer layer: pre-norm decoder or post-norm encoder.
+    TransformerLayer,
+    /// Several transformer layers, each measured.
+    Stack,
 }
 
 impl BlockKind {
@@ -190,8 +217,21 @@ impl BlockKind {
         match self {
             BlockKind::Linear => "linear",
             BlockKind::Mlp => "mlp",
+            BlockKind::Attention => "attention",
+            BlockKind::TransformerLayer => "transformer_layer",
+            BlockKind::Stack => "stack",
         }
     }
+}
+
+/// A transformer layer's layout, as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerKindSpec {
+    /// Pre-norm decoder layer (Gemma, Llama).
+    Decoder,
+    /// Post-norm encoder layer (BERT).
+    Encoder,
 }
 
 /// Block dimensions. Every field is optional here; [`super::validate`] checks which the block needs.
@@ -204,6 +244,29 @@ pub struct Dims {
     pub intermediate: Option<Count>,
     /// Output features of a `linear` block (default: `hidden`).
     pub out_features: Option<Count>,
+    /// Attention's query heads.
+    pub heads: Option<Count>,
+    /// Attention's key/value heads (default: `heads`; fewer for GQA).
+    pub kv_heads: Option<Count>,
+    /// Columns per head (default: `hidden / heads`).
+    pub head_dim: Option<Count>,
+    /// A stack's layers.
+    pub layers: Option<Count>,
+}
+
+impl Dims {
+    /// Every dimension with its name, in the order of the schema.
+    pub fn named(&self) -> [(&'static str, Option<Count>); 7] {
+        [
+            ("hidden", self.hidden),
+            ("intermediate", self.intermediate),
+            ("out_features", self.out_features),
+            ("heads", self.heads),
+            ("kv_heads", self.kv_heads),
+            ("head_dim", self.head_dim),
+            ("layers", self.layers),
+        ]
+    }
 }
 
 /// An MLP activation.
@@ -212,8 +275,12 @@ pub struct Dims {
 pub enum Activation {
     /// `x * sigmoid(x)` (Llama, Gemma 2 variants).
     Silu,
-    /// GELU, tanh approximation (`gelu_pytorch_tanh`: Gemma, PaliGemma).
+    /// GELU, tanh approximation (`gelu_pytorch_tanh`: Gemma, PaliGemma, SigLIP).
     GeluTanh,
+    /// GELU with erf (BERT's `gelu`, PyTorch's default).
+    Gelu,
+    /// `max(x, 0)`.
+    Relu,
 }
 
 impl Activation {
@@ -222,19 +289,25 @@ impl Activation {
         match self {
             Activation::Silu => "silu",
             Activation::GeluTanh => "gelu_tanh",
+            Activation::Gelu => "gelu",
+            Activation::Relu => "relu",
         }
     }
 }
 
-/// The input: `tokens` rows of the block's input width, standard normal, optionally with outlier
-/// channels.
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// The input: `tokens` rows of the block's input width, seeded standard normal (optionally with
+/// outlier channels) or read from a file of captured activations.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     /// Rows of the input (tokens of a sequence, or batch × sequence).
     pub tokens: Count,
     /// Channels scaled up in every token, as real activations have (LLM.int8(), SmoothQuant).
     pub outliers: Option<OutlierSpec>,
+    /// A `.safetensors` or `.npy` file holding the input, relative to the suite file.
+    pub file: Option<PathBuf>,
+    /// The tensor to read from a `.safetensors` file (needed when it holds several).
+    pub tensor: Option<String>,
 }
 
 /// Outlier channels of an input.
@@ -247,13 +320,62 @@ pub struct OutlierSpec {
     pub scale: f64,
 }
 
-/// Where a model's weights come from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+/// Where a model's weights come from: `seeded`, or a mapping naming a checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WeightsSpec {
     /// Normal, standard deviation `1/sqrt(fan_in)`, from the suite's seed (see README).
     #[default]
     Seeded,
+    /// Tensors of a `.safetensors` checkpoint.
+    Safetensors(CheckpointSpec),
+}
+
+/// A checkpoint the weights are read from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// The `.safetensors` file, relative to the suite file (resolved when the suite loads).
+    pub safetensors: PathBuf,
+    /// Prepended to every parameter name (`encoder.layer.{layer}.`; a stack's layers replace
+    /// `{layer}` with their index).
+    #[serde(default)]
+    pub prefix: String,
+    /// Renames parameters whose name in the checkpoint differs: block name → checkpoint name
+    /// (both after the prefix).
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for WeightsSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct WeightsVisitor;
+
+        impl<'de> Visitor<'de> for WeightsVisitor {
+            type Value = WeightsSpec;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`seeded` or a mapping with `safetensors`")
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<WeightsSpec, E> {
+                match name {
+                    "seeded" => Ok(WeightsSpec::Seeded),
+                    // serde's wording, which the suite loader turns into a suggestion.
+                    _ => Err(E::custom(format!(
+                        "unknown variant `{name}`, expected `seeded` or a mapping with `safetensors`"
+                    ))),
+                }
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<WeightsSpec, A::Error> {
+                CheckpointSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(WeightsSpec::Safetensors)
+            }
+        }
+
+        deserializer.deserialize_any(WeightsVisitor)
+    }
 }
 
 /// `exclude` and `include` entries with GitHub Actions matrix semantics.

@@ -4,11 +4,17 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::hash::Hash;
 
-use super::schema::{Activation, BlockKind, Count, GateSpec, ModelSpec, SuiteFile};
+use std::path::Path;
+
+use super::schema::{
+    Activation, BlockKind, CheckpointSpec, Count, GateSpec, LayerKindSpec, ModelSpec, SuiteFile,
+    WeightsSpec,
+};
 use super::Suite;
 use crate::gate::Gates;
 use crate::matrix::{expand, Axes};
-use crate::model::{Block, Model};
+use crate::model::graph::AttentionShape;
+use crate::model::{AttentionBlock, Block, InputFile, LayerKind, LayerSpec, MlpShape, Model};
 use crate::precision::PrecisionSpec;
 
 /// One problem: the key path it concerns and a sentence.
@@ -27,8 +33,9 @@ fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
     }
 }
 
-/// Validates `file`. The first problem found is returned: later ones often follow from it.
-pub fn validate(file: SuiteFile) -> Result<Suite, Problem> {
+/// The first problem found is returned: later ones often follow from it.
+/// Validates `file`; relative paths in it are resolved against `base` (the suite file's folder).
+pub fn validate(file: SuiteFile, base: &Path) -> Result<Suite, Problem> {
     non_empty("models", file.models.len())?;
     non_empty("precisions", file.precisions.len())?;
     non_empty("gpus", file.gpus.len())?;
@@ -39,7 +46,7 @@ pub fn validate(file: SuiteFile) -> Result<Suite, Problem> {
         .models
         .iter()
         .enumerate()
-        .map(|(i, spec)| model(&format!("models[{i}]"), spec))
+        .map(|(i, spec)| model(&format!("models[{i}]"), spec, base))
         .collect::<Result<Vec<_>, _>>()?;
     let gates = gates("gates", &file.gates, Gates::default())?;
     let precisions = file
@@ -105,37 +112,266 @@ fn unique<T: Eq + Hash + Display>(
     Ok(())
 }
 
-fn model(key: &str, spec: &ModelSpec) -> Result<Model, Problem> {
-    let block = match spec.block {
-        BlockKind::Linear => {
-            reject_dim(key, spec.block, "intermediate", spec.dims.intermediate)?;
-            if spec.activation.is_some() {
-                return Err(problem(
-                    format!("{key}.activation"),
-                    "block `linear` has no activation (only `mlp` does)",
-                ));
-            }
-            let in_features = required_dim(key, spec.block, "hidden", spec.dims.hidden)?;
-            Block::Linear {
-                in_features,
-                out_features: spec.dims.out_features.map_or(in_features, Count::get),
-            }
+/// What each block takes: its required and optional dimensions, and the model keys besides
+/// `dims` that configure it.
+struct BlockRules {
+    block: BlockKind,
+    required: &'static [&'static str],
+    optional: &'static [&'static str],
+    options: &'static [&'static str],
+}
+
+const LAYER_OPTIONS: &[&str] = &["activation", "layer", "causal", "rope_theta", "norm_eps"];
+
+const BLOCK_RULES: [BlockRules; 5] = [
+    BlockRules {
+        block: BlockKind::Linear,
+        required: &["hidden"],
+        optional: &["out_features"],
+        options: &[],
+    },
+    BlockRules {
+        block: BlockKind::Mlp,
+        required: &["hidden", "intermediate"],
+        optional: &[],
+        options: &["activation", "gated"],
+    },
+    BlockRules {
+        block: BlockKind::Attention,
+        required: &["hidden", "heads"],
+        optional: &["kv_heads", "head_dim"],
+        options: &["causal", "rotary", "rope_theta"],
+    },
+    BlockRules {
+        block: BlockKind::TransformerLayer,
+        required: &["hidden", "intermediate", "heads"],
+        optional: &["kv_heads", "head_dim"],
+        options: LAYER_OPTIONS,
+    },
+    BlockRules {
+        block: BlockKind::Stack,
+        required: &["hidden", "intermediate", "heads", "layers"],
+        optional: &["kv_heads", "head_dim"],
+        options: LAYER_OPTIONS,
+    },
+];
+
+impl BlockRules {
+    fn of(block: BlockKind) -> &'static BlockRules {
+        BLOCK_RULES
+            .iter()
+            .find(|rules| rules.block == block)
+            .expect("every block has rules")
+    }
+
+    /// "`hidden` and `heads` and optionally `kv_heads` and `head_dim`".
+    fn describe_dims(&self) -> String {
+        let list = |names: &[&str]| -> String {
+            let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            quoted.join(" and ")
+        };
+        match self.optional {
+            [] => list(self.required),
+            optional => format!("{} and optionally {}", list(self.required), list(optional)),
         }
-        BlockKind::Mlp => {
-            reject_dim(key, spec.block, "out_features", spec.dims.out_features)?;
-            Block::Mlp {
-                hidden: required_dim(key, spec.block, "hidden", spec.dims.hidden)?,
-                intermediate: required_dim(
-                    key,
-                    spec.block,
-                    "intermediate",
-                    spec.dims.intermediate,
-                )?,
-                activation: spec.activation.unwrap_or(Activation::GeluTanh),
-            }
+    }
+}
+
+/// The model keys besides `dims` that configure a block, and whether the spec sets each.
+fn options_set(spec: &ModelSpec) -> [(&'static str, bool); 7] {
+    [
+        ("activation", spec.activation.is_some()),
+        ("gated", spec.gated.is_some()),
+        ("layer", spec.layer.is_some()),
+        ("causal", spec.causal.is_some()),
+        ("rotary", spec.rotary.is_some()),
+        ("rope_theta", spec.rope_theta.is_some()),
+        ("norm_eps", spec.norm_eps.is_some()),
+    ]
+}
+
+/// Checks that `spec` sets exactly the dimensions and options its block takes.
+fn check_block_keys(key: &str, spec: &ModelSpec) -> Result<(), Problem> {
+    let rules = BlockRules::of(spec.block);
+    let block = spec.block.name();
+    for (name, value) in spec.dims.named() {
+        let allowed = rules.required.contains(&name) || rules.optional.contains(&name);
+        if value.is_some() && !allowed {
+            return Err(problem(
+                format!("{key}.dims.{name}"),
+                format!(
+                    "`{name}` is not a dimension of block `{block}`, which takes {}",
+                    rules.describe_dims()
+                ),
+            ));
+        }
+        if value.is_none() && rules.required.contains(&name) {
+            return Err(problem(
+                format!("{key}.dims"),
+                format!(
+                    "missing `{name}`: block `{block}` needs {}",
+                    rules.describe_dims()
+                ),
+            ));
+        }
+    }
+    for (name, set) in options_set(spec) {
+        if set && !rules.options.contains(&name) {
+            let takers: Vec<String> = BLOCK_RULES
+                .iter()
+                .filter(|r| r.options.contains(&name))
+                .map(|r| format!("`{}`", r.block.name()))
+                .collect();
+            return Err(problem(
+                format!("{key}.{name}"),
+                format!(
+                    "block `{block}` has no `{name}` option (blocks that do: {})",
+                    takers.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn dim(spec: &ModelSpec, name: &str) -> Option<usize> {
+    spec.dims
+        .named()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.map(Count::get))
+}
+
+/// The heads of an attention or layer: `kv_heads` defaults to `heads` and must divide it,
+/// `head_dim` defaults to `hidden / heads`, which must then be whole.
+fn attention_shape(key: &str, spec: &ModelSpec, causal: bool) -> Result<AttentionShape, Problem> {
+    let hidden = dim(spec, "hidden").expect("checked: required");
+    let heads = dim(spec, "heads").expect("checked: required");
+    let kv_heads = dim(spec, "kv_heads").unwrap_or(heads);
+    if heads % kv_heads != 0 {
+        return Err(problem(
+            format!("{key}.dims.kv_heads"),
+            format!("{kv_heads} key/value heads do not divide {heads} query heads"),
+        ));
+    }
+    let head_dim = match dim(spec, "head_dim") {
+        Some(head_dim) => head_dim,
+        None if hidden % heads == 0 => hidden / heads,
+        None => {
+            return Err(problem(
+                format!("{key}.dims"),
+                format!("`hidden` {hidden} is not a multiple of `heads` {heads}: give `head_dim`"),
+            ))
         }
     };
+    Ok(AttentionShape {
+        heads,
+        kv_heads,
+        head_dim,
+        causal: spec.causal.unwrap_or(causal),
+    })
+}
+
+fn positive_finite(key: String, value: f64) -> Result<f64, Problem> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(problem(
+            key,
+            format!("expected a finite number > 0, found {value}"),
+        ))
+    }
+}
+
+fn block(key: &str, spec: &ModelSpec) -> Result<Block, Problem> {
+    check_block_keys(key, spec)?;
+    let hidden = dim(spec, "hidden").expect("every block needs `hidden`");
+    let rope_theta = spec
+        .rope_theta
+        .map(|theta| positive_finite(format!("{key}.rope_theta"), theta))
+        .transpose()?
+        .unwrap_or(10_000.0);
+    let even_head_dim = |shape: AttentionShape| {
+        if shape.head_dim % 2 == 0 {
+            Ok(shape)
+        } else {
+            Err(problem(
+                format!("{key}.dims"),
+                format!(
+                    "rotary embedding needs an even `head_dim`, found {}",
+                    shape.head_dim
+                ),
+            ))
+        }
+    };
+    Ok(match spec.block {
+        BlockKind::Linear => Block::Linear {
+            in_features: hidden,
+            out_features: dim(spec, "out_features").unwrap_or(hidden),
+        },
+        BlockKind::Mlp => Block::Mlp(MlpShape {
+            hidden,
+            intermediate: dim(spec, "intermediate").expect("checked: required"),
+            activation: spec.activation.unwrap_or(Activation::GeluTanh),
+            gated: spec.gated.unwrap_or(true),
+        }),
+        BlockKind::Attention => {
+            let rotary = spec.rotary.unwrap_or(true);
+            let mut shape = attention_shape(key, spec, false)?;
+            if rotary {
+                shape = even_head_dim(shape)?;
+            }
+            Block::Attention(AttentionBlock {
+                hidden,
+                shape,
+                rope_theta: rotary.then_some(rope_theta),
+            })
+        }
+        BlockKind::TransformerLayer | BlockKind::Stack => {
+            let kind = match spec.layer.unwrap_or(LayerKindSpec::Decoder) {
+                LayerKindSpec::Decoder => LayerKind::Decoder,
+                LayerKindSpec::Encoder => LayerKind::Encoder,
+            };
+            let decoder = kind == LayerKind::Decoder;
+            let mut attention = attention_shape(key, spec, decoder)?;
+            if decoder {
+                attention = even_head_dim(attention)?;
+            }
+            let (activation, norm_eps) = if decoder {
+                (Activation::GeluTanh, 1e-6)
+            } else {
+                (Activation::Gelu, 1e-12)
+            };
+            let layer = LayerSpec {
+                kind,
+                hidden,
+                intermediate: dim(spec, "intermediate").expect("checked: required"),
+                attention,
+                activation: spec.activation.unwrap_or(activation),
+                norm_eps: spec
+                    .norm_eps
+                    .map(|eps| positive_finite(format!("{key}.norm_eps"), eps))
+                    .transpose()?
+                    .unwrap_or(norm_eps),
+                rope_theta,
+            };
+            match dim(spec, "layers") {
+                Some(layers) => Block::Stack { layer, layers },
+                None => Block::Layer(layer),
+            }
+        }
+    })
+}
+
+fn model(key: &str, spec: &ModelSpec, base: &Path) -> Result<Model, Problem> {
+    let block = block(key, spec)?;
     if let Some(outliers) = spec.input.outliers {
+        if spec.input.file.is_some() {
+            return Err(problem(
+                format!("{key}.input.outliers"),
+                "outliers scale channels of a seeded input; an input read from `file` has its own",
+            ));
+        }
         let fraction_valid = outliers.fraction > 0.0 && outliers.fraction <= 1.0;
         if !fraction_valid {
             return Err(problem(
@@ -151,57 +387,38 @@ fn model(key: &str, spec: &ModelSpec) -> Result<Model, Problem> {
             ));
         }
     }
+    if spec.input.tensor.is_some() && spec.input.file.is_none() {
+        return Err(problem(
+            format!("{key}.input.tensor"),
+            "`tensor` names a tensor of the input `file`, and there is none",
+        ));
+    }
+    let weights = match &spec.weights {
+        WeightsSpec::Seeded => WeightsSpec::Seeded,
+        WeightsSpec::Safetensors(checkpoint) => {
+            if matches!(block, Block::Stack { .. }) && !checkpoint.prefix.contains("{layer}") {
+                return Err(problem(
+                    format!("{key}.weights.prefix"),
+                    "a stack reads one layer per index: its prefix needs `{layer}` (`encoder.layer.{layer}.`)",
+                ));
+            }
+            WeightsSpec::Safetensors(CheckpointSpec {
+                safetensors: base.join(&checkpoint.safetensors),
+                ..checkpoint.clone()
+            })
+        }
+    };
     Ok(Model {
         name: spec.name.clone(),
         block,
         tokens: spec.input.tokens.get(),
         outliers: spec.input.outliers,
-        weights: spec.weights,
+        input_file: spec.input.file.as_ref().map(|file| InputFile {
+            path: base.join(file),
+            tensor: spec.input.tensor.clone(),
+        }),
+        weights,
     })
-}
-
-fn block_dims(block: BlockKind) -> &'static str {
-    match block {
-        BlockKind::Linear => "`hidden` and optionally `out_features`",
-        BlockKind::Mlp => "`hidden` and `intermediate`",
-    }
-}
-
-fn required_dim(
-    key: &str,
-    block: BlockKind,
-    name: &str,
-    value: Option<Count>,
-) -> Result<usize, Problem> {
-    value.map(Count::get).ok_or_else(|| {
-        problem(
-            format!("{key}.dims"),
-            format!(
-                "missing `{name}`: block `{}` needs {}",
-                block.name(),
-                block_dims(block)
-            ),
-        )
-    })
-}
-
-fn reject_dim(
-    key: &str,
-    block: BlockKind,
-    name: &str,
-    value: Option<Count>,
-) -> Result<(), Problem> {
-    match value {
-        Some(_) => Err(problem(
-            format!("{key}.dims.{name}"),
-            format!(
-                "`{name}` is not a dimension of block `{}`, which takes {}",
-                block.name(),
-                block_dims(block)
-            ),
-        )),
-        None => Ok(()),
-    }
 }
 
 fn gates(key: &str, spec: &GateSpec, base: Gates) -> Result<Gates, Problem> {

@@ -17,7 +17,7 @@ use super::Device;
 use crate::backend::BackendError;
 use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
 use crate::formats::{Format, Overflow};
-use crate::model::{Block, Model, Tensor, Weights};
+use crate::model::{Block, MlpShape, Model, Tensor, Weights};
 use crate::precision::{PlantedFault, Policy};
 use crate::quant::{self, AmaxHistory, Operand, QuantSpec, Recipe};
 use crate::suite::Activation;
@@ -599,11 +599,22 @@ impl CudaBlock {
                 )?;
                 Program::Linear { quantize, matmul }
             }
-            Block::Mlp {
+            Block::Mlp(MlpShape {
                 hidden,
                 intermediate,
                 activation,
-            } => {
+                gated: true,
+            }) => {
+                let activation = match activation {
+                    Activation::Silu => 0,
+                    Activation::GeluTanh => 1,
+                    other => {
+                        return Err(BackendError::Unsupported(format!(
+                            "the CUDA backend's gated MLP runs silu and gelu_tanh, not {}",
+                            other.name()
+                        )))
+                    }
+                };
                 let quantize_x = Quantizer::new(&mut arena, &stream, path, tokens, hidden)?;
                 let gate_up = MatmulGroup::new(
                     &device,
@@ -636,14 +647,17 @@ impl CudaBlock {
                     gate_up,
                     gate_up_out,
                     inter: intermediate,
-                    activation: match activation {
-                        Activation::Silu => 0,
-                        Activation::GeluTanh => 1,
-                    },
+                    activation,
                     hidden: hidden_buf,
                     quantize_h,
                     down,
                 }
+            }
+            other => {
+                return Err(BackendError::Unsupported(format!(
+                    "the CUDA backend runs `linear` and gated `mlp` blocks so far, not {}",
+                    describe(&other)
+                )))
             }
         };
         let staging_len = tokens * in_features.max(out_features);
@@ -777,3 +791,11 @@ impl CudaBlock {
 
 /// cuBLASLt workspace per matmul group: what its Hopper kernels ask for at these sizes.
 const WORKSPACE_BYTES: usize = 32 << 20;
+
+/// A block as a person names it in an error: `attention`, or `mlp` (plain).
+fn describe(block: &Block) -> String {
+    match block {
+        Block::Mlp(MlpShape { gated: false, .. }) => "a plain `mlp`".to_owned(),
+        other => format!("`{}`", other.kind_name()),
+    }
+}

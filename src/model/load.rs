@@ -1,0 +1,328 @@
+//! Weights and inputs from files: `.safetensors` checkpoints (memory-mapped) and captured
+//! activations (`.safetensors` or `.npy`).
+//!
+//! A block's parameter is looked up in the checkpoint as `prefix + name`, where a stack's layer
+//! `layers.N.` prefix becomes `{layer}` = N in the checkpoint's prefix, and `map` renames what a
+//! checkpoint calls otherwise. Every problem names the file and the tensor, and for a wrong shape
+//! both shapes: a suite author fixes it without opening the file.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+use super::graph::Graph;
+use super::{InputFile, Tensor, Weights};
+use crate::formats::Format;
+use crate::suite::CheckpointSpec;
+
+/// Why weights or an input could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be opened or mapped.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid `.safetensors` or `.npy` file (truncated, for instance).
+    #[error("{} is not a valid {kind} file: {message}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// `.safetensors` or `.npy`.
+        kind: &'static str,
+        /// What the reader said.
+        message: String,
+    },
+    /// A tensor the block needs is not in the file.
+    #[error("{} has no tensor `{tensor}` (the block's `{param}`){hint}", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The name looked up.
+        tensor: String,
+        /// The block's parameter.
+        param: String,
+        /// A near name in the file, if any.
+        hint: String,
+    },
+    /// A tensor has another shape than the block needs.
+    #[error("{}: tensor `{tensor}` has shape {found:?}, the block's `{param}` needs {expected:?}", path.display())]
+    Shape {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// The block's parameter.
+        param: String,
+        /// What the block needs.
+        expected: Vec<usize>,
+        /// What the file holds.
+        found: Vec<usize>,
+    },
+    /// A tensor's element type is not one precheck reads.
+    #[error("{}: tensor `{tensor}` is {found}; precheck reads F32, F16 and BF16 tensors", path.display())]
+    Dtype {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// Its element type.
+        found: String,
+    },
+    /// A `.safetensors` input file holds several tensors and the suite names none.
+    #[error("{} holds {count} tensors ({names}): say which with `input.tensor`", path.display())]
+    Ambiguous {
+        /// The file.
+        path: PathBuf,
+        /// How many.
+        count: usize,
+        /// Their names.
+        names: String,
+    },
+    /// An input file that is neither `.safetensors` nor `.npy`.
+    #[error("{}: inputs are read from `.safetensors` or `.npy` files", path.display())]
+    Extension {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// A memory-mapped `.safetensors` file.
+struct Checkpoint {
+    path: PathBuf,
+    map: Mmap,
+}
+
+impl Checkpoint {
+    fn open(path: &Path) -> Result<Self, LoadError> {
+        let io = |source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        // SAFETY: the map is only read, and a checkpoint is not written while a run reads it; a
+        // file truncated meanwhile would fault, as with any mmap reader (safetensors' own).
+        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        Ok(Checkpoint {
+            path: path.to_owned(),
+            map,
+        })
+    }
+
+    fn tensors(&self) -> Result<SafeTensors<'_>, LoadError> {
+        SafeTensors::deserialize(&self.map).map_err(|e| LoadError::Format {
+            path: self.path.clone(),
+            kind: ".safetensors",
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The values of tensor `name` of `tensors` as f32, checked against `expected` (`param` names the
+/// block's parameter in errors). A leading dimension of 1 is dropped, as a batch of one.
+fn read(
+    file: &Path,
+    tensors: &SafeTensors,
+    name: &str,
+    param: &str,
+    expected: &[usize],
+) -> Result<Vec<f32>, LoadError> {
+    let view = tensors.tensor(name).map_err(|_| {
+        let names = tensors.names();
+        let hint = crate::suite::nearest(name, names.iter().copied())
+            .map(|n| format!("; did you mean `{n}`?"))
+            .unwrap_or_default();
+        LoadError::Missing {
+            path: file.to_owned(),
+            tensor: name.to_owned(),
+            param: param.to_owned(),
+            hint,
+        }
+    })?;
+    let mut shape = view.shape().to_vec();
+    if shape.len() == expected.len() + 1 && shape[0] == 1 {
+        shape.remove(0);
+    }
+    if shape != expected {
+        return Err(LoadError::Shape {
+            path: file.to_owned(),
+            tensor: name.to_owned(),
+            param: param.to_owned(),
+            expected: expected.to_vec(),
+            found: view.shape().to_vec(),
+        });
+    }
+    let bytes = view.data();
+    let values = match view.dtype() {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(LoadError::Dtype {
+                path: file.to_owned(),
+                tensor: name.to_owned(),
+                found: format!("{other:?}"),
+            })
+        }
+    };
+    Ok(values)
+}
+
+/// The checkpoint's name for the block parameter `param`.
+fn checkpoint_name(spec: &CheckpointSpec, param: &str) -> String {
+    let (layer, rest) = param
+        .strip_prefix("layers.")
+        .and_then(|tail| tail.split_once('.'))
+        .filter(|(index, _)| index.parse::<usize>().is_ok())
+        .map_or(("", param), |(index, rest)| (index, rest));
+    let rest = spec.map.get(rest).map_or(rest, String::as_str);
+    format!("{}{rest}", spec.prefix.replace("{layer}", layer))
+}
+
+/// Every parameter of `graph` from the checkpoint `spec`, rounded to `format`.
+pub fn checkpoint(
+    spec: &CheckpointSpec,
+    graph: &Graph,
+    format: Format,
+) -> Result<Weights, LoadError> {
+    let file = Checkpoint::open(&spec.safetensors)?;
+    let tensors = file.tensors()?;
+    let tensors = graph
+        .params
+        .iter()
+        .map(|param| {
+            let name = checkpoint_name(spec, &param.name);
+            let mut data = read(&file.path, &tensors, &name, &param.name, &param.shape)?;
+            format.round_slice(&mut data);
+            let (rows, cols) = match param.shape[..] {
+                [rows, cols] => (rows, cols),
+                [n] => (1, n),
+                _ => unreachable!("parameters are 1-D or 2-D"),
+            };
+            Ok((param.name.clone(), Tensor::new(rows, cols, data)))
+        })
+        .collect::<Result<_, LoadError>>()?;
+    Ok(Weights { tensors })
+}
+
+/// The input `[rows, cols]` from `file`, rounded to `format`.
+pub fn input(
+    file: &InputFile,
+    [rows, cols]: [usize; 2],
+    format: Format,
+) -> Result<Tensor, LoadError> {
+    let path = &file.path;
+    let mut data = match path.extension().and_then(|e| e.to_str()) {
+        Some("safetensors") => {
+            let checkpoint = Checkpoint::open(path)?;
+            let tensors = checkpoint.tensors()?;
+            let name = match &file.tensor {
+                Some(name) => name.clone(),
+                None => {
+                    let names = tensors.names();
+                    match names.as_slice() {
+                        [only] => only.to_string(),
+                        _ => {
+                            let mut list = names.clone();
+                            list.sort_unstable();
+                            return Err(LoadError::Ambiguous {
+                                path: path.clone(),
+                                count: list.len(),
+                                names: list.join(", "),
+                            });
+                        }
+                    }
+                }
+            };
+            read(path, &tensors, &name, "input", &[rows, cols])?
+        }
+        Some("npy") => read_npy(path, [rows, cols])?,
+        _ => return Err(LoadError::Extension { path: path.clone() }),
+    };
+    format.round_slice(&mut data);
+    Ok(Tensor::new(rows, cols, data))
+}
+
+/// A float32 or float64 `.npy` array of shape `[rows, cols]` (or `[1, rows, cols]`).
+fn read_npy(path: &Path, expected: [usize; 2]) -> Result<Vec<f32>, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let invalid = |message: String| LoadError::Format {
+        path: path.to_owned(),
+        kind: ".npy",
+        message,
+    };
+    let array = npyz::NpyFile::new(&bytes[..]).map_err(|e| invalid(e.to_string()))?;
+    let mut shape: Vec<usize> = array.shape().iter().map(|&d| d as usize).collect();
+    if shape.len() == 3 && shape[0] == 1 {
+        shape.remove(0);
+    }
+    if shape != expected {
+        return Err(LoadError::Shape {
+            path: path.to_owned(),
+            tensor: "(the array)".into(),
+            param: "input".into(),
+            expected: expected.to_vec(),
+            found: array.shape().iter().map(|&d| d as usize).collect(),
+        });
+    }
+    let descr = array.dtype().descr();
+    match descr.trim_matches('\'') {
+        "<f4" => array.into_vec::<f32>().map_err(|e| invalid(e.to_string())),
+        "<f8" => array
+            .into_vec::<f64>()
+            .map(|v| v.into_iter().map(|x| x as f32).collect())
+            .map_err(|e| invalid(e.to_string())),
+        other => Err(LoadError::Dtype {
+            path: path.to_owned(),
+            tensor: "(the array)".into(),
+            found: other.to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_layers_fill_the_prefix_and_map_renames() {
+        let spec = CheckpointSpec {
+            safetensors: PathBuf::from("m.safetensors"),
+            prefix: "encoder.layer.{layer}.".into(),
+            map: [("fc1.weight".to_owned(), "mlp.fc_in.weight".to_owned())].into(),
+        };
+        assert_eq!(
+            checkpoint_name(&spec, "layers.3.attention.self.query.weight"),
+            "encoder.layer.3.attention.self.query.weight"
+        );
+        assert_eq!(
+            checkpoint_name(&spec, "fc1.weight"),
+            "encoder.layer..mlp.fc_in.weight"
+        );
+        let plain = CheckpointSpec {
+            prefix: "model.layers.2.mlp.".into(),
+            ..spec
+        };
+        assert_eq!(
+            checkpoint_name(&plain, "gate_proj.weight"),
+            "model.layers.2.mlp.gate_proj.weight"
+        );
+    }
+}
