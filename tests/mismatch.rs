@@ -6,10 +6,11 @@ use precheck::backend::{CpuBackend, Executable};
 use precheck::formats::{Format, Overflow};
 use precheck::mismatch::fingerprint::fingerprint;
 use precheck::mismatch::Direction;
-use precheck::model::{seeded, Block, MlpShape, Model, Tensor, Weights};
+use precheck::model::graph::AttentionShape;
+use precheck::model::{seeded, AttentionBlock, Block, MlpShape, Model, Tensor, Weights};
 use precheck::precision::{presets, Policy};
 use precheck::quant::QuantSpec;
-use precheck::suite::{Activation, Ident, WeightsSpec};
+use precheck::suite::{Activation, Ident, OutlierSpec, WeightsSpec};
 use rand::{Rng, SeedableRng};
 
 fn mlp() -> Model {
@@ -35,6 +36,39 @@ fn linear() -> Model {
             out_features: 1024,
         },
         ..mlp()
+    }
+}
+
+/// GQA attention on inputs with outlier channels scaled 30×: large logits, where the softmax's
+/// precision shows (at 8× an FP16 softmax moves the output by only 4e-7 in `1 − cos`, below the
+/// fingerprint's noise floor: such a fault is then harmless and not reported).
+fn attention() -> Model {
+    Model {
+        block: Block::Attention(AttentionBlock {
+            hidden: 256,
+            shape: AttentionShape {
+                heads: 4,
+                kv_heads: 2,
+                head_dim: 64,
+                causal: false,
+            },
+            rope_theta: Some(10_000.0),
+        }),
+        tokens: 64,
+        outliers: Some(OutlierSpec {
+            fraction: 0.05,
+            scale: 30.0,
+        }),
+        ..mlp()
+    }
+}
+
+/// FP16 with the softmax kept in FP32, as the seed's attention ran.
+fn fp16_fp32_softmax() -> Policy {
+    Policy {
+        name: "fp16_fp32_softmax".into(),
+        softmax: Format::Fp32,
+        ..presets::preset("fp16").unwrap()
     }
 }
 
@@ -131,6 +165,40 @@ fn a_bf16_matmul_run_in_fp8_is_caught_lower() {
     );
 }
 
+#[test]
+fn a_policy_fp32_softmax_run_in_fp16_is_caught_lower() {
+    let model = attention();
+    let (weights, input) = setup(&model, 5);
+    let policy = fp16_fp32_softmax();
+    // The planted fault: a backend that fuses the softmax into an FP16 node.
+    let fused = Policy {
+        softmax: Format::Fp16,
+        ..policy.clone()
+    };
+    let output = emulate(&model, &weights, &input, &fused);
+    let found = fingerprint(
+        &model,
+        &weights,
+        &input,
+        &policy,
+        &output.data,
+        &emulate(&model, &weights, &input, &policy),
+    )
+    .unwrap();
+    let detected = found
+        .detected
+        .clone()
+        .unwrap_or_else(|| panic!("FP16 softmax not caught: {found:?}"));
+    assert_eq!(
+        (
+            detected.operation.as_str(),
+            detected.direction,
+            detected.spec.as_str()
+        ),
+        ("softmax", Direction::Lower, "fp16")
+    );
+}
+
 /// The right policy, computed with its outputs perturbed by one BF16 ulp in 10 % of the elements:
 /// what a correct GPU kernel with another accumulation order gives (BENCHMARKS.md).
 fn honest_with_noise(
@@ -157,10 +225,13 @@ fn honest_with_noise(
 #[test]
 fn honest_outputs_raise_no_alarm_over_20_seeds() {
     for seed in 0..20 {
-        for model in [mlp(), linear()] {
+        for model in [mlp(), linear(), attention()] {
             let (weights, input) = setup(&model, seed);
-            for name in ["fp8_e4m3", "bf16", "mxfp4"] {
-                let policy = presets::preset(name).unwrap();
+            for name in ["fp8_e4m3", "bf16", "mxfp4", "fp16_fp32_softmax"] {
+                let policy = match name {
+                    "fp16_fp32_softmax" => fp16_fp32_softmax(),
+                    _ => presets::preset(name).unwrap(),
+                };
                 let output = honest_with_noise(&model, &weights, &input, &policy, seed);
                 let found = fingerprint(
                     &model,

@@ -1,12 +1,13 @@
 //! Numeric fingerprints: quantization leaves a signature in an output. The CPU emulation of the
 //! requested policy and of each plausible mismatch (one matmul in a higher precision, or, where
-//! the policy keeps it high, one step lower) run on the same weights and input; an output that
+//! the policy keeps it high, one step lower; a softmax, norm or activation the policy keeps above
+//! its default format, run in the default) run on the same weights and input; an output that
 //! sits clearly closer to a mismatch than to the request says which operation ran in what.
 
 use serde::{Deserialize, Serialize};
 
 use super::{math_precision, Direction};
-use crate::backend::{BackendError, CpuBackend, Executable};
+use crate::backend::{Backend, BackendError, CpuBackend, Executable};
 use crate::formats::Format;
 use crate::measure::compare;
 use crate::model::{Model, Tensor, Weights};
@@ -26,7 +27,8 @@ pub const NOISE_FLOOR: f64 = 1e-6;
 /// One alternative the output was compared with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alternative {
-    /// The operation (the matmul, named by its weight).
+    /// The operation: a matmul (named by its weight), a group of them, or an operation class
+    /// (`softmax`, `norm`, `activation`).
     pub operation: String,
     /// The format it was emulated in (`fp32`, `bf16/cast`, `fp8_e4m3/per_tensor`).
     pub spec: String,
@@ -91,6 +93,33 @@ fn matmul_groups(matmuls: &[&str]) -> Vec<(String, Vec<String>)> {
     groups
 }
 
+/// The operation classes a policy keeps above its default format, and which the block has: each
+/// as the policy with that class lowered to the default (a softmax or norm fused into an FP16
+/// node, TensorRT #3889).
+fn lowered_classes(model: &Model, policy: &Policy) -> Vec<(&'static str, Policy)> {
+    type Field = fn(&mut Policy) -> &mut Format;
+    const CLASSES: [(&str, &str, Field); 3] = [
+        ("softmax", "attention", |p| &mut p.softmax),
+        ("norm", "norm", |p| &mut p.norm),
+        ("activation", "activation", |p| &mut p.activation),
+    ];
+    let graph = model.block.graph();
+    let default = math_precision(policy.default).bits();
+    CLASSES
+        .iter()
+        .filter(|(_, op_class, _)| graph.nodes.iter().any(|n| n.op.class() == *op_class))
+        .filter_map(|&(name, _, field)| {
+            let mut lowered = policy.clone();
+            let format = field(&mut lowered);
+            if math_precision(*format).bits() <= default {
+                return None;
+            }
+            *format = policy.default;
+            Some((name, lowered))
+        })
+        .collect()
+}
+
 /// Compares `output` of `model` run as `policy` with `requested`, the CPU emulation of the
 /// request (which the caller has already computed for its agreement check), and with the
 /// emulation of every alternative, on the same `weights` and `input`.
@@ -131,6 +160,15 @@ pub fn fingerprint(
                 distance: distance(&emulation)?,
             });
         }
+    }
+    for (operation, lowered) in lowered_classes(model, policy) {
+        let emulation = cpu.prepare(model, weights, &lowered)?.run(input)?;
+        compared.push(Alternative {
+            operation: operation.to_owned(),
+            spec: lowered.default.to_string(),
+            direction: Direction::Lower,
+            distance: distance(&emulation)?,
+        });
     }
     compared.sort_by(|a, b| a.distance.total_cmp(&b.distance));
     let detected = compared
