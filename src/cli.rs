@@ -77,6 +77,13 @@ enum Command {
         #[arg(long)]
         job: String,
     },
+    /// Print a variant's precision evidence for a person: fingerprint, kernel trace, verdict.
+    Explain {
+        /// Run folder (holding results.jsonl).
+        run_dir: PathBuf,
+        /// The variant's id (`model/precision/device`).
+        variant: String,
+    },
     /// Show the backends and devices this machine has.
     Devices,
     /// Show the precision presets a suite can name.
@@ -166,6 +173,7 @@ pub fn main() -> ExitCode {
         Command::List { suite } => list(&suite),
         Command::Merge { run_dirs, out } => merge(&run_dirs, &out),
         Command::Worker { job } => worker(&job),
+        Command::Explain { run_dir, variant } => explain(&run_dir, &variant),
         Command::Devices => Ok(devices()),
         Command::Precisions => Ok(precisions()),
         #[cfg(feature = "report")]
@@ -387,6 +395,21 @@ fn write_reports(out: &Path) {
 fn display_paths(paths: &[PathBuf]) -> String {
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     names.join(", ")
+}
+
+/// `precheck explain`: the evidence of one recorded variant; an unknown id is a usage error with
+/// the nearest recorded one.
+fn explain(run_dir: &Path, variant: &str) -> anyhow::Result<ExitCode> {
+    let path = run_dir.join(crate::results::RESULTS_FILE);
+    let (records, _) = crate::results::read_records(&path)?;
+    let Some(record) = records.iter().find(|r| r.id == variant) else {
+        let hint = crate::suite::nearest(variant, records.iter().map(|r| r.id.as_str()))
+            .map(|id| format!(", did you mean `{id}`?"))
+            .unwrap_or_default();
+        anyhow::bail!("{} has no variant `{variant}`{hint}", path.display());
+    };
+    print!("{}", crate::mismatch::explain::explain(record));
+    Ok(ExitCode::Success)
 }
 
 /// `precheck report`: exits as `run` did, so that CI can gate on a rebuilt report.

@@ -339,4 +339,31 @@ gates: { cos_min: 0.99 }
     let bf16 = by_id("m/bf16/cpu");
     assert_eq!(bf16.status, Status::Passed);
     assert_eq!(bf16.mismatch.as_ref().unwrap().verdict, Verdict::None);
+
+    // `precheck explain` shows a person the verdict and the alternative the output matched.
+    let explain = |id: &str| {
+        assert_cmd::Command::cargo_bin("precheck")
+            .unwrap()
+            .arg("explain")
+            .arg(dir.path())
+            .arg(id)
+            .output()
+            .unwrap()
+    };
+    let shown = explain("m/fp8_e4m3/cpu");
+    assert!(shown.status.success());
+    let text = String::from_utf8(shown.stdout).unwrap();
+    assert!(
+        text.contains("Verdict: MISMATCH, higher than asked"),
+        "{text}"
+    );
+    let matched = text.lines().find(|l| l.ends_with("<- matches")).unwrap();
+    assert!(
+        matched.contains("weight as ") && matched.contains("(Higher)"),
+        "{text}"
+    );
+    let unknown = explain("m/fp8_e4m3/gpu");
+    assert_eq!(unknown.status.code(), Some(2));
+    let error = String::from_utf8(unknown.stderr).unwrap();
+    assert!(error.contains("did you mean `m/fp8_e4m3/cpu`?"), "{error}");
 }

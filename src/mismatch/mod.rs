@@ -6,6 +6,7 @@
 //! that report the kernels they launched: the CUDA backend through CUPTI). Engine layer reports
 //! (trtexec) and speed sanity checks are still to come.
 
+pub mod explain;
 pub mod fingerprint;
 pub mod kernels;
 
