@@ -429,7 +429,10 @@ fn conclude_task(
         .median(&pending.group)
         .map(|median| (pending.group.clone(), median));
     match execution {
-        Execution::Finished(outcome) => conclude(&mut record, *outcome, baseline),
+        Execution::Finished(outcome) => {
+            conclude(&mut record, *outcome, baseline);
+            check_speed(&mut record, &spec.suite.baseline_policy());
+        }
         Execution::Failed(message, exit) => {
             record.error = Some(message);
             record.worker = Some(exit);
@@ -640,6 +643,20 @@ fn blank_record(spec: &RunSpec, index: usize, slot: &Slot) -> VariantRecord {
         worker: None,
         started_at: Utc::now(),
         wall_s: 0.0,
+    }
+}
+
+/// Marks a measured variant whose lower precision bought no speed against its baseline.
+fn check_speed(record: &mut VariantRecord, baseline_policy: &Policy) {
+    if let (Some(mismatch), Some(baseline)) = (record.mismatch.as_mut(), &record.baseline) {
+        mismatch::speed_sanity(
+            mismatch,
+            &record.policy,
+            baseline_policy,
+            record.emulated,
+            baseline.median_ms,
+            baseline.speedup,
+        );
     }
 }
 

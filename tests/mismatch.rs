@@ -286,11 +286,13 @@ impl precheck::backend::Backend for SilentFp32Fallback {
     }
 }
 
-#[test]
-fn a_silent_fallback_fails_the_precision_mismatch_gate() {
+/// A BF16 and an FP8 variant of a linear block run through the runner on `backend`, recorded in
+/// the returned folder.
+fn run_in_process(
+    backend: &dyn precheck::backend::Backend,
+) -> (tempfile::TempDir, Vec<precheck::results::VariantRecord>) {
     use precheck::farm::{Device, Slot};
-    use precheck::mismatch::Verdict;
-    use precheck::results::{ResultsWriter, Status};
+    use precheck::results::ResultsWriter;
     use precheck::runner::{run, InProcess, RunSpec, Silent};
 
     let text = "
@@ -317,10 +319,18 @@ gates: { cos_min: 0.99 }
         recorded: &[],
         stop: &stop,
     };
-    let backend = SilentFp32Fallback;
-    let records = run(&spec, &InProcess::new(&backend), &mut writer, &mut Silent)
+    let records = run(&spec, &InProcess::new(backend), &mut writer, &mut Silent)
         .unwrap()
         .records;
+    (dir, records)
+}
+
+#[test]
+fn a_silent_fallback_fails_the_precision_mismatch_gate() {
+    use precheck::mismatch::Verdict;
+    use precheck::results::Status;
+
+    let (dir, records) = run_in_process(&SilentFp32Fallback);
     let by_id = |id: &str| records.iter().find(|r| r.id == id).unwrap();
     let fp8 = by_id("m/fp8_e4m3/cpu");
     assert_eq!(fp8.status, Status::Failed);
@@ -366,4 +376,69 @@ gates: { cos_min: 0.99 }
     assert_eq!(unknown.status.code(), Some(2));
     let error = String::from_utf8(unknown.stderr).unwrap();
     assert!(error.contains("did you mean `m/fp8_e4m3/cpu`?"), "{error}");
+}
+
+/// Honest numerics, but FP8 twice as slow as BF16: a lower precision that bought no speed.
+struct SlowFp8;
+
+struct FixedTime {
+    inner: Box<dyn Executable>,
+    per_iteration: std::time::Duration,
+}
+
+impl Executable for FixedTime {
+    fn run(&mut self, input: &Tensor) -> Result<Tensor, precheck::backend::BackendError> {
+        self.inner.run(input)
+    }
+
+    fn time(
+        &mut self,
+        _: &Tensor,
+        _: u32,
+        iterations: usize,
+    ) -> Result<Vec<std::time::Duration>, precheck::backend::BackendError> {
+        Ok(vec![self.per_iteration; iterations])
+    }
+}
+
+impl precheck::backend::Backend for SlowFp8 {
+    fn kind(&self) -> precheck::backend::BackendKind {
+        precheck::backend::BackendKind::Cpu
+    }
+
+    fn device_name(&self) -> String {
+        "slow fp8".into()
+    }
+
+    fn prepare(
+        &self,
+        model: &Model,
+        weights: &Weights,
+        policy: &Policy,
+    ) -> Result<Box<dyn Executable>, precheck::backend::BackendError> {
+        let ms = if policy.name == "fp8_e4m3" { 2 } else { 1 };
+        Ok(Box::new(FixedTime {
+            inner: CpuBackend::new().prepare(model, weights, policy)?,
+            per_iteration: std::time::Duration::from_millis(ms),
+        }))
+    }
+}
+
+#[test]
+fn an_fp8_variant_slower_than_bf16_is_suspect_but_not_failed() {
+    use precheck::mismatch::Verdict;
+    use precheck::results::Status;
+
+    let (_dir, records) = run_in_process(&SlowFp8);
+    let fp8 = records.iter().find(|r| r.id == "m/fp8_e4m3/cpu").unwrap();
+    assert_eq!(fp8.status, Status::Passed, "{:?}", fp8.failures);
+    let Some(Verdict::Suspect { reason }) = fp8.mismatch.as_ref().map(|m| &m.verdict) else {
+        panic!("not suspect: {:?}", fp8.mismatch);
+    };
+    assert_eq!(
+        reason,
+        "Fp8 GEMMs are not faster than the Bf16 baseline (0.50x of its 1.000 ms)"
+    );
+    let bf16 = records.iter().find(|r| r.id == "m/bf16/cpu").unwrap();
+    assert_eq!(bf16.mismatch.as_ref().unwrap().verdict, Verdict::None);
 }

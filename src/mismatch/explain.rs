@@ -86,6 +86,7 @@ fn evidence(text: &mut String, mismatch: &Mismatch) {
             direction(*d),
             evidence.join("\n  ")
         ),
+        Verdict::Suspect { reason } => writeln!(text, "\nVerdict: suspect: {reason}"),
         Verdict::NoEvidence { missing } => writeln!(
             text,
             "\nVerdict: no evidence ({} unavailable)",

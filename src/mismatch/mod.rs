@@ -4,7 +4,7 @@
 //! Two kinds of evidence exist today: the numeric [`fingerprint`] (any backend: the output against
 //! CPU emulations of the request and of plausible mismatches) and the [`kernels`] trace (backends
 //! that report the kernels they launched: the CUDA backend through CUPTI). Engine layer reports
-//! (trtexec) and speed sanity checks are still to come.
+//! (trtexec) are still to come; [`speed_sanity`] marks a lower precision that bought no speed.
 
 pub mod explain;
 pub mod fingerprint;
@@ -39,6 +39,12 @@ pub enum Verdict {
         direction: Direction,
         /// Operations (by weight name) or kernel names.
         evidence: Vec<String>,
+    },
+    /// Nothing shows a mismatch, but the variant's lower precision bought no speed: its GEMMs
+    /// should be faster than the baseline's and are not (speed sanity).
+    Suspect {
+        /// What was compared.
+        reason: String,
     },
     /// No kind of evidence could be gathered.
     NoEvidence {
@@ -84,6 +90,39 @@ pub fn expected_gemm_precision(policy: &Policy, emulated: bool) -> MathPrecision
         math_precision(matmul.activations.format)
     } else {
         math_precision(matmul.weights.format)
+    }
+}
+
+/// Below this baseline latency a block is launch-bound, and a lower precision need not be faster:
+/// speed sanity only judges blocks at least this slow (the seed MLP takes 0.34 ms in BF16).
+pub const SPEED_SANITY_MIN_MS: f64 = 0.1;
+
+/// Speed sanity, the fourth kind of evidence: a variant whose GEMMs run in a lower precision than
+/// its baseline's (the reference precision, same model and device) and that is not faster than
+/// it is marked [`Verdict::Suspect`], unless other evidence already decided. Emulated variants
+/// (quantized values multiplied in a wider format) are not expected to be faster.
+pub fn speed_sanity(
+    mismatch: &mut Mismatch,
+    policy: &Policy,
+    baseline: &Policy,
+    emulated: bool,
+    baseline_median_ms: f64,
+    speedup: f64,
+) {
+    let asked = expected_gemm_precision(policy, emulated);
+    let base = expected_gemm_precision(baseline, false);
+    // A NaN speed-up (no timing) is no evidence of speed either way.
+    let faster = speedup > 1.0 || speedup.is_nan();
+    if emulated || asked.bits() >= base.bits() || baseline_median_ms < SPEED_SANITY_MIN_MS || faster
+    {
+        return;
+    }
+    if matches!(mismatch.verdict, Verdict::None) {
+        mismatch.verdict = Verdict::Suspect {
+            reason: format!(
+                "{asked:?} GEMMs are not faster than the {base:?} baseline ({speedup:.2}x of its {baseline_median_ms:.3} ms)"
+            ),
+        };
     }
 }
 

@@ -1,6 +1,7 @@
 //! One variant's numbers as the text every report shows, so that the terminal, HTML and Markdown
 //! tables agree to the digit.
 
+use crate::mismatch::Verdict;
 use crate::results::{Status, VariantRecord};
 
 /// Cosine similarity, 6 decimals; empty when not measured.
@@ -49,10 +50,21 @@ pub fn speedup(record: &VariantRecord) -> String {
         .map_or_else(String::new, |b| format!("{:.2}x", b.speedup))
 }
 
-/// Why a variant did not pass (the gates it failed, or its error); empty when it passed.
+/// Why a variant did not pass (the gates it failed, or its error); for one that passed, a
+/// precision verdict that only warns (a mismatch under `precision_mismatch: warn`, a suspect).
 pub fn why(record: &VariantRecord) -> String {
     match record.status {
-        Status::Passed => String::new(),
+        Status::Passed => match record.mismatch.as_ref().map(|m| &m.verdict) {
+            Some(Verdict::Suspect { reason }) => format!("precision suspect: {reason}"),
+            Some(Verdict::Detected {
+                direction,
+                evidence,
+            }) => format!(
+                "precision mismatch ({direction:?}, not gated): {}",
+                evidence.join("; ")
+            ),
+            _ => String::new(),
+        },
         Status::Failed => failures(record),
         Status::Error => record
             .error
