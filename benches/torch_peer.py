@@ -94,7 +94,7 @@ def precheck_timings(binary, iters):
     cmd = [binary, "run", "suites/paligemma.yaml", "--backend", "cuda", "--out", out_dir,
            "--iterations", str(iters), "--warmup", "20"]
     for p in ["bf16", "fp16", "fp8_e4m3", "fp32", "tf32", "int8", "mxfp8", "mxfp4", "nvfp4"]:
-        cmd += ["--filter", f"/{p}/"]
+        cmd += ["--filter", f"paligemma_mlp/{p}/*"]
     print("$", " ".join(cmd), flush=True)
     run = subprocess.run(cmd, text=True, capture_output=True)
     print(run.stdout)
