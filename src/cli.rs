@@ -506,7 +506,17 @@ impl Observer for Progress {
 fn validate(paths: &[PathBuf]) -> ExitCode {
     let mut code = ExitCode::Success;
     for path in paths {
-        match suite::load(path) {
+        let checked = suite::load(path)
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| {
+                for model in &loaded.suite.models {
+                    model
+                        .check_files()
+                        .map_err(|e| format!("{}: model `{}`: {e}", path.display(), model.name))?;
+                }
+                Ok(loaded)
+            });
+        match checked {
             Ok(loaded) => println!(
                 "ok    {}: {} variants",
                 path.display(),

@@ -188,3 +188,56 @@ fn a_run_without_its_checkpoint_records_the_error_for_every_variant_and_exits_3(
         );
     }
 }
+
+#[test]
+fn an_npy_input_of_float64_is_read_with_its_batch_dimension() {
+    use npyz::WriterBuilder;
+
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("weights.safetensors"),
+        &[("dense.weight", Dtype::F32, &[3, 4], f32_bytes([0.0; 12]))],
+    );
+    let mut bytes = Vec::new();
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[1, 2, 4])
+        .writer(&mut bytes)
+        .begin_nd()
+        .unwrap();
+    writer.extend((0..8).map(|i| i as f64 * 0.5)).unwrap();
+    writer.finish().unwrap();
+    std::fs::write(dir.path().join("input.npy"), bytes).unwrap();
+    let suite = suite(dir.path(), false);
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("{ tokens: 2 }", "{ tokens: 2, file: input.npy }");
+    std::fs::write(&suite, text).unwrap();
+    let loaded = suite::load(Path::new(&suite)).unwrap();
+    let input = loaded.suite.models[0].input(1, Format::Fp32).unwrap();
+    assert_eq!(input.data, [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]);
+}
+
+#[test]
+fn validate_checks_the_checkpoint_without_running() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("weights.safetensors"),
+        &[("dense.weight", Dtype::F32, &[4, 3], f32_bytes([0.0; 12]))],
+    );
+    let suite = suite(dir.path(), false);
+    let output = Command::cargo_bin("precheck")
+        .unwrap()
+        .args(["validate", &suite])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let error = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        error.contains("model `m`: ")
+            && error.contains(
+                "tensor `dense.weight` has shape [4, 3], the block's `weight` needs [3, 4]"
+            ),
+        "{error}"
+    );
+}

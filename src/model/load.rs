@@ -10,6 +10,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use super::graph::Graph;
@@ -123,15 +124,16 @@ impl Checkpoint {
     }
 }
 
-/// The values of tensor `name` of `tensors` as f32, checked against `expected` (`param` names the
-/// block's parameter in errors). A leading dimension of 1 is dropped, as a batch of one.
-fn read(
+/// Tensor `name` of `tensors`, checked against `expected` (`param` names the block's parameter in
+/// errors): present, of that shape (a leading dimension of 1 is dropped, as a batch of one), and
+/// of a float type precheck reads.
+fn find<'a>(
     file: &Path,
-    tensors: &SafeTensors,
+    tensors: &'a SafeTensors,
     name: &str,
     param: &str,
     expected: &[usize],
-) -> Result<Vec<f32>, LoadError> {
+) -> Result<TensorView<'a>, LoadError> {
     let view = tensors.tensor(name).map_err(|_| {
         let names = tensors.names();
         let hint = crate::suite::nearest(name, names.iter().copied())
@@ -157,8 +159,20 @@ fn read(
             found: view.shape().to_vec(),
         });
     }
+    if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        return Err(LoadError::Dtype {
+            path: file.to_owned(),
+            tensor: name.to_owned(),
+            found: format!("{:?}", view.dtype()),
+        });
+    }
+    Ok(view)
+}
+
+/// The values of a tensor [`find`] accepted, as f32.
+fn values(view: &TensorView) -> Vec<f32> {
     let bytes = view.data();
-    let values = match view.dtype() {
+    match view.dtype() {
         Dtype::F32 => bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -171,15 +185,20 @@ fn read(
             .chunks_exact(2)
             .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
             .collect(),
-        other => {
-            return Err(LoadError::Dtype {
-                path: file.to_owned(),
-                tensor: name.to_owned(),
-                found: format!("{other:?}"),
-            })
-        }
-    };
-    Ok(values)
+        other => unreachable!("find() accepts only float tensors, not {other:?}"),
+    }
+}
+
+/// Checks that the checkpoint `spec` holds every parameter of `graph` with its shape and a float
+/// type, reading only the file's header (`precheck validate`).
+pub fn check_checkpoint(spec: &CheckpointSpec, graph: &Graph) -> Result<(), LoadError> {
+    let file = Checkpoint::open(&spec.safetensors)?;
+    let tensors = file.tensors()?;
+    for param in &graph.params {
+        let name = checkpoint_name(spec, &param.name);
+        find(&file.path, &tensors, &name, &param.name, &param.shape)?;
+    }
+    Ok(())
 }
 
 /// The checkpoint's name for the block parameter `param`.
@@ -206,7 +225,13 @@ pub fn checkpoint(
         .iter()
         .map(|param| {
             let name = checkpoint_name(spec, &param.name);
-            let mut data = read(&file.path, &tensors, &name, &param.name, &param.shape)?;
+            let mut data = values(&find(
+                &file.path,
+                &tensors,
+                &name,
+                &param.name,
+                &param.shape,
+            )?);
             format.round_slice(&mut data);
             let (rows, cols) = match param.shape[..] {
                 [rows, cols] => (rows, cols),
@@ -248,7 +273,7 @@ pub fn input(
                     }
                 }
             };
-            read(path, &tensors, &name, "input", &[rows, cols])?
+            values(&find(path, &tensors, &name, "input", &[rows, cols])?)
         }
         Some("npy") => read_npy(path, [rows, cols])?,
         _ => return Err(LoadError::Extension { path: path.clone() }),

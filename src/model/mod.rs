@@ -57,6 +57,17 @@ impl Model {
         }
     }
 
+    /// Checks what can be checked of the model's files without reading their data: the
+    /// checkpoint's header (names, shapes, types). Seeded models and inputs pass.
+    pub fn check_files(&self) -> Result<(), LoadError> {
+        match &self.weights {
+            WeightsSpec::Seeded => Ok(()),
+            WeightsSpec::Safetensors(checkpoint) => {
+                load::check_checkpoint(checkpoint, &self.block.graph())
+            }
+        }
+    }
+
     /// The measured input, seeded or read from its file, rounded to `format`.
     pub fn input(&self, seed: u64, format: Format) -> Result<Tensor, LoadError> {
         match &self.input_file {
