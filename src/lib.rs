@@ -5,6 +5,7 @@
 //! → [`runner`] with a [`backend`] running [`model`] blocks in a [`precision`] policy (numbers
 //! from [`formats`], scaled by [`quant`] recipes) → [`measure`] (accuracy, latency) →
 //! [`gate`] → [`results`] (`results.jsonl`, `run.json`) → [`report`] and [`exit_code`].
+//! [`trtexec`] reads the files TensorRT's `trtexec` writes and gives its build flags for a policy.
 #![warn(missing_docs)]
 
 pub mod backend;
@@ -27,3 +28,4 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod suite;
+pub mod trtexec;

@@ -4,11 +4,13 @@
 //! Two kinds of evidence exist today: the numeric [`fingerprint`] (any backend: the output against
 //! CPU emulations of the request and of plausible mismatches) and the [`kernels`] trace (backends
 //! that report the kernels they launched: the CUDA backend through CUPTI). Engine layer reports
-//! (trtexec) are still to come; [`speed_sanity`] marks a lower precision that bought no speed.
+//! (TensorRT's, as trtexec exports them) are parsed in [`layers`]; the trtexec backend that produces
+//! them is still to come. [`speed_sanity`] marks a lower precision that bought no speed.
 
 pub mod explain;
 pub mod fingerprint;
 pub mod kernels;
+pub mod layers;
 
 use serde::{Deserialize, Serialize};
 
