@@ -34,7 +34,7 @@ fn golden() -> Vec<(String, Vec<f32>)> {
 }
 
 fn assert_matches(what: &str, layer: &str, got: &[f64], golden: &[f32]) {
-    let accuracy = compare(&golden.to_vec(), got).unwrap();
+    let accuracy = compare(golden, got).unwrap();
     assert!(
         accuracy.cos > 0.999_999 && accuracy.max_abs_err < 1e-4,
         "{what} {layer}: cos {} max abs err {}",

@@ -372,6 +372,23 @@ fn a_silent_fallback_fails_the_precision_mismatch_gate() {
         matched.contains("weight as ") && matched.contains("(Higher)"),
         "{text}"
     );
+    // The report carries the same evidence (run.json borrowed from a recorded run's fixture).
+    std::fs::copy(
+        "tests/fixtures/runs/base/run.json",
+        dir.path().join(precheck::results::RUN_INFO_FILE),
+    )
+    .unwrap();
+    assert_cmd::Command::cargo_bin("precheck")
+        .unwrap()
+        .arg("report")
+        .arg(dir.path())
+        .assert()
+        .code(1);
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("<h2>Precision evidence</h2>"));
+    // (tera escapes `/` in ids as `&#x2F;`.)
+    assert!(html.contains("m&#x2F;fp8_e4m3&#x2F;cpu</span>: detected (higher)"));
+    assert!(html.contains("m&#x2F;bf16&#x2F;cpu</span>: none"));
     let unknown = explain("m/fp8_e4m3/gpu");
     assert_eq!(unknown.status.code(), Some(2));
     let error = String::from_utf8(unknown.stderr).unwrap();

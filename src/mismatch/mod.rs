@@ -55,6 +55,20 @@ pub enum Verdict {
     },
 }
 
+impl Verdict {
+    /// One word or two for tables: `none`, `detected (higher)`, `suspect`, `no evidence`.
+    pub fn summary(&self) -> String {
+        match self {
+            Verdict::None => "none".into(),
+            Verdict::Detected { direction, .. } => {
+                format!("detected ({})", format!("{direction:?}").to_lowercase())
+            }
+            Verdict::Suspect { .. } => "suspect".into(),
+            Verdict::NoEvidence { .. } => "no evidence".into(),
+        }
+    }
+}
+
 /// Everything precheck found about a variant's precision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mismatch {

@@ -119,6 +119,7 @@ struct RunPage {
     rows: Vec<rows::VariantRow>,
     charts: RunCharts,
     depth: Option<rows::DepthTable>,
+    evidence: Vec<rows::Evidence>,
     environment: Vec<Fact>,
 }
 
@@ -137,6 +138,7 @@ pub fn run_report(run: &RecordedRun) -> Result<String, ReportError> {
             depth: charts::depth(&run.records)?,
         },
         depth: rows::DepthTable::of(&run.records),
+        evidence: rows::evidence(&run.records),
         environment: environment(run),
     };
     render("report.html", &page)

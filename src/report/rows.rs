@@ -131,6 +131,32 @@ pub fn failing_first(records: &[VariantRecord]) -> Vec<VariantRow> {
     ordered.into_iter().map(VariantRow::of).collect()
 }
 
+/// A variant's precision evidence as `precheck explain` prints it, for the report.
+#[derive(Debug, Serialize)]
+pub struct Evidence {
+    /// The variant.
+    pub id: String,
+    /// The verdict, in a word or two.
+    pub verdict: String,
+    /// Everything, as text.
+    pub text: String,
+}
+
+/// The evidence of every variant that has some (backends other than the CPU emulation).
+pub fn evidence(records: &[VariantRecord]) -> Vec<Evidence> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let mismatch = r.mismatch.as_ref()?;
+            Some(Evidence {
+                id: r.id.clone(),
+                verdict: mismatch.verdict.summary(),
+                text: crate::mismatch::explain::explain(r),
+            })
+        })
+        .collect()
+}
+
 /// Cosine after each layer, a row per variant that has layers (stacks).
 #[derive(Debug, Serialize)]
 pub struct DepthTable {
