@@ -28,6 +28,7 @@ use crate::results::{
     VariantRecord, WorkerExit, RECORD_SCHEMA,
 };
 use crate::suite::Suite;
+use crate::trtexec::layers::EngineLayer;
 
 /// Hears about progress; the terminal's progress bar is one.
 pub trait Observer {
@@ -529,15 +530,20 @@ fn measure(
         })
         .transpose()?;
     let kernels = executable.kernel_trace().map_err(failed("kernel trace"))?;
+    let engine_layers = executable.layer_report().map_err(failed("layer report"))?;
     let mismatch = emulation
         .as_ref()
         .map(|emulation| {
+            let traces = Traces {
+                kernels: kernels.as_deref(),
+                layers: engine_layers.as_deref(),
+            };
             precision_evidence(
                 ctx,
                 policy,
                 &output,
                 emulation,
-                kernels.as_deref(),
+                traces,
                 executable.emulated(),
             )
         })
@@ -575,13 +581,20 @@ fn layer_accuracy(
         .collect()
 }
 
-/// The fingerprint of `output` and the reading of the kernel trace, as one verdict.
+/// What a backend reported of what ran, where it can.
+struct Traces<'a> {
+    kernels: Option<&'a [KernelLaunches]>,
+    layers: Option<&'a [EngineLayer]>,
+}
+
+/// The fingerprint of `output` and the readings of the kernel trace and the engine's layer
+/// report, as one verdict.
 fn precision_evidence(
     ctx: &ModelContext,
     policy: &Policy,
     output: &Tensor,
     emulation: &Tensor,
-    kernels: Option<&[KernelLaunches]>,
+    traces: Traces,
     emulated: bool,
 ) -> Result<Mismatch, String> {
     let fingerprint = mismatch::fingerprint::fingerprint(
@@ -594,8 +607,11 @@ fn precision_evidence(
     )
     .map_err(|e| format!("fingerprint: {e}"))?;
     let expected = mismatch::expected_gemm_precision(policy, emulated);
-    let kernels = kernels.map(|k| mismatch::kernels::evidence(k, expected));
-    Ok(mismatch::assess(Some(fingerprint), kernels))
+    let kernels = traces
+        .kernels
+        .map(|k| mismatch::kernels::evidence(k, expected));
+    let layers = traces.layers.map(|l| mismatch::layers::evidence(l, policy));
+    Ok(mismatch::assess(Some(fingerprint), kernels, layers))
 }
 
 /// The CPU backend's emulation of `policy` on the same inputs: what other backends' outputs are

@@ -459,3 +459,79 @@ fn an_fp8_variant_slower_than_bf16_is_suspect_but_not_failed() {
     let bf16 = records.iter().find(|r| r.id == "m/bf16/cpu").unwrap();
     assert_eq!(bf16.mismatch.as_ref().unwrap().verdict, Verdict::None);
 }
+
+/// Honest numerics, but the FP8 engine's layer report (a TensorRT 10 `--exportLayerInfo` file)
+/// shows layers that ran in FP32 and FP16: a fallback only the engine's own report reveals.
+struct ReportsFallbackLayers;
+
+struct WithLayerReport {
+    inner: Box<dyn Executable>,
+    report: Option<Vec<precheck::trtexec::layers::EngineLayer>>,
+}
+
+impl Executable for WithLayerReport {
+    fn run(&mut self, input: &Tensor) -> Result<Tensor, precheck::backend::BackendError> {
+        self.inner.run(input)
+    }
+
+    fn layer_report(
+        &mut self,
+    ) -> Result<Option<Vec<precheck::trtexec::layers::EngineLayer>>, precheck::backend::BackendError>
+    {
+        Ok(self.report.clone())
+    }
+}
+
+impl precheck::backend::Backend for ReportsFallbackLayers {
+    fn kind(&self) -> precheck::backend::BackendKind {
+        precheck::backend::BackendKind::Cpu
+    }
+
+    fn device_name(&self) -> String {
+        "engine".into()
+    }
+
+    fn prepare(
+        &self,
+        model: &Model,
+        weights: &Weights,
+        policy: &Policy,
+    ) -> Result<Box<dyn Executable>, precheck::backend::BackendError> {
+        let report = (policy.name == "fp8_e4m3").then(|| {
+            let path = "tests/fixtures/trtexec/fp8_engine_with_fp32_layers.layers.json";
+            let report = precheck::trtexec::layers::read(std::path::Path::new(path)).unwrap();
+            report.detailed().unwrap().to_vec()
+        });
+        Ok(Box::new(WithLayerReport {
+            inner: CpuBackend::new().prepare(model, weights, policy)?,
+            report,
+        }))
+    }
+}
+
+#[test]
+fn an_engine_layer_report_with_fp32_layers_fails_an_fp8_variant() {
+    use precheck::mismatch::Verdict;
+    use precheck::results::Status;
+
+    let (_dir, records) = run_in_process(&ReportsFallbackLayers);
+    let fp8 = records.iter().find(|r| r.id == "m/fp8_e4m3/cpu").unwrap();
+    assert_eq!(fp8.status, Status::Failed);
+    let mismatch = fp8.mismatch.as_ref().unwrap();
+    let Verdict::Detected {
+        direction,
+        evidence,
+    } = &mismatch.verdict
+    else {
+        panic!("not detected: {mismatch:?}");
+    };
+    assert_eq!(*direction, Direction::Higher);
+    let layers = mismatch.layers.as_ref().unwrap();
+    assert!(!layers.above.is_empty());
+    for name in &layers.above {
+        assert!(evidence.contains(&format!("layer {name}")), "{evidence:?}");
+    }
+    assert!(precheck::mismatch::explain::explain(fp8).contains("Engine layer report"));
+    let bf16 = records.iter().find(|r| r.id == "m/bf16/cpu").unwrap();
+    assert_eq!(bf16.mismatch.as_ref().unwrap().verdict, Verdict::None);
+}

@@ -16,6 +16,7 @@ use crate::measure::time_runs;
 use crate::model::{Model, Tensor, Weights};
 use crate::precision::Policy;
 use crate::results::KernelLaunches;
+use crate::trtexec::layers::EngineLayer;
 
 /// Which backend a run uses, as chosen on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,6 +107,13 @@ pub trait Executable {
     /// The kernels one forward pass launches, with their durations, where the backend can trace
     /// them. None by default.
     fn kernel_trace(&mut self) -> Result<Option<Vec<KernelLaunches>>, BackendError> {
+        Ok(None)
+    }
+
+    /// The layers of the engine this executable built, with the types they ran in, where the
+    /// backend builds an engine that reports them (TensorRT's `--exportLayerInfo`). None by
+    /// default.
+    fn layer_report(&mut self) -> Result<Option<Vec<EngineLayer>>, BackendError> {
         Ok(None)
     }
 

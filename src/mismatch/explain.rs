@@ -119,6 +119,22 @@ fn evidence(text: &mut String, mismatch: &Mismatch) {
             let _ = writeln!(text, "  … {more} more alternatives, farther");
         }
     }
+    if let Some(layers) = &mismatch.layers {
+        let _ = writeln!(
+            text,
+            "\nEngine layer report ({} layers compared with their class's precision)",
+            layers.layers_checked
+        );
+        for (label, names) in [
+            ("above", &layers.above),
+            ("below", &layers.below),
+            ("unclassified", &layers.unclassified),
+        ] {
+            for name in names {
+                let _ = writeln!(text, "  {label}: {name}");
+            }
+        }
+    }
     if let Some(kernels) = &mismatch.kernels {
         let _ = writeln!(
             text,

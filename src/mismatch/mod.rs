@@ -1,11 +1,12 @@
 //! Precision-mismatch detection: evidence that the precision asked for is the precision that ran,
 //! in both directions, combined into one verdict per variant.
 //!
-//! Two kinds of evidence exist today: the numeric [`fingerprint`] (any backend: the output against
-//! CPU emulations of the request and of plausible mismatches) and the [`kernels`] trace (backends
-//! that report the kernels they launched: the CUDA backend through CUPTI). Engine layer reports
-//! (TensorRT's, as trtexec exports them) are parsed in [`layers`]; the trtexec backend that produces
-//! them is still to come. [`speed_sanity`] marks a lower precision that bought no speed.
+//! Four kinds of evidence: the numeric [`fingerprint`] (any backend: the output against CPU
+//! emulations of the request and of plausible mismatches), the [`kernels`] trace (backends that
+//! report the kernels they launched: the CUDA backend through CUPTI), the engine's [`layers`]
+//! report (backends whose engines report their layers' types: TensorRT's, as trtexec exports
+//! them), and [`speed_sanity`] (a lower precision that bought no speed is `suspect`). [`explain`]
+//! writes them out for a person.
 
 pub mod explain;
 pub mod fingerprint;
@@ -18,6 +19,7 @@ use crate::formats::Format;
 use crate::precision::Policy;
 use fingerprint::FingerprintEvidence;
 use kernels::{KernelEvidence, MathPrecision};
+use layers::LayerEvidence;
 
 /// Which way a mismatch goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +80,9 @@ pub struct Mismatch {
     pub fingerprint: Option<FingerprintEvidence>,
     /// The kernel trace's reading, when the backend traced its kernels.
     pub kernels: Option<KernelEvidence>,
+    /// The engine layer report's reading, when the backend's engine reports its layers.
+    #[serde(default)]
+    pub layers: Option<LayerEvidence>,
 }
 
 /// The math precision a format's matmul runs in.
@@ -143,10 +148,12 @@ pub fn speed_sanity(
 }
 
 /// Combines the evidence into a verdict: any kind that detects a mismatch decides (the kernel
-/// trace first: it names what ran); otherwise `none` when some evidence exists.
+/// trace first: it names what ran; then the engine's layer report; then the fingerprint);
+/// otherwise `none` when some evidence exists.
 pub fn assess(
     fingerprint: Option<FingerprintEvidence>,
     kernels: Option<KernelEvidence>,
+    layers: Option<LayerEvidence>,
 ) -> Mismatch {
     let from_kernels = kernels.as_ref().and_then(|k| {
         if !k.above.is_empty() {
@@ -157,6 +164,17 @@ pub fn assess(
             None
         }
     });
+    let from_layers = layers.as_ref().and_then(|l| {
+        let direction = l.direction()?;
+        let names = match direction {
+            Direction::Higher => &l.above,
+            Direction::Lower => &l.below,
+        };
+        Some((
+            direction,
+            names.iter().map(|n| format!("layer {n}")).collect(),
+        ))
+    });
     let from_fingerprint = fingerprint.as_ref().and_then(|f| {
         f.detected.as_ref().map(|a| {
             (
@@ -165,23 +183,31 @@ pub fn assess(
             )
         })
     });
-    let detections: Vec<(Direction, Vec<String>)> = [from_kernels, from_fingerprint]
+    let detections: Vec<(Direction, Vec<String>)> = [from_kernels, from_layers, from_fingerprint]
         .into_iter()
         .flatten()
         .collect();
+    let missing: Vec<String> = [
+        ("fingerprint", fingerprint.is_none()),
+        ("kernel trace", kernels.is_none()),
+        ("engine layer report", layers.is_none()),
+    ]
+    .iter()
+    .filter(|(_, absent)| *absent)
+    .map(|(kind, _)| kind.to_string())
+    .collect();
     let verdict = match detections.first() {
         Some(&(direction, _)) => Verdict::Detected {
             direction,
             evidence: detections.into_iter().flat_map(|(_, e)| e).collect(),
         },
-        None if fingerprint.is_none() && kernels.is_none() => Verdict::NoEvidence {
-            missing: vec!["fingerprint".into(), "kernel trace".into()],
-        },
+        None if missing.len() == 3 => Verdict::NoEvidence { missing },
         None => Verdict::None,
     };
     Mismatch {
         verdict,
         fingerprint,
         kernels,
+        layers,
     }
 }
