@@ -136,6 +136,10 @@ struct RunArgs {
     /// Backend to run on.
     #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
     backend: BackendChoice,
+    /// The program of `--backend command`, a shell command line; precheck appends the work folder
+    /// (see README, "Command backend").
+    #[arg(long, value_name = "PROGRAM ARGS")]
+    command: Option<String>,
     /// Run only variants whose id matches: a glob (`*/fp16/*`) or a substring (`mlp`). Repeatable.
     #[arg(long, value_name = "PATTERN")]
     filter: Vec<String>,
@@ -214,7 +218,7 @@ fn load(path: &Path) -> anyhow::Result<LoadedSuite> {
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.suite)?;
     let suite = &loaded.suite;
-    let selected = backend::select(args.backend)?;
+    let selected = backend::select(args.backend, args.command.as_deref())?;
     if let Some(note) = &selected.note {
         eprintln!("note: {note}");
     }
@@ -288,6 +292,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         exe: std::env::current_exe().context("finding the precheck binary for its workers")?,
         suite: loaded.path.clone(),
         sha256: loaded.sha256.clone(),
+        command: args.command.clone(),
         stop: &stop,
     };
     let mut progress = Progress::new(plan.variants.len(), folder.recorded.len());

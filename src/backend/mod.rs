@@ -2,12 +2,14 @@
 //! [`Backend::prepare`] builds an executable for a model in a precision (an engine build: weights
 //! converted once), and [`Executable::run`] runs it on an input.
 
+mod command;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
 use std::time::Duration;
 
+pub use command::CommandBackend;
 pub use cpu::CpuBackend;
 #[cfg(feature = "cuda")]
 pub use cuda::CudaBackend;
@@ -27,6 +29,8 @@ pub enum BackendChoice {
     Cuda,
     /// CUDA where a driver is present, else the CPU.
     Auto,
+    /// An external engine: the program given with `--command` (see README, "Command backend").
+    Command,
 }
 
 /// The backends that exist.
@@ -37,6 +41,8 @@ pub enum BackendKind {
     Cpu,
     /// The CUDA backend.
     Cuda,
+    /// [`CommandBackend`].
+    Command,
 }
 
 impl BackendKind {
@@ -45,6 +51,7 @@ impl BackendKind {
         match self {
             BackendKind::Cpu => "cpu",
             BackendKind::Cuda => "cuda",
+            BackendKind::Command => "command",
         }
     }
 }
@@ -143,8 +150,8 @@ pub struct Selected {
     pub note: Option<String>,
 }
 
-/// Picks the backend for `choice`.
-pub fn select(choice: BackendChoice) -> Result<Selected, BackendError> {
+/// Picks the backend for `choice`; `command` is the command line of [`BackendChoice::Command`].
+pub fn select(choice: BackendChoice, command: Option<&str>) -> Result<Selected, BackendError> {
     let cpu = || Selected {
         backend: Box::new(CpuBackend::new()),
         note: None,
@@ -157,6 +164,14 @@ pub fn select(choice: BackendChoice) -> Result<Selected, BackendError> {
                 note: None,
             })
             .map_err(|why| BackendError::Unavailable(format!("--backend cuda: {why}"))),
+        BackendChoice::Command => command
+            .map(|command| Selected {
+                backend: Box::new(CommandBackend::new(command)),
+                note: None,
+            })
+            .ok_or_else(|| {
+                BackendError::Unavailable("--backend command needs --command 'PROGRAM ARGS'".into())
+            }),
         BackendChoice::Auto => Ok(match cuda(0) {
             Ok(backend) => Selected {
                 backend,

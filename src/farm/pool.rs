@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{self, Backend, BackendError, BackendKind, CpuBackend};
+use crate::backend::{self, Backend, BackendError, BackendKind, CommandBackend, CpuBackend};
 use crate::suite::DeviceSelector;
 
 /// A device one worker at a time runs on.
@@ -19,14 +19,19 @@ pub enum Device {
     Cpu,
     /// The CUDA device of this ordinal.
     Cuda(usize),
+    /// Wherever the command backend's program runs: one at a time.
+    Command,
 }
 
 impl Device {
-    /// Opens the backend that runs on this device.
-    pub fn open(self) -> Result<Box<dyn Backend>, BackendError> {
+    /// Opens the backend that runs on this device; `command` is the command backend's program.
+    pub fn open(self, command: Option<&str>) -> Result<Box<dyn Backend>, BackendError> {
         match self {
             Device::Cpu => Ok(Box::new(CpuBackend::new())),
             Device::Cuda(ordinal) => backend::cuda(ordinal),
+            Device::Command => command
+                .map(|c| Box::new(CommandBackend::new(c)) as Box<dyn Backend>)
+                .ok_or_else(|| BackendError::Unavailable("the job names no command".into())),
         }
     }
 }
@@ -38,6 +43,10 @@ pub fn slots(backend: &dyn Backend) -> Vec<Slot> {
     match backend.kind() {
         BackendKind::Cpu => vec![Slot {
             device: Device::Cpu,
+            name,
+        }],
+        BackendKind::Command => vec![Slot {
+            device: Device::Command,
             name,
         }],
         BackendKind::Cuda => (0..backend::cuda_device_count().max(1))
@@ -64,6 +73,7 @@ impl Slot {
         match self.device {
             Device::Cpu => BackendKind::Cpu,
             Device::Cuda(_) => BackendKind::Cuda,
+            Device::Command => BackendKind::Command,
         }
     }
 

@@ -36,6 +36,9 @@ pub struct WorkerJob {
     pub settings: RunSettings,
     /// The device.
     pub device: Device,
+    /// The command backend's program, when the device is [`Device::Command`].
+    #[serde(default)]
+    pub command: Option<String>,
     /// The run's process id: a worker whose run has died exits.
     pub parent: u32,
 }
@@ -86,7 +89,7 @@ pub fn serve(job: &WorkerJob) -> Result<WorkerReply, WorkerError> {
         .find(|m| m.name.as_str() == job.model)
         .ok_or_else(|| WorkerError::NoModel(job.model.clone()))?;
     super::fault::inject(&job.policy.name);
-    let backend = match job.device.open() {
+    let backend = match job.device.open(job.command.as_deref()) {
         Ok(backend) => backend,
         Err(error) => {
             return Ok(WorkerReply {
@@ -123,6 +126,8 @@ pub struct Workers<'a> {
     pub suite: PathBuf,
     /// Its SHA-256.
     pub sha256: String,
+    /// The command backend's program, for its variants.
+    pub command: Option<String>,
     /// Set by Ctrl-C or SIGTERM.
     pub stop: &'a AtomicBool,
 }
@@ -142,6 +147,7 @@ impl Executor for Workers<'_> {
             policy: policy.clone(),
             settings: settings.clone(),
             device: slot.device,
+            command: self.command.clone(),
             parent: std::process::id(),
         };
         let mut command = Command::new(&self.exe);

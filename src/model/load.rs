@@ -253,33 +253,48 @@ pub fn input(
     let path = &file.path;
     let mut data = match path.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => {
-            let checkpoint = Checkpoint::open(path)?;
-            let tensors = checkpoint.tensors()?;
-            let name = match &file.tensor {
-                Some(name) => name.clone(),
-                None => {
-                    let names = tensors.names();
-                    match names.as_slice() {
-                        [only] => only.to_string(),
-                        _ => {
-                            let mut list = names.clone();
-                            list.sort_unstable();
-                            return Err(LoadError::Ambiguous {
-                                path: path.clone(),
-                                count: list.len(),
-                                names: list.join(", "),
-                            });
-                        }
-                    }
-                }
-            };
-            values(&find(path, &tensors, &name, "input", &[rows, cols])?)
+            safetensors_tensor(path, file.tensor.as_deref(), "input", [rows, cols])?
         }
         Some("npy") => read_npy(path, [rows, cols])?,
         _ => return Err(LoadError::Extension { path: path.clone() }),
     };
     format.round_slice(&mut data);
     Ok(Tensor::new(rows, cols, data))
+}
+
+/// An engine's output `[rows, cols]`: tensor `output` of the `.safetensors` file `path` (what the
+/// command backend's engines write).
+pub fn output(path: &Path, [rows, cols]: [usize; 2]) -> Result<Tensor, LoadError> {
+    let data = safetensors_tensor(path, Some("output"), "output", [rows, cols])?;
+    Ok(Tensor::new(rows, cols, data))
+}
+
+/// Tensor `tensor` of a `.safetensors` file (the only one when `None`), of shape `shape`; `role`
+/// names it in errors.
+fn safetensors_tensor(
+    path: &Path,
+    tensor: Option<&str>,
+    role: &str,
+    shape: [usize; 2],
+) -> Result<Vec<f32>, LoadError> {
+    let checkpoint = Checkpoint::open(path)?;
+    let tensors = checkpoint.tensors()?;
+    let name = match tensor {
+        Some(name) => name.to_owned(),
+        None => {
+            let mut names = tensors.names();
+            if names.len() != 1 {
+                names.sort_unstable();
+                return Err(LoadError::Ambiguous {
+                    path: path.to_owned(),
+                    count: names.len(),
+                    names: names.join(", "),
+                });
+            }
+            names[0].to_owned()
+        }
+    };
+    Ok(values(&find(path, &tensors, &name, role, &shape)?))
 }
 
 /// A float32 or float64 `.npy` array of shape `[rows, cols]` (or `[1, rows, cols]`).

@@ -529,6 +529,8 @@ pub enum DeviceSelector {
     CudaOrdinal(usize),
     /// A CUDA device whose name contains this model name (`h100` matches "NVIDIA H100 80GB HBM3").
     GpuModel(Ident),
+    /// Wherever the command backend's program runs (`--backend command` maps every device here).
+    Command,
 }
 
 impl TryFrom<String> for DeviceSelector {
@@ -539,6 +541,7 @@ impl TryFrom<String> for DeviceSelector {
         match lower.as_str() {
             "cpu" => return Ok(DeviceSelector::Cpu),
             "cuda" => return Ok(DeviceSelector::AnyCuda),
+            "command" => return Ok(DeviceSelector::Command),
             _ => {}
         }
         if let Some(ordinal) = lower.strip_prefix("cuda:") {
@@ -568,6 +571,7 @@ impl fmt::Display for DeviceSelector {
             DeviceSelector::AnyCuda => f.write_str("cuda"),
             DeviceSelector::CudaOrdinal(n) => write!(f, "cuda:{n}"),
             DeviceSelector::GpuModel(name) => write!(f, "{name}"),
+            DeviceSelector::Command => f.write_str("command"),
         }
     }
 }

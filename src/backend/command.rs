@@ -1,0 +1,328 @@
+//! The command backend: any engine, run as a program that speaks a file protocol.
+//!
+//! For each variant precheck makes a work folder and writes `variant.json` (the model, its block
+//! and graph parameters, the precision policy, `warmup` and `iterations`) and `weights.safetensors`
+//! (the block's parameters under their names, F32, as held in the reference precision). For each
+//! call it writes `inputs.safetensors` (tensor `input`, `[tokens, features]`, F32) and runs the
+//! command through `sh -c` with the folder as its one argument. The command writes
+//! `outputs.safetensors` (tensor `output`, `[tokens, out_features]`, F32, F16 or BF16) and, when
+//! `iterations` > 0, `timings.json` (`{"latency_ms": [..]}`, one entry per timed iteration), and
+//! optionally `kernels.json` (`[{"name": .., "duration_us": ..}]`), the kernels one forward pass
+//! launched, which precision-mismatch detection reads. precheck calls it twice per variant: once
+//! with `iterations: 0` for the output, once with the run's iterations for the timings.
+//!
+//! A command that exits non-zero, writes no or malformed outputs, or the wrong shape, is an error
+//! record with the command's stderr; one that hangs is ended by the worker's timeout (it dies with
+//! its worker).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Backend, BackendError, BackendKind, Executable};
+use crate::model::{load, Model, Tensor, Weights};
+use crate::precision::Policy;
+use crate::results::KernelLaunches;
+
+/// The last bytes of a failed command's stderr kept in its error.
+const STDERR_TAIL: usize = 2000;
+
+/// An external engine run as a command.
+#[derive(Debug, Clone)]
+pub struct CommandBackend {
+    command: String,
+}
+
+impl CommandBackend {
+    /// The backend running `command` (a shell command line; the work folder is appended).
+    pub fn new(command: impl Into<String>) -> Self {
+        CommandBackend {
+            command: command.into(),
+        }
+    }
+}
+
+/// `variant.json`: what the command is asked to build and run.
+#[derive(Debug, Serialize)]
+struct VariantFile<'a> {
+    model: &'a str,
+    block: &'a str,
+    tokens: usize,
+    input_features: usize,
+    output_features: usize,
+    /// The block's parameters: name, shape, kind, in graph order.
+    parameters: Vec<Parameter<'a>>,
+    policy: &'a Policy,
+    warmup: u32,
+    iterations: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Parameter<'a> {
+    name: &'a str,
+    shape: &'a [usize],
+    kind: &'static str,
+}
+
+/// `timings.json`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Timings {
+    latency_ms: Vec<f64>,
+}
+
+/// One entry of `kernels.json`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Kernel {
+    name: String,
+    duration_us: f64,
+}
+
+impl Backend for CommandBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Command
+    }
+
+    fn device_name(&self) -> String {
+        format!("command `{}`", self.command)
+    }
+
+    fn prepare(
+        &self,
+        model: &Model,
+        weights: &Weights,
+        policy: &Policy,
+    ) -> Result<Box<dyn Executable>, BackendError> {
+        let dir = tempfile::Builder::new()
+            .prefix("precheck-command-")
+            .tempdir()
+            .map_err(|e| failed("creating its work folder", e))?;
+        write_weights(&dir.path().join("weights.safetensors"), weights)?;
+        Ok(Box::new(CommandExecutable {
+            command: self.command.clone(),
+            dir,
+            model: model.clone(),
+            policy: policy.clone(),
+            kernels: None,
+        }))
+    }
+}
+
+fn failed(what: &str, error: impl std::fmt::Display) -> BackendError {
+    BackendError::Failed(format!("command backend: {what}: {error}"))
+}
+
+/// Writes `tensors` as F32 safetensors.
+fn write_tensors<'a>(
+    path: &Path,
+    tensors: impl IntoIterator<Item = (&'a str, Vec<usize>, &'a [f32])>,
+) -> Result<(), BackendError> {
+    let bytes: Vec<(&str, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, shape, data)| {
+            (
+                name,
+                shape,
+                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, shape, data)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                .map(|view| (*name, view))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| failed("encoding tensors", e))?;
+    let encoded = safetensors::serialize(views, None).map_err(|e| failed("encoding tensors", e))?;
+    std::fs::write(path, encoded).map_err(|e| failed(&format!("writing {}", path.display()), e))
+}
+
+fn write_weights(path: &Path, weights: &Weights) -> Result<(), BackendError> {
+    write_tensors(
+        path,
+        weights.tensors.iter().map(|(name, tensor)| {
+            let shape = if tensor.rows == 1 {
+                vec![tensor.cols]
+            } else {
+                vec![tensor.rows, tensor.cols]
+            };
+            (name.as_str(), shape, tensor.data.as_slice())
+        }),
+    )
+}
+
+/// A variant built for a command: its work folder.
+struct CommandExecutable {
+    command: String,
+    dir: tempfile::TempDir,
+    model: Model,
+    policy: Policy,
+    /// The kernels of the last call, when the command reported them.
+    kernels: Option<Vec<KernelLaunches>>,
+}
+
+impl CommandExecutable {
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// Writes the call's files, runs the command, and reads its output.
+    fn call(
+        &mut self,
+        input: &Tensor,
+        warmup: u32,
+        iterations: usize,
+    ) -> Result<Tensor, BackendError> {
+        let graph = self.model.block.graph();
+        let parameters = graph
+            .params
+            .iter()
+            .map(|p| Parameter {
+                name: &p.name,
+                shape: &p.shape,
+                kind: match p.kind {
+                    crate::model::graph::ParamKind::MatmulWeight => "matmul_weight",
+                    crate::model::graph::ParamKind::Bias => "bias",
+                    crate::model::graph::ParamKind::NormScale => "norm_scale",
+                    crate::model::graph::ParamKind::NormShift => "norm_shift",
+                },
+            })
+            .collect();
+        let variant = VariantFile {
+            model: self.model.name.as_str(),
+            block: self.model.block.kind_name(),
+            tokens: input.rows,
+            input_features: input.cols,
+            output_features: graph.output_features(),
+            parameters,
+            policy: &self.policy,
+            warmup,
+            iterations,
+        };
+        let json = serde_json::to_string_pretty(&variant).map_err(|e| failed("variant.json", e))?;
+        std::fs::write(self.path("variant.json"), json).map_err(|e| failed("variant.json", e))?;
+        for stale in ["outputs.safetensors", "timings.json", "kernels.json"] {
+            let _ = std::fs::remove_file(self.path(stale));
+        }
+        write_tensors(
+            &self.path("inputs.safetensors"),
+            [("input", vec![input.rows, input.cols], input.data.as_slice())],
+        )?;
+        self.run_command()?;
+        let output = load::output(
+            &self.path("outputs.safetensors"),
+            [input.rows, graph.output_features()],
+        )
+        .map_err(|e| failed("reading its output", e))?;
+        self.kernels = self.read_kernels()?;
+        Ok(output)
+    }
+
+    fn run_command(&self) -> Result<(), BackendError> {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("{} \"$0\"", self.command))
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        die_with_parent(&mut command);
+        let output = command
+            .output()
+            .map_err(|e| failed(&format!("starting `{}`", self.command), e))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail = &stderr[stderr.len().saturating_sub(STDERR_TAIL)..];
+        Err(BackendError::Failed(format!(
+            "command `{}` {}: {}",
+            self.command,
+            output.status,
+            tail.trim()
+        )))
+    }
+
+    fn read_kernels(&self) -> Result<Option<Vec<KernelLaunches>>, BackendError> {
+        let path = self.path("kernels.json");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        let kernels: Vec<Kernel> =
+            serde_json::from_str(&text).map_err(|e| failed("reading kernels.json", e))?;
+        Ok(Some(
+            kernels
+                .into_iter()
+                .map(|k| KernelLaunches {
+                    name: k.name,
+                    launches: 1,
+                    total_us: k.duration_us,
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Asks Linux to kill the command when its worker dies (a timed-out worker is killed; the
+/// command it started must not run on).
+fn die_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and takes plain integers.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Executable for CommandExecutable {
+    fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
+        self.call(input, 0, 0)
+    }
+
+    fn kernel_trace(&mut self) -> Result<Option<Vec<KernelLaunches>>, BackendError> {
+        Ok(self.kernels.clone())
+    }
+
+    fn time(
+        &mut self,
+        input: &Tensor,
+        warmup: u32,
+        iterations: usize,
+    ) -> Result<Vec<Duration>, BackendError> {
+        self.call(input, warmup, iterations)?;
+        let path = self.path("timings.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| failed("reading timings.json (the command wrote none)", e))?;
+        let timings: Timings =
+            serde_json::from_str(&text).map_err(|e| failed("reading timings.json", e))?;
+        if timings.latency_ms.len() != iterations {
+            return Err(failed(
+                "timings.json",
+                format!(
+                    "{} latencies for {iterations} iterations",
+                    timings.latency_ms.len()
+                ),
+            ));
+        }
+        timings
+            .latency_ms
+            .iter()
+            .map(|&ms| {
+                (ms.is_finite() && ms >= 0.0)
+                    .then(|| Duration::from_secs_f64(ms / 1e3))
+                    .ok_or_else(|| failed("timings.json", format!("latency {ms} ms")))
+            })
+            .collect()
+    }
+}

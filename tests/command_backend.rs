@@ -1,0 +1,129 @@
+//! The command backend: an external engine (`tests/runners/linear.py`, stdlib Python) run through
+//! precheck's file protocol. An honest engine's variants are measured and gated like any other;
+//! one that writes garbage, one that exits 1, one that hangs and one whose timings are short each
+//! become an error record that says why, and the suite runs on; a kernel list the engine hands
+//! back is precision evidence.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use precheck::mismatch::Verdict;
+use precheck::results::{read_records, Status, VariantRecord, RESULTS_FILE};
+
+const SUITE: &str = "
+name: engine
+defaults: { warmup: 1, iterations: 3, timeout: 5s }
+models:
+  - { name: m, block: linear, dims: { hidden: 8, out_features: 4 }, input: { tokens: 3 } }
+precisions: [bf16, fp32]
+gates: { cos_min: 0.99 }
+";
+
+/// Runs the suite with `--backend command --command "python3 tests/runners/linear.py ARGS"`;
+/// returns the exit code and the records.
+fn run(args: &str) -> (Option<i32>, Vec<VariantRecord>) {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("engine.yaml");
+    std::fs::write(&suite, SUITE).unwrap();
+    let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runners/linear.py");
+    let out = dir.path().join("run");
+    let status = Command::cargo_bin("precheck")
+        .unwrap()
+        .arg("run")
+        .arg(&suite)
+        .args(["--backend", "command", "--command"])
+        .arg(format!("python3 {} {args}", runner.display()))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap()
+        .status;
+    let (records, _) = read_records(&out.join(RESULTS_FILE)).unwrap();
+    (status.code(), records)
+}
+
+fn errors(records: &[VariantRecord]) -> Vec<String> {
+    assert_eq!(records.len(), 2, "{records:?}");
+    records
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, Status::Error, "{}", r.id);
+            r.error.clone().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn an_honest_engine_is_measured_and_gated_with_its_kernel_list() {
+    let fp32_gemm = "sm80_xmma_gemm_f32f32_f32f32_f32_tn_n_tilesize64x256x8_stage3_warpsize1x4x1_ffma_aligna4_alignc4_execute_kernel__5x_cublas";
+    let bf16_gemm = "nvjet_sm90_tst_128x248_64x4_2x1_v_bz_coopA_TNT";
+    let (code, records) = run(&format!(
+        "--kernel fp32={fp32_gemm} --kernel bf16={bf16_gemm}"
+    ));
+    assert_eq!(code, Some(0), "{records:?}");
+    let fp32 = records.iter().find(|r| r.id == "m/fp32/command").unwrap();
+    assert_eq!(fp32.status, Status::Passed);
+    assert_eq!(fp32.backend.name(), "command");
+    assert!(fp32.accuracy.unwrap().cos > 0.999_999);
+    assert_eq!(fp32.latency.as_ref().unwrap().samples_ms.len(), 3);
+    assert_eq!(fp32.kernels.as_ref().unwrap()[0].name, fp32_gemm);
+    assert_eq!(fp32.mismatch.as_ref().unwrap().verdict, Verdict::None);
+}
+
+#[test]
+fn an_engine_whose_kernels_ran_in_fp16_fails_its_fp32_variant() {
+    let (code, records) = run("--kernel fp32=nvjet_sm90_hsh_128x248_64x4_2x1_v_bz_coopA_TNT");
+    assert_eq!(code, Some(1));
+    let fp32 = records.iter().find(|r| r.id == "m/fp32/command").unwrap();
+    assert_eq!(fp32.status, Status::Failed);
+    let verdict = &fp32.mismatch.as_ref().unwrap().verdict;
+    assert!(
+        matches!(verdict, Verdict::Detected { evidence, .. } if evidence[0].starts_with("nvjet_sm90_hsh")),
+        "{verdict:?}"
+    );
+}
+
+#[test]
+fn an_engine_that_writes_garbage_is_an_error_record() {
+    let (code, records) = run("--mode garbage");
+    assert_eq!(code, Some(3));
+    for error in errors(&records) {
+        assert!(
+            error.contains("reading its output")
+                && error.contains("outputs.safetensors is not a valid .safetensors file"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn an_engine_that_exits_1_is_an_error_record_with_its_stderr() {
+    let (code, records) = run("--mode exit1");
+    assert_eq!(code, Some(3));
+    for error in errors(&records) {
+        assert!(
+            error.contains("exit status: 1")
+                && error.contains("the engine refused to build (planted)"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn an_engine_that_hangs_is_ended_by_the_timeout() {
+    let (code, records) = run("--mode hang");
+    assert_eq!(code, Some(3));
+    for record in &records {
+        assert!(record.worker.as_ref().unwrap().timed_out, "{record:?}");
+    }
+    errors(&records);
+}
+
+#[test]
+fn an_engine_with_too_few_timings_is_an_error_record() {
+    let (code, records) = run("--mode short-timings");
+    assert_eq!(code, Some(3));
+    for error in errors(&records) {
+        assert!(error.contains("2 latencies for 3 iterations"), "{error}");
+    }
+}
