@@ -1,14 +1,14 @@
 //! The command backend: any engine, run as a program that speaks a file protocol.
 //!
-//! For each variant precheck makes a work folder and writes `variant.json` (the model, its block
-//! and graph parameters, the precision policy, `warmup` and `iterations`) and `weights.safetensors`
+//! For each variant precheck makes a work folder and writes `variant.json` (the model, its block,
+//! its activation and graph parameters, the precision policy, `warmup` and `iterations`) and `weights.safetensors`
 //! (the block's parameters under their names, F32, as held in the reference precision). For each
 //! call it writes `inputs.safetensors` (tensor `input`, `[tokens, features]`, F32) and runs the
 //! command through `sh -c` with the folder as its one argument. The command writes
 //! `outputs.safetensors` (tensor `output`, `[tokens, out_features]`, F32, F16 or BF16) and, when
 //! `iterations` > 0, `timings.json` (`{"latency_ms": [..]}`, one entry per timed iteration), and
-//! optionally `kernels.json` (`[{"name": .., "duration_us": ..}]`), the kernels one forward pass
-//! launched, which precision-mismatch detection reads. precheck calls it twice per variant: once
+//! optionally, on every call, `kernels.json` (`[{"name": .., "duration_us": ..}]`), the kernels
+//! one forward pass launched, which precision-mismatch detection reads. precheck calls it twice per variant: once
 //! with `iterations: 0` for the output, once with the run's iterations for the timings.
 //!
 //! A command that exits non-zero, writes no or malformed outputs, or the wrong shape, is an error
@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Backend, BackendError, BackendKind, Executable};
-use crate::model::{load, Model, Tensor, Weights};
+use crate::model::{load, Block, Model, Tensor, Weights};
 use crate::precision::Policy;
 use crate::results::KernelLaunches;
 
@@ -49,6 +49,8 @@ impl CommandBackend {
 struct VariantFile<'a> {
     model: &'a str,
     block: &'a str,
+    /// The MLP's activation (`mlp`, `transformer_layer`, `stack`).
+    activation: Option<&'static str>,
     tokens: usize,
     input_features: usize,
     output_features: usize,
@@ -196,6 +198,11 @@ impl CommandExecutable {
         let variant = VariantFile {
             model: self.model.name.as_str(),
             block: self.model.block.kind_name(),
+            activation: match self.model.block {
+                Block::Mlp(mlp) => Some(mlp.activation.name()),
+                Block::Layer(layer) | Block::Stack { layer, .. } => Some(layer.activation.name()),
+                Block::Linear { .. } | Block::Attention(_) => None,
+            },
             tokens: input.rows,
             input_features: input.cols,
             output_features: graph.output_features(),
