@@ -342,9 +342,10 @@ pub fn depth(records: &[VariantRecord]) -> Result<Option<String>, ReportError> {
         let mut chart = ChartBuilder::on(root)
             .caption("1 − cos after each layer (log scale)", (FONT, 16))
             .margin(12)
+            // Room right of the last layer for each line's variant id.
+            .margin_right(label_width(lines.iter().map(|(r, _)| r.id.as_str())))
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .right_y_label_area_size(label_width(lines.iter().map(|(r, _)| r.id.as_str())))
             .build_cartesian_2d(-0.3..deepest as f64 - 0.7, y_range.log_scale())?;
         chart
             .configure_mesh()
