@@ -19,12 +19,16 @@ precisions: [bf16, fp32]
 gates: { cos_min: 0.99 }
 ";
 
-/// Runs the suite with `--backend command --command "python3 tests/runners/linear.py ARGS"`;
+/// Runs [`SUITE`] with `--backend command --command "python3 tests/runners/linear.py ARGS"`;
 /// returns the exit code and the records.
 fn run(args: &str) -> (Option<i32>, Vec<VariantRecord>) {
+    run_suite(SUITE, args)
+}
+
+fn run_suite(text: &str, args: &str) -> (Option<i32>, Vec<VariantRecord>) {
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("engine.yaml");
-    std::fs::write(&suite, SUITE).unwrap();
+    std::fs::write(&suite, text).unwrap();
     let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runners/linear.py");
     let out = dir.path().join("run");
     let status = Command::cargo_bin("precheck")
@@ -126,4 +130,13 @@ fn an_engine_with_too_few_timings_is_an_error_record() {
     for error in errors(&records) {
         assert!(error.contains("2 latencies for 3 iterations"), "{error}");
     }
+}
+
+#[test]
+fn a_weight_of_one_row_reaches_the_engine_as_a_matrix() {
+    // `out_features: 1` makes the weight [1, 8]: the engine must see that shape, not [8].
+    let (code, records) = run_suite(&SUITE.replace("out_features: 4", "out_features: 1"), "");
+    assert_eq!(code, Some(0), "{records:?}");
+    let fp32 = records.iter().find(|r| r.id == "m/fp32/command").unwrap();
+    assert!(fp32.accuracy.unwrap().cos > 0.999_999);
 }

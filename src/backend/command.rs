@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Backend, BackendError, BackendKind, Executable};
+use crate::model::graph::{Graph, Param};
 use crate::model::{load, Block, Model, Tensor, Weights};
 use crate::precision::Policy;
 use crate::results::KernelLaunches;
@@ -55,17 +56,10 @@ struct VariantFile<'a> {
     input_features: usize,
     output_features: usize,
     /// The block's parameters: name, shape, kind, in graph order.
-    parameters: Vec<Parameter<'a>>,
+    parameters: &'a [Param],
     policy: &'a Policy,
     warmup: u32,
     iterations: usize,
-}
-
-#[derive(Debug, Serialize)]
-struct Parameter<'a> {
-    name: &'a str,
-    shape: &'a [usize],
-    kind: &'static str,
 }
 
 /// `timings.json`.
@@ -102,7 +96,11 @@ impl Backend for CommandBackend {
             .prefix("precheck-command-")
             .tempdir()
             .map_err(|e| failed("creating its work folder", e))?;
-        write_weights(&dir.path().join("weights.safetensors"), weights)?;
+        write_weights(
+            &dir.path().join("weights.safetensors"),
+            &model.block.graph(),
+            weights,
+        )?;
         Ok(Box::new(CommandExecutable {
             command: self.command.clone(),
             dir,
@@ -144,16 +142,12 @@ fn write_tensors<'a>(
     std::fs::write(path, encoded).map_err(|e| failed(&format!("writing {}", path.display()), e))
 }
 
-fn write_weights(path: &Path, weights: &Weights) -> Result<(), BackendError> {
+fn write_weights(path: &Path, graph: &Graph, weights: &Weights) -> Result<(), BackendError> {
     write_tensors(
         path,
-        weights.tensors.iter().map(|(name, tensor)| {
-            let shape = if tensor.rows == 1 {
-                vec![tensor.cols]
-            } else {
-                vec![tensor.rows, tensor.cols]
-            };
-            (name.as_str(), shape, tensor.data.as_slice())
+        graph.params.iter().map(|param| {
+            let data = weights.get(&param.name).data.as_slice();
+            (param.name.as_str(), param.shape.clone(), data)
         }),
     )
 }
@@ -181,20 +175,6 @@ impl CommandExecutable {
         iterations: usize,
     ) -> Result<Tensor, BackendError> {
         let graph = self.model.block.graph();
-        let parameters = graph
-            .params
-            .iter()
-            .map(|p| Parameter {
-                name: &p.name,
-                shape: &p.shape,
-                kind: match p.kind {
-                    crate::model::graph::ParamKind::MatmulWeight => "matmul_weight",
-                    crate::model::graph::ParamKind::Bias => "bias",
-                    crate::model::graph::ParamKind::NormScale => "norm_scale",
-                    crate::model::graph::ParamKind::NormShift => "norm_shift",
-                },
-            })
-            .collect();
         let variant = VariantFile {
             model: self.model.name.as_str(),
             block: self.model.block.kind_name(),
@@ -206,7 +186,7 @@ impl CommandExecutable {
             tokens: input.rows,
             input_features: input.cols,
             output_features: graph.output_features(),
-            parameters,
+            parameters: &graph.params,
             policy: &self.policy,
             warmup,
             iterations,

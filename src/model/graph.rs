@@ -6,6 +6,8 @@
 //! of `[tokens, heads × head_dim]` is columns `h·head_dim .. (h+1)·head_dim`), so splitting and
 //! merging heads moves no data.
 
+use serde::Serialize;
+
 use crate::suite::Activation;
 
 /// A value in a graph: the output of node number `.0`.
@@ -93,7 +95,8 @@ pub struct Node {
 }
 
 /// What a parameter is, which fixes its shape and how a policy treats it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ParamKind {
     /// A matmul weight `[out, in]`: quantized as the policy's matmul weights.
     MatmulWeight,
@@ -106,7 +109,7 @@ pub enum ParamKind {
 }
 
 /// A parameter a graph reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Param {
     /// Its name (Hugging Face's, under the block's prefix).
     pub name: String,
@@ -114,6 +117,17 @@ pub struct Param {
     pub shape: Vec<usize>,
     /// What it is.
     pub kind: ParamKind,
+}
+
+impl Param {
+    /// Its shape as a row-major matrix: `[out, in]` as is, `[n]` as one row.
+    pub fn matrix_shape(&self) -> (usize, usize) {
+        match self.shape[..] {
+            [rows, cols] => (rows, cols),
+            [n] => (1, n),
+            _ => unreachable!("parameters are 1-D or 2-D"),
+        }
+    }
 }
 
 /// A block as operations, in an order in which every node comes after its inputs.
