@@ -2,7 +2,7 @@
 //! and operation; honest outputs (the right policy, with GPU-like accumulation-order noise) are not
 //! flagged over 20 seeds.
 
-use precheck::backend::{CpuBackend, Executable};
+use precheck::backend::{Backend, CpuBackend, Executable};
 use precheck::formats::{Format, Overflow};
 use precheck::mismatch::fingerprint::fingerprint;
 use precheck::mismatch::Direction;
@@ -252,17 +252,25 @@ fn honest_outputs_raise_no_alarm_over_20_seeds() {
     }
 }
 
-/// A backend that silently runs every FP8 matmul in FP32: the silent fallback precheck exists to
-/// catch, end to end through the runner and the gate.
-struct SilentFp32Fallback;
+/// A test backend: the CPU backend's numerics, built by `F`, which plants a fault.
+struct Planted<F>(F);
 
-impl precheck::backend::Backend for SilentFp32Fallback {
+impl<F> Backend for Planted<F>
+where
+    F: Fn(
+            &Model,
+            &Weights,
+            &Policy,
+        ) -> Result<Box<dyn Executable>, precheck::backend::BackendError>
+        + Send
+        + Sync,
+{
     fn kind(&self) -> precheck::backend::BackendKind {
         precheck::backend::BackendKind::Cpu
     }
 
     fn device_name(&self) -> String {
-        "fallback".into()
+        "planted fault".into()
     }
 
     fn prepare(
@@ -271,25 +279,35 @@ impl precheck::backend::Backend for SilentFp32Fallback {
         weights: &Weights,
         policy: &Policy,
     ) -> Result<Box<dyn Executable>, precheck::backend::BackendError> {
-        let overrides: Vec<(String, QuantSpec)> = if policy.name == "fp8_e4m3" {
-            weights
-                .tensors
-                .iter()
-                .map(|(name, _)| (name.clone(), QuantSpec::cast(Format::Fp32)))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Ok(Box::new(CpuBackend::new().prepare_with_overrides(
-            model, weights, policy, &overrides,
-        )))
+        (self.0)(model, weights, policy)
     }
+}
+
+/// Silently runs every FP8 matmul in FP32: the silent fallback precheck exists to catch, end to
+/// end through the runner and the gate.
+fn silent_fp32_fallback(
+    model: &Model,
+    weights: &Weights,
+    policy: &Policy,
+) -> Result<Box<dyn Executable>, precheck::backend::BackendError> {
+    let overrides: Vec<(String, QuantSpec)> = if policy.name == "fp8_e4m3" {
+        weights
+            .tensors
+            .iter()
+            .map(|(name, _)| (name.clone(), QuantSpec::cast(Format::Fp32)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Box::new(CpuBackend::new().prepare_with_overrides(
+        model, weights, policy, &overrides,
+    )))
 }
 
 /// A BF16 and an FP8 variant of a linear block run through the runner on `backend`, recorded in
 /// the returned folder.
 fn run_in_process(
-    backend: &dyn precheck::backend::Backend,
+    backend: &dyn Backend,
 ) -> (tempfile::TempDir, Vec<precheck::results::VariantRecord>) {
     use precheck::farm::{Device, Slot};
     use precheck::results::ResultsWriter;
@@ -330,7 +348,7 @@ fn a_silent_fallback_fails_the_precision_mismatch_gate() {
     use precheck::mismatch::Verdict;
     use precheck::results::Status;
 
-    let (dir, records) = run_in_process(&SilentFp32Fallback);
+    let (dir, records) = run_in_process(&Planted(silent_fp32_fallback));
     let by_id = |id: &str| records.iter().find(|r| r.id == id).unwrap();
     let fp8 = by_id("m/fp8_e4m3/cpu");
     assert_eq!(fp8.status, Status::Failed);
@@ -395,9 +413,6 @@ fn a_silent_fallback_fails_the_precision_mismatch_gate() {
     assert!(error.contains("did you mean `m/fp8_e4m3/cpu`?"), "{error}");
 }
 
-/// Honest numerics, but FP8 twice as slow as BF16: a lower precision that bought no speed.
-struct SlowFp8;
-
 struct FixedTime {
     inner: Box<dyn Executable>,
     per_iteration: std::time::Duration,
@@ -418,27 +433,17 @@ impl Executable for FixedTime {
     }
 }
 
-impl precheck::backend::Backend for SlowFp8 {
-    fn kind(&self) -> precheck::backend::BackendKind {
-        precheck::backend::BackendKind::Cpu
-    }
-
-    fn device_name(&self) -> String {
-        "slow fp8".into()
-    }
-
-    fn prepare(
-        &self,
-        model: &Model,
-        weights: &Weights,
-        policy: &Policy,
-    ) -> Result<Box<dyn Executable>, precheck::backend::BackendError> {
-        let ms = if policy.name == "fp8_e4m3" { 2 } else { 1 };
-        Ok(Box::new(FixedTime {
-            inner: CpuBackend::new().prepare(model, weights, policy)?,
-            per_iteration: std::time::Duration::from_millis(ms),
-        }))
-    }
+/// Honest numerics, but FP8 twice as slow as BF16: a lower precision that bought no speed.
+fn slow_fp8(
+    model: &Model,
+    weights: &Weights,
+    policy: &Policy,
+) -> Result<Box<dyn Executable>, precheck::backend::BackendError> {
+    let ms = if policy.name == "fp8_e4m3" { 2 } else { 1 };
+    Ok(Box::new(FixedTime {
+        inner: CpuBackend::new().prepare(model, weights, policy)?,
+        per_iteration: std::time::Duration::from_millis(ms),
+    }))
 }
 
 #[test]
@@ -446,7 +451,7 @@ fn an_fp8_variant_slower_than_bf16_is_suspect_but_not_failed() {
     use precheck::mismatch::Verdict;
     use precheck::results::Status;
 
-    let (_dir, records) = run_in_process(&SlowFp8);
+    let (_dir, records) = run_in_process(&Planted(slow_fp8));
     let fp8 = records.iter().find(|r| r.id == "m/fp8_e4m3/cpu").unwrap();
     assert_eq!(fp8.status, Status::Passed, "{:?}", fp8.failures);
     let Some(Verdict::Suspect { reason }) = fp8.mismatch.as_ref().map(|m| &m.verdict) else {
@@ -459,10 +464,6 @@ fn an_fp8_variant_slower_than_bf16_is_suspect_but_not_failed() {
     let bf16 = records.iter().find(|r| r.id == "m/bf16/cpu").unwrap();
     assert_eq!(bf16.mismatch.as_ref().unwrap().verdict, Verdict::None);
 }
-
-/// Honest numerics, but the FP8 engine's layer report (a TensorRT 10 `--exportLayerInfo` file)
-/// shows layers that ran in FP32 and FP16: a fallback only the engine's own report reveals.
-struct ReportsFallbackLayers;
 
 struct WithLayerReport {
     inner: Box<dyn Executable>,
@@ -482,31 +483,22 @@ impl Executable for WithLayerReport {
     }
 }
 
-impl precheck::backend::Backend for ReportsFallbackLayers {
-    fn kind(&self) -> precheck::backend::BackendKind {
-        precheck::backend::BackendKind::Cpu
-    }
-
-    fn device_name(&self) -> String {
-        "engine".into()
-    }
-
-    fn prepare(
-        &self,
-        model: &Model,
-        weights: &Weights,
-        policy: &Policy,
-    ) -> Result<Box<dyn Executable>, precheck::backend::BackendError> {
-        let report = (policy.name == "fp8_e4m3").then(|| {
-            let path = "tests/fixtures/trtexec/fp8_engine_with_fp32_layers.layers.json";
-            let report = precheck::trtexec::layers::read(std::path::Path::new(path)).unwrap();
-            report.detailed().unwrap().to_vec()
-        });
-        Ok(Box::new(WithLayerReport {
-            inner: CpuBackend::new().prepare(model, weights, policy)?,
-            report,
-        }))
-    }
+/// Honest numerics, but the FP8 engine's layer report (a TensorRT 10 `--exportLayerInfo` file)
+/// shows layers that ran in FP32 and FP16: a fallback only the engine's own report reveals.
+fn reports_fallback_layers(
+    model: &Model,
+    weights: &Weights,
+    policy: &Policy,
+) -> Result<Box<dyn Executable>, precheck::backend::BackendError> {
+    let report = (policy.name == "fp8_e4m3").then(|| {
+        let path = "tests/fixtures/trtexec/fp8_engine_with_fp32_layers.layers.json";
+        let report = precheck::trtexec::layers::read(std::path::Path::new(path)).unwrap();
+        report.detailed().unwrap().to_vec()
+    });
+    Ok(Box::new(WithLayerReport {
+        inner: CpuBackend::new().prepare(model, weights, policy)?,
+        report,
+    }))
 }
 
 #[test]
@@ -514,7 +506,7 @@ fn an_engine_layer_report_with_fp32_layers_fails_an_fp8_variant() {
     use precheck::mismatch::Verdict;
     use precheck::results::Status;
 
-    let (_dir, records) = run_in_process(&ReportsFallbackLayers);
+    let (_dir, records) = run_in_process(&Planted(reports_fallback_layers));
     let fp8 = records.iter().find(|r| r.id == "m/fp8_e4m3/cpu").unwrap();
     assert_eq!(fp8.status, Status::Failed);
     let mismatch = fp8.mismatch.as_ref().unwrap();

@@ -52,10 +52,10 @@ pub fn explain(record: &VariantRecord) -> String {
             );
         }
     }
+    if !record.layers.is_empty() {
+        let _ = writeln!(text, "\nAccuracy after each layer");
+    }
     for layer in &record.layers {
-        if layer.name == record.layers[0].name {
-            let _ = writeln!(text, "\nAccuracy after each layer");
-        }
         let _ = writeln!(
             text,
             "  {:<10} cos {:.6}  1 − cos {:.2e}",

@@ -10,6 +10,7 @@ use super::{math_precision, Direction};
 use crate::backend::{Backend, BackendError, CpuBackend, Executable};
 use crate::formats::Format;
 use crate::measure::compare;
+use crate::model::blocks::split_layer;
 use crate::model::{Model, Tensor, Weights};
 use crate::precision::Policy;
 use crate::quant::{QuantSpec, Recipe};
@@ -74,10 +75,7 @@ fn alternatives(policy: &Policy) -> Vec<QuantSpec> {
 fn matmul_groups(matmuls: &[&str]) -> Vec<(String, Vec<String>)> {
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for name in matmuls {
-        let layer = name
-            .strip_prefix("layers.")
-            .and_then(|rest| rest.split_once('.'))
-            .map(|(index, _)| format!("layers.{index}"));
+        let layer = split_layer(name).map(|(index, _)| format!("layers.{index}"));
         match (layer, groups.last_mut()) {
             (Some(layer), Some((last, members))) if *last == layer => {
                 members.push(name.to_string())

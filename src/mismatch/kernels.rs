@@ -87,6 +87,7 @@ const FIXTURE: &str = "cuBLAS 13.1 on H100, tests/fixtures/kernels/h100_mlp_kern
 const H200: &str = "cuBLAS 13.1 on H200, precheck's own CUPTI traces (BENCHMARKS.md)";
 const LEGACY: &str = "cuBLAS 11-12 kernel names as nsys and torch.profiler show them \
                       (e.g. ampere_sgemm_128x64_tn, ampere_h16816gemm_..., ampere_bf16_s16816gemm_bf16_...)";
+const OWN: &str = "precheck's own kernels, src/backend/cuda/kernels.cu";
 const CUTLASS3: &str =
     "CUTLASS 3 generated kernel names, cutlass3x_sm90_tensorop_gemm_<a>_<b>_..., \
                         python/cutlass_library/generator.py";
@@ -147,46 +148,14 @@ static RULES: &[(Matcher, KernelClass, &str)] = &[
     (Matcher::Contains(&["at::native::"]), Auxiliary, FIXTURE),
     (Matcher::Contains(&["Memset"]), Auxiliary, FIXTURE),
     (Matcher::Contains(&["Memcpy"]), Auxiliary, FIXTURE),
-    (
-        Matcher::Exactly("convert"),
-        Auxiliary,
-        "precheck's src/backend/cuda/kernels.cu",
-    ),
-    (
-        Matcher::Exactly("amax"),
-        Auxiliary,
-        "precheck's src/backend/cuda/kernels.cu",
-    ),
-    (
-        Matcher::Exactly("quantize_fp8"),
-        Auxiliary,
-        "precheck's src/backend/cuda/kernels.cu",
-    ),
-    (
-        Matcher::Exactly("quantize_int8_rows"),
-        Auxiliary,
-        "precheck's src/backend/cuda/kernels.cu",
-    ),
-    (
-        Matcher::Exactly("gated_act"),
-        Auxiliary,
-        "precheck's src/backend/cuda/kernels.cu",
-    ),
-    (
-        Matcher::Exactly("rescale"),
-        Auxiliary,
-        "precheck's src/backend/cuda/kernels.cu",
-    ),
-    (
-        Matcher::Exactly("mx_dequant"),
-        Auxiliary,
-        "precheck's src/backend/cuda/kernels.cu",
-    ),
-    (
-        Matcher::Exactly("nvfp4_dequant"),
-        Auxiliary,
-        "precheck's src/backend/cuda/kernels.cu",
-    ),
+    (Matcher::Exactly("convert"), Auxiliary, OWN),
+    (Matcher::Exactly("amax"), Auxiliary, OWN),
+    (Matcher::Exactly("quantize_fp8"), Auxiliary, OWN),
+    (Matcher::Exactly("quantize_int8_rows"), Auxiliary, OWN),
+    (Matcher::Exactly("gated_act"), Auxiliary, OWN),
+    (Matcher::Exactly("rescale"), Auxiliary, OWN),
+    (Matcher::Exactly("mx_dequant"), Auxiliary, OWN),
+    (Matcher::Exactly("nvfp4_dequant"), Auxiliary, OWN),
 ];
 
 /// The class of the kernel called `name`.

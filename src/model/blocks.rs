@@ -156,6 +156,18 @@ const ENCODER_MLP: MlpNames = MlpNames {
 };
 const ENCODER_NORMS: [&str; 2] = ["attention.output.LayerNorm", "output.LayerNorm"];
 
+/// Where a stack's layer `index` keeps its parameters: `layers.{index}.` + the layer's names.
+pub fn layer_prefix(index: usize) -> String {
+    format!("layers.{index}.")
+}
+
+/// A stack parameter's layer index and its name within the layer (`layers.3.fc1.weight` →
+/// `(3, "fc1.weight")`); `None` for a parameter of no stack layer.
+pub fn split_layer(param: &str) -> Option<(usize, &str)> {
+    let (index, rest) = param.strip_prefix("layers.")?.split_once('.')?;
+    Some((index.parse().ok()?, rest))
+}
+
 impl Block {
     /// The block's name as in suites.
     pub fn kind_name(&self) -> &'static str {
@@ -210,7 +222,7 @@ impl Block {
             Block::Stack { layer, layers } => {
                 let mut x = x;
                 for index in 0..layers {
-                    b.set_prefix(format!("layers.{index}."));
+                    b.set_prefix(layer_prefix(index));
                     x = transformer_layer(&mut b, x, layer);
                     b.tap(format!("layer.{index}"), x);
                 }

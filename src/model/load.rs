@@ -13,6 +13,7 @@ use memmap2::Mmap;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
+use super::blocks::split_layer;
 use super::graph::Graph;
 use super::{InputFile, Tensor, Weights};
 use crate::formats::Format;
@@ -203,13 +204,11 @@ pub fn check_checkpoint(spec: &CheckpointSpec, graph: &Graph) -> Result<(), Load
 
 /// The checkpoint's name for the block parameter `param`.
 fn checkpoint_name(spec: &CheckpointSpec, param: &str) -> String {
-    let (layer, rest) = param
-        .strip_prefix("layers.")
-        .and_then(|tail| tail.split_once('.'))
-        .filter(|(index, _)| index.parse::<usize>().is_ok())
-        .map_or(("", param), |(index, rest)| (index, rest));
+    let (layer, rest) = split_layer(param).map_or((String::new(), param), |(index, rest)| {
+        (index.to_string(), rest)
+    });
     let rest = spec.map.get(rest).map_or(rest, String::as_str);
-    format!("{}{rest}", spec.prefix.replace("{layer}", layer))
+    format!("{}{rest}", spec.prefix.replace("{layer}", &layer))
 }
 
 /// Every parameter of `graph` from the checkpoint `spec`, rounded to `format`.
@@ -233,11 +232,7 @@ pub fn checkpoint(
                 &param.shape,
             )?);
             format.round_slice(&mut data);
-            let (rows, cols) = match param.shape[..] {
-                [rows, cols] => (rows, cols),
-                [n] => (1, n),
-                _ => unreachable!("parameters are 1-D or 2-D"),
-            };
+            let (rows, cols) = param.matrix_shape();
             Ok((param.name.clone(), Tensor::new(rows, cols, data)))
         })
         .collect::<Result<_, LoadError>>()?;

@@ -45,20 +45,18 @@ pub fn weights(model: &Model, seed: u64, format: Format) -> Weights {
         .params
         .into_iter()
         .map(|param| {
-            let (rows, cols) = match param.shape[..] {
-                [rows, cols] => (rows, cols),
-                [n] => (1, n),
-                _ => unreachable!("parameters are 1-D or 2-D"),
+            let (rows, cols) = param.matrix_shape();
+            let random = |std: f32| {
+                normal_tensor(
+                    &mut stream(seed, model.name.as_str(), &param.name),
+                    rows,
+                    cols,
+                    std,
+                )
             };
             let mut tensor = match param.kind {
-                ParamKind::MatmulWeight => {
-                    let mut rng = stream(seed, model.name.as_str(), &param.name);
-                    normal_tensor(&mut rng, rows, cols, 1.0 / (cols as f32).sqrt())
-                }
-                ParamKind::Bias => {
-                    let mut rng = stream(seed, model.name.as_str(), &param.name);
-                    normal_tensor(&mut rng, rows, cols, 0.1)
-                }
+                ParamKind::MatmulWeight => random(1.0 / (cols as f32).sqrt()),
+                ParamKind::Bias => random(0.1),
                 ParamKind::NormScale => Tensor::new(rows, cols, vec![1.0; cols]),
                 ParamKind::NormShift => Tensor::new(rows, cols, vec![0.0; cols]),
             };
