@@ -184,6 +184,17 @@ fn a_filter_that_matches_nothing_exits_2() {
 }
 
 #[test]
+fn the_command_backend_without_a_command_exits_2_and_says_so() {
+    precheck()
+        .args(["run", "suites/smoke.yaml", "--backend", "command"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--backend command needs --command 'PROGRAM ARGS'",
+        ));
+}
+
+#[test]
 fn existing_results_are_never_overwritten() {
     let out = tempfile::tempdir().unwrap();
     std::fs::write(out.path().join("results.jsonl"), "keep me\n").unwrap();
