@@ -10,7 +10,7 @@ use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backend::{self, BackendChoice};
+use crate::backend::{self, BackendChoice, CommandBackend};
 use crate::exit_code::ExitCode;
 use crate::farm::{self, Shard, WorkerJob, Workers};
 use crate::host::HostInfo;
@@ -140,6 +140,10 @@ struct RunArgs {
     /// (see README, "Command backend").
     #[arg(long, value_name = "PROGRAM ARGS")]
     command: Option<String>,
+    /// With `--backend command`: also write each variant exported as ONNX (`model.onnx`, opset
+    /// 21, Q/DQ for quantized operands) into its work folder, for engines that take ONNX.
+    #[arg(long, requires = "command")]
+    onnx: bool,
     /// Run only variants whose id matches: a glob (`*/fp16/*`) or a substring (`mlp`). Repeatable.
     #[arg(long, value_name = "PATTERN")]
     filter: Vec<String>,
@@ -218,7 +222,15 @@ fn load(path: &Path) -> anyhow::Result<LoadedSuite> {
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.suite)?;
     let suite = &loaded.suite;
-    let selected = backend::select(args.backend, args.command.as_deref())?;
+    let command = args.command.as_ref().map(|program| {
+        let backend = CommandBackend::new(program);
+        if args.onnx {
+            backend.with_onnx()
+        } else {
+            backend
+        }
+    });
+    let selected = backend::select(args.backend, command.as_ref())?;
     if let Some(note) = &selected.note {
         eprintln!("note: {note}");
     }
@@ -292,7 +304,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         exe: std::env::current_exe().context("finding the precheck binary for its workers")?,
         suite: loaded.path.clone(),
         sha256: loaded.sha256.clone(),
-        command: args.command.clone(),
+        command,
         stop: &stop,
     };
     let mut progress = Progress::new(plan.variants.len(), folder.recorded.len());

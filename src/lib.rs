@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod cli;
 pub mod exit_code;
+pub mod export;
 pub mod farm;
 pub mod formats;
 pub mod gate;

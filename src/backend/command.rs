@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Backend, BackendError, BackendKind, Executable};
+use crate::export;
 use crate::model::graph::{Graph, Param};
 use crate::model::{load, Block, Model, Tensor, Weights};
 use crate::precision::Policy;
@@ -31,9 +32,14 @@ use crate::results::KernelLaunches;
 const STDERR_TAIL: usize = 2000;
 
 /// An external engine run as a command.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandBackend {
-    command: String,
+    /// The shell command line; the work folder is appended.
+    pub command: String,
+    /// Whether each variant's work folder also gets `model.onnx`, the block and policy exported
+    /// ([`crate::export`]), for engines that take ONNX.
+    #[serde(default)]
+    pub onnx: bool,
 }
 
 impl CommandBackend {
@@ -41,7 +47,13 @@ impl CommandBackend {
     pub fn new(command: impl Into<String>) -> Self {
         CommandBackend {
             command: command.into(),
+            onnx: false,
         }
+    }
+
+    /// Also writes `model.onnx` into each work folder.
+    pub fn with_onnx(self) -> Self {
+        CommandBackend { onnx: true, ..self }
     }
 }
 
@@ -58,8 +70,23 @@ struct VariantFile<'a> {
     /// The block's parameters: name, shape, kind, in graph order.
     parameters: &'a [Param],
     policy: &'a Policy,
+    /// With `--onnx`: the exported model's file, or why the policy has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    onnx: Option<&'a OnnxFile>,
     warmup: u32,
     iterations: usize,
+}
+
+/// The exported model's file name in the work folder.
+const ONNX_FILE: &str = "model.onnx";
+
+/// `variant.json`'s `onnx`: `{"file": "model.onnx"}` or `{"unavailable": "why"}`.
+#[derive(Debug, Serialize)]
+struct OnnxFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unavailable: Option<String>,
 }
 
 /// `timings.json`.
@@ -101,13 +128,41 @@ impl Backend for CommandBackend {
             &model.block.graph(),
             weights,
         )?;
+        let onnx = if self.onnx {
+            Some(write_onnx(dir.path(), model, weights, policy)?)
+        } else {
+            None
+        };
         Ok(Box::new(CommandExecutable {
             command: self.command.clone(),
             dir,
             model: model.clone(),
             policy: policy.clone(),
+            onnx,
             kernels: None,
         }))
+    }
+}
+
+/// Writes `model.onnx` when the policy has an ONNX form; otherwise says why, for `variant.json`.
+fn write_onnx(
+    dir: &Path,
+    model: &Model,
+    weights: &Weights,
+    policy: &Policy,
+) -> Result<OnnxFile, BackendError> {
+    match export::onnx(model, weights, policy) {
+        Ok(bytes) => {
+            std::fs::write(dir.join(ONNX_FILE), bytes).map_err(|e| failed("writing model.onnx", e))?;
+            Ok(OnnxFile {
+                file: Some(ONNX_FILE),
+                unavailable: None,
+            })
+        }
+        Err(why) => Ok(OnnxFile {
+            file: None,
+            unavailable: Some(why.to_string()),
+        }),
     }
 }
 
@@ -158,6 +213,8 @@ struct CommandExecutable {
     dir: tempfile::TempDir,
     model: Model,
     policy: Policy,
+    /// The exported model, with `--onnx`.
+    onnx: Option<OnnxFile>,
     /// The kernels of the last call, when the command reported them.
     kernels: Option<Vec<KernelLaunches>>,
 }
@@ -188,6 +245,7 @@ impl CommandExecutable {
             output_features: graph.output_features(),
             parameters: &graph.params,
             policy: &self.policy,
+            onnx: self.onnx.as_ref(),
             warmup,
             iterations,
         };

@@ -150,8 +150,11 @@ pub struct Selected {
     pub note: Option<String>,
 }
 
-/// Picks the backend for `choice`; `command` is the command line of [`BackendChoice::Command`].
-pub fn select(choice: BackendChoice, command: Option<&str>) -> Result<Selected, BackendError> {
+/// Picks the backend for `choice`; `command` is the backend of [`BackendChoice::Command`].
+pub fn select(
+    choice: BackendChoice,
+    command: Option<&CommandBackend>,
+) -> Result<Selected, BackendError> {
     let cpu = || Selected {
         backend: Box::new(CpuBackend::new()),
         note: None,
@@ -166,7 +169,7 @@ pub fn select(choice: BackendChoice, command: Option<&str>) -> Result<Selected, 
             .map_err(|why| BackendError::Unavailable(format!("--backend cuda: {why}"))),
         BackendChoice::Command => command
             .map(|command| Selected {
-                backend: Box::new(CommandBackend::new(command)),
+                backend: Box::new(command.clone()),
                 note: None,
             })
             .ok_or_else(|| {

@@ -25,12 +25,12 @@ pub enum Device {
 
 impl Device {
     /// Opens the backend that runs on this device; `command` is the command backend's program.
-    pub fn open(self, command: Option<&str>) -> Result<Box<dyn Backend>, BackendError> {
+    pub fn open(self, command: Option<&CommandBackend>) -> Result<Box<dyn Backend>, BackendError> {
         match self {
             Device::Cpu => Ok(Box::new(CpuBackend::new())),
             Device::Cuda(ordinal) => backend::cuda(ordinal),
             Device::Command => command
-                .map(|c| Box::new(CommandBackend::new(c)) as Box<dyn Backend>)
+                .map(|c| Box::new(c.clone()) as Box<dyn Backend>)
                 .ok_or_else(|| BackendError::Unavailable("the job names no command".into())),
         }
     }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pool::{Device, Slot};
 use super::process::{self, How};
+use crate::backend::CommandBackend;
 use crate::model::Model;
 use crate::precision::Policy;
 use crate::results::{RunSettings, WorkerExit};
@@ -36,9 +37,9 @@ pub struct WorkerJob {
     pub settings: RunSettings,
     /// The device.
     pub device: Device,
-    /// The command backend's program, when the device is [`Device::Command`].
+    /// The command backend, when the device is [`Device::Command`].
     #[serde(default)]
-    pub command: Option<String>,
+    pub command: Option<CommandBackend>,
     /// The run's process id: a worker whose run has died exits.
     pub parent: u32,
 }
@@ -89,7 +90,7 @@ pub fn serve(job: &WorkerJob) -> Result<WorkerReply, WorkerError> {
         .find(|m| m.name.as_str() == job.model)
         .ok_or_else(|| WorkerError::NoModel(job.model.clone()))?;
     super::fault::inject(&job.policy.name);
-    let backend = match job.device.open(job.command.as_deref()) {
+    let backend = match job.device.open(job.command.as_ref()) {
         Ok(backend) => backend,
         Err(error) => {
             return Ok(WorkerReply {
@@ -126,8 +127,8 @@ pub struct Workers<'a> {
     pub suite: PathBuf,
     /// Its SHA-256.
     pub sha256: String,
-    /// The command backend's program, for its variants.
-    pub command: Option<String>,
+    /// The command backend, for its variants.
+    pub command: Option<CommandBackend>,
     /// Set by Ctrl-C or SIGTERM.
     pub stop: &'a AtomicBool,
 }

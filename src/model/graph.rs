@@ -204,7 +204,7 @@ impl Graph {
     }
 
     /// Columns of `value`.
-    fn features(&self, value: Value) -> usize {
+    pub fn features(&self, value: Value) -> usize {
         let node = &self.nodes[value.0];
         match &node.op {
             Op::Input => self.input_features,

@@ -56,7 +56,7 @@ impl AmaxHistory {
 }
 
 /// Largest magnitude of `values`; NaN if any is NaN (so that the scale, and the output, are NaN).
-fn amax(values: &[f32]) -> f32 {
+pub fn amax(values: &[f32]) -> f32 {
     values.iter().fold(0.0f32, |m, &v| amax_step(m, v))
 }
 
@@ -81,7 +81,7 @@ fn amax_parallel(values: &[f32]) -> f32 {
 const PARALLEL_CHUNK: usize = 1 << 14;
 
 /// The scale that maps `amax` onto the format's largest value; 1 for an all-zero tensor.
-fn scale_for(amax: f32, format: Format) -> f32 {
+pub fn scale_for(amax: f32, format: Format) -> f32 {
     if amax == 0.0 {
         1.0
     } else {
