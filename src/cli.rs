@@ -84,6 +84,18 @@ enum Command {
         /// The variant's id (`model/precision/device`).
         variant: String,
     },
+    /// Write each model of a suite in each of its precisions as ONNX (opset 21):
+    /// OUT/MODEL/PRECISION.onnx, input `input`, output `output`, weights included.
+    Export {
+        /// Suite file.
+        suite: PathBuf,
+        /// Folder for the models.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of seeded weights [default: the suite's].
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+    },
     /// Show the backends and devices this machine has.
     Devices,
     /// Show the precision presets a suite can name.
@@ -182,6 +194,7 @@ pub fn main() -> ExitCode {
         Command::Merge { run_dirs, out } => merge(&run_dirs, &out),
         Command::Worker { job } => worker(&job),
         Command::Explain { run_dir, variant } => explain(&run_dir, &variant),
+        Command::Export { suite, out, seed } => export(&suite, &out, seed),
         Command::Devices => Ok(devices()),
         Command::Precisions => Ok(precisions()),
         #[cfg(feature = "report")]
@@ -574,6 +587,41 @@ fn list(path: &Path) -> anyhow::Result<ExitCode> {
         suite.variants.len(),
         suite.reference.precision.format()
     );
+    Ok(ExitCode::Success)
+}
+
+fn export(path: &Path, out: &Path, seed: Option<u64>) -> anyhow::Result<ExitCode> {
+    let loaded = load(path)?;
+    let suite = &loaded.suite;
+    let seed = seed.unwrap_or(suite.defaults.seed);
+    let format = suite.reference.precision.format();
+    let mut written = 0;
+    for model in &suite.models {
+        let weights = model
+            .weights(seed, format)
+            .with_context(|| format!("model {}", model.name))?;
+        let mut seen = std::collections::HashSet::new();
+        for variant in suite.variants.iter().filter(|v| v.model == model.name) {
+            let policy = &variant.precision;
+            if !seen.insert(policy.name.clone()) {
+                continue;
+            }
+            let file = out
+                .join(model.name.as_str())
+                .join(format!("{}.onnx", policy.name));
+            match crate::export::onnx(model, &weights, policy) {
+                Ok(bytes) => {
+                    std::fs::create_dir_all(file.parent().expect("a file in a folder"))
+                        .and_then(|()| std::fs::write(&file, bytes))
+                        .with_context(|| format!("writing {}", file.display()))?;
+                    println!("wrote   {}", file.display());
+                    written += 1;
+                }
+                Err(why) => println!("skipped {}/{}: {why}", model.name, policy.name),
+            }
+        }
+    }
+    println!("{written} models written to {}", out.display());
     Ok(ExitCode::Success)
 }
 

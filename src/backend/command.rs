@@ -153,7 +153,8 @@ fn write_onnx(
 ) -> Result<OnnxFile, BackendError> {
     match export::onnx(model, weights, policy) {
         Ok(bytes) => {
-            std::fs::write(dir.join(ONNX_FILE), bytes).map_err(|e| failed("writing model.onnx", e))?;
+            std::fs::write(dir.join(ONNX_FILE), bytes)
+                .map_err(|e| failed("writing model.onnx", e))?;
             Ok(OnnxFile {
                 file: Some(ONNX_FILE),
                 unavailable: None,
