@@ -15,6 +15,7 @@ use crate::exit_code::ExitCode;
 use crate::farm::{self, Shard, WorkerJob, Workers};
 use crate::host::HostInfo;
 use crate::matrix::Variant;
+use crate::model::golden;
 use crate::plan::{self, Overrides};
 use crate::precision::presets;
 #[cfg(feature = "report")]
@@ -96,6 +97,9 @@ enum Command {
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
     },
+    /// Freeze each model's reference output in a golden file (a suite's `reference.file`):
+    /// precheck's exact evaluation, or with --backend the reference precision run there.
+    Golden(GoldenArgs),
     /// Show the backends and devices this machine has.
     Devices,
     /// Show the precision presets a suite can name.
@@ -128,6 +132,24 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+struct GoldenArgs {
+    /// Suite file.
+    suite: PathBuf,
+    /// The golden file to write (`.safetensors`).
+    #[arg(long)]
+    out: PathBuf,
+    /// Run the reference precision on this backend [default: precheck's exact evaluation].
+    #[arg(long, value_enum)]
+    backend: Option<BackendChoice>,
+    /// The program of `--backend command`.
+    #[arg(long, value_name = "PROGRAM ARGS")]
+    command: Option<String>,
+    /// Seed of weights and inputs [default: the suite's].
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +217,7 @@ pub fn main() -> ExitCode {
         Command::Worker { job } => worker(&job),
         Command::Explain { run_dir, variant } => explain(&run_dir, &variant),
         Command::Export { suite, out, seed } => export(&suite, &out, seed),
+        Command::Golden(args) => golden(&args),
         Command::Devices => Ok(devices()),
         Command::Precisions => Ok(precisions()),
         #[cfg(feature = "report")]
@@ -582,8 +605,12 @@ fn list(path: &Path) -> anyhow::Result<ExitCode> {
         ]);
     }
     println!("{table}");
+    let reference = match &suite.reference.file {
+        Some(file) => format!("the golden file {}", file.display()),
+        None => "exact evaluation of the model held in that precision".to_owned(),
+    };
     println!(
-        "{} variants; reference: {} (exact evaluation of the model held in that precision)",
+        "{} variants; reference: {} ({reference})",
         suite.variants.len(),
         suite.reference.precision.format()
     );
@@ -622,6 +649,32 @@ fn export(path: &Path, out: &Path, seed: Option<u64>) -> anyhow::Result<ExitCode
         }
     }
     println!("{written} models written to {}", out.display());
+    Ok(ExitCode::Success)
+}
+
+fn golden(args: &GoldenArgs) -> anyhow::Result<ExitCode> {
+    let loaded = load(&args.suite)?;
+    let suite = &loaded.suite;
+    let command = args.command.as_ref().map(CommandBackend::new);
+    let selected = args
+        .backend
+        .map(|choice| backend::select(choice, command.as_ref()))
+        .transpose()?;
+    if let Some(note) = selected.as_ref().and_then(|s| s.note.as_ref()) {
+        eprintln!("note: {note}");
+    }
+    let backend = selected.as_ref().map(|s| s.backend.as_ref());
+    let seed = args.seed.unwrap_or(suite.defaults.seed);
+    let outputs = runner::golden_outputs(suite, seed, backend).map_err(anyhow::Error::msg)?;
+    golden::write(&args.out, &outputs).map_err(anyhow::Error::msg)?;
+    for output in &outputs {
+        println!("{}: {}", output.model, output.source);
+    }
+    println!(
+        "golden references of {} models in {}",
+        outputs.len(),
+        args.out.display()
+    );
     Ok(ExitCode::Success)
 }
 

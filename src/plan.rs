@@ -163,6 +163,7 @@ pub fn plan(
             iterations,
             filters: overrides.filters.clone(),
             reference: suite.reference.precision.format(),
+            golden: suite.reference.file.clone(),
             timeout_s: overrides
                 .timeout
                 .unwrap_or(suite.defaults.timeout.get())

@@ -19,7 +19,8 @@ use crate::farm::{Pending, Scheduler, Slot};
 use crate::matrix::Variant;
 use crate::measure::{compare, Accuracy, LatencyStats};
 use crate::mismatch::{self, Mismatch};
-use crate::model::forward::{forward, Exact};
+use crate::model::forward::{forward, Exact, Forward};
+use crate::model::golden::{self, GoldenOutput};
 use crate::model::{seeded, LoadError, Model, Tensor, Weights};
 use crate::plan::Plan;
 use crate::precision::Policy;
@@ -61,27 +62,31 @@ pub struct ModelContext {
 
 impl ModelContext {
     /// Builds or reads the model's weights and input in the reference precision, and the
-    /// reference: the same block evaluated in f64 with no rounding, i.e. exactly what the model in
-    /// the reference precision defines, up to f64 accumulation. Fails when a weight or input file
-    /// cannot be read as the model needs it.
+    /// reference: the run's golden file's, or the same block evaluated in f64 with no rounding,
+    /// i.e. exactly what the model in the reference precision defines, up to f64 accumulation.
+    /// Fails when a weight, input or golden file cannot be read as the model needs it.
     pub fn new(model: &Model, settings: &RunSettings) -> Result<Self, LoadError> {
         let format = settings.reference;
         let weights = model.weights(settings.seed, format)?;
         let input = model.input(settings.seed, format)?;
-        let exact_weights = weights.map(f64::from);
-        let reference = forward(
-            &model.block.graph(),
-            &mut Exact {
-                weights: &exact_weights,
-            },
-            &input.map(f64::from),
-        );
+        let (reference, reference_taps) = match &settings.golden {
+            Some(path) => {
+                let graph = model.block.graph();
+                let taps: Vec<String> = graph.taps.iter().map(|(name, _)| name.clone()).collect();
+                let name = model.name.as_str();
+                golden::read(path, name, &input, graph.output_features(), &taps)?
+            }
+            None => {
+                let exact = exact_reference(model, &weights, &input);
+                (exact.output, exact.taps)
+            }
+        };
         Ok(ModelContext {
             model: model.clone(),
             weights,
             input,
-            reference: reference.output,
-            reference_taps: reference.taps,
+            reference,
+            reference_taps,
             seed: settings.seed,
             format,
         })
@@ -96,6 +101,62 @@ impl ModelContext {
             &format!("calibration.{index}"),
         )
     }
+}
+
+/// `model` evaluated exactly: f64 products of the weights and input as held, no rounding.
+pub fn exact_reference(model: &Model, weights: &Weights, input: &Tensor) -> Forward<f64> {
+    let exact_weights = weights.map(f64::from);
+    forward(
+        &model.block.graph(),
+        &mut Exact {
+            weights: &exact_weights,
+        },
+        &input.map(f64::from),
+    )
+}
+
+/// Each model's reference for a golden file: precheck's exact evaluation, or with `backend`, the
+/// suite's reference precision (its baseline policy) run there. Fails on the first model that
+/// cannot be loaded or run.
+pub fn golden_outputs(
+    suite: &Suite,
+    seed: u64,
+    backend: Option<&dyn Backend>,
+) -> Result<Vec<GoldenOutput>, String> {
+    let format = suite.reference.precision.format();
+    let policy = suite.baseline_policy();
+    suite
+        .models
+        .iter()
+        .map(|model| {
+            let failed = |e: &dyn std::fmt::Display| format!("model {}: {e}", model.name);
+            let weights = model.weights(seed, format).map_err(|e| failed(&e))?;
+            let input = model.input(seed, format).map_err(|e| failed(&e))?;
+            let (source, output, taps) = match backend {
+                None => {
+                    let exact = exact_reference(model, &weights, &input);
+                    let to_f32 = |t: Tensor<f64>| t.map(|v| v as f32);
+                    let taps = exact.taps.into_iter().map(|(n, t)| (n, to_f32(t)));
+                    ("exact".to_owned(), to_f32(exact.output), taps.collect())
+                }
+                Some(backend) => {
+                    let mut executable = backend
+                        .prepare(model, &weights, &policy)
+                        .map_err(|e| failed(&e))?;
+                    let output = executable.run(&input).map_err(|e| failed(&e))?;
+                    let source = format!("{} on {}", policy.name, backend.device_name());
+                    (source, output, executable.taps())
+                }
+            };
+            Ok(GoldenOutput {
+                model: model.name.to_string(),
+                input_sha256: golden::input_digest(&input),
+                source,
+                output,
+                taps,
+            })
+        })
+        .collect()
 }
 
 /// What one variant measured; a worker sends it to the run as JSON.

@@ -176,26 +176,7 @@ fn write_tensors<'a>(
     path: &Path,
     tensors: impl IntoIterator<Item = (&'a str, Vec<usize>, &'a [f32])>,
 ) -> Result<(), BackendError> {
-    let bytes: Vec<(&str, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(name, shape, data)| {
-            (
-                name,
-                shape,
-                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(name, shape, data)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                .map(|view| (*name, view))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| failed("encoding tensors", e))?;
-    let encoded = safetensors::serialize(views, None).map_err(|e| failed("encoding tensors", e))?;
-    std::fs::write(path, encoded).map_err(|e| failed(&format!("writing {}", path.display()), e))
+    load::write_f32(path, tensors, None).map_err(|e| failed("writing its files", e))
 }
 
 fn write_weights(path: &Path, graph: &Graph, weights: &Weights) -> Result<(), BackendError> {

@@ -86,6 +86,14 @@ pub enum LoadError {
         /// Their names.
         names: String,
     },
+    /// A golden file made for another input than the run's (seed, tokens, input file).
+    #[error("{}: the reference of `{model}` was made for another input (seed, tokens or input file changed since); make it again with `precheck golden`", path.display())]
+    Stale {
+        /// The golden file.
+        path: PathBuf,
+        /// The model.
+        model: String,
+    },
     /// An input file that is neither `.safetensors` nor `.npy`.
     #[error("{}: inputs are read from `.safetensors` or `.npy` files", path.display())]
     Extension {
@@ -95,13 +103,13 @@ pub enum LoadError {
 }
 
 /// A memory-mapped `.safetensors` file.
-struct Checkpoint {
+pub(super) struct Checkpoint {
     path: PathBuf,
     map: Mmap,
 }
 
 impl Checkpoint {
-    fn open(path: &Path) -> Result<Self, LoadError> {
+    pub(super) fn open(path: &Path) -> Result<Self, LoadError> {
         let io = |source| LoadError::Io {
             path: path.to_owned(),
             source,
@@ -116,7 +124,11 @@ impl Checkpoint {
         })
     }
 
-    fn tensors(&self) -> Result<SafeTensors<'_>, LoadError> {
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    pub(super) fn tensors(&self) -> Result<SafeTensors<'_>, LoadError> {
         SafeTensors::deserialize(&self.map).map_err(|e| LoadError::Format {
             path: self.path.clone(),
             kind: ".safetensors",
@@ -128,7 +140,7 @@ impl Checkpoint {
 /// Tensor `name` of `tensors`, checked against `expected` (`param` names the block's parameter in
 /// errors): present, of that shape (a leading dimension of 1 is dropped, as a batch of one), and
 /// of a float type precheck reads.
-fn find<'a>(
+pub(super) fn find<'a>(
     file: &Path,
     tensors: &'a SafeTensors,
     name: &str,
@@ -171,7 +183,7 @@ fn find<'a>(
 }
 
 /// The values of a tensor [`find`] accepted, as f32.
-fn values(view: &TensorView) -> Vec<f32> {
+pub(super) fn values(view: &TensorView) -> Vec<f32> {
     let bytes = view.data();
     match view.dtype() {
         Dtype::F32 => bytes
@@ -188,6 +200,31 @@ fn values(view: &TensorView) -> Vec<f32> {
             .collect(),
         other => unreachable!("find() accepts only float tensors, not {other:?}"),
     }
+}
+
+/// Writes `tensors` as an F32 `.safetensors` file with `metadata` in its header.
+pub fn write_f32<'a>(
+    path: &Path,
+    tensors: impl IntoIterator<Item = (&'a str, Vec<usize>, &'a [f32])>,
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<(), String> {
+    let bytes: Vec<(&str, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, shape, data)| {
+            let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name, shape, raw)
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, shape, data)| {
+            TensorView::new(Dtype::F32, shape.clone(), data).map(|view| (*name, view))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("encoding tensors: {e}"))?;
+    let encoded =
+        safetensors::serialize(views, metadata).map_err(|e| format!("encoding tensors: {e}"))?;
+    std::fs::write(path, encoded).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// Checks that the checkpoint `spec` holds every parameter of `graph` with its shape and a float

@@ -7,6 +7,7 @@
 
 pub mod blocks;
 pub mod forward;
+pub mod golden;
 pub mod graph;
 pub mod load;
 pub mod seeded;

@@ -32,6 +32,9 @@ pub struct RunSettings {
     pub filters: Vec<String>,
     /// The reference format: the model is defined in it.
     pub reference: Format,
+    /// The golden file the reference outputs come from; none: precheck's exact evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub golden: Option<std::path::PathBuf>,
     /// How long one variant's worker may run before it is ended, seconds.
     #[serde(default = "default_timeout_s")]
     pub timeout_s: f64,

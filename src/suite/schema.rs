@@ -117,19 +117,25 @@ impl From<Timeout> for String {
     }
 }
 
-/// What variants are compared with: the model held in `precision`, evaluated exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// What variants are compared with: the model held in `precision`, evaluated exactly, or the
+/// outputs frozen in a golden file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Reference {
     /// The format the model's weights and inputs are defined in (a BF16 checkpoint by default).
     /// The preset of the same name is the speed baseline.
     pub precision: ReferenceFormat,
+    /// A golden file (`precheck golden`): each model's reference output as some backend computed
+    /// it, frozen (relative to the suite's folder once validated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
 }
 
 impl Default for Reference {
     fn default() -> Self {
         Reference {
             precision: ReferenceFormat::Bf16,
+            file: None,
         }
     }
 }

@@ -7,8 +7,8 @@ use std::hash::Hash;
 use std::path::Path;
 
 use super::schema::{
-    Activation, BlockKind, CheckpointSpec, Count, GateSpec, LayerKindSpec, ModelSpec, SuiteFile,
-    WeightsSpec,
+    Activation, BlockKind, CheckpointSpec, Count, GateSpec, LayerKindSpec, ModelSpec, Reference,
+    SuiteFile, WeightsSpec,
 };
 use super::Suite;
 use crate::gate::Gates;
@@ -73,7 +73,10 @@ pub fn validate(file: SuiteFile, base: &Path) -> Result<Suite, Problem> {
         name: file.name,
         description: file.description,
         defaults: file.defaults,
-        reference: file.reference,
+        reference: Reference {
+            file: file.reference.file.as_ref().map(|golden| base.join(golden)),
+            ..file.reference
+        },
         models,
         precisions,
         gpus: file.gpus,

@@ -1,0 +1,153 @@
+//! Golden references: each model's reference output frozen in a `.safetensors` file, so that a
+//! nightly compares against the same numbers however precheck or the engines change, and so that
+//! the reference can come from any backend (PyTorch BF16 on the GPU through the command backend,
+//! say) rather than from precheck's exact evaluation.
+//!
+//! Layout (`precheck golden` writes it; a suite names it as `reference: { file: ... }`): tensor
+//! `MODEL` is the model's output `[tokens, out_features]`, F32; `MODEL/TAP` a tap of a stack
+//! (`MODEL/layers.3`). The header's metadata holds, per model, `MODEL.input_sha256` (a digest of
+//! the input the output was computed from: a run whose input differs is refused, so a changed
+//! seed cannot pass silently) and `MODEL.source` (what computed it).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::load::{self, Checkpoint, LoadError};
+use super::Tensor;
+
+/// One model's frozen reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoldenOutput {
+    /// The model's name.
+    pub model: String,
+    /// Digest of the input it was computed from ([`input_digest`]).
+    pub input_sha256: String,
+    /// What computed it, for people (`exact`, `cuda: NVIDIA H100 …`, `command …`).
+    pub source: String,
+    /// The output.
+    pub output: Tensor,
+    /// The taps (a stack's layers), by name.
+    pub taps: Vec<(String, Tensor)>,
+}
+
+/// A reference read back: output and taps, as the runner compares in f64.
+pub type Reference = (Tensor<f64>, Vec<(String, Tensor<f64>)>);
+
+/// SHA-256 of an input's shape and f32 values, hex.
+pub fn input_digest(input: &Tensor) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update((input.rows as u64).to_le_bytes());
+    hasher.update((input.cols as u64).to_le_bytes());
+    for v in &input.data {
+        hasher.update(v.to_le_bytes());
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+fn digest_key(model: &str) -> String {
+    format!("{model}.input_sha256")
+}
+
+/// Writes `outputs` to `path`.
+pub fn write(path: &Path, outputs: &[GoldenOutput]) -> Result<(), String> {
+    let mut metadata = HashMap::new();
+    let mut tensors = Vec::new();
+    for golden in outputs {
+        metadata.insert(digest_key(&golden.model), golden.input_sha256.clone());
+        metadata.insert(format!("{}.source", golden.model), golden.source.clone());
+        tensors.push((golden.model.clone(), &golden.output));
+        for (tap, tensor) in &golden.taps {
+            tensors.push((format!("{}/{tap}", golden.model), tensor));
+        }
+    }
+    load::write_f32(
+        path,
+        tensors
+            .iter()
+            .map(|(name, t)| (name.as_str(), vec![t.rows, t.cols], t.data.as_slice())),
+        Some(metadata),
+    )
+}
+
+/// The reference of `model` in the golden file `path`, checked against the run's `input` and
+/// the block's output shape; the taps the file holds of `taps`.
+pub fn read(
+    path: &Path,
+    model: &str,
+    input: &Tensor,
+    output_cols: usize,
+    taps: &[String],
+) -> Result<Reference, LoadError> {
+    let file = Checkpoint::open(path)?;
+    let tensors = file.tensors()?;
+    let shape = [input.rows, output_cols];
+    let view = load::find(path, &tensors, model, "reference output", &shape)?;
+    let output = Tensor::new(input.rows, output_cols, load::values(&view));
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(file.bytes()).map_err(|e| LoadError::Format {
+            path: path.to_owned(),
+            kind: ".safetensors",
+            message: e.to_string(),
+        })?;
+    let recorded = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(&digest_key(model)).cloned());
+    if recorded.as_deref() != Some(input_digest(input).as_str()) {
+        return Err(LoadError::Stale {
+            path: path.to_owned(),
+            model: model.to_owned(),
+        });
+    }
+    let taps = taps
+        .iter()
+        .filter_map(|tap| {
+            let view = tensors.tensor(&format!("{model}/{tap}")).ok()?;
+            let shape = view.shape();
+            let tensor = Tensor::new(shape[0], shape[1], load::values(&view));
+            Some((tap.clone(), tensor.map(f64::from)))
+        })
+        .collect();
+    Ok((output.map(f64::from), taps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden(model: &str, input: &Tensor) -> GoldenOutput {
+        GoldenOutput {
+            model: model.into(),
+            input_sha256: input_digest(input),
+            source: "test".into(),
+            output: Tensor::new(2, 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]),
+            taps: vec![("layers.0".into(), Tensor::new(2, 1, vec![7.0, 8.0]))],
+        }
+    }
+
+    #[test]
+    fn written_references_read_back_for_the_same_input_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("golden.safetensors");
+        let input = Tensor::new(2, 2, vec![0.5, -1.0, 2.0, 0.25]);
+        write(&path, &[golden("m", &input)]).unwrap();
+        let taps = ["layers.0".to_owned(), "layers.1".to_owned()];
+        let (output, found) = read(&path, "m", &input, 3, &taps).unwrap();
+        assert_eq!(output.data, [1.0, 2.0, 3.0, 4.0, 5.0, 6.5]);
+        assert_eq!(found.len(), 1, "only the taps the file holds");
+        assert_eq!(found[0].1.data, [7.0, 8.0]);
+
+        let other = Tensor::new(2, 2, vec![0.5, -1.0, 2.0, 0.5]);
+        let stale = read(&path, "m", &other, 3, &taps).unwrap_err().to_string();
+        assert!(
+            stale.contains("the reference of `m` was made for another input"),
+            "{stale}"
+        );
+        let missing = read(&path, "n", &input, 3, &taps).unwrap_err().to_string();
+        assert!(missing.contains("has no tensor `n`"), "{missing}");
+        let shape = read(&path, "m", &input, 4, &taps).unwrap_err().to_string();
+        assert!(shape.contains("needs [2, 4]"), "{shape}");
+    }
+}
