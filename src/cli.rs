@@ -61,7 +61,8 @@ enum Command {
         /// Suite file.
         suite: PathBuf,
     },
-    /// Join shard runs into one run folder and write its reports; exit 3 if a variant is missing.
+    /// Join shard runs (or runs of one suite on several backends, side by side) into one run
+    /// folder and write its reports; exit 3 if a variant is missing.
     #[command(after_help = EXIT_CODES)]
     Merge {
         /// Run folders of the shards.

@@ -140,3 +140,57 @@ fn a_weight_of_one_row_reaches_the_engine_as_a_matrix() {
     let fp32 = records.iter().find(|r| r.id == "m/fp32/command").unwrap();
     assert!(fp32.accuracy.unwrap().cos > 0.999_999);
 }
+
+#[test]
+fn runs_on_two_backends_merge_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("engine.yaml");
+    std::fs::write(&suite, SUITE).unwrap();
+    let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runners/linear.py");
+    let run = |out: &str, args: &[String]| {
+        Command::cargo_bin("precheck")
+            .unwrap()
+            .arg("run")
+            .arg(&suite)
+            .args(args)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .assert()
+            .success();
+    };
+    run("cpu", &[]);
+    let engine = format!("python3 {}", runner.display());
+    run(
+        "engine",
+        &[
+            "--backend".into(),
+            "command".into(),
+            "--command".into(),
+            engine,
+        ],
+    );
+    Command::cargo_bin("precheck")
+        .unwrap()
+        .arg("merge")
+        .args([dir.path().join("cpu"), dir.path().join("engine")])
+        .arg("--out")
+        .arg(dir.path().join("both"))
+        .assert()
+        .success();
+    let (records, _) = read_records(&dir.path().join("both").join(RESULTS_FILE)).unwrap();
+    let mut ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        [
+            "m/bf16/command",
+            "m/bf16/cpu",
+            "m/fp32/command",
+            "m/fp32/cpu"
+        ]
+    );
+    let command = records.iter().find(|r| r.id == "m/fp32/command").unwrap();
+    assert_eq!(command.baseline.as_ref().unwrap().id, "m/bf16/command");
+    let html = std::fs::read_to_string(dir.path().join("both/report.html")).unwrap();
+    assert!(html.contains("m/fp32/command") && html.contains("m/fp32/cpu"));
+}

@@ -4,10 +4,12 @@
     precheck run suites/paligemma.yaml --backend command \\
         --command 'python3 examples/runners/torch_runner.py' --filter 'paligemma_mlp/*'
 
-Runs precheck's `linear` and gated `mlp` blocks on the GPU the way a PyTorch user would: F.linear
-in FP32, TF32, BF16 or FP16, and FP8 E4M3 through torch._scaled_mm with per-tensor current
-scaling of the weights (once) and of every activation (each call), BF16 outputs, as precheck's
-`fp8_e4m3` preset. Timings are CUDA-graph replays between CUDA events; the kernels of one
+Runs precheck's `linear`, gated `mlp` and `attention` blocks on the GPU the way a PyTorch user
+would: F.linear in FP32, TF32, BF16 or FP16, and FP8 E4M3 through torch._scaled_mm with
+per-tensor current scaling of the weights (once) and of every activation (each call), BF16
+outputs, as precheck's `fp8_e4m3` preset. Attention: the projections so, rotary embedding
+("rotate half") on queries and keys, F.scaled_dot_product_attention (GQA through enable_gqa) in
+the policy's carrier type, which keeps the softmax in FP32 internally. Timings are CUDA-graph replays between CUDA events; the kernels of one
 forward pass come from torch.profiler. A block or policy it cannot run exits 2 with the reason,
 which precheck records as the variant's error.
 """
@@ -77,7 +79,36 @@ def build(variant, weights):
         activation = ACTIVATIONS.get(variant.get("activation", "gelu_tanh"))
         gate, up, down = linear["gate_proj.weight"], linear["up_proj.weight"], linear["down_proj.weight"]
         return dtype, lambda x: down((activation(gate(x)) * up(x)).to(dtype))
+    if block == "attention" and set(linear) == {f"{p}_proj.weight" for p in "qkvo"}:
+        return dtype, attention(variant["attention"], variant["tokens"], linear, dtype)
     refuse(f"block {block} with parameters {sorted(weights)} is not one this runner knows")
+
+
+def attention(spec, tokens, linear, dtype):
+    """Q/K/V projections, rotary embedding, SDPA with grouped heads, output projection."""
+    heads, kv_heads, dim = (spec["shape"][k] for k in ("heads", "kv_heads", "head_dim"))
+    causal, theta = spec["shape"]["causal"], spec["rope_theta"]
+    positions = torch.arange(tokens, dtype=torch.float64, device="cuda")
+    frequencies = theta ** (-2.0 * torch.arange(dim // 2, dtype=torch.float64, device="cuda") / dim) if theta else None
+    angles = positions[:, None] * frequencies if theta else None
+    cos, sin = (angles.cos().to(dtype), angles.sin().to(dtype)) if theta else (None, None)
+
+    def rotary(x):  # [heads, tokens, dim]
+        first, second = x[..., : dim // 2], x[..., dim // 2 :]
+        return torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
+
+    def split(x, n):
+        return x.to(dtype).view(tokens, n, dim).transpose(0, 1)
+
+    def forward(x):
+        q, k = split(linear["q_proj.weight"](x), heads), split(linear["k_proj.weight"](x), kv_heads)
+        v = split(linear["v_proj.weight"](x), kv_heads)
+        if theta:
+            q, k = rotary(q), rotary(k)
+        context = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=heads != kv_heads)
+        return linear["o_proj.weight"](context.transpose(0, 1).reshape(tokens, heads * dim))
+
+    return forward
 
 
 def timings(forward, x, warmup, iterations):

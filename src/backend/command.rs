@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::{Backend, BackendError, BackendKind, Executable};
 use crate::export;
 use crate::model::graph::{Graph, Param};
-use crate::model::{load, Block, Model, Tensor, Weights};
+use crate::model::{load, AttentionBlock, Block, Model, Tensor, Weights};
 use crate::precision::Policy;
 use crate::results::KernelLaunches;
 
@@ -64,6 +64,9 @@ struct VariantFile<'a> {
     block: &'a str,
     /// The MLP's activation (`mlp`, `transformer_layer`, `stack`).
     activation: Option<&'static str>,
+    /// An `attention` block's heads and rotary embedding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attention: Option<AttentionBlock>,
     tokens: usize,
     input_features: usize,
     output_features: usize,
@@ -221,6 +224,10 @@ impl CommandExecutable {
                 Block::Mlp(mlp) => Some(mlp.activation.name()),
                 Block::Layer(layer) | Block::Stack { layer, .. } => Some(layer.activation.name()),
                 Block::Linear { .. } | Block::Attention(_) => None,
+            },
+            attention: match self.model.block {
+                Block::Attention(attention) => Some(attention),
+                _ => None,
             },
             tokens: input.rows,
             input_features: input.cols,

@@ -1,6 +1,8 @@
 //! `precheck merge`: shard runs joined into one run folder, after checking that they are slices of
-//! one run (same suite file, precheck version, backend and settings), with the variants and shards
-//! that are missing or recorded twice said.
+//! one run (same suite file, precheck version and settings), with the variants and shards that are
+//! missing or recorded twice said. Runs of one suite on different backends merge too: their
+//! variant ids differ in the device part (`m/bf16/cuda`, `m/bf16/command`), so the merged report
+//! shows the engines side by side, each variant's speed-up against its own backend's baseline.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -105,7 +107,7 @@ fn read_run(dir: &Path) -> Result<Run, MergeError> {
     Ok((dir.to_owned(), info, records))
 }
 
-/// Same suite file and precheck version, backend and settings other than the shard.
+/// Same suite file and precheck version, and settings other than the shard.
 fn check_same_run(
     (first_dir, first): (&PathBuf, &RunInfo),
     (dir, info): (&PathBuf, &RunInfo),
@@ -127,10 +129,6 @@ fn check_same_run(
             first.precheck_version.clone(),
             info.precheck_version.clone(),
         ));
-    }
-    if first.backend != info.backend {
-        let name = |i: &RunInfo| i.backend.name().to_owned();
-        return Err(mismatch("backends", name(first), name(info)));
     }
     let count = |i: &RunInfo| {
         i.settings
@@ -174,6 +172,9 @@ fn join(runs: &[Run]) -> Merged {
             }
         }
         warnings.extend(run_warnings.iter().cloned());
+        if !info.device_name.contains(&run.device_name) {
+            info.device_name = format!("{} + {}", info.device_name, run.device_name);
+        }
         info.started_at = info.started_at.min(run.started_at);
         info.finished_at = info.finished_at.zip(run.finished_at).map(|(a, b)| a.max(b));
     }

@@ -6,6 +6,8 @@
 //! `intermediate.dense`, `output.LayerNorm`) for the encoder layer, SigLIP/CLIP names (`fc1`,
 //! `fc2`) for the plain MLP. The names of each layout are one table below.
 
+use serde::Serialize;
+
 use super::graph::{AttentionShape, Graph, GraphBuilder, Value};
 use crate::suite::Activation;
 
@@ -50,7 +52,7 @@ pub struct MlpShape {
 }
 
 /// A self-attention block's dimensions.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct AttentionBlock {
     /// Model width.
     pub hidden: usize,

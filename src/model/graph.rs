@@ -344,7 +344,7 @@ fn leaf(module: &str, leaf: &str) -> String {
 }
 
 /// The head layout of an attention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct AttentionShape {
     /// Query heads.
     pub heads: usize,
