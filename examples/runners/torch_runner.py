@@ -93,12 +93,12 @@ def attention(spec, tokens, linear, dtype):
     angles = positions[:, None] * frequencies if theta else None
     cos, sin = (angles.cos().to(dtype), angles.sin().to(dtype)) if theta else (None, None)
 
-    def rotary(x):  # [heads, tokens, dim]
+    def rotary(x):  # [1, heads, tokens, dim]
         first, second = x[..., : dim // 2], x[..., dim // 2 :]
         return torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
 
-    def split(x, n):
-        return x.to(dtype).view(tokens, n, dim).transpose(0, 1)
+    def split(x, n):  # [1, heads, tokens, dim]: SDPA's fused kernels take 4-D inputs only
+        return x.to(dtype).view(tokens, n, dim).transpose(0, 1).unsqueeze(0)
 
     def forward(x):
         q, k = split(linear["q_proj.weight"](x), heads), split(linear["k_proj.weight"](x), kv_heads)
@@ -106,7 +106,7 @@ def attention(spec, tokens, linear, dtype):
         if theta:
             q, k = rotary(q), rotary(k)
         context = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=heads != kv_heads)
-        return linear["o_proj.weight"](context.transpose(0, 1).reshape(tokens, heads * dim))
+        return linear["o_proj.weight"](context[0].transpose(0, 1).reshape(tokens, heads * dim))
 
     return forward
 
