@@ -10,7 +10,7 @@ use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backend::{self, BackendChoice, CommandBackend};
+use crate::backend::{self, BackendChoice, CommandBackend, Engines, TrtexecBackend};
 use crate::exit_code::ExitCode;
 use crate::farm::{self, Shard, WorkerJob, Workers};
 use crate::host::HostInfo;
@@ -148,9 +148,32 @@ struct GoldenArgs {
     /// The program of `--backend command`.
     #[arg(long, value_name = "PROGRAM ARGS")]
     command: Option<String>,
+    #[command(flatten)]
+    trtexec: TrtexecArgs,
     /// Seed of weights and inputs [default: the suite's].
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+}
+
+/// Where `--backend trtexec` finds trtexec and keeps its engines.
+#[derive(Debug, Args)]
+struct TrtexecArgs {
+    /// trtexec for `--backend trtexec` [default: on PATH, else /usr/src/tensorrt/bin/trtexec].
+    #[arg(long, value_name = "PATH")]
+    trtexec: Option<PathBuf>,
+    /// Where `--backend trtexec` caches built engines [default: ~/.cache/precheck/engines].
+    #[arg(long, value_name = "DIR")]
+    engine_cache: Option<PathBuf>,
+}
+
+impl TrtexecArgs {
+    fn locate(&self) -> TrtexecBackend {
+        let cache = self
+            .engine_cache
+            .clone()
+            .unwrap_or_else(TrtexecBackend::default_cache);
+        TrtexecBackend::locate(self.trtexec.as_deref(), cache)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +202,8 @@ struct RunArgs {
     /// 21, Q/DQ for quantized operands) into its work folder, for engines that take ONNX.
     #[arg(long, requires = "command")]
     onnx: bool,
+    #[command(flatten)]
+    trtexec: TrtexecArgs,
     /// Run only variants whose id matches: a glob (`*/fp16/*`) or a substring (`mlp`). Repeatable.
     #[arg(long, value_name = "PATTERN")]
     filter: Vec<String>,
@@ -259,15 +284,18 @@ fn load(path: &Path) -> anyhow::Result<LoadedSuite> {
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.suite)?;
     let suite = &loaded.suite;
-    let command = args.command.as_ref().map(|program| {
-        let backend = CommandBackend::new(program);
-        if args.onnx {
-            backend.with_onnx()
-        } else {
-            backend
-        }
-    });
-    let selected = backend::select(args.backend, command.as_ref())?;
+    let engines = Engines {
+        command: args.command.as_ref().map(|program| {
+            let backend = CommandBackend::new(program);
+            if args.onnx {
+                backend.with_onnx()
+            } else {
+                backend
+            }
+        }),
+        trtexec: (args.backend == BackendChoice::Trtexec).then(|| args.trtexec.locate()),
+    };
+    let selected = backend::select(args.backend, &engines)?;
     if let Some(note) = &selected.note {
         eprintln!("note: {note}");
     }
@@ -336,12 +364,13 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         slots,
         recorded: &folder.recorded,
         stop: &stop,
+        skip: backend.skip_reason(),
     };
     let workers = Workers {
         exe: std::env::current_exe().context("finding the precheck binary for its workers")?,
         suite: loaded.path.clone(),
         sha256: loaded.sha256.clone(),
-        command,
+        engines,
         stop: &stop,
     };
     let mut progress = Progress::new(plan.variants.len(), folder.recorded.len());
@@ -638,9 +667,9 @@ fn export(path: &Path, out: &Path, seed: Option<u64>) -> anyhow::Result<ExitCode
                 .join(model.name.as_str())
                 .join(format!("{}.onnx", policy.name));
             match crate::export::onnx(model, &weights, policy) {
-                Ok(bytes) => {
+                Ok(exported) => {
                     std::fs::create_dir_all(file.parent().expect("a file in a folder"))
-                        .and_then(|()| std::fs::write(&file, bytes))
+                        .and_then(|()| std::fs::write(&file, exported.model))
                         .with_context(|| format!("writing {}", file.display()))?;
                     println!("wrote   {}", file.display());
                     written += 1;
@@ -656,10 +685,13 @@ fn export(path: &Path, out: &Path, seed: Option<u64>) -> anyhow::Result<ExitCode
 fn golden(args: &GoldenArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.suite)?;
     let suite = &loaded.suite;
-    let command = args.command.as_ref().map(CommandBackend::new);
+    let engines = Engines {
+        command: args.command.as_ref().map(CommandBackend::new),
+        trtexec: (args.backend == Some(BackendChoice::Trtexec)).then(|| args.trtexec.locate()),
+    };
     let selected = args
         .backend
-        .map(|choice| backend::select(choice, command.as_ref()))
+        .map(|choice| backend::select(choice, &engines))
         .transpose()?;
     if let Some(note) = selected.as_ref().and_then(|s| s.note.as_ref()) {
         eprintln!("note: {note}");

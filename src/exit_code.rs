@@ -12,7 +12,8 @@ pub enum ExitCode {
     GateFailed = 1,
     /// Bad usage, a bad suite, or a backend that cannot run here: nothing was measured.
     UsageOrSuiteError = 2,
-    /// At least one variant errored (could not be built, run or measured): the run is incomplete.
+    /// At least one variant errored (could not be built, run or measured) or was skipped (its
+    /// backend cannot run here): the run is incomplete.
     VariantError = 3,
     /// The run was stopped (Ctrl-C, SIGTERM) before every variant ran; `--resume` finishes it.
     Interrupted = 130,
@@ -23,7 +24,7 @@ impl ExitCode {
     /// cannot vouch for anything.
     pub fn of_records(records: &[VariantRecord]) -> ExitCode {
         let has = |status| records.iter().any(|r| r.status == status);
-        if has(Status::Error) {
+        if has(Status::Error) || has(Status::Skipped) {
             ExitCode::VariantError
         } else if has(Status::Failed) {
             ExitCode::GateFailed

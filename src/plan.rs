@@ -98,7 +98,7 @@ pub fn plan(
     let mut seen = HashSet::new();
     let device_name = device_name.to_ascii_lowercase();
     let targets_device = |device: &DeviceSelector| match (kind, device) {
-        (BackendKind::Cpu | BackendKind::Command, _) => true,
+        (BackendKind::Cpu | BackendKind::Command | BackendKind::Trtexec, _) => true,
         (BackendKind::Cuda, DeviceSelector::AnyCuda | DeviceSelector::CudaOrdinal(0)) => true,
         (BackendKind::Cuda, DeviceSelector::GpuModel(model)) => {
             device_name.contains(&model.as_str().to_ascii_lowercase())
@@ -130,6 +130,12 @@ pub fn plan(
                 v.model.clone(),
                 v.precision.clone(),
                 DeviceSelector::Command,
+                v.gates,
+            ),
+            BackendKind::Trtexec => Variant::new(
+                v.model.clone(),
+                v.precision.clone(),
+                DeviceSelector::Trtexec,
                 v.gates,
             ),
             BackendKind::Cuda => v.clone(),

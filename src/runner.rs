@@ -262,6 +262,8 @@ pub struct RunSpec<'a> {
     pub recorded: &'a [VariantRecord],
     /// Set (Ctrl-C, SIGTERM) to stop: running variants are ended and not recorded.
     pub stop: &'a AtomicBool,
+    /// Why the backend cannot run here: every variant is recorded as skipped, saying so.
+    pub skip: Option<String>,
 }
 
 /// What a run did.
@@ -303,6 +305,9 @@ pub fn run(
     writer: &mut ResultsWriter,
     observer: &mut dyn Observer,
 ) -> Result<RunOutcome, ResultsError> {
+    if let Some(why) = &spec.skip {
+        return skip_all(spec, writer, observer, why);
+    }
     let mut scheduler = schedule(spec);
     let total = spec.plan.variants.len();
     let mut started = spec
@@ -389,6 +394,32 @@ pub fn run(
     Ok(RunOutcome {
         records,
         interrupted,
+    })
+}
+
+/// Records every variant not yet recorded as skipped, for `why`.
+fn skip_all(
+    spec: &RunSpec,
+    writer: &mut ResultsWriter,
+    observer: &mut dyn Observer,
+    why: &str,
+) -> Result<RunOutcome, ResultsError> {
+    let mut records = Vec::new();
+    let slot = spec.slots.first().expect("a run has a slot");
+    for (index, variant) in spec.plan.variants.iter().enumerate() {
+        if spec.recorded.iter().any(|r| r.id == variant.id) {
+            continue;
+        }
+        let mut record = blank_record(spec, index, slot);
+        record.status = Status::Skipped;
+        record.error = Some(why.to_owned());
+        writer.append(&record)?;
+        observer.finished(&record);
+        records.push(record);
+    }
+    Ok(RunOutcome {
+        records,
+        interrupted: false,
     })
 }
 

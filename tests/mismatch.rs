@@ -336,6 +336,7 @@ gates: { cos_min: 0.99 }
         }],
         recorded: &[],
         stop: &stop,
+        skip: None,
     };
     let records = run(&spec, &InProcess::new(backend), &mut writer, &mut Silent)
         .unwrap()

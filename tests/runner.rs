@@ -84,6 +84,7 @@ fn run_in_process(backend: &dyn Backend, dir: &Path) -> Vec<VariantRecord> {
         }],
         recorded: &[],
         stop: &stop,
+        skip: None,
     };
     let outcome = run(&spec, &InProcess::new(backend), &mut writer, &mut Silent).unwrap();
     assert!(!outcome.interrupted);

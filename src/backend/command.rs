@@ -155,8 +155,8 @@ fn write_onnx(
     policy: &Policy,
 ) -> Result<OnnxFile, BackendError> {
     match export::onnx(model, weights, policy) {
-        Ok(bytes) => {
-            std::fs::write(dir.join(ONNX_FILE), bytes)
+        Ok(exported) => {
+            std::fs::write(dir.join(ONNX_FILE), exported.model)
                 .map_err(|e| failed("writing model.onnx", e))?;
             Ok(OnnxFile {
                 file: Some(ONNX_FILE),

@@ -6,6 +6,7 @@ mod command;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod trtexec;
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ pub use command::CommandBackend;
 pub use cpu::CpuBackend;
 #[cfg(feature = "cuda")]
 pub use cuda::CudaBackend;
+pub use trtexec::TrtexecBackend;
 
 use crate::measure::time_runs;
 use crate::model::{Model, Tensor, Weights};
@@ -31,6 +33,8 @@ pub enum BackendChoice {
     Auto,
     /// An external engine: the program given with `--command` (see README, "Command backend").
     Command,
+    /// TensorRT through `trtexec` (see README, "trtexec backend").
+    Trtexec,
 }
 
 /// The backends that exist.
@@ -43,6 +47,8 @@ pub enum BackendKind {
     Cuda,
     /// [`CommandBackend`].
     Command,
+    /// [`TrtexecBackend`].
+    Trtexec,
 }
 
 impl BackendKind {
@@ -52,6 +58,7 @@ impl BackendKind {
             BackendKind::Cpu => "cpu",
             BackendKind::Cuda => "cuda",
             BackendKind::Command => "command",
+            BackendKind::Trtexec => "trtexec",
         }
     }
 }
@@ -83,6 +90,12 @@ pub trait Backend: Send + Sync {
     /// whose outputs are the fingerprints other backends are compared with.
     fn is_emulation(&self) -> bool {
         false
+    }
+
+    /// Why no variant can run on this backend here, so that each is recorded as skipped (a
+    /// missing `trtexec`). None by default.
+    fn skip_reason(&self) -> Option<String> {
+        None
     }
 
     /// Builds `model` with `weights` (held in the reference precision) to run as `policy` says.
@@ -150,11 +163,18 @@ pub struct Selected {
     pub note: Option<String>,
 }
 
-/// Picks the backend for `choice`; `command` is the backend of [`BackendChoice::Command`].
-pub fn select(
-    choice: BackendChoice,
-    command: Option<&CommandBackend>,
-) -> Result<Selected, BackendError> {
+/// How to reach the engines outside precheck, as the command line configured them; carried to
+/// every worker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Engines {
+    /// [`BackendChoice::Command`]'s program.
+    pub command: Option<CommandBackend>,
+    /// [`BackendChoice::Trtexec`]'s trtexec.
+    pub trtexec: Option<TrtexecBackend>,
+}
+
+/// Picks the backend for `choice`; `engines` holds the command and trtexec backends.
+pub fn select(choice: BackendChoice, engines: &Engines) -> Result<Selected, BackendError> {
     let cpu = || Selected {
         backend: Box::new(CpuBackend::new()),
         note: None,
@@ -167,7 +187,19 @@ pub fn select(
                 note: None,
             })
             .map_err(|why| BackendError::Unavailable(format!("--backend cuda: {why}"))),
-        BackendChoice::Command => command
+        BackendChoice::Trtexec => engines
+            .trtexec
+            .as_ref()
+            .map(|trtexec| Selected {
+                backend: Box::new(trtexec.clone()),
+                note: trtexec
+                    .skip_reason()
+                    .map(|why| format!("--backend trtexec: {why}: every variant is skipped")),
+            })
+            .ok_or_else(|| BackendError::Unavailable("--backend trtexec: not configured".into())),
+        BackendChoice::Command => engines
+            .command
+            .as_ref()
             .map(|command| Selected {
                 backend: Box::new(command.clone()),
                 note: None,

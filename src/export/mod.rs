@@ -28,6 +28,7 @@ use crate::model::{Model, Tensor, Weights};
 use crate::precision::Policy;
 use crate::quant::{self, AmaxHistory, QuantSpec, Recipe};
 use crate::suite::Activation;
+use crate::trtexec::flags::ClassLayers;
 use proto::{
     AttributeProto, AttributeType, DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
     TensorProto, ValueInfoProto,
@@ -46,8 +47,18 @@ pub const INPUT: &str = "input";
 /// The name of its output, `[tokens, output features]`, FP32.
 pub const OUTPUT: &str = "output";
 
-/// `model` with `weights`, computing as `policy` says, as a serialized ONNX `ModelProto`.
-pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Vec<u8>, ExportError> {
+/// An exported model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exported {
+    /// The serialized ONNX `ModelProto`.
+    pub model: Vec<u8>,
+    /// Its nodes of the classes a policy can hold apart (softmax, norms, activations), by the
+    /// names TensorRT gives their layers: what `--layerPrecisions` pins.
+    pub layers: ClassLayers,
+}
+
+/// `model` with `weights`, computing as `policy` says, as an ONNX model.
+pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Exported, ExportError> {
     let graph = model.block.graph();
     let mut lowering = Lowering::new(policy, weights, model.tokens);
     let output = lowering.graph(&graph)?;
@@ -55,6 +66,7 @@ pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Vec<u8>
     lowering
         .nodes
         .push(node("Identity", &[&output], OUTPUT, vec![]));
+    let layers = std::mem::take(&mut lowering.layers);
     let proto = ModelProto {
         ir_version: proto::IR_VERSION,
         producer_name: "precheck".into(),
@@ -82,7 +94,10 @@ pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Vec<u8>
     proto
         .encode(&mut bytes)
         .expect("a Vec grows to any message");
-    Ok(bytes)
+    Ok(Exported {
+        model: bytes,
+        layers,
+    })
 }
 
 /// An ONNX node with one output.
@@ -196,6 +211,7 @@ struct Lowering<'a> {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     names: usize,
+    layers: ClassLayers,
 }
 
 impl<'a> Lowering<'a> {
@@ -207,7 +223,26 @@ impl<'a> Lowering<'a> {
             nodes: Vec::new(),
             initializers: Vec::new(),
             names: 0,
+            layers: ClassLayers::default(),
         }
+    }
+
+    /// Runs `lower`, and names the nodes it adds (casts aside: they are stores) as layers of the
+    /// class `class` picks.
+    fn in_class(
+        &mut self,
+        class: fn(&mut ClassLayers) -> &mut Vec<String>,
+        lower: impl FnOnce(&mut Self) -> String,
+    ) -> String {
+        let start = self.nodes.len();
+        let output = lower(self);
+        let names: Vec<String> = self.nodes[start..]
+            .iter()
+            .filter(|node| node.op_type != "Cast")
+            .map(|node| node.name.clone())
+            .collect();
+        class(&mut self.layers).extend(names);
+        output
     }
 
     fn fresh(&mut self, hint: &str) -> String {
@@ -291,7 +326,10 @@ impl<'a> Lowering<'a> {
                     self.linear(&arg(0), weight, &shape, bias.as_deref())?
                 }
                 Op::Activation(activation) => {
-                    let y = self.activation(&arg(0), *activation);
+                    let y = self.in_class(
+                        |c| &mut c.activation,
+                        |l| l.activation(&arg(0), *activation),
+                    );
                     self.store(y, self.policy.activation)?
                 }
                 Op::Add | Op::Mul => {
@@ -302,11 +340,14 @@ impl<'a> Lowering<'a> {
                 Op::LayerNorm { weight, bias, eps } => {
                     let (w, b) = (self.parameter(weight), self.parameter(bias));
                     let attributes = vec![int("axis", -1), float("epsilon", *eps as f32)];
-                    let y = self.op("LayerNormalization", &[&arg(0), &w, &b], attributes);
+                    let y = self.in_class(
+                        |c| &mut c.norm,
+                        |l| l.op("LayerNormalization", &[&arg(0), &w, &b], attributes),
+                    );
                     self.store(y, self.policy.norm)?
                 }
                 Op::RmsNorm { weight, eps } => {
-                    let y = self.rms_norm(&arg(0), weight, *eps);
+                    let y = self.in_class(|c| &mut c.norm, |l| l.rms_norm(&arg(0), weight, *eps));
                     self.store(y, self.policy.norm)?
                 }
                 Op::Rotary { head_dim, theta } => {
@@ -594,7 +635,10 @@ impl<'a> Lowering<'a> {
             let mask = self.causal_mask(group as usize);
             scores = self.op("Add", &[&scores, &mask], vec![]);
         }
-        let probabilities = self.op("Softmax", &[&scores], vec![int("axis", -1)]);
+        let probabilities = self.in_class(
+            |c| &mut c.softmax,
+            |l| l.op("Softmax", &[&scores], vec![int("axis", -1)]),
+        );
         let probabilities = self.store(probabilities, self.policy.softmax)?;
         let probabilities = self.store(probabilities, self.policy.default)?;
         let context = self.op("MatMul", &[&probabilities, &v], vec![]);

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{self, Backend, BackendError, BackendKind, CommandBackend, CpuBackend};
+use crate::backend::{self, Backend, BackendError, BackendKind, CpuBackend, Engines};
 use crate::suite::DeviceSelector;
 
 /// A device one worker at a time runs on.
@@ -21,17 +21,27 @@ pub enum Device {
     Cuda(usize),
     /// Wherever the command backend's program runs: one at a time.
     Command,
+    /// The GPU trtexec runs on (its default, GPU 0): one at a time.
+    Trtexec,
 }
 
 impl Device {
-    /// Opens the backend that runs on this device; `command` is the command backend's program.
-    pub fn open(self, command: Option<&CommandBackend>) -> Result<Box<dyn Backend>, BackendError> {
+    /// Opens the backend that runs on this device; `engines` configures the outside ones.
+    pub fn open(self, engines: &Engines) -> Result<Box<dyn Backend>, BackendError> {
+        let missing = |what: &str| BackendError::Unavailable(format!("the job names no {what}"));
         match self {
             Device::Cpu => Ok(Box::new(CpuBackend::new())),
             Device::Cuda(ordinal) => backend::cuda(ordinal),
-            Device::Command => command
-                .map(|c| Box::new(c.clone()) as Box<dyn Backend>)
-                .ok_or_else(|| BackendError::Unavailable("the job names no command".into())),
+            Device::Command => engines
+                .command
+                .clone()
+                .map(|c| Box::new(c) as Box<dyn Backend>)
+                .ok_or_else(|| missing("command")),
+            Device::Trtexec => engines
+                .trtexec
+                .clone()
+                .map(|t| Box::new(t) as Box<dyn Backend>)
+                .ok_or_else(|| missing("trtexec")),
         }
     }
 }
@@ -47,6 +57,10 @@ pub fn slots(backend: &dyn Backend) -> Vec<Slot> {
         }],
         BackendKind::Command => vec![Slot {
             device: Device::Command,
+            name,
+        }],
+        BackendKind::Trtexec => vec![Slot {
+            device: Device::Trtexec,
             name,
         }],
         BackendKind::Cuda => (0..backend::cuda_device_count().max(1))
@@ -74,6 +88,7 @@ impl Slot {
             Device::Cpu => BackendKind::Cpu,
             Device::Cuda(_) => BackendKind::Cuda,
             Device::Command => BackendKind::Command,
+            Device::Trtexec => BackendKind::Trtexec,
         }
     }
 

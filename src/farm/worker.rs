@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pool::{Device, Slot};
 use super::process::{self, How};
-use crate::backend::CommandBackend;
+use crate::backend::Engines;
 use crate::model::Model;
 use crate::precision::Policy;
 use crate::results::{RunSettings, WorkerExit};
@@ -37,9 +37,9 @@ pub struct WorkerJob {
     pub settings: RunSettings,
     /// The device.
     pub device: Device,
-    /// The command backend, when the device is [`Device::Command`].
+    /// The outside engines (command, trtexec) as the run configured them.
     #[serde(default)]
-    pub command: Option<CommandBackend>,
+    pub engines: Engines,
     /// The run's process id: a worker whose run has died exits.
     pub parent: u32,
 }
@@ -90,7 +90,7 @@ pub fn serve(job: &WorkerJob) -> Result<WorkerReply, WorkerError> {
         .find(|m| m.name.as_str() == job.model)
         .ok_or_else(|| WorkerError::NoModel(job.model.clone()))?;
     super::fault::inject(&job.policy.name);
-    let backend = match job.device.open(job.command.as_ref()) {
+    let backend = match job.device.open(&job.engines) {
         Ok(backend) => backend,
         Err(error) => {
             return Ok(WorkerReply {
@@ -127,8 +127,8 @@ pub struct Workers<'a> {
     pub suite: PathBuf,
     /// Its SHA-256.
     pub sha256: String,
-    /// The command backend, for its variants.
-    pub command: Option<CommandBackend>,
+    /// The outside engines, for their variants.
+    pub engines: Engines,
     /// Set by Ctrl-C or SIGTERM.
     pub stop: &'a AtomicBool,
 }
@@ -148,7 +148,7 @@ impl Executor for Workers<'_> {
             policy: policy.clone(),
             settings: settings.clone(),
             device: slot.device,
-            command: self.command.clone(),
+            engines: self.engines.clone(),
             parent: std::process::id(),
         };
         let mut command = Command::new(&self.exe);

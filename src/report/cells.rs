@@ -66,7 +66,7 @@ pub fn why(record: &VariantRecord) -> String {
             _ => String::new(),
         },
         Status::Failed => failures(record),
-        Status::Error => record
+        Status::Error | Status::Skipped => record
             .error
             .clone()
             .unwrap_or_else(|| "unknown error".to_owned()),

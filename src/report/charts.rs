@@ -32,7 +32,7 @@ fn color(status: Status) -> RGBColor {
     match status {
         Status::Passed => PASSED,
         Status::Failed => FAILED,
-        Status::Error => ERRORED,
+        Status::Error | Status::Skipped => ERRORED,
     }
 }
 

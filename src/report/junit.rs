@@ -20,6 +20,7 @@ struct Suite {
     tests: usize,
     failures: usize,
     errors: usize,
+    skipped: usize,
     time: f64,
     timestamp: String,
     hostname: String,
@@ -34,6 +35,7 @@ struct Case {
     time: f64,
     failure: Option<Problem>,
     error: Option<Problem>,
+    skipped: Option<String>,
     output: String,
 }
 
@@ -62,6 +64,7 @@ fn case(suite: &str, record: &VariantRecord) -> Case {
             kind: "error".to_owned(),
             message: cells::why(record),
         }),
+        skipped: (record.status == Status::Skipped).then(|| cells::why(record)),
         output: format!(
             "precision {} ({}) on {}: cos {}, 1 - cos {}, max abs err {}, median {} ms (p10-p90 {}), speed-up {}",
             record.precision,
@@ -105,6 +108,7 @@ pub fn junit(run: &RecordedRun) -> Result<String, ReportError> {
         tests: run.records.len(),
         failures: count(Status::Failed),
         errors: count(Status::Error),
+        skipped: count(Status::Skipped),
         time: run.records.iter().map(|r| r.wall_s).sum(),
         timestamp: info.started_at.format("%Y-%m-%dT%H:%M:%S").to_string(),
         hostname: info.host.hostname.clone(),

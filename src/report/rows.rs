@@ -117,16 +117,18 @@ pub fn status_class(status: Status) -> &'static str {
         Status::Passed => "passed",
         Status::Failed => "failed",
         Status::Error => "error",
+        Status::Skipped => "skipped",
     }
 }
 
-/// The rows of `records`: errored, then failed, then passed variants, each in run order.
+/// The rows of `records`: errored, failed, skipped, then passed variants, each in run order.
 pub fn failing_first(records: &[VariantRecord]) -> Vec<VariantRow> {
     let mut ordered: Vec<&VariantRecord> = records.iter().collect();
     ordered.sort_by_key(|r| match r.status {
         Status::Error => 0,
         Status::Failed => 1,
-        Status::Passed => 2,
+        Status::Skipped => 2,
+        Status::Passed => 3,
     });
     ordered.into_iter().map(VariantRow::of).collect()
 }

@@ -51,8 +51,12 @@ pub fn problems(records: &[VariantRecord]) -> Vec<String> {
 /// The closing line: counts per verdict.
 pub fn verdict_line(records: &[VariantRecord]) -> String {
     let count = |status| records.iter().filter(|r| r.status == status).count();
+    let skipped = match count(Status::Skipped) {
+        0 => String::new(),
+        n => format!(", {n} skipped"),
+    };
     format!(
-        "{} variants: {} passed, {} failed a gate, {} errored",
+        "{} variants: {} passed, {} failed a gate, {} errored{skipped}",
         records.len(),
         count(Status::Passed),
         count(Status::Failed),

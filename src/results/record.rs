@@ -22,6 +22,9 @@ pub enum Status {
     Failed,
     /// The variant could not be built, run or measured.
     Error,
+    /// The variant was not run: its backend cannot run here (a missing `trtexec`); the record
+    /// says why. Never a pass.
+    Skipped,
 }
 
 impl Status {
@@ -31,6 +34,7 @@ impl Status {
             Status::Passed => "pass",
             Status::Failed => "FAIL",
             Status::Error => "ERROR",
+            Status::Skipped => "SKIP",
         }
     }
 }

@@ -537,6 +537,8 @@ pub enum DeviceSelector {
     GpuModel(Ident),
     /// Wherever the command backend's program runs (`--backend command` maps every device here).
     Command,
+    /// The GPU trtexec runs on (`--backend trtexec` maps every device here).
+    Trtexec,
 }
 
 impl TryFrom<String> for DeviceSelector {
@@ -548,6 +550,7 @@ impl TryFrom<String> for DeviceSelector {
             "cpu" => return Ok(DeviceSelector::Cpu),
             "cuda" => return Ok(DeviceSelector::AnyCuda),
             "command" => return Ok(DeviceSelector::Command),
+            "trtexec" => return Ok(DeviceSelector::Trtexec),
             _ => {}
         }
         if let Some(ordinal) = lower.strip_prefix("cuda:") {
@@ -578,6 +581,7 @@ impl fmt::Display for DeviceSelector {
             DeviceSelector::CudaOrdinal(n) => write!(f, "cuda:{n}"),
             DeviceSelector::GpuModel(name) => write!(f, "{name}"),
             DeviceSelector::Command => f.write_str("command"),
+            DeviceSelector::Trtexec => f.write_str("trtexec"),
         }
     }
 }

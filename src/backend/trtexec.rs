@@ -1,0 +1,343 @@
+//! The trtexec backend: TensorRT through its `trtexec` tool.
+//!
+//! For each variant precheck exports the block in its policy as ONNX ([`crate::export`]) and
+//! builds one engine from it with the flags the policy needs ([`crate::trtexec::flags`], a weakly
+//! typed build: the model's casts and Q/DQ nodes hold the policy's formats, the flags allow the
+//! types), with `--profilingVerbosity=detailed --exportLayerInfo` so that the engine's layer report
+//! is precision evidence. Engines are cached by the ONNX model's bytes, the flags, the GPU and the
+//! TensorRT version, so a nightly rebuilds only what changed. A run loads the engine with the
+//! input (`--loadInputs`) and reads `--exportOutput`; timing is `--exportTimes` of CUDA-graph
+//! launches without host transfers, the GPU compute time of each iteration.
+//!
+//! Where `trtexec` is not found, the backend still plans the run and every variant is recorded
+//! as `skipped`, saying so: never a pass.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Backend, BackendError, BackendKind, Executable};
+use crate::export;
+use crate::model::{Model, Tensor, Weights};
+use crate::precision::Policy;
+use crate::trtexec::flags::{self, Typing};
+use crate::trtexec::layers::EngineLayer;
+use crate::trtexec::{layers, output, times};
+
+/// Where TensorRT installs `trtexec` when it is not on `PATH` (the NGC containers, the Debian
+/// packages).
+const INSTALLED: &str = "/usr/src/tensorrt/bin/trtexec";
+
+/// The last bytes of a failed trtexec's output kept in its error.
+const OUTPUT_TAIL: usize = 3000;
+
+/// trtexec warms up for a time, not a number of runs: this long when the run asks for warm-up.
+const WARM_UP_MS: u32 = 200;
+
+/// TensorRT's `trtexec`, found or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrtexecBackend {
+    /// The program, or why there is none.
+    program: Result<PathBuf, String>,
+    /// Where built engines are kept.
+    cache: PathBuf,
+    /// The TensorRT version from trtexec's banner (`v101600`).
+    version: String,
+    /// The GPU's name (`nvidia-smi`), part of the cache key.
+    gpu: String,
+}
+
+impl TrtexecBackend {
+    /// Finds trtexec: `program` if given, else `trtexec` on `PATH`, else [`INSTALLED`]; engines
+    /// are cached in `cache`.
+    pub fn locate(program: Option<&Path>, cache: PathBuf) -> Self {
+        let found = match program {
+            Some(path) => Ok(path.to_owned()),
+            None => on_path("trtexec")
+                .or_else(|| Path::new(INSTALLED).is_file().then(|| INSTALLED.into()))
+                .ok_or_else(|| {
+                    format!(
+                        "trtexec not found (not on PATH, not at {INSTALLED}); give --trtexec PATH"
+                    )
+                }),
+        };
+        let program = found.and_then(|path| version(&path).map(|v| (path, v)));
+        let (program, version) = match program {
+            Ok((path, version)) => (Ok(path), version),
+            Err(why) => (Err(why), String::new()),
+        };
+        TrtexecBackend {
+            program,
+            cache,
+            version,
+            gpu: gpu_name(),
+        }
+    }
+
+    /// The default engine cache: `$XDG_CACHE_HOME/precheck/engines` or `~/.cache/...`.
+    pub fn default_cache() -> PathBuf {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("precheck")
+            .join("engines")
+    }
+
+    fn program(&self) -> Result<&Path, BackendError> {
+        self.program
+            .as_deref()
+            .map_err(|why| BackendError::Unavailable(why.clone()))
+    }
+}
+
+/// `name` in a folder of `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+/// The TensorRT version trtexec's banner names (`&&&& RUNNING TensorRT.trtexec [TensorRT v101600]`).
+fn version(program: &Path) -> Result<String, String> {
+    let output = Command::new(program)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split("[TensorRT ")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            format!(
+                "{} --help printed no TensorRT version banner",
+                program.display()
+            )
+        })
+}
+
+/// GPU 0's name, from `nvidia-smi`; `unknown GPU` without one.
+fn gpu_name() -> String {
+    Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader", "-i", "0"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown GPU".to_owned())
+}
+
+impl Backend for TrtexecBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Trtexec
+    }
+
+    fn device_name(&self) -> String {
+        match &self.program {
+            Ok(_) => format!("{} (TensorRT {})", self.gpu, self.version),
+            Err(_) => format!("{} (no trtexec)", self.gpu),
+        }
+    }
+
+    fn skip_reason(&self) -> Option<String> {
+        self.program.as_ref().err().cloned()
+    }
+
+    fn prepare(
+        &self,
+        model: &Model,
+        weights: &Weights,
+        policy: &Policy,
+    ) -> Result<Box<dyn Executable>, BackendError> {
+        let program = self.program()?.to_owned();
+        let exported = export::onnx(model, weights, policy)
+            .map_err(|e| BackendError::Unsupported(e.to_string()))?;
+        let build_flags = flags::flags(policy, Typing::Weak, &exported.layers)
+            .map_err(|e| BackendError::Unsupported(e.to_string()))?;
+        let key = self.cache_key(&exported.model, &build_flags);
+        let engine = self.cache.join(format!("{key}.engine"));
+        let layers = self.cache.join(format!("{key}.layers.json"));
+        let work = tempfile::Builder::new()
+            .prefix("precheck-trtexec-")
+            .tempdir()
+            .map_err(|e| failed("creating its work folder", e))?;
+        if !engine.is_file() || !layers.is_file() {
+            std::fs::create_dir_all(&self.cache)
+                .map_err(|e| failed(&format!("creating {}", self.cache.display()), e))?;
+            let onnx = work.path().join("model.onnx");
+            std::fs::write(&onnx, &exported.model).map_err(|e| failed("writing model.onnx", e))?;
+            build(&program, &onnx, &build_flags, &engine, &layers)?;
+        }
+        Ok(Box::new(TrtexecEngine {
+            program,
+            engine,
+            layers,
+            work,
+            output_features: model.block.graph().output_features(),
+        }))
+    }
+}
+
+impl TrtexecBackend {
+    /// The engine's cache key: what it was built from, with and for.
+    fn cache_key(&self, onnx: &[u8], build_flags: &[String]) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(onnx);
+        for part in build_flags.iter().chain([&self.gpu, &self.version]) {
+            hasher.update([0]);
+            hasher.update(part.as_bytes());
+        }
+        format!("{:x}", hasher.finalize())
+    }
+}
+
+fn failed(what: &str, error: impl std::fmt::Display) -> BackendError {
+    BackendError::Failed(format!("trtexec backend: {what}: {error}"))
+}
+
+/// Builds the engine and its layer report into temporary names, then moves them into place, so
+/// that a build killed half way leaves no engine that looks finished.
+fn build(
+    program: &Path,
+    onnx: &Path,
+    build_flags: &[String],
+    engine: &Path,
+    layers: &Path,
+) -> Result<(), BackendError> {
+    let partial = |path: &Path| path.with_extension(format!("partial.{}", std::process::id()));
+    let (engine_tmp, layers_tmp) = (partial(engine), partial(layers));
+    let mut args = vec![
+        format!("--onnx={}", onnx.display()),
+        format!("--saveEngine={}", engine_tmp.display()),
+        "--skipInference".to_owned(),
+        "--profilingVerbosity=detailed".to_owned(),
+        format!("--exportLayerInfo={}", layers_tmp.display()),
+    ];
+    args.extend(build_flags.iter().cloned());
+    run(program, &args, "building the engine")?;
+    std::fs::rename(&layers_tmp, layers)
+        .and_then(|()| std::fs::rename(&engine_tmp, engine))
+        .map_err(|e| failed("keeping the built engine", e))
+}
+
+/// Runs trtexec with `args`; its output's tail is the error when it fails.
+fn run(program: &Path, args: &[String], what: &str) -> Result<(), BackendError> {
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| failed(&format!("starting {}", program.display()), e))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    let tail = &text[text.len().saturating_sub(OUTPUT_TAIL)..];
+    Err(BackendError::Failed(format!(
+        "trtexec {what} {}: {}",
+        output.status,
+        tail.trim()
+    )))
+}
+
+/// A built engine.
+struct TrtexecEngine {
+    program: PathBuf,
+    engine: PathBuf,
+    layers: PathBuf,
+    work: tempfile::TempDir,
+    output_features: usize,
+}
+
+impl TrtexecEngine {
+    fn path(&self, file: &str) -> PathBuf {
+        self.work.path().join(file)
+    }
+
+    /// Writes `input` as the raw little-endian FP32 file `--loadInputs` reads; returns the
+    /// flags that load the engine with it.
+    fn load_flags(&self, input: &Tensor) -> Result<Vec<String>, BackendError> {
+        let file = self.path("input.bin");
+        let bytes: Vec<u8> = input.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&file, bytes).map_err(|e| failed("writing input.bin", e))?;
+        Ok(vec![
+            format!("--loadEngine={}", self.engine.display()),
+            format!("--loadInputs={}:{}", export::INPUT, file.display()),
+        ])
+    }
+}
+
+impl Executable for TrtexecEngine {
+    fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
+        let file = self.path("output.json");
+        let mut args = self.load_flags(input)?;
+        args.extend([
+            format!("--exportOutput={}", file.display()),
+            "--iterations=1".to_owned(),
+            "--warmUp=0".to_owned(),
+            "--duration=0".to_owned(),
+        ]);
+        run(&self.program, &args, "running the engine")?;
+        let outputs = output::read(&file).map_err(|e| failed("reading its output", e))?;
+        let tensor = outputs
+            .into_iter()
+            .find(|t| t.name == export::OUTPUT)
+            .ok_or_else(|| failed("reading its output", "no tensor `output`"))?;
+        let expected = [input.rows, self.output_features];
+        if tensor.shape != expected {
+            return Err(failed(
+                "reading its output",
+                format!("shape {:?}, expected {expected:?}", tensor.shape),
+            ));
+        }
+        Ok(Tensor::new(input.rows, self.output_features, tensor.values))
+    }
+
+    fn layer_report(&mut self) -> Result<Option<Vec<EngineLayer>>, BackendError> {
+        let report = layers::read(&self.layers).map_err(|e| failed("reading its layers", e))?;
+        let detailed = report
+            .detailed()
+            .map_err(|e| failed("reading its layers", e))?;
+        Ok(Some(detailed.to_vec()))
+    }
+
+    fn time(
+        &mut self,
+        input: &Tensor,
+        warmup: u32,
+        iterations: usize,
+    ) -> Result<Vec<Duration>, BackendError> {
+        let file = self.path("times.json");
+        let mut args = self.load_flags(input)?;
+        let warm_up_ms = if warmup > 0 { WARM_UP_MS } else { 0 };
+        args.extend([
+            format!("--exportTimes={}", file.display()),
+            format!("--iterations={iterations}"),
+            format!("--warmUp={warm_up_ms}"),
+            "--duration=0".to_owned(),
+            "--useCudaGraph".to_owned(),
+            "--noDataTransfers".to_owned(),
+        ]);
+        run(&self.program, &args, "timing the engine")?;
+        let trace = times::read(&file).map_err(|e| failed("reading its times", e))?;
+        let compute = trace.compute_ms();
+        if compute.len() < iterations {
+            return Err(failed(
+                "reading its times",
+                format!("{} iterations for {iterations}", compute.len()),
+            ));
+        }
+        Ok(compute[..iterations]
+            .iter()
+            .map(|&ms| Duration::from_secs_f64(ms / 1e3))
+            .collect())
+    }
+}
