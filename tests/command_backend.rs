@@ -194,3 +194,17 @@ fn runs_on_two_backends_merge_side_by_side() {
     let html = std::fs::read_to_string(dir.path().join("both/report.html")).unwrap();
     assert!(html.contains("m/fp32/command") && html.contains("m/fp32/cpu"));
 }
+
+#[test]
+fn an_engine_whose_layer_report_shows_fp16_fails_its_fp32_variant() {
+    let (code, records) = run("--layer fp32=Half --layer bf16=BFloat16");
+    assert_eq!(code, Some(1));
+    let fp32 = records.iter().find(|r| r.id == "m/fp32/command").unwrap();
+    let verdict = &fp32.mismatch.as_ref().unwrap().verdict;
+    assert!(
+        matches!(verdict, Verdict::Detected { evidence, .. } if evidence == &["layer /linear/MatMul"]),
+        "{verdict:?}"
+    );
+    let bf16 = records.iter().find(|r| r.id == "m/bf16/command").unwrap();
+    assert_eq!(bf16.status, Status::Passed);
+}

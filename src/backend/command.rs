@@ -8,7 +8,8 @@
 //! `outputs.safetensors` (tensor `output`, `[tokens, out_features]`, F32, F16 or BF16) and, when
 //! `iterations` > 0, `timings.json` (`{"latency_ms": [..]}`, one entry per timed iteration), and
 //! optionally, on every call, `kernels.json` (`[{"name": .., "duration_us": ..}]`), the kernels
-//! one forward pass launched, which precision-mismatch detection reads. precheck calls it twice per variant: once
+//! one forward pass launched, and `layers.json`, an engine's layer report in trtexec's
+//! `--exportLayerInfo` format (detailed), both of which precision-mismatch detection reads. precheck calls it twice per variant: once
 //! with `iterations: 0` for the output, once with the run's iterations for the timings.
 //!
 //! A command that exits non-zero, writes no or malformed outputs, or the wrong shape, is an error
@@ -27,6 +28,7 @@ use crate::model::graph::{Graph, Param};
 use crate::model::{load, AttentionBlock, Block, Model, Tensor, Weights};
 use crate::precision::Policy;
 use crate::results::KernelLaunches;
+use crate::trtexec::layers::{self, EngineLayer};
 
 /// The last bytes of a failed command's stderr kept in its error.
 const STDERR_TAIL: usize = 2000;
@@ -143,6 +145,7 @@ impl Backend for CommandBackend {
             policy: policy.clone(),
             onnx,
             kernels: None,
+            layers: None,
         }))
     }
 }
@@ -202,6 +205,8 @@ struct CommandExecutable {
     onnx: Option<OnnxFile>,
     /// The kernels of the last call, when the command reported them.
     kernels: Option<Vec<KernelLaunches>>,
+    /// The engine's layers of the last call, when the command reported them.
+    layers: Option<Vec<EngineLayer>>,
 }
 
 impl CommandExecutable {
@@ -240,7 +245,12 @@ impl CommandExecutable {
         };
         let json = serde_json::to_string_pretty(&variant).map_err(|e| failed("variant.json", e))?;
         std::fs::write(self.path("variant.json"), json).map_err(|e| failed("variant.json", e))?;
-        for stale in ["outputs.safetensors", "timings.json", "kernels.json"] {
+        for stale in [
+            "outputs.safetensors",
+            "timings.json",
+            "kernels.json",
+            "layers.json",
+        ] {
             let _ = std::fs::remove_file(self.path(stale));
         }
         write_tensors(
@@ -254,6 +264,7 @@ impl CommandExecutable {
         )
         .map_err(|e| failed("reading its output", e))?;
         self.kernels = self.read_kernels()?;
+        self.layers = self.read_layers()?;
         Ok(output)
     }
 
@@ -281,6 +292,18 @@ impl CommandExecutable {
             output.status,
             tail.trim()
         )))
+    }
+
+    /// `layers.json`, an engine layer report in trtexec's `--exportLayerInfo` format, built with
+    /// `--profilingVerbosity=detailed` (one without types is no evidence, and an error).
+    fn read_layers(&self) -> Result<Option<Vec<EngineLayer>>, BackendError> {
+        let path = self.path("layers.json");
+        if !path.is_file() {
+            return Ok(None);
+        }
+        layers::read_detailed(&path)
+            .map(Some)
+            .map_err(|e| failed("reading layers.json", e))
     }
 
     fn read_kernels(&self) -> Result<Option<Vec<KernelLaunches>>, BackendError> {
@@ -326,6 +349,10 @@ impl Executable for CommandExecutable {
 
     fn kernel_trace(&mut self) -> Result<Option<Vec<KernelLaunches>>, BackendError> {
         Ok(self.kernels.clone())
+    }
+
+    fn layer_report(&mut self) -> Result<Option<Vec<EngineLayer>>, BackendError> {
+        Ok(self.layers.clone())
     }
 
     fn time(

@@ -302,11 +302,9 @@ impl Executable for TrtexecEngine {
     }
 
     fn layer_report(&mut self) -> Result<Option<Vec<EngineLayer>>, BackendError> {
-        let report = layers::read(&self.layers).map_err(|e| failed("reading its layers", e))?;
-        let detailed = report
-            .detailed()
-            .map_err(|e| failed("reading its layers", e))?;
-        Ok(Some(detailed.to_vec()))
+        layers::read_detailed(&self.layers)
+            .map(Some)
+            .map_err(|e| failed("reading its layers", e))
     }
 
     fn time(

@@ -351,6 +351,16 @@ pub fn read(path: &Path) -> Result<LayerReport, TrtexecError> {
     parse(path, &super::read_text(path)?)
 }
 
+/// Reads a report and its layers with their tensors: a report of names only (an engine built
+/// without `--profilingVerbosity=detailed`) holds no evidence, and is an error that says so.
+pub fn read_detailed(path: &Path) -> Result<Vec<EngineLayer>, String> {
+    let report = read(path).map_err(|e| e.to_string())?;
+    let layers = report
+        .detailed()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(layers.to_vec())
+}
+
 /// Parses a layer report, `text` read from `path` (named in errors).
 pub fn parse(path: &Path, text: &str) -> Result<LayerReport, TrtexecError> {
     let report: RawReport = super::parse_json(path, FLAG, text)?;

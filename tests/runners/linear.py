@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """A command-backend engine for tests: the `linear` block y = x W^T in float64, stdlib only.
 
-Usage: linear.py [--kernel PRECISION=NAME]... [--mode honest|garbage|exit1|hang|short-timings] WORK_DIR
+Usage: linear.py [--kernel PRECISION=NAME]... [--layer PRECISION=DATATYPE]...
+                 [--mode honest|garbage|exit1|hang|short-timings] WORK_DIR
 
 It speaks precheck's command protocol (README, "Command backend"): reads variant.json,
 weights.safetensors and inputs.safetensors from WORK_DIR, writes outputs.safetensors, and when
 variant.json asks for iterations, timings.json; with a --kernel for the variant's precision,
-kernels.json naming that one GEMM.
+kernels.json naming that one GEMM; with a --layer for it, layers.json (trtexec's detailed
+--exportLayerInfo format) with one gemm layer of that datatype (`Half`, `FP32`, ...).
 The other modes misbehave on purpose, each in one way precheck must turn into an error record.
 """
 import json
@@ -49,6 +51,7 @@ def main():
     args = sys.argv[1:]
     work = args.pop()
     kernels = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--kernel")
+    layer_types = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--layer")
     mode = args[args.index("--mode") + 1] if "--mode" in args else "honest"
     if mode == "exit1":
         print("linear.py: the engine refused to build (planted)", file=sys.stderr)
@@ -82,6 +85,11 @@ def main():
         if mode == "short-timings":
             latencies = latencies[:-1]
         json.dump({"latency_ms": latencies}, open(os.path.join(work, "timings.json"), "w"))
+    datatype = layer_types.get(variant["policy"]["name"])
+    if datatype:
+        tensor = {"Name": "x", "Dimensions": [rows, inner], "Format/Datatype": f"Row major linear {datatype}"}
+        layer = {"Name": "/linear/MatMul", "LayerType": "gemm", "Inputs": [tensor], "Outputs": [tensor]}
+        json.dump({"Layers": [layer]}, open(os.path.join(work, "layers.json"), "w"))
     kernel = kernels.get(variant["policy"]["name"])
     if kernel:
         json.dump([{"name": kernel, "duration_us": 1.0}], open(os.path.join(work, "kernels.json"), "w"))
