@@ -148,6 +148,9 @@ struct GoldenArgs {
     /// The program of `--backend command`.
     #[arg(long, value_name = "PROGRAM ARGS")]
     command: Option<String>,
+    /// With `--backend command`: also write each model as ONNX (`model.onnx`) for the program.
+    #[arg(long, requires = "command")]
+    onnx: bool,
     #[command(flatten)]
     trtexec: TrtexecArgs,
     /// Seed of weights and inputs [default: the suite's].
@@ -281,18 +284,24 @@ fn load(path: &Path) -> anyhow::Result<LoadedSuite> {
     suite::load(path).map_err(anyhow::Error::new)
 }
 
+/// The command backend running `program`, writing `model.onnx` too with `onnx`.
+fn command_backend(program: &str, onnx: bool) -> CommandBackend {
+    let backend = CommandBackend::new(program);
+    if onnx {
+        backend.with_onnx()
+    } else {
+        backend
+    }
+}
+
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.suite)?;
     let suite = &loaded.suite;
     let engines = Engines {
-        command: args.command.as_ref().map(|program| {
-            let backend = CommandBackend::new(program);
-            if args.onnx {
-                backend.with_onnx()
-            } else {
-                backend
-            }
-        }),
+        command: args
+            .command
+            .as_ref()
+            .map(|program| command_backend(program, args.onnx)),
         trtexec: (args.backend == BackendChoice::Trtexec).then(|| args.trtexec.locate()),
     };
     let selected = backend::select(args.backend, &engines)?;
@@ -686,7 +695,10 @@ fn golden(args: &GoldenArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.suite)?;
     let suite = &loaded.suite;
     let engines = Engines {
-        command: args.command.as_ref().map(CommandBackend::new),
+        command: args
+            .command
+            .as_ref()
+            .map(|program| command_backend(program, args.onnx)),
         trtexec: (args.backend == Some(BackendChoice::Trtexec)).then(|| args.trtexec.locate()),
     };
     let selected = args

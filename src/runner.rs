@@ -21,7 +21,7 @@ use crate::measure::{compare, Accuracy, LatencyStats};
 use crate::mismatch::{self, Mismatch};
 use crate::model::forward::{forward, Exact, Forward};
 use crate::model::golden::{self, GoldenOutput};
-use crate::model::{seeded, LoadError, Model, Tensor, Weights};
+use crate::model::{seeded, Block, LoadError, Model, Tensor, Weights};
 use crate::plan::Plan;
 use crate::precision::Policy;
 use crate::results::{
@@ -77,7 +77,7 @@ impl ModelContext {
                 golden::read(path, name, &input, graph.output_features(), &taps)?
             }
             None => {
-                let exact = exact_reference(model, &weights, &input);
+                let exact = exact_reference(model, &weights, &input)?;
                 (exact.output, exact.taps)
             }
         };
@@ -103,16 +103,27 @@ impl ModelContext {
     }
 }
 
-/// `model` evaluated exactly: f64 products of the weights and input as held, no rounding.
-pub fn exact_reference(model: &Model, weights: &Weights, input: &Tensor) -> Forward<f64> {
+/// `model` evaluated exactly: f64 products of the weights and input as held, no rounding. An
+/// ONNX model has no exact evaluation here.
+pub fn exact_reference(
+    model: &Model,
+    weights: &Weights,
+    input: &Tensor,
+) -> Result<Forward<f64>, LoadError> {
+    let graph = model.block.graph();
+    if let Block::Onnx(file) = &model.block {
+        return Err(LoadError::NotEvaluable {
+            path: file.path.clone(),
+        });
+    }
     let exact_weights = weights.map(f64::from);
-    forward(
-        &model.block.graph(),
+    Ok(forward(
+        &graph,
         &mut Exact {
             weights: &exact_weights,
         },
         &input.map(f64::from),
-    )
+    ))
 }
 
 /// Each model's reference for a golden file: precheck's exact evaluation, or with `backend`, the
@@ -134,7 +145,7 @@ pub fn golden_outputs(
             let input = model.input(seed, format).map_err(|e| failed(&e))?;
             let (source, output, taps) = match backend {
                 None => {
-                    let exact = exact_reference(model, &weights, &input);
+                    let exact = exact_reference(model, &weights, &input).map_err(|e| failed(&e))?;
                     let to_f32 = |t: Tensor<f64>| t.map(|v| v as f32);
                     let taps = exact.taps.into_iter().map(|(n, t)| (n, to_f32(t)));
                     ("exact".to_owned(), to_f32(exact.output), taps.collect())
@@ -611,8 +622,8 @@ fn measure(
         compare(&output.data, &ctx.reference.data).map_err(|e| format!("accuracy: {e}"))?;
     let layers = layer_accuracy(ctx, executable.taps())?;
     // The CPU backend is the emulation itself: agreement and fingerprints only mean something
-    // for other backends.
-    let checked = !backend.is_emulation();
+    // for other backends, and an ONNX model has no emulation.
+    let checked = !backend.is_emulation() && !matches!(ctx.model.block, Block::Onnx(_));
     let emulation = checked.then(|| cpu_emulation(ctx, policy)).transpose()?;
     let cpu_agreement = emulation
         .as_ref()
@@ -623,23 +634,25 @@ fn measure(
         .transpose()?;
     let kernels = executable.kernel_trace().map_err(failed("kernel trace"))?;
     let engine_layers = executable.layer_report().map_err(failed("layer report"))?;
-    let mismatch = emulation
-        .as_ref()
-        .map(|emulation| {
-            let traces = Traces {
-                kernels: kernels.as_deref(),
-                layers: engine_layers.as_deref(),
-            };
-            precision_evidence(
-                ctx,
-                policy,
-                &output,
-                emulation,
-                traces,
-                executable.emulated(),
-            )
-        })
-        .transpose()?;
+    let traces = Traces {
+        kernels: kernels.as_deref(),
+        layers: engine_layers.as_deref(),
+    };
+    let mismatch = match &emulation {
+        Some(emulation) => Some(precision_evidence(
+            ctx,
+            policy,
+            &output,
+            emulation,
+            traces,
+            executable.emulated(),
+        )?),
+        // An ONNX model: what its engine reports is all the evidence there is.
+        None if matches!(ctx.model.block, Block::Onnx(_)) => {
+            Some(assess(None, policy, traces, executable.emulated()))
+        }
+        None => None,
+    };
     let samples = executable
         .time(&ctx.input, settings.warmup, settings.iterations)
         .map_err(failed("timing"))?;
@@ -689,21 +702,34 @@ fn precision_evidence(
     traces: Traces,
     emulated: bool,
 ) -> Result<Mismatch, String> {
-    let fingerprint = mismatch::fingerprint::fingerprint(
-        &ctx.model,
-        &ctx.weights,
-        &ctx.input,
-        policy,
-        &output.data,
-        emulation,
-    )
-    .map_err(|e| format!("fingerprint: {e}"))?;
+    let fingerprint = Some(
+        mismatch::fingerprint::fingerprint(
+            &ctx.model,
+            &ctx.weights,
+            &ctx.input,
+            policy,
+            &output.data,
+            emulation,
+        )
+        .map_err(|e| format!("fingerprint: {e}"))?,
+    );
+    Ok(assess(fingerprint, policy, traces, emulated))
+}
+
+/// The verdict of a fingerprint (if any) and the readings of the kernel trace and the engine's
+/// layer report.
+fn assess(
+    fingerprint: Option<mismatch::fingerprint::FingerprintEvidence>,
+    policy: &Policy,
+    traces: Traces,
+    emulated: bool,
+) -> Mismatch {
     let expected = mismatch::expected_gemm_precision(policy, emulated);
     let kernels = traces
         .kernels
         .map(|k| mismatch::kernels::evidence(k, expected));
     let layers = traces.layers.map(|l| mismatch::layers::evidence(l, policy));
-    Ok(mismatch::assess(Some(fingerprint), kernels, layers))
+    mismatch::assess(fingerprint, kernels, layers)
 }
 
 /// The CPU backend's emulation of `policy` on the same inputs: what other backends' outputs are

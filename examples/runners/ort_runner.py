@@ -74,18 +74,21 @@ def main():
     with open(os.path.join(work, "variant.json")) as f:
         variant = json.load(f)
     model = session(work, variant, providers, threads, check)
-    feeds = {"input": load_file(os.path.join(work, "inputs.safetensors"))["input"].astype(np.float32)}
-    (output,) = model.run(["output"], feeds)
+    # An exported block's names are `input` and `output`; an ONNX model file has its own.
+    x = load_file(os.path.join(work, "inputs.safetensors"))["input"].astype(np.float32)
+    feeds = {model.get_inputs()[0].name: x}
+    outputs = [model.get_outputs()[0].name]
+    (output,) = model.run(outputs, feeds)
     save_file({"output": np.ascontiguousarray(output, dtype=np.float32)}, os.path.join(work, "outputs.safetensors"))
     iterations = variant["iterations"]
     if iterations == 0:
         return
     for _ in range(variant["warmup"]):
-        model.run(["output"], feeds)
+        model.run(outputs, feeds)
     latencies = []
     for _ in range(iterations):
         start = time.perf_counter()
-        model.run(["output"], feeds)
+        model.run(outputs, feeds)
         latencies.append((time.perf_counter() - start) * 1e3)
     with open(os.path.join(work, "timings.json"), "w") as f:
         json.dump({"latency_ms": latencies}, f)

@@ -225,13 +225,13 @@ impl CommandExecutable {
         let variant = VariantFile {
             model: self.model.name.as_str(),
             block: self.model.block.kind_name(),
-            activation: match self.model.block {
+            activation: match &self.model.block {
                 Block::Mlp(mlp) => Some(mlp.activation.name()),
                 Block::Layer(layer) | Block::Stack { layer, .. } => Some(layer.activation.name()),
-                Block::Linear { .. } | Block::Attention(_) => None,
+                Block::Linear { .. } | Block::Attention(_) | Block::Onnx(_) => None,
             },
-            attention: match self.model.block {
-                Block::Attention(attention) => Some(attention),
+            attention: match &self.model.block {
+                Block::Attention(attention) => Some(*attention),
                 _ => None,
             },
             tokens: input.rows,

@@ -11,7 +11,7 @@ use super::{Backend, BackendError, BackendKind, Executable};
 use crate::host::HostInfo;
 use crate::model::forward::{add_row, forward, OpClass, Ops};
 use crate::model::graph::Graph;
-use crate::model::{Model, Tensor, Weights};
+use crate::model::{Block, Model, Tensor, Weights};
 use crate::precision::{MatmulPolicy, Policy};
 use crate::quant::{self, AmaxHistory, Operand, QuantSpec, Recipe};
 
@@ -42,6 +42,12 @@ impl Backend for CpuBackend {
         weights: &Weights,
         policy: &Policy,
     ) -> Result<Box<dyn Executable>, BackendError> {
+        if let Block::Onnx(file) = &model.block {
+            return Err(BackendError::Unsupported(format!(
+                "{} is an ONNX model: precheck does not evaluate ONNX files itself; run it with --backend trtexec, or --backend command --onnx with an ONNX engine",
+                file.path.display()
+            )));
+        }
         Ok(Box::new(self.prepare_with_overrides(
             model,
             weights,

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Backend, BackendError, BackendKind, Executable};
 use crate::export;
-use crate::model::{Model, Tensor, Weights};
+use crate::model::{Block, Model, Tensor, Weights};
 use crate::precision::Policy;
 use crate::trtexec::flags::{self, Typing};
 use crate::trtexec::layers::EngineLayer;
@@ -160,8 +160,19 @@ impl Backend for TrtexecBackend {
         let program = self.program()?.to_owned();
         let exported = export::onnx(model, weights, policy)
             .map_err(|e| BackendError::Unsupported(e.to_string()))?;
-        let build_flags = flags::flags(policy, Typing::Weak, &exported.layers)
+        let mut build_flags = flags::flags(policy, Typing::Weak, &exported.layers)
             .map_err(|e| BackendError::Unsupported(e.to_string()))?;
+        // An ONNX file with a dynamic token dimension is built for the model's token count.
+        let shapes = match &model.block {
+            Block::Onnx(file) if file.tokens.is_none() => {
+                let shape = format!("{}:{}x{}", file.input, model.tokens, file.input_features);
+                ["--minShapes", "--optShapes", "--maxShapes"]
+                    .iter()
+                    .for_each(|flag| build_flags.push(format!("{flag}={shape}")));
+                vec![format!("--shapes={shape}")]
+            }
+            _ => Vec::new(),
+        };
         let key = self.cache_key(&exported.model, &build_flags);
         let engine = self.cache.join(format!("{key}.engine"));
         let layers = self.cache.join(format!("{key}.layers.json"));
@@ -181,7 +192,10 @@ impl Backend for TrtexecBackend {
             engine,
             layers,
             work,
-            output_features: model.block.graph().output_features(),
+            input: exported.input,
+            output: exported.output,
+            shapes,
+            output_features: model.block.output_features(),
         }))
     }
 }
@@ -254,6 +268,11 @@ struct TrtexecEngine {
     engine: PathBuf,
     layers: PathBuf,
     work: tempfile::TempDir,
+    /// The model's input and output names.
+    input: String,
+    output: String,
+    /// `--shapes` for a model with a dynamic token dimension.
+    shapes: Vec<String>,
     output_features: usize,
 }
 
@@ -268,10 +287,12 @@ impl TrtexecEngine {
         let file = self.path("input.bin");
         let bytes: Vec<u8> = input.data.iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(&file, bytes).map_err(|e| failed("writing input.bin", e))?;
-        Ok(vec![
+        let mut flags = vec![
             format!("--loadEngine={}", self.engine.display()),
-            format!("--loadInputs={}:{}", export::INPUT, file.display()),
-        ])
+            format!("--loadInputs={}:{}", self.input, file.display()),
+        ];
+        flags.extend(self.shapes.iter().cloned());
+        Ok(flags)
     }
 }
 
@@ -289,8 +310,8 @@ impl Executable for TrtexecEngine {
         let outputs = output::read(&file).map_err(|e| failed("reading its output", e))?;
         let tensor = outputs
             .into_iter()
-            .find(|t| t.name == export::OUTPUT)
-            .ok_or_else(|| failed("reading its output", "no tensor `output`"))?;
+            .find(|t| t.name == self.output)
+            .ok_or_else(|| failed("reading its output", format!("no tensor `{}`", self.output)))?;
         let expected = [input.rows, self.output_features];
         if tensor.shape != expected {
             return Err(failed(

@@ -24,7 +24,7 @@ use thiserror::Error;
 use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
 use crate::formats::{Format, Overflow};
 use crate::model::graph::{Graph, Op};
-use crate::model::{Model, Tensor, Weights};
+use crate::model::{Block, Model, Tensor, Weights};
 use crate::precision::Policy;
 use crate::quant::{self, AmaxHistory, QuantSpec, Recipe};
 use crate::suite::Activation;
@@ -40,6 +40,14 @@ pub enum ExportError {
     /// Something the policy asks for that opset 21 cannot express.
     #[error("ONNX opset 21 cannot express {0}")]
     Unsupported(String),
+    /// An ONNX model file that cannot be read.
+    #[error("cannot read {path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// The name of the exported graph's input, `[tokens, input features]`, FP32.
@@ -55,10 +63,27 @@ pub struct Exported {
     /// Its nodes of the classes a policy can hold apart (softmax, norms, activations), by the
     /// names TensorRT gives their layers: what `--layerPrecisions` pins.
     pub layers: ClassLayers,
+    /// The graph's input: `input` for exported blocks.
+    pub input: String,
+    /// The graph's output: `output` for exported blocks.
+    pub output: String,
 }
 
-/// `model` with `weights`, computing as `policy` says, as an ONNX model.
+/// `model` with `weights`, computing as `policy` says, as an ONNX model; a model that is an ONNX
+/// file already is that file, as it is (the policy reaches its engine as build flags).
 pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Exported, ExportError> {
+    if let Block::Onnx(file) = &model.block {
+        let bytes = std::fs::read(&file.path).map_err(|e| ExportError::Read {
+            path: file.path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        return Ok(Exported {
+            model: bytes,
+            layers: ClassLayers::default(),
+            input: file.input.clone(),
+            output: file.output.clone(),
+        });
+    }
     let graph = model.block.graph();
     let mut lowering = Lowering::new(policy, weights, model.tokens);
     let output = lowering.graph(&graph)?;
@@ -97,6 +122,8 @@ pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Exporte
     Ok(Exported {
         model: bytes,
         layers,
+        input: INPUT.to_owned(),
+        output: OUTPUT.to_owned(),
     })
 }
 
@@ -369,6 +396,7 @@ impl<'a> Lowering<'a> {
                     };
                     self.attention([&arg(0), &arg(1), &arg(2)], layout)?
                 }
+                Op::External { .. } => unreachable!("ONNX files are exported as they are"),
             };
             values.push(output);
         }

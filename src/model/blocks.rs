@@ -8,12 +8,17 @@
 
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use super::graph::{AttentionShape, Graph, GraphBuilder, Value};
+use super::onnx::OnnxFile;
 use crate::suite::Activation;
 
-/// A built-in block with its dimensions.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A built-in block with its dimensions, or an ONNX model.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Block {
+    /// An ONNX model file, run as it is by engines that take ONNX.
+    Onnx(Arc<OnnxFile>),
     /// `y = x Wᵀ`, `W` of shape `[out_features, in_features]`.
     Linear {
         /// Input features.
@@ -179,12 +184,14 @@ impl Block {
             Block::Attention(_) => "attention",
             Block::Layer(_) => "transformer_layer",
             Block::Stack { .. } => "stack",
+            Block::Onnx(_) => "onnx",
         }
     }
 
     /// Features of one input row.
     pub fn input_features(&self) -> usize {
         match *self {
+            Block::Onnx(ref file) => file.input_features,
             Block::Linear { in_features, .. } => in_features,
             Block::Mlp(MlpShape { hidden, .. })
             | Block::Attention(AttentionBlock { hidden, .. })
@@ -200,6 +207,7 @@ impl Block {
     pub fn output_features(&self) -> usize {
         match *self {
             Block::Linear { out_features, .. } => out_features,
+            Block::Onnx(ref file) => file.output_features,
             _ => self.input_features(),
         }
     }
@@ -214,6 +222,7 @@ impl Block {
         let mut b = GraphBuilder::new(self.input_features());
         let x = b.input();
         let output = match *self {
+            Block::Onnx(ref file) => b.external(x, file.output_features),
             Block::Linear { out_features, .. } => b.linear(x, "", out_features, false),
             Block::Mlp(shape) => {
                 let names = if shape.gated { &GATED_MLP } else { &PLAIN_MLP };

@@ -140,6 +140,9 @@ pub fn forward<S: Scalar>(graph: &Graph, ops: &mut dyn Ops<S>, input: &Tensor<S>
                 };
                 attention(&*ops, [arg(0), arg(1), arg(2)], heads)
             }
+            Op::External { .. } => {
+                unreachable!("ONNX models are run by engines; callers check Graph::is_external")
+            }
         };
         values[index] = Some(output);
         for input in &node.inputs {

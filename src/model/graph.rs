@@ -69,6 +69,12 @@ pub enum Op {
         /// Whether token `i` sees only tokens `≤ i`.
         causal: bool,
     },
+    /// The whole model, in a file an engine runs (an ONNX model): precheck knows its output's
+    /// width and nothing of how it computes it.
+    External {
+        /// Columns of the output.
+        output_features: usize,
+    },
 }
 
 impl Op {
@@ -81,6 +87,7 @@ impl Op {
             Op::Add | Op::Mul | Op::Rotary { .. } => "elementwise",
             Op::LayerNorm { .. } | Op::RmsNorm { .. } => "norm",
             Op::Attention { .. } => "attention",
+            Op::External { .. } => "external",
         }
     }
 }
@@ -195,6 +202,14 @@ impl Graph {
         2.0 * macs as f64
     }
 
+    /// Whether an engine computes the graph from a model file ([`Op::External`]): precheck can
+    /// neither evaluate nor emulate it.
+    pub fn is_external(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|node| matches!(node.op, Op::External { .. }))
+    }
+
     /// The parameter called `name`; panics if the graph has none (a programming error).
     pub fn param(&self, name: &str) -> &Param {
         self.params
@@ -209,6 +224,7 @@ impl Graph {
         match &node.op {
             Op::Input => self.input_features,
             Op::Linear { weight, .. } => self.param(weight).shape[0],
+            Op::External { output_features } => *output_features,
             _ => self.features(node.inputs[0]),
         }
     }
@@ -310,6 +326,11 @@ impl GraphBuilder {
     /// Reports `value` under `name` besides the output.
     pub fn tap(&mut self, name: impl Into<String>, value: Value) {
         self.graph.taps.push((name.into(), value));
+    }
+
+    /// A model an engine computes from `x` ([`Op::External`]).
+    pub fn external(&mut self, x: Value, output_features: usize) -> Value {
+        self.push(Op::External { output_features }, vec![x])
     }
 
     /// The graph, with `output` as its output.

@@ -86,6 +86,12 @@ pub enum LoadError {
         /// Their names.
         names: String,
     },
+    /// A model precheck cannot evaluate itself (an ONNX file) with no golden reference.
+    #[error("{} is an ONNX model, which precheck does not evaluate itself: its reference comes from a golden file (`precheck golden SUITE --backend ...`)", path.display())]
+    NotEvaluable {
+        /// The model file.
+        path: PathBuf,
+    },
     /// A golden file made for another input than the run's (seed, tokens, input file).
     #[error("{}: the reference of `{model}` was made for another input (seed, tokens or input file changed since); make it again with `precheck golden`", path.display())]
     Stale {

@@ -10,6 +10,7 @@ pub mod forward;
 pub mod golden;
 pub mod graph;
 pub mod load;
+pub mod onnx;
 pub mod seeded;
 
 use std::path::PathBuf;

@@ -169,10 +169,14 @@ impl ReferenceFormat {
 pub struct ModelSpec {
     /// The model's name: the first part of its variant ids.
     pub name: Ident,
-    /// Which built-in block.
+    /// Which built-in block, or `onnx`.
     pub block: BlockKind,
-    /// The block's dimensions; which ones apply depends on the block.
+    /// The block's dimensions; which ones apply depends on the block (none for `onnx`).
+    #[serde(default)]
     pub dims: Dims,
+    /// `block: onnx`: the ONNX model file (relative to the suite's folder).
+    #[serde(default)]
+    pub onnx: Option<PathBuf>,
     /// The MLP's activation (`mlp`, `transformer_layer`, `stack`).
     #[serde(default)]
     pub activation: Option<Activation>,
@@ -215,6 +219,8 @@ pub enum BlockKind {
     TransformerLayer,
     /// Several transformer layers, each measured.
     Stack,
+    /// An ONNX model file, run as it is by engines that take ONNX.
+    Onnx,
 }
 
 impl BlockKind {
@@ -226,6 +232,7 @@ impl BlockKind {
             BlockKind::Attention => "attention",
             BlockKind::TransformerLayer => "transformer_layer",
             BlockKind::Stack => "stack",
+            BlockKind::Onnx => "onnx",
         }
     }
 }

@@ -5,6 +5,7 @@ use std::fmt::Display;
 use std::hash::Hash;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::schema::{
     Activation, BlockKind, CheckpointSpec, Count, GateSpec, LayerKindSpec, ModelSpec, Reference,
@@ -14,7 +15,7 @@ use super::Suite;
 use crate::gate::Gates;
 use crate::matrix::{expand, Axes};
 use crate::model::graph::AttentionShape;
-use crate::model::{AttentionBlock, Block, InputFile, LayerKind, LayerSpec, MlpShape, Model};
+use crate::model::{onnx, AttentionBlock, Block, InputFile, LayerKind, LayerSpec, MlpShape, Model};
 use crate::precision::PrecisionSpec;
 
 /// One problem: the key path it concerns and a sentence.
@@ -48,6 +49,17 @@ pub fn validate(file: SuiteFile, base: &Path) -> Result<Suite, Problem> {
         .enumerate()
         .map(|(i, spec)| model(&format!("models[{i}]"), spec, base))
         .collect::<Result<Vec<_>, _>>()?;
+    if file.reference.file.is_none() {
+        if let Some(i) = models
+            .iter()
+            .position(|m| matches!(m.block, Block::Onnx(_)))
+        {
+            return Err(problem(
+                format!("models[{i}].onnx"),
+                "precheck does not evaluate ONNX files itself: the suite's reference must be a golden file (`reference: { file: golden.safetensors }`, made by `precheck golden SUITE --backend ...`)",
+            ));
+        }
+    }
     let gates = gates("gates", &file.gates, Gates::default())?;
     let precisions = file
         .precisions
@@ -126,7 +138,7 @@ struct BlockRules {
 
 const LAYER_OPTIONS: &[&str] = &["activation", "layer", "causal", "rope_theta", "norm_eps"];
 
-const BLOCK_RULES: [BlockRules; 5] = [
+const BLOCK_RULES: [BlockRules; 6] = [
     BlockRules {
         block: BlockKind::Linear,
         required: &["hidden"],
@@ -157,6 +169,12 @@ const BLOCK_RULES: [BlockRules; 5] = [
         optional: &["kv_heads", "head_dim"],
         options: LAYER_OPTIONS,
     },
+    BlockRules {
+        block: BlockKind::Onnx,
+        required: &[],
+        optional: &[],
+        options: &["onnx"],
+    },
 ];
 
 impl BlockRules {
@@ -181,8 +199,9 @@ impl BlockRules {
 }
 
 /// The model keys besides `dims` that configure a block, and whether the spec sets each.
-fn options_set(spec: &ModelSpec) -> [(&'static str, bool); 7] {
+fn options_set(spec: &ModelSpec) -> [(&'static str, bool); 8] {
     [
+        ("onnx", spec.onnx.is_some()),
         ("activation", spec.activation.is_some()),
         ("gated", spec.gated.is_some()),
         ("layer", spec.layer.is_some()),
@@ -286,8 +305,16 @@ fn positive_finite(key: String, value: f64) -> Result<f64, Problem> {
     }
 }
 
-fn block(key: &str, spec: &ModelSpec) -> Result<Block, Problem> {
+fn block(key: &str, spec: &ModelSpec, base: &Path) -> Result<Block, Problem> {
     check_block_keys(key, spec)?;
+    match spec.block {
+        BlockKind::Onnx => onnx_block(key, spec, base),
+        _ => built_in_block(key, spec),
+    }
+}
+
+/// A built-in block from its dimensions and options (checked present by `check_block_keys`).
+fn built_in_block(key: &str, spec: &ModelSpec) -> Result<Block, Problem> {
     let hidden = dim(spec, "hidden").expect("every block needs `hidden`");
     let rope_theta = spec
         .rope_theta
@@ -363,11 +390,42 @@ fn block(key: &str, spec: &ModelSpec) -> Result<Block, Problem> {
                 None => Block::Layer(layer),
             }
         }
+        BlockKind::Onnx => unreachable!("`block` reads ONNX models"),
     })
 }
 
+/// An ONNX model file's interface, checked against the model's input.
+fn onnx_block(key: &str, spec: &ModelSpec, base: &Path) -> Result<Block, Problem> {
+    let Some(path) = &spec.onnx else {
+        return Err(problem(
+            key.to_owned(),
+            "block `onnx` needs `onnx: FILE`, the model file",
+        ));
+    };
+    if !matches!(spec.weights, WeightsSpec::Seeded) {
+        return Err(problem(
+            format!("{key}.weights"),
+            "an ONNX model holds its own weights",
+        ));
+    }
+    let file =
+        onnx::read(&base.join(path)).map_err(|e| problem(format!("{key}.onnx"), e.to_string()))?;
+    let tokens = spec.input.tokens.get();
+    if file.tokens.is_some_and(|fixed| fixed != tokens) {
+        return Err(problem(
+            format!("{key}.input.tokens"),
+            format!(
+                "the model's input `{}` has {} rows, not {tokens}",
+                file.input,
+                file.tokens.unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(Block::Onnx(Arc::new(file)))
+}
+
 fn model(key: &str, spec: &ModelSpec, base: &Path) -> Result<Model, Problem> {
-    let block = block(key, spec)?;
+    let block = block(key, spec, base)?;
     if let Some(outliers) = spec.input.outliers {
         if spec.input.file.is_some() {
             return Err(problem(

@@ -31,7 +31,8 @@ KNOWN = {
     "--exportLayerInfo", "--exportOutput", "--exportTimes", "--exportProfile", "--loadInputs",
     "--iterations", "--warmUp", "--duration", "--useCudaGraph", "--noDataTransfers",
     "--fp16", "--bf16", "--int8", "--fp8", "--int4", "--noTF32", "--best", "--stronglyTyped",
-    "--precisionConstraints", "--layerPrecisions",
+    "--precisionConstraints", "--layerPrecisions", "--minShapes", "--optShapes", "--maxShapes",
+    "--shapes",
 }
 QUANTIZED = {
     onnx.TensorProto.FLOAT8E4M3FN: "FP8",
@@ -102,20 +103,21 @@ def run(options):
     settings.add_session_config_entry("session.disable_quant_qdq", "1")
     session = ort.InferenceSession(options["--loadEngine"], settings, providers=["CPUExecutionProvider"])
     name, _, path = options["--loadInputs"].partition(":")
-    shape = session.get_inputs()[0].shape
-    feeds = {name: np.fromfile(path, dtype="<f4").reshape(shape)}
+    features = session.get_inputs()[0].shape[-1]
+    feeds = {name: np.fromfile(path, dtype="<f4").reshape(-1, features)}
+    output_name = session.get_outputs()[0].name
     iterations = int(options.get("--iterations", "10"))
     records, start = [], time.perf_counter()
     for _ in range(iterations):
         begin = (time.perf_counter() - start) * 1e3
-        (output,) = session.run(["output"], feeds)
+        (output,) = session.run([output_name], feeds)
         end = (time.perf_counter() - start) * 1e3
         records.append((begin, end))
     if "--exportOutput" in options:
         values = ", ".join(repr(float(v)) for v in output.ravel())
         dims = "x".join(str(d) for d in output.shape)
         with open(options["--exportOutput"], "w") as f:
-            f.write(f'[\n  {{ "name" : "output"\n  , "dimensions" : "{dims}"\n  , "values" : [ {values} ]\n  }}\n]\n')
+            f.write(f'[\n  {{ "name" : "{output_name}"\n  , "dimensions" : "{dims}"\n  , "values" : [ {values} ]\n  }}\n]\n')
     if "--exportTimes" in options:
         trace = [
             {"startEnqMs": b, "endEnqMs": b, "startH2dMs": b, "endH2dMs": b, "startComputeMs": b,

@@ -580,7 +580,7 @@ impl CudaBlock {
             (model.block.input_features(), model.block.output_features());
         let input = arena.alloc(&stream, tokens * in_features * elem.size())?;
         let output = arena.alloc(&stream, tokens * out_features * elem.size())?;
-        let program = match model.block {
+        let program = match &model.block {
             Block::Linear { .. } => {
                 let quantize = Quantizer::new(&mut arena, &stream, path, tokens, in_features)?;
                 let matmul = MatmulGroup::new(
@@ -595,7 +595,7 @@ impl CudaBlock {
                 )?;
                 Program::Linear { quantize, matmul }
             }
-            Block::Mlp(MlpShape {
+            &Block::Mlp(MlpShape {
                 hidden,
                 intermediate,
                 activation,
@@ -652,7 +652,7 @@ impl CudaBlock {
             other => {
                 return Err(BackendError::Unsupported(format!(
                     "the CUDA backend runs `linear` and gated `mlp` blocks so far, not {}",
-                    describe(&other)
+                    describe(other)
                 )))
             }
         };
@@ -664,7 +664,7 @@ impl CudaBlock {
         let mut block = CudaBlock {
             device,
             path,
-            block: model.block,
+            block: model.block.clone(),
             tokens,
             program,
             input,

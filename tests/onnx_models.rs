@@ -1,0 +1,217 @@
+//! ONNX files as models (`block: onnx`): read for their interface, refused without a golden
+//! reference, handed as they are to ONNX Runtime (command backend) and to trtexec (its
+//! stand-in), and never evaluated by precheck's CPU backend. Needs python3 with onnx,
+//! onnxruntime, numpy and safetensors.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use precheck::results::{read_records, Status, VariantRecord, RESULTS_FILE};
+use predicates::prelude::*;
+
+const SOURCE: &str = "
+name: source
+defaults: { seed: 5 }
+models:
+  - { name: mlp, block: mlp, dims: { hidden: 32, intermediate: 96 }, activation: silu, input: { tokens: 6 } }
+precisions: [fp32]
+";
+
+const SUITE: &str = "
+name: onnx_models
+defaults: { seed: 5, warmup: 1, iterations: 3 }
+reference: { precision: bf16, file: golden.safetensors }
+models:
+  - { name: exported, block: onnx, onnx: mlp.onnx, input: { tokens: 6 } }
+  - { name: dynamic, block: onnx, onnx: dynamic.onnx, input: { tokens: 6 } }
+precisions: [fp32, fp16, bf16]
+gates: { cos_min: 0.99 }
+";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn precheck() -> Command {
+    Command::cargo_bin("precheck").unwrap()
+}
+
+fn ort_runner() -> String {
+    format!(
+        "python3 {}",
+        root().join("examples/runners/ort_runner.py").display()
+    )
+}
+
+/// A folder with `mlp.onnx` (a gated MLP exported by precheck, 6 × 32 → 6 × 32), `dynamic.onnx`
+/// (the same with a dynamic token dimension) and the suite.
+fn models() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.yaml");
+    std::fs::write(&source, SOURCE).unwrap();
+    precheck()
+        .arg("export")
+        .arg(&source)
+        .arg("--out")
+        .arg(dir.path().join("export"))
+        .assert()
+        .success();
+    let exported = dir.path().join("mlp.onnx");
+    std::fs::copy(dir.path().join("export/mlp/fp32.onnx"), &exported).unwrap();
+    let dynamic = "import onnx, sys
+m = onnx.load(sys.argv[1])
+for v in (m.graph.input[0], m.graph.output[0]):
+    v.type.tensor_type.shape.dim[0].dim_param = 'tokens'
+onnx.save(m, sys.argv[2])";
+    let status = std::process::Command::new("python3")
+        .args(["-c", dynamic])
+        .arg(&exported)
+        .arg(dir.path().join("dynamic.onnx"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "python3 with onnx");
+    let suite = dir.path().join("onnx_models.yaml");
+    std::fs::write(&suite, SUITE).unwrap();
+    (dir, suite)
+}
+
+/// The suite's golden file, ONNX Runtime's outputs.
+fn golden(suite: &Path) {
+    precheck()
+        .arg("golden")
+        .arg(suite)
+        .args(["--backend", "command", "--onnx", "--command", &ort_runner()])
+        .arg("--out")
+        .arg(suite.with_file_name("golden.safetensors"))
+        .assert()
+        .success();
+}
+
+fn run(suite: &Path, out: &str, args: &[&str]) -> (Option<i32>, Vec<VariantRecord>) {
+    let out = suite.with_file_name(out);
+    let status = precheck()
+        .arg("run")
+        .arg(suite)
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap()
+        .status;
+    (
+        status.code(),
+        read_records(&out.join(RESULTS_FILE)).unwrap().0,
+    )
+}
+
+#[test]
+fn onnx_models_run_on_onnx_engines_against_a_golden_reference() {
+    let (_dir, suite) = models();
+    golden(&suite);
+
+    let (code, records) = run(
+        &suite,
+        "ort",
+        &["--backend", "command", "--onnx", "--command", &ort_runner()],
+    );
+    assert_eq!(code, Some(0), "{records:?}");
+    assert_eq!(records.len(), 6);
+    for record in &records {
+        assert_eq!(record.block, "onnx");
+        assert!(
+            record.cpu_agreement.is_none(),
+            "no emulation of an ONNX file"
+        );
+        // The golden file is ONNX Runtime's own output of the same file.
+        assert_eq!(
+            record.accuracy.as_ref().unwrap().max_abs_err,
+            0.0,
+            "{}",
+            record.id
+        );
+    }
+
+    let fake = root().join("tests/runners/fake_trtexec.py");
+    let cache = suite.with_file_name("engines");
+    let log = suite.with_file_name("trtexec.log");
+    let out = suite.with_file_name("trt");
+    let status = precheck()
+        .arg("run")
+        .arg(&suite)
+        .args(["--backend", "trtexec", "--trtexec"])
+        .arg(&fake)
+        .arg("--engine-cache")
+        .arg(&cache)
+        .arg("--out")
+        .arg(&out)
+        .env("FAKE_TRTEXEC_LOG", &log)
+        .output()
+        .unwrap()
+        .status;
+    let (records, _) = read_records(&out.join(RESULTS_FILE)).unwrap();
+    assert_eq!(status.code(), Some(0), "{records:?}");
+    let log = std::fs::read_to_string(&log).unwrap();
+    let builds: Vec<&str> = log.lines().filter(|l| l.contains("--onnx=")).collect();
+    assert_eq!(builds.len(), 6, "{log}");
+    assert!(builds.iter().any(|b| b.contains("--fp16")));
+    assert!(
+        builds
+            .iter()
+            .filter(|b| b.contains("--optShapes=input:6x32"))
+            .count()
+            == 3,
+        "the dynamic model is built for 6 tokens: {log}"
+    );
+    for record in &records {
+        let layers = record.mismatch.as_ref().unwrap().layers.as_ref();
+        assert!(
+            layers.is_some_and(|l| l.layers_checked == 3),
+            "{}",
+            record.id
+        );
+    }
+}
+
+#[test]
+fn an_onnx_model_is_not_evaluated_by_the_cpu_backend() {
+    let (_dir, suite) = models();
+    golden(&suite);
+    let (code, records) = run(&suite, "cpu", &[]);
+    assert_eq!(code, Some(3));
+    for record in &records {
+        assert_eq!(record.status, Status::Error);
+        let error = record.error.as_deref().unwrap();
+        assert!(error.contains("does not evaluate ONNX files"), "{error}");
+    }
+}
+
+#[test]
+fn an_onnx_model_needs_a_golden_reference_and_a_model_file() {
+    let (dir, suite) = models();
+    let without = SUITE.replace(
+        "reference: { precision: bf16, file: golden.safetensors }\n",
+        "",
+    );
+    std::fs::write(&suite, without).unwrap();
+    precheck()
+        .arg("validate")
+        .arg(&suite)
+        .assert()
+        .failure()
+        .stderr(
+            predicates::str::contains("models[0].onnx").and(predicates::str::contains(
+                "the suite's reference must be a golden file",
+            )),
+        );
+    std::fs::write(dir.path().join("mlp.onnx"), b"not protobuf at all").unwrap();
+    std::fs::write(&suite, SUITE).unwrap();
+    precheck()
+        .arg("validate")
+        .arg(&suite)
+        .assert()
+        .failure()
+        .stderr(
+            predicates::str::contains("models[0].onnx")
+                .and(predicates::str::contains("is not an ONNX model")),
+        );
+}
