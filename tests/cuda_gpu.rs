@@ -44,7 +44,7 @@ fn every_cuda_precision_matches_the_cpu_emulation() {
     ];
     let mut checked = 0;
     for block in blocks {
-        let model = model(block);
+        let model = model(block.clone());
         let weights = seeded::weights(&model, 5, Format::Bf16);
         let input = seeded::input(&model, 5, Format::Bf16, seeded::INPUT);
         for name in presets::names() {
