@@ -25,7 +25,7 @@ use crate::model::{seeded, Block, LoadError, Model, Tensor, Weights};
 use crate::plan::Plan;
 use crate::precision::Policy;
 use crate::results::{
-    Baseline, KernelLaunches, LayerAccuracy, ResultsError, ResultsWriter, RunSettings, Status,
+    Baseline, Clocks, KernelLaunches, LayerAccuracy, ResultsError, ResultsWriter, RunSettings, Status,
     VariantRecord, WorkerExit, RECORD_SCHEMA,
 };
 use crate::suite::Suite;
@@ -189,6 +189,9 @@ pub struct Measured {
     /// See [`VariantRecord::layers`].
     #[serde(default)]
     pub layers: Vec<LayerAccuracy>,
+    /// See [`VariantRecord::clocks`].
+    #[serde(default)]
+    pub clocks: Option<Clocks>,
 }
 
 /// A measurement, or why there is none.
@@ -653,9 +656,13 @@ fn measure(
         }
         None => None,
     };
+    let clock_before = executable.sm_clock();
     let samples = executable
         .time(&ctx.input, settings.warmup, settings.iterations)
         .map_err(failed("timing"))?;
+    let clocks = clock_before
+        .zip(executable.sm_clock())
+        .map(|(before, after)| Clocks { before, after });
     let latency = LatencyStats::from_samples(&samples)
         .ok_or_else(|| "timing: the backend returned no samples".to_owned())?;
     Ok(Measured {
@@ -666,6 +673,7 @@ fn measure(
         kernels,
         mismatch,
         layers,
+        clocks,
     })
 }
 
@@ -773,6 +781,7 @@ fn blank_record(spec: &RunSpec, index: usize, slot: &Slot) -> VariantRecord {
         kernels: None,
         mismatch: None,
         layers: Vec::new(),
+        clocks: None,
         error: None,
         worker: None,
         started_at: Utc::now(),
@@ -819,6 +828,7 @@ fn conclude(record: &mut VariantRecord, outcome: Outcome, baseline: Option<(Stri
             record.kernels = measured.kernels;
             record.mismatch = measured.mismatch;
             record.layers = measured.layers;
+            record.clocks = measured.clocks;
         }
         Err(message) => record.error = Some(message),
     }

@@ -19,7 +19,7 @@ pub use trtexec::TrtexecBackend;
 use crate::measure::time_runs;
 use crate::model::{Model, Tensor, Weights};
 use crate::precision::Policy;
-use crate::results::KernelLaunches;
+use crate::results::{KernelLaunches, SmClock};
 use crate::trtexec::layers::EngineLayer;
 
 /// Which backend a run uses, as chosen on the command line.
@@ -135,6 +135,12 @@ pub trait Executable {
     /// default.
     fn layer_report(&mut self) -> Result<Option<Vec<EngineLayer>>, BackendError> {
         Ok(None)
+    }
+
+    /// The GPU's SM clock now, where the backend can read it (CUDA through NVML); read before
+    /// and after timing. None by default.
+    fn sm_clock(&self) -> Option<SmClock> {
+        None
     }
 
     /// Whether this executable emulates its precision (quantized values multiplied in a wider

@@ -2,7 +2,7 @@
 //! tables agree to the digit.
 
 use crate::mismatch::Verdict;
-use crate::results::{Status, VariantRecord};
+use crate::results::{Clocks, Status, VariantRecord};
 
 /// Cosine similarity, 6 decimals; empty when not measured.
 pub fn cos(record: &VariantRecord) -> String {
@@ -53,6 +53,15 @@ pub fn speedup(record: &VariantRecord) -> String {
 /// Why a variant did not pass (the gates it failed, or its error); for one that passed, a
 /// precision verdict that only warns (a mismatch under `precision_mismatch: warn`, a suspect).
 pub fn why(record: &VariantRecord) -> String {
+    let why = verdict_reason(record);
+    match record.clocks.as_ref().and_then(Clocks::throttle_note) {
+        Some(note) if why.is_empty() => note,
+        Some(note) => format!("{why}; {note}"),
+        None => why,
+    }
+}
+
+fn verdict_reason(record: &VariantRecord) -> String {
     match record.status {
         Status::Passed => match record.mismatch.as_ref().map(|m| &m.verdict) {
             Some(Verdict::Suspect { reason }) => format!("precision suspect: {reason}"),

@@ -7,6 +7,7 @@ mod run_info;
 mod writer;
 
 pub use record::{
+    Clocks, SmClock,
     Baseline, KernelLaunches, LayerAccuracy, Status, VariantRecord, WorkerExit, RECORD_SCHEMA,
 };
 pub use run_info::{RunInfo, RunSettings, SuiteInfo};

@@ -39,6 +39,48 @@ impl Status {
     }
 }
 
+/// One reading of a GPU's SM clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmClock {
+    /// The SM clock, MHz.
+    pub sm_mhz: u32,
+    /// Its maximum, MHz.
+    pub max_sm_mhz: u32,
+    /// Why NVML says the clock is held down (`sw_power_cap`, `hw_thermal_slowdown`, ...;
+    /// `gpu_idle` between launches); empty for none.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+}
+
+/// The SM clock around a variant's timing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clocks {
+    /// Before the warm-up.
+    pub before: SmClock,
+    /// After the last timed iteration.
+    pub after: SmClock,
+}
+
+impl Clocks {
+    /// A note when the clock ended below 90 % of its maximum: the timings may be throttled.
+    pub fn throttle_note(&self) -> Option<String> {
+        let after = &self.after;
+        (f64::from(after.sm_mhz) < 0.9 * f64::from(after.max_sm_mhz)).then(|| {
+            format!(
+                "SM clock {} → {} MHz of {} during timing{}",
+                self.before.sm_mhz,
+                after.sm_mhz,
+                after.max_sm_mhz,
+                if after.reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", after.reasons.join(", "))
+                }
+            )
+        })
+    }
+}
+
 /// What a variant's speed is compared with: the reference precision on the same device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
@@ -139,6 +181,10 @@ pub struct VariantRecord {
     /// where along the depth the error grows (empty for other blocks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerAccuracy>,
+    /// The GPU's SM clock before and after the timed iterations, where the backend reads it
+    /// (CUDA, through NVML): a throttled run shows here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clocks: Option<Clocks>,
     /// Why the variant errored.
     pub error: Option<String>,
     /// How its worker process ended, when that, not the measurement, is why it errored.
@@ -148,4 +194,34 @@ pub struct VariantRecord {
     pub started_at: DateTime<Utc>,
     /// Wall time of the whole variant (build, accuracy run, timing), seconds.
     pub wall_s: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock(sm_mhz: u32, reasons: &[&str]) -> SmClock {
+        SmClock {
+            sm_mhz,
+            max_sm_mhz: 1980,
+            reasons: reasons.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_clock_below_nine_tenths_of_its_maximum_is_noted() {
+        let steady = Clocks {
+            before: clock(1980, &[]),
+            after: clock(1800, &[]),
+        };
+        assert_eq!(steady.throttle_note(), None);
+        let throttled = Clocks {
+            before: clock(1980, &[]),
+            after: clock(1410, &["sw_power_cap"]),
+        };
+        assert_eq!(
+            throttled.throttle_note().unwrap(),
+            "SM clock 1980 → 1410 MHz of 1980 during timing (sw_power_cap)"
+        );
+    }
 }

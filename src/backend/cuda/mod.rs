@@ -6,6 +6,7 @@
 //! one CUDA graph, timed with CUDA events.
 
 mod block;
+mod clocks;
 mod gemm;
 pub mod kernels;
 mod trace;
@@ -19,8 +20,9 @@ use cudarc::driver::{CudaContext, CudaStream};
 use super::{Backend, BackendError, BackendKind, Executable};
 use crate::model::{Model, Tensor, Weights};
 use crate::precision::Policy;
-use crate::results::KernelLaunches;
+use crate::results::{KernelLaunches, SmClock};
 use block::CudaBlock;
+use clocks::ClockReader;
 use kernels::Kernels;
 
 /// Why no CUDA device can be used here, if none can: checked before anything touches cudarc,
@@ -73,6 +75,8 @@ pub struct Device {
     kernels: Kernels,
     lt: lt_sys::cublasLtHandle_t,
     name: String,
+    /// NVML's SM clock of this device, where NVML loads.
+    clocks: Option<ClockReader>,
 }
 
 // SAFETY: the cuBLASLt handle is used from one thread at a time (one variant runs at a time per
@@ -113,6 +117,13 @@ impl CudaBackend {
             "{} (sm_{major}{minor})",
             ctx.name().map_err(failed("device name"))?
         );
+        let clocks = match ClockReader::open(&ctx) {
+            Ok(reader) => Some(reader),
+            Err(why) => {
+                tracing::warn!("SM clocks will not be recorded: {why}");
+                None
+            }
+        };
         Ok(CudaBackend {
             device: Arc::new(Device {
                 _ctx: ctx,
@@ -120,6 +131,7 @@ impl CudaBackend {
                 kernels,
                 lt,
                 name,
+                clocks,
             }),
         })
     }
@@ -195,6 +207,14 @@ impl Executable for CudaExecutable {
 
     fn emulated(&self) -> bool {
         self.block.path.emulated()
+    }
+
+    fn sm_clock(&self) -> Option<SmClock> {
+        let reader = self.device.clocks.as_ref()?;
+        reader
+            .read()
+            .map_err(|why| tracing::warn!("reading the SM clock: {why}"))
+            .ok()
     }
 
     /// One forward pass (the captured graph) under CUPTI.
