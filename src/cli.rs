@@ -145,22 +145,24 @@ struct GoldenArgs {
     /// Run the reference precision on this backend [default: precheck's exact evaluation].
     #[arg(long, value_enum)]
     backend: Option<BackendChoice>,
-    /// The program of `--backend command`.
-    #[arg(long, value_name = "PROGRAM ARGS")]
-    command: Option<String>,
-    /// With `--backend command`: also write each model as ONNX (`model.onnx`) for the program.
-    #[arg(long, requires = "command")]
-    onnx: bool,
     #[command(flatten)]
-    trtexec: TrtexecArgs,
+    engines: EngineArgs,
     /// Seed of weights and inputs [default: the suite's].
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
 }
 
-/// Where `--backend trtexec` finds trtexec and keeps its engines.
+/// How the engines outside precheck are reached: the command backend's program, trtexec.
 #[derive(Debug, Args)]
-struct TrtexecArgs {
+struct EngineArgs {
+    /// The program of `--backend command`, a shell command line; precheck appends the work folder
+    /// (see README, "Command backend").
+    #[arg(long, value_name = "PROGRAM ARGS")]
+    command: Option<String>,
+    /// With `--backend command`: also write each variant exported as ONNX (`model.onnx`, opset
+    /// 21, Q/DQ for quantized operands) into its work folder, for engines that take ONNX.
+    #[arg(long, requires = "command")]
+    onnx: bool,
     /// trtexec for `--backend trtexec` [default: on PATH, else /usr/src/tensorrt/bin/trtexec].
     #[arg(long, value_name = "PATH")]
     trtexec: Option<PathBuf>,
@@ -169,13 +171,25 @@ struct TrtexecArgs {
     engine_cache: Option<PathBuf>,
 }
 
-impl TrtexecArgs {
-    fn locate(&self) -> TrtexecBackend {
-        let cache = self
-            .engine_cache
-            .clone()
-            .unwrap_or_else(TrtexecBackend::default_cache);
-        TrtexecBackend::locate(self.trtexec.as_deref(), cache)
+impl EngineArgs {
+    /// The engines as configured; trtexec is looked for only when `backend` is trtexec.
+    fn engines(&self, backend: Option<BackendChoice>) -> Engines {
+        let command = self.command.as_ref().map(|program| {
+            let backend = CommandBackend::new(program);
+            if self.onnx {
+                backend.with_onnx()
+            } else {
+                backend
+            }
+        });
+        let trtexec = (backend == Some(BackendChoice::Trtexec)).then(|| {
+            let cache = self
+                .engine_cache
+                .clone()
+                .unwrap_or_else(TrtexecBackend::default_cache);
+            TrtexecBackend::locate(self.trtexec.as_deref(), cache)
+        });
+        Engines { command, trtexec }
     }
 }
 
@@ -197,16 +211,8 @@ struct RunArgs {
     /// Backend to run on.
     #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
     backend: BackendChoice,
-    /// The program of `--backend command`, a shell command line; precheck appends the work folder
-    /// (see README, "Command backend").
-    #[arg(long, value_name = "PROGRAM ARGS")]
-    command: Option<String>,
-    /// With `--backend command`: also write each variant exported as ONNX (`model.onnx`, opset
-    /// 21, Q/DQ for quantized operands) into its work folder, for engines that take ONNX.
-    #[arg(long, requires = "command")]
-    onnx: bool,
     #[command(flatten)]
-    trtexec: TrtexecArgs,
+    engines: EngineArgs,
     /// Run only variants whose id matches: a glob (`*/fp16/*`) or a substring (`mlp`). Repeatable.
     #[arg(long, value_name = "PATTERN")]
     filter: Vec<String>,
@@ -284,26 +290,10 @@ fn load(path: &Path) -> anyhow::Result<LoadedSuite> {
     suite::load(path).map_err(anyhow::Error::new)
 }
 
-/// The command backend running `program`, writing `model.onnx` too with `onnx`.
-fn command_backend(program: &str, onnx: bool) -> CommandBackend {
-    let backend = CommandBackend::new(program);
-    if onnx {
-        backend.with_onnx()
-    } else {
-        backend
-    }
-}
-
 fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.suite)?;
     let suite = &loaded.suite;
-    let engines = Engines {
-        command: args
-            .command
-            .as_ref()
-            .map(|program| command_backend(program, args.onnx)),
-        trtexec: (args.backend == BackendChoice::Trtexec).then(|| args.trtexec.locate()),
-    };
+    let engines = args.engines.engines(Some(args.backend));
     let selected = backend::select(args.backend, &engines)?;
     if let Some(note) = &selected.note {
         eprintln!("note: {note}");
@@ -694,13 +684,7 @@ fn export(path: &Path, out: &Path, seed: Option<u64>) -> anyhow::Result<ExitCode
 fn golden(args: &GoldenArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.suite)?;
     let suite = &loaded.suite;
-    let engines = Engines {
-        command: args
-            .command
-            .as_ref()
-            .map(|program| command_backend(program, args.onnx)),
-        trtexec: (args.backend == Some(BackendChoice::Trtexec)).then(|| args.trtexec.locate()),
-    };
+    let engines = args.engines.engines(args.backend);
     let selected = args
         .backend
         .map(|choice| backend::select(choice, &engines))

@@ -25,8 +25,8 @@ use crate::model::{seeded, Block, LoadError, Model, Tensor, Weights};
 use crate::plan::Plan;
 use crate::precision::Policy;
 use crate::results::{
-    Baseline, Clocks, KernelLaunches, LayerAccuracy, ResultsError, ResultsWriter, RunSettings, Status,
-    VariantRecord, WorkerExit, RECORD_SCHEMA,
+    Baseline, Clocks, KernelLaunches, LayerAccuracy, ResultsError, ResultsWriter, RunSettings,
+    Status, VariantRecord, WorkerExit, RECORD_SCHEMA,
 };
 use crate::suite::Suite;
 use crate::trtexec::layers::EngineLayer;

@@ -7,8 +7,8 @@ mod run_info;
 mod writer;
 
 pub use record::{
-    Clocks, SmClock,
-    Baseline, KernelLaunches, LayerAccuracy, Status, VariantRecord, WorkerExit, RECORD_SCHEMA,
+    Baseline, Clocks, KernelLaunches, LayerAccuracy, SmClock, Status, VariantRecord, WorkerExit,
+    RECORD_SCHEMA,
 };
 pub use run_info::{RunInfo, RunSettings, SuiteInfo};
 pub use writer::{read_records, ResultsError, ResultsWriter, RESULTS_FILE, RUN_INFO_FILE};
