@@ -154,7 +154,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown_block",
-        ":4:12: `models[0].block`: unknown value `mpl`, did you mean `mlp`? (expected one of `linear`, `mlp`, `attention`, `transformer_layer`, `stack`)",
+        ":4:12: `models[0].block`: unknown value `mpl`, did you mean `mlp`? (expected one of `linear`, `mlp`, `attention`, `transformer_layer`, `stack`, `onnx`)",
     ),
     (
         "unknown_dimension",
