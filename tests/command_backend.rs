@@ -26,6 +26,11 @@ fn run(args: &str) -> (Option<i32>, Vec<VariantRecord>) {
 }
 
 fn run_suite(text: &str, args: &str) -> (Option<i32>, Vec<VariantRecord>) {
+    run_with_tmpdir(text, args, &std::env::temp_dir())
+}
+
+/// [`run_suite`] with `TMPDIR` set to `tmpdir` for precheck and everything it starts.
+fn run_with_tmpdir(text: &str, args: &str, tmpdir: &Path) -> (Option<i32>, Vec<VariantRecord>) {
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("engine.yaml");
     std::fs::write(&suite, text).unwrap();
@@ -39,6 +44,7 @@ fn run_suite(text: &str, args: &str) -> (Option<i32>, Vec<VariantRecord>) {
         .arg(format!("python3 {} {args}", runner.display()))
         .arg("--out")
         .arg(&out)
+        .env("TMPDIR", tmpdir)
         .output()
         .unwrap()
         .status;
@@ -114,13 +120,17 @@ fn an_engine_that_exits_1_is_an_error_record_with_its_stderr() {
 }
 
 #[test]
-fn an_engine_that_hangs_is_ended_by_the_timeout() {
-    let (code, records) = run("--mode hang");
+fn an_engine_that_hangs_is_ended_by_the_timeout_and_leaves_no_files() {
+    let tmpdir = tempfile::tempdir().unwrap();
+    let (code, records) = run_with_tmpdir(SUITE, "--mode hang", tmpdir.path());
     assert_eq!(code, Some(3));
     for record in &records {
         assert!(record.worker.as_ref().unwrap().timed_out, "{record:?}");
     }
     errors(&records);
+    // The killed workers' work folders went with their temporary folders.
+    let left: Vec<_> = std::fs::read_dir(tmpdir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

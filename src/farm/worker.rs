@@ -151,11 +151,26 @@ impl Executor for Workers<'_> {
             engines: self.engines.clone(),
             parent: std::process::id(),
         };
+        // The worker's temporary files (an engine's work folder, what the engine itself writes)
+        // go to a folder this process removes when the worker ends, however it ends: a killed
+        // worker cannot clean up after itself.
+        let scratch = match tempfile::Builder::new()
+            .prefix("precheck-worker-")
+            .tempdir()
+        {
+            Ok(scratch) => scratch,
+            Err(error) => {
+                return Execution::Finished(Box::new(Err(format!(
+                    "could not create the worker's temporary folder: {error}"
+                ))))
+            }
+        };
         let mut command = Command::new(&self.exe);
         command
             .arg("worker")
             .arg("--job")
-            .arg(serde_json::to_string(&job).expect("jobs serialize"));
+            .arg(serde_json::to_string(&job).expect("jobs serialize"))
+            .env("TMPDIR", scratch.path());
         let timeout = Duration::from_secs_f64(settings.timeout_s);
         let ended = match process::run(command, timeout, self.stop) {
             Ok(ended) => ended,
