@@ -149,6 +149,14 @@ const CASES: &[(&str, &str)] = &[
         ":9:14: `reference.precision`: unknown value `bf61`, did you mean `bf16`? (expected one of `fp32`, `bf16`, `fp16`)",
     ),
     (
+        "onnx_with_dims",
+        ":7:21: `models[0].dims.hidden`: `hidden` is not a dimension of block `onnx`, which takes no dimensions",
+    ),
+    (
+        "onnx_without_file",
+        ":4:5: `models[0]`: block `onnx` needs `onnx: FILE`, the model file",
+    ),
+    (
         "syntax_error",
         ":4:1: `models[0].name`: found a tab character that violates indentation at line 4 column 1, while scanning a plain scalar at line 3 column 11",
     ),

@@ -23,6 +23,7 @@ use thiserror::Error;
 
 use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
 use crate::formats::{Format, Overflow};
+use crate::model::forward::rotary_frequencies;
 use crate::model::graph::{Graph, Op};
 use crate::model::{Block, Model, Tensor, Weights};
 use crate::precision::Policy;
@@ -598,12 +599,13 @@ impl<'a> Lowering<'a> {
     /// are initializers computed as precheck's forward pass computes them (f64, then f32).
     fn rotary(&mut self, x: &str, heads: usize, head_dim: usize, theta: f64) -> String {
         let half = head_dim / 2;
+        let frequencies = rotary_frequencies(head_dim, theta);
         let (mut cos, mut sin) = (Vec::new(), Vec::new());
         for position in 0..self.tokens {
-            for j in 0..half {
-                let angle = position as f64 * theta.powf(-2.0 * j as f64 / head_dim as f64);
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
+            for f in &frequencies {
+                let (s, c) = (position as f64 * f).sin_cos();
+                cos.push(c as f32);
+                sin.push(s as f32);
             }
         }
         let dims = [self.tokens, 1, half];

@@ -141,7 +141,7 @@ pub fn forward<S: Scalar>(graph: &Graph, ops: &mut dyn Ops<S>, input: &Tensor<S>
                 attention(&*ops, [arg(0), arg(1), arg(2)], heads)
             }
             Op::External { .. } => {
-                unreachable!("ONNX models are run by engines; callers check Graph::is_external")
+                unreachable!("ONNX models are run by engines; callers check for Block::Onnx")
             }
         };
         values[index] = Some(output);
@@ -234,9 +234,7 @@ fn rms_norm<S: Scalar>(x: &mut Tensor<S>, weight: &[S], eps: f64) {
 /// head_dim/2)` of each head turns by `i · theta^(−2j/head_dim)` (angles in f64).
 fn rotary<S: Scalar>(x: &mut Tensor<S>, head_dim: usize, theta: f64) {
     let half = head_dim / 2;
-    let frequencies: Vec<f64> = (0..half)
-        .map(|j| theta.powf(-2.0 * j as f64 / head_dim as f64))
-        .collect();
+    let frequencies = rotary_frequencies(head_dim, theta);
     x.data
         .par_chunks_mut(x.cols)
         .enumerate()
@@ -257,6 +255,15 @@ fn rotary<S: Scalar>(x: &mut Tensor<S>, head_dim: usize, theta: f64) {
                 }
             }
         });
+}
+
+/// The rotary embedding's frequency of each pair `(j, j + head_dim/2)`: `theta^(−2j/head_dim)`;
+/// position `i` turns pair `j` by `i ×` its frequency. The ONNX export builds its angle tables
+/// from the same numbers.
+pub fn rotary_frequencies(head_dim: usize, theta: f64) -> Vec<f64> {
+    (0..head_dim / 2)
+        .map(|j| theta.powf(-2.0 * j as f64 / head_dim as f64))
+        .collect()
 }
 
 /// An attention's heads.

@@ -202,14 +202,6 @@ impl Graph {
         2.0 * macs as f64
     }
 
-    /// Whether an engine computes the graph from a model file ([`Op::External`]): precheck can
-    /// neither evaluate nor emulate it.
-    pub fn is_external(&self) -> bool {
-        self.nodes
-            .iter()
-            .any(|node| matches!(node.op, Op::External { .. }))
-    }
-
     /// The parameter called `name`; panics if the graph has none (a programming error).
     pub fn param(&self, name: &str) -> &Param {
         self.params

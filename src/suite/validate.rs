@@ -192,6 +192,7 @@ impl BlockRules {
             quoted.join(" and ")
         };
         match self.optional {
+            [] if self.required.is_empty() => "no dimensions".to_owned(),
             [] => list(self.required),
             optional => format!("{} and optionally {}", list(self.required), list(optional)),
         }
