@@ -6,15 +6,16 @@
 use precheck::backend::{Backend, CpuBackend, CudaBackend};
 use precheck::formats::Format;
 use precheck::measure::compare;
-use precheck::model::{seeded, Block, MlpShape, Model};
+use precheck::model::graph::AttentionShape;
+use precheck::model::{seeded, AttentionBlock, Block, MlpShape, Model};
 use precheck::precision::presets;
 use precheck::suite::{Activation, Ident, WeightsSpec};
 
-fn model(block: Block) -> Model {
+fn model(block: Block, tokens: usize) -> Model {
     Model {
         name: Ident::try_from("m".to_owned()).unwrap(),
         block,
-        tokens: 96,
+        tokens,
         outliers: None,
         input_file: None,
         weights: WeightsSpec::Seeded,
@@ -23,9 +24,11 @@ fn model(block: Block) -> Model {
 
 /// Every preset with a CUDA path agrees with its CPU emulation. The quantized operands are
 /// bit-identical (the same recipes; the GPU's FP8, INT8, MX and NVFP4 kernels round as the CPU
-/// does); what differs is the accumulation order inside the GEMM and, for BF16/FP16 outputs, the
-/// last bit of an output that lands near a rounding boundary. That bounds 1 − cos well below
-/// 1e-4; a wrong scale, layout or format would put it near 1.
+/// does); what differs is the accumulation order inside the GEMMs (and the softmax's sum), the
+/// GPU's `expf` (within 2 ulp of the CPU's), and, for BF16/FP16 tensors, the last bit of a value
+/// that lands near a rounding boundary, which in attention can move an FP8 scale or an INT8 row
+/// scale downstream. That bounds 1 − cos well below 1e-4; a wrong scale, layout, head or format
+/// would put it near 1.
 #[test]
 #[ignore = "needs a CUDA GPU (sm_89+): run on the device with --run-ignored only"]
 fn every_cuda_precision_matches_the_cpu_emulation() {
@@ -41,10 +44,36 @@ fn every_cuda_precision_matches_the_cpu_emulation() {
             activation: Activation::GeluTanh,
             gated: true,
         }),
+        // GQA with rotary embedding (the seed's layout, smaller), and causal MHA without (on 77
+        // tokens: rows of scores padded to 80).
+        Block::Attention(AttentionBlock {
+            hidden: 256,
+            shape: AttentionShape {
+                heads: 4,
+                kv_heads: 2,
+                head_dim: 64,
+                causal: false,
+            },
+            rope_theta: Some(10_000.0),
+        }),
+        Block::Attention(AttentionBlock {
+            hidden: 192,
+            shape: AttentionShape {
+                heads: 3,
+                kv_heads: 3,
+                head_dim: 64,
+                causal: true,
+            },
+            rope_theta: None,
+        }),
     ];
     let mut checked = 0;
     for block in blocks {
-        let model = model(block.clone());
+        let tokens = match &block {
+            Block::Attention(a) if a.shape.causal => 77,
+            _ => 96,
+        };
+        let model = model(block.clone(), tokens);
         let weights = seeded::weights(&model, 5, Format::Bf16);
         let input = seeded::input(&model, 5, Format::Bf16, seeded::INPUT);
         for name in presets::names() {
@@ -75,5 +104,5 @@ fn every_cuda_precision_matches_the_cpu_emulation() {
             checked += 1;
         }
     }
-    assert!(checked >= 20, "only {checked} variants had a CUDA path");
+    assert!(checked >= 40, "only {checked} variants had a CUDA path");
 }

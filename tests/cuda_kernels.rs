@@ -28,6 +28,8 @@ fn kernels_compile_with_nvrtc_for_ada_and_hopper() {
             "rescale",
             "mx_dequant",
             "nvfp4_dequant",
+            "rotary",
+            "softmax_rows",
         ] {
             assert!(
                 text.contains(&format!(".entry {kernel}(")),

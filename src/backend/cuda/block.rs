@@ -11,6 +11,7 @@ use std::sync::Arc;
 use cudarc::cublaslt::sys::{cublasComputeType_t as Compute, cudaDataType as Data};
 use cudarc::driver::{CudaGraph, CudaSlice, CudaStream, DevicePtr};
 
+use super::attention::AttentionProgram;
 use super::gemm::{Gemm, GemmTypes, Shape};
 use super::kernels::{Elem, Kernels, Matrix, Scales};
 use super::Device;
@@ -75,8 +76,9 @@ impl Path {
     fn requested(policy: &Policy) -> Result<Path, BackendError> {
         let unsupported =
             |why: &str| Err(BackendError::Unsupported(format!("{}: {why}", policy.name)));
-        // The blocks this path runs (linear, gated MLP) have no softmax and no norm: a policy's
-        // formats for those classes change nothing here (`fp16_fp32_softmax` is `fp16`).
+        // The softmax's format is the attention's business (its own buffers); the blocks this
+        // backend runs have no norm, so the norm format changes nothing. Activations, outputs and
+        // matmul outputs live in the buffers between operations, in the default format.
         let classes = [policy.activation, policy.output, policy.matmul.output];
         if classes.iter().any(|&f| f != policy.default) {
             return unsupported(
@@ -151,7 +153,7 @@ impl Path {
     }
 
     /// The format of tensors between operations.
-    fn elem(self) -> Elem {
+    pub(super) fn elem(self) -> Elem {
         match self {
             Path::Carrier { elem, .. } => elem,
             _ => Elem::Bf16,
@@ -208,12 +210,16 @@ impl Path {
 
 /// Device memory owned by a built block; pointers stay valid while it lives.
 #[derive(Default)]
-struct Arena {
+pub(super) struct Arena {
     slices: Vec<CudaSlice<u8>>,
 }
 
 impl Arena {
-    fn alloc(&mut self, stream: &Arc<CudaStream>, bytes: usize) -> Result<u64, BackendError> {
+    pub(super) fn alloc(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        bytes: usize,
+    ) -> Result<u64, BackendError> {
         let slice = stream
             .alloc_zeros::<u8>(bytes.max(4))
             .map_err(|e| BackendError::Failed(format!("allocating {bytes} bytes: {e}")))?;
@@ -231,7 +237,7 @@ impl Arena {
         Ok(ptr)
     }
 
-    fn upload_f32(
+    pub(super) fn upload_f32(
         &mut self,
         stream: &Arc<CudaStream>,
         values: &[f32],
@@ -291,7 +297,7 @@ fn weight_spec(path: Path, policy: &Policy) -> QuantSpec {
 
 /// Activations quantized for a matmul: the pointer it reads and where its scales are.
 #[derive(Clone, Copy)]
-struct QuantizedInput {
+pub(super) struct QuantizedInput {
     data: u64,
     /// FP8: the per-tensor scale; INT8: per-token scales; NVFP4: 1 / tensor scale.
     scale: u64,
@@ -305,17 +311,19 @@ fn zero(s: &CudaStream, ptr: u64) -> Result<(), BackendError> {
 }
 
 /// Buffers and kernels that quantize one activation tensor `[rows, cols]` every call.
-struct Quantizer {
+pub(super) struct Quantizer {
     path: Path,
     rows: usize,
     cols: usize,
     amax: u64,
-    scale: u64,
+    /// Where the quantized input's scales are (see [`QuantizedInput`]).
+    pub(super) scale: u64,
     out: u64,
 }
 
 impl Quantizer {
-    fn new(
+    /// Buffers for quantizing `[rows, cols]` on `path`.
+    pub(super) fn new(
         arena: &mut Arena,
         stream: &Arc<CudaStream>,
         path: Path,
@@ -337,7 +345,7 @@ impl Quantizer {
     }
 
     /// Enqueues the quantization of `x`; `amax_ready` when a previous kernel already wrote amax.
-    fn enqueue(
+    pub(super) fn enqueue(
         &self,
         k: &Kernels,
         s: &CudaStream,
@@ -396,7 +404,7 @@ impl Quantizer {
 
 /// One or more linears sharing an input and writing side by side into one output `[tokens, cols]`
 /// (the MLP's gate and up projections: one pass over the input, one buffer for the activation).
-struct MatmulGroup {
+pub(super) struct MatmulGroup {
     path: Path,
     tokens: usize,
     cols: usize,
@@ -414,7 +422,7 @@ impl MatmulGroup {
     /// scale to each (FP8), concatenated into one matmul: the gate and up projections become one
     /// GEMM of twice the width, which reads the input once.
     #[allow(clippy::too_many_arguments)]
-    fn new(
+    pub(super) fn new(
         device: &Device,
         arena: &mut Arena,
         path: Path,
@@ -483,7 +491,7 @@ impl MatmulGroup {
     }
 
     /// Enqueues the group: `out[tokens, cols]` from the quantized input.
-    fn enqueue(
+    pub(super) fn enqueue(
         &self,
         k: &Kernels,
         s: &CudaStream,
@@ -542,6 +550,7 @@ enum Program {
         quantize_h: Quantizer,
         down: MatmulGroup,
     },
+    Attention(AttentionProgram),
 }
 
 /// A model built for one policy on one GPU.
@@ -649,12 +658,13 @@ impl CudaBlock {
                     down,
                 }
             }
-            other => {
-                return Err(BackendError::Unsupported(format!(
-                    "the CUDA backend runs `linear` and gated `mlp` blocks so far, not {}",
-                    describe(other)
-                )))
-            }
+            Block::Attention(block) => Program::Attention(AttentionProgram::new(
+                &device, &mut arena, path, policy, block, weights, tokens, workspace,
+            )?),
+            other => return Err(BackendError::Unsupported(format!(
+                "the CUDA backend runs `linear`, gated `mlp` and `attention` blocks so far, not {}",
+                describe(other)
+            ))),
         };
         let staging_len = tokens * in_features.max(out_features);
         let staging = stream
@@ -710,6 +720,7 @@ impl CudaBlock {
                 let h = quantize_h.enqueue(k, s, *hidden, amax.is_some())?;
                 down.enqueue(k, s, h, self.output)
             }
+            Program::Attention(attention) => attention.enqueue(k, s, self.input, self.output),
         }
     }
 

@@ -3,14 +3,16 @@
 //! cuBLASLt is column-major; precheck's tensors are row-major. A row-major `y = x · wᵀ` with `x`
 //! `[tokens, k]` and `w` `[n, k]` is the column-major `yᵀ = w · xᵀ`: A is the weight, transposed
 //! (`op(A) = T`, leading dimension k), B the activations (`op(B) = N`), D `[n, tokens]`. That "TN"
-//! layout is also the one cuBLASLt's FP8 and INT8 kernels require.
+//! layout is also the one cuBLASLt's FP8 and INT8 kernels require. Attention's own products are
+//! strided batches over heads ([`Problem`]).
 
 use std::ffi::c_void;
 use std::mem::size_of_val;
 
 use cudarc::cublaslt::result;
 use cudarc::cublaslt::sys::{
-    self, cublasComputeType_t, cublasLtMatmulDescAttributes_t as Desc, cudaDataType as Data,
+    self, cublasComputeType_t, cublasLtMatmulDescAttributes_t as Desc,
+    cublasLtMatrixLayoutAttribute_t as Attr, cudaDataType as Data,
 };
 use cudarc::driver::CudaStream;
 
@@ -63,13 +65,14 @@ pub struct Gemm {
     workspace: u64,
     workspace_bytes: usize,
     int_scaling: bool,
+    alpha: f32,
 }
 
 fn cublas(what: &str) -> impl Fn(result::CublasError) -> BackendError + '_ {
     move |e| BackendError::Failed(format!("cuBLASLt {what}: {e}"))
 }
 
-/// The problem: `d[tokens, n] (leading dimension ldd) = x[tokens, k] · w[n, k]ᵀ`.
+/// A linear's problem: `d[tokens, n] (leading dimension ldd) = x[tokens, k] · w[n, k]ᵀ`.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
     /// Rows of x and d.
@@ -82,32 +85,90 @@ pub struct Shape {
     pub ldd: usize,
 }
 
+/// A matrix as cuBLASLt stores it: column-major `rows × cols` with `ld` elements between columns
+/// (a row-major `[r, c]` tensor is a column-major `c × r` one), and `batch_stride` elements
+/// between the matrices of a batch (0: every product of the batch reads the same matrix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Rows, column-major.
+    pub rows: usize,
+    /// Columns, column-major.
+    pub cols: usize,
+    /// Elements between consecutive columns.
+    pub ld: usize,
+    /// Elements between consecutive matrices of a batch.
+    pub batch_stride: usize,
+}
+
+/// A general (strided-batched) product `d = alpha · op(a) · b`, column-major, as cuBLASLt takes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Problem {
+    /// Whether `a` is transposed (`op(a) = aᵀ`).
+    pub transpose_a: bool,
+    /// The first operand, as stored.
+    pub a: Layout,
+    /// The second operand, as stored (never transposed).
+    pub b: Layout,
+    /// The output.
+    pub d: Layout,
+    /// Products in the batch.
+    pub batch: usize,
+    /// Applied to the FP32 accumulator before the output is rounded.
+    pub alpha: f32,
+}
+
+impl From<Shape> for Problem {
+    /// The linear `x · wᵀ` is the column-major `yᵀ = w · xᵀ`: A is the weight, transposed
+    /// (leading dimension k), B the activations, D `[n, tokens]`.
+    fn from(shape: Shape) -> Problem {
+        let Shape { tokens, n, k, ldd } = shape;
+        let dense = |rows, cols, ld| Layout {
+            rows,
+            cols,
+            ld,
+            batch_stride: 0,
+        };
+        Problem {
+            transpose_a: true,
+            a: dense(k, n, k),
+            b: dense(k, tokens, k),
+            d: dense(n, tokens, ldd),
+            batch: 1,
+            alpha: 1.0,
+        }
+    }
+}
+
 impl Gemm {
     /// Plans a matmul; `scales` are device pointers to the FP8 per-tensor scales of A and B.
     pub fn new(
         handle: sys::cublasLtHandle_t,
         types: GemmTypes,
-        shape: Shape,
+        problem: impl Into<Problem>,
         scales: Option<(u64, u64)>,
         workspace: (u64, usize),
     ) -> Result<Self, BackendError> {
+        let problem = problem.into();
         let desc = result::create_matmul_desc(types.compute, types.scale_type())
             .map_err(cublas("descriptor"))?;
         let set = |attr: Desc, value: &dyn AsBytes| unsafe {
             result::set_matmul_desc_attribute(desc, attr, value.ptr(), value.len())
         };
-        set(Desc::CUBLASLT_MATMUL_DESC_TRANSA, &CUBLAS_OP_T).map_err(cublas("transa"))?;
+        let transa = if problem.transpose_a {
+            CUBLAS_OP_T
+        } else {
+            CUBLAS_OP_N
+        };
+        set(Desc::CUBLASLT_MATMUL_DESC_TRANSA, &transa).map_err(cublas("transa"))?;
         set(Desc::CUBLASLT_MATMUL_DESC_TRANSB, &CUBLAS_OP_N).map_err(cublas("transb"))?;
         if let Some((a_scale, b_scale)) = scales {
             set(Desc::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale).map_err(cublas("A scale"))?;
             set(Desc::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale).map_err(cublas("B scale"))?;
         }
-        let (k, n, t) = (shape.k as u64, shape.n as u64, shape.tokens as u64);
         let layouts = [
-            result::create_matrix_layout(types.a, k, n, k as i64).map_err(cublas("A layout"))?,
-            result::create_matrix_layout(types.b, k, t, k as i64).map_err(cublas("B layout"))?,
-            result::create_matrix_layout(types.d, n, t, shape.ldd as i64)
-                .map_err(cublas("D layout"))?,
+            layout(types.a, problem.a, problem.batch)?,
+            layout(types.b, problem.b, problem.batch)?,
+            layout(types.d, problem.d, problem.batch)?,
         ];
         let preference = result::create_matmul_pref().map_err(cublas("preference"))?;
         let workspace_bytes = workspace.1 as u64;
@@ -128,7 +189,7 @@ impl Gemm {
         unsafe { result::destroy_matmul_pref(preference) }.map_err(cublas("preference"))?;
         let heuristic = heuristic.map_err(|e| {
             BackendError::Unsupported(format!(
-                "cuBLASLt has no kernel for {types:?} at {shape:?}: {e}"
+                "cuBLASLt has no kernel for {types:?} at {problem:?}: {e}"
             ))
         })?;
         Ok(Gemm {
@@ -139,12 +200,14 @@ impl Gemm {
             workspace: workspace.0,
             workspace_bytes: workspace.1,
             int_scaling: types.scale_type() == Data::CUDA_R_32I,
+            alpha: problem.alpha,
         })
     }
 
-    /// Enqueues `d = w · x` on `stream` (device pointers).
-    pub fn run(&self, stream: &CudaStream, w: u64, x: u64, d: u64) -> Result<(), BackendError> {
-        let (one_f, zero_f) = (1.0f32, 0.0f32);
+    /// Enqueues `d = alpha · op(a) · b` on `stream` (device pointers; for a linear, `a` is the
+    /// weight and `b` the activations).
+    pub fn run(&self, stream: &CudaStream, a: u64, b: u64, d: u64) -> Result<(), BackendError> {
+        let (one_f, zero_f) = (self.alpha, 0.0f32);
         let (one_i, zero_i) = (1i32, 0i32);
         let (alpha, beta): (*const c_void, *const c_void) = if self.int_scaling {
             (
@@ -164,9 +227,9 @@ impl Gemm {
                 self.desc,
                 alpha,
                 beta,
-                w as *const c_void,
+                a as *const c_void,
                 a_layout,
-                x as *const c_void,
+                b as *const c_void,
                 b_layout,
                 d as *const c_void,
                 d_layout,
@@ -180,6 +243,31 @@ impl Gemm {
         }
         .map_err(cublas("matmul"))
     }
+}
+
+/// cuBLASLt's layout of `matrix`, batched when `batch > 1`.
+fn layout(
+    data: Data,
+    matrix: Layout,
+    batch: usize,
+) -> Result<sys::cublasLtMatrixLayout_t, BackendError> {
+    let layout = result::create_matrix_layout(
+        data,
+        matrix.rows as u64,
+        matrix.cols as u64,
+        matrix.ld as i64,
+    )
+    .map_err(cublas("layout"))?;
+    if batch > 1 {
+        let (count, stride) = (batch as i32, matrix.batch_stride as i64);
+        let set = |attr, value: &dyn AsBytes| unsafe {
+            result::set_matrix_layout_attribute(layout, attr, value.ptr(), value.len())
+        };
+        set(Attr::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count).map_err(cublas("batch count"))?;
+        set(Attr::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride)
+            .map_err(cublas("batch stride"))?;
+    }
+    Ok(layout)
 }
 
 impl Drop for Gemm {

@@ -9,6 +9,9 @@
 #define FMT_BF16 1
 #define FMT_F16 2
 
+// -infinity (NVRTC has no math.h): the neutral element of max.
+#define NEG_INF __int_as_float(0xff800000)
+
 typedef unsigned short u16;
 typedef unsigned char u8;
 
@@ -90,6 +93,7 @@ __device__ __forceinline__ float nan_max(float m, float v) {
     return (isnan(v) || isnan(m)) ? __int_as_float(0x7fc00000) : fmaxf(m, v);
 }
 
+// The maximum of v over the block (NaN if any is NaN), for every thread of the block.
 __device__ float block_max(float v) {
     __shared__ float warp_max[32];
     for (int offset = 16; offset > 0; offset >>= 1) {
@@ -100,7 +104,7 @@ __device__ float block_max(float v) {
     if (lane == 0) warp_max[warp] = v;
     __syncthreads();
     int warps = (blockDim.x + 31) >> 5;
-    v = threadIdx.x < warps ? warp_max[threadIdx.x] : 0.0f;
+    v = threadIdx.x < warps ? warp_max[threadIdx.x] : NEG_INF;
     if (warp == 0) {
         for (int offset = 16; offset > 0; offset >>= 1) {
             float other = __shfl_xor_sync(0xffffffffu, v, offset);
@@ -334,4 +338,63 @@ extern "C" __global__ void nvfp4_dequant(const void* x, int fmt, long rows, long
     float bs = minifloat_round(m / 6.0f * ts, minifloat(0));
     float result = bs == 0.0f ? 0.0f : minifloat_round(v * ts / bs, minifloat(4)) * bs;
     store(out, i, result, out_fmt);
+}
+
+// Rotary embedding ("rotate half") in place, of the first `heads` heads of `head_dim` columns of
+// each row of x (row stride ld): row r, at position r, turns the pair (j, j + head_dim/2) of each
+// head by the angle whose cosine and sine are cos_t[r * half + j] and sin_t[...], tables the host
+// computes in f64 and rounds to f32 as the CPU backend does. Grid-stride over (row, head, pair).
+extern "C" __global__ void rotary(void* x, int fmt, long rows, long ld, int heads, int head_dim,
+                                  const float* cos_t, const float* sin_t) {
+    const int half = head_dim / 2;
+    const long pairs = (long)heads * half;
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < rows * pairs; i += (long)gridDim.x * blockDim.x) {
+        long r = i / pairs;
+        int p = (int)(i - r * pairs);
+        int h = p / half, j = p - h * half;
+        long a = r * ld + (long)h * head_dim + j, b = a + half;
+        float x1 = load(x, a, fmt), x2 = load(x, b, fmt);
+        float c = cos_t[r * half + j], s = sin_t[r * half + j];
+        store(x, a, x1 * c - x2 * s, fmt);
+        store(x, b, x2 * c + x1 * s, fmt);
+    }
+}
+
+// The sum of v over the block, for every thread of the block.
+__device__ float block_sum(float v) {
+    __shared__ float warp_sum[32];
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) warp_sum[warp] = v;
+    __syncthreads();
+    int warps = (blockDim.x + 31) >> 5;
+    v = threadIdx.x < warps ? warp_sum[threadIdx.x] : 0.0f;
+    if (warp == 0) {
+        for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+        if (lane == 0) warp_sum[0] = v;
+    }
+    __syncthreads();
+    v = warp_sum[0];
+    __syncthreads();
+    return v;
+}
+
+// Softmax of each row of the scores (`cols` columns, `ld` apart, format s_fmt), one block per row,
+// computed in f32; each probability is rounded to the softmax format, then stored in p_fmt (the
+// operand of p·v). Rows are the query tokens of consecutive heads, so row r is token r % tokens;
+// with `causal`, token i sees columns <= i and the rest are zero.
+extern "C" __global__ void softmax_rows(const void* scores, int s_fmt, int cols, int ld, int tokens,
+                                        int causal, void* probs, int p_fmt) {
+    const long base = (long)blockIdx.x * ld;
+    const int seen = causal ? (int)(blockIdx.x % tokens) + 1 : cols;
+    float m = NEG_INF;
+    for (int c = threadIdx.x; c < seen; c += blockDim.x) m = nan_max(m, load(scores, base + c, s_fmt));
+    m = block_max(m);
+    float sum = 0.0f;
+    for (int c = threadIdx.x; c < seen; c += blockDim.x) sum += expf(load(scores, base + c, s_fmt) - m);
+    sum = block_sum(sum);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float p = c < seen ? expf(load(scores, base + c, s_fmt) - m) / sum : 0.0f;
+        store(probs, base + c, round_to(p, s_fmt), p_fmt);
+    }
 }

@@ -65,6 +65,8 @@ pub struct Kernels {
     rescale: CudaFunction,
     mx_dequant: CudaFunction,
     nvfp4_dequant: CudaFunction,
+    rotary: CudaFunction,
+    softmax_rows: CudaFunction,
     /// Blocks for grid-stride loops: enough to fill every SM several times.
     grid: u32,
 }
@@ -98,6 +100,8 @@ impl Kernels {
             rescale: function("rescale")?,
             mx_dequant: function("mx_dequant")?,
             nvfp4_dequant: function("nvfp4_dequant")?,
+            rotary: function("rotary")?,
+            softmax_rows: function("softmax_rows")?,
             _module: module,
             grid: (sms.max(1) as u32) * 8,
         })
@@ -305,6 +309,81 @@ impl Kernels {
         unsafe { launch.launch(Self::blocks_of(threads)) }
             .map(drop)
             .map_err(failed("nvfp4_dequant"))
+    }
+
+    /// Rotary embedding in place of the first `heads` heads of `head_dim` columns of each row of
+    /// `x` (rows `ld` elements apart), row `r` at position `r`, with the angle tables `[rows,
+    /// head_dim / 2]` (f32) `cos` and `sin`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rotary(
+        &self,
+        s: &CudaStream,
+        x: Matrix,
+        ld: usize,
+        heads: usize,
+        head_dim: usize,
+        (cos, sin): (u64, u64),
+    ) -> Result<(), BackendError> {
+        let (elem, rows, ld_i, heads_i, head_dim_i) = (
+            x.elem as i32,
+            x.rows as i64,
+            ld as i64,
+            heads as i32,
+            head_dim as i32,
+        );
+        let mut launch = s.launch_builder(&self.rotary);
+        launch
+            .arg(&x.ptr)
+            .arg(&elem)
+            .arg(&rows)
+            .arg(&ld_i)
+            .arg(&heads_i)
+            .arg(&head_dim_i)
+            .arg(&cos)
+            .arg(&sin);
+        unsafe { launch.launch(self.strided(x.rows * heads * head_dim / 2)) }
+            .map(drop)
+            .map_err(failed("rotary"))
+    }
+
+    /// Softmax of every row of `scores` into `probs` (same shape, rows `ld` elements apart in
+    /// both): f32 math, each probability rounded to the scores' format, then stored in `probs`'
+    /// format. Rows are the query tokens of consecutive heads (`tokens` each); `causal` masks the
+    /// columns after a row's token.
+    pub fn softmax_rows(
+        &self,
+        s: &CudaStream,
+        (scores, probs): (Matrix, Matrix),
+        ld: usize,
+        tokens: usize,
+        causal: bool,
+    ) -> Result<(), BackendError> {
+        let (s_elem, cols, ld, tokens, causal, p_elem) = (
+            scores.elem as i32,
+            scores.cols as i32,
+            ld as i32,
+            tokens as i32,
+            i32::from(causal),
+            probs.elem as i32,
+        );
+        let mut launch = s.launch_builder(&self.softmax_rows);
+        launch
+            .arg(&scores.ptr)
+            .arg(&s_elem)
+            .arg(&cols)
+            .arg(&ld)
+            .arg(&tokens)
+            .arg(&causal)
+            .arg(&probs.ptr)
+            .arg(&p_elem);
+        let config = LaunchConfig {
+            grid_dim: (scores.rows as u32, 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        unsafe { launch.launch(config) }
+            .map(drop)
+            .map_err(failed("softmax_rows"))
     }
 
     /// One thread per item, in blocks of [`THREADS`].

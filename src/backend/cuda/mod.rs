@@ -5,6 +5,7 @@
 //! kernels around it ([`block`]); tensors stay on the device for the whole block; a forward pass is
 //! one CUDA graph, timed with CUDA events.
 
+mod attention;
 mod block;
 mod clocks;
 mod gemm;

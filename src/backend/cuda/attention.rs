@@ -1,0 +1,326 @@
+//! Attention on the GPU, as the CPU backend computes it ([`crate::model::forward`]'s notes on
+//! precision): the query, key and value projections as one matmul group into `[tokens, (heads +
+//! 2 kv_heads) · head_dim]`, rotary embedding in place on the queries and keys, the scores
+//! `q·kᵀ / sqrt(head_dim)` as one strided-batched cuBLASLt product per key/value head (its query
+//! heads are the batch; the key is shared, batch stride 0), stored in the softmax format; the
+//! softmax; `p·v` batched the same way, written straight into the merged-heads context; the
+//! output projection.
+//!
+//! The scores and probabilities are materialised (`[heads, tokens, tokens]`): at the lengths
+//! precheck measures (a few thousand tokens) they fit the GPU's memory easily, and the products
+//! run on tensor cores at full width.
+
+use std::sync::Arc;
+
+use cudarc::cublaslt::sys::{cublasComputeType_t as Compute, cudaDataType as Data};
+use cudarc::driver::CudaStream;
+
+use super::block::{Arena, MatmulGroup, Path, Quantizer};
+use super::gemm::{Gemm, GemmTypes, Layout, Problem};
+use super::kernels::{Elem, Kernels, Matrix};
+use super::Device;
+use crate::backend::BackendError;
+use crate::formats::Format;
+use crate::model::{AttentionBlock, Weights};
+use crate::precision::Policy;
+
+/// An attention block planned for the GPU.
+pub(super) struct AttentionProgram {
+    tokens: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    causal: bool,
+    elem: Elem,
+    softmax: Elem,
+    quantize_x: Quantizer,
+    qkv: MatmulGroup,
+    /// `[tokens, (heads + 2 kv_heads) · head_dim]`: queries, keys, values side by side.
+    qkv_out: u64,
+    /// The rotary embedding's angle tables `[tokens, head_dim / 2]` (cos, sin), if any.
+    rotary: Option<(u64, u64)>,
+    /// The scores product and the `p·v` product of one key/value head (every one has the same
+    /// shapes: they run once per key/value head on its pointers).
+    scores_product: Gemm,
+    values_product: Gemm,
+    /// `[heads · tokens, tokens]` in the softmax format, rows [`padded`].
+    scores: u64,
+    /// `[heads · tokens, tokens]` in the tensors' format, rows [`padded`].
+    probs: u64,
+    /// `[tokens, heads · head_dim]`.
+    context: u64,
+    quantize_context: Quantizer,
+    output: MatmulGroup,
+}
+
+/// cuBLASLt's type of a tensor format.
+fn data_type(elem: Elem) -> Data {
+    match elem {
+        Elem::F32 => Data::CUDA_R_32F,
+        Elem::Bf16 => Data::CUDA_R_16BF,
+        Elem::F16 => Data::CUDA_R_16F,
+    }
+}
+
+/// The format the softmax stores its scores and probabilities in, from the policy.
+fn softmax_elem(policy: &Policy) -> Result<Elem, BackendError> {
+    match policy.softmax {
+        Format::Fp32 | Format::Tf32 => Ok(Elem::F32),
+        Format::Bf16 => Ok(Elem::Bf16),
+        Format::Fp16 => Ok(Elem::F16),
+        other => Err(BackendError::Unsupported(format!(
+            "{}: the CUDA softmax stores FP32, BF16 or FP16, not {}",
+            policy.name,
+            other.name()
+        ))),
+    }
+}
+
+impl AttentionProgram {
+    /// Plans `block` with `weights` for `policy` on `path`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        device: &Device,
+        arena: &mut Arena,
+        path: Path,
+        policy: &Policy,
+        block: &AttentionBlock,
+        weights: &Weights,
+        tokens: usize,
+        workspace: (u64, usize),
+    ) -> Result<Self, BackendError> {
+        let stream = &device.stream;
+        let shape = block.shape;
+        let (heads, kv_heads, head_dim) = (shape.heads, shape.kv_heads, shape.head_dim);
+        let elem = path.elem();
+        let softmax = softmax_elem(policy)?;
+        let quantize_x = Quantizer::new(arena, stream, path, tokens, block.hidden)?;
+        let projections =
+            ["q_proj", "k_proj", "v_proj"].map(|p| weights.get(&format!("{p}.weight")));
+        let qkv = MatmulGroup::new(
+            device,
+            arena,
+            path,
+            policy,
+            &projections,
+            tokens,
+            quantize_x.scale,
+            workspace,
+        )?;
+        let width = (heads + 2 * kv_heads) * head_dim;
+        let qkv_out = arena.alloc(stream, tokens * width * elem.size())?;
+        let rotary = match block.rope_theta {
+            Some(theta) => Some(angle_tables(arena, stream, tokens, head_dim, theta)?),
+            None => None,
+        };
+        let square = heads * tokens * padded(tokens);
+        let scores = arena.alloc(stream, square * softmax.size())?;
+        let probs = arena.alloc(stream, square * elem.size())?;
+        let context = arena.alloc(stream, tokens * heads * head_dim * elem.size())?;
+        let compute = match path {
+            Path::Carrier { compute, .. } => compute,
+            _ => Compute::CUBLAS_COMPUTE_32F,
+        };
+        let plan = ProductPlan {
+            tokens,
+            heads,
+            kv_heads,
+            head_dim,
+        };
+        let types = GemmTypes::uniform(data_type(elem), compute);
+        let scores_types = GemmTypes {
+            d: data_type(softmax),
+            ..types
+        };
+        let scores_product = Gemm::new(device.lt, scores_types, plan.scores(), None, workspace)?;
+        let values_product = Gemm::new(device.lt, types, plan.values(), None, workspace)?;
+        let quantize_context = Quantizer::new(arena, stream, path, tokens, heads * head_dim)?;
+        let output = MatmulGroup::new(
+            device,
+            arena,
+            path,
+            policy,
+            &[weights.get("o_proj.weight")],
+            tokens,
+            quantize_context.scale,
+            workspace,
+        )?;
+        Ok(AttentionProgram {
+            tokens,
+            heads,
+            kv_heads,
+            head_dim,
+            causal: shape.causal,
+            elem,
+            softmax,
+            quantize_x,
+            qkv,
+            qkv_out,
+            rotary,
+            scores_product,
+            values_product,
+            scores,
+            probs,
+            context,
+            quantize_context,
+            output,
+        })
+    }
+
+    /// Enqueues one forward pass from `input` `[tokens, hidden]` to `output`.
+    pub(super) fn enqueue(
+        &self,
+        k: &Kernels,
+        s: &CudaStream,
+        input: u64,
+        output: u64,
+    ) -> Result<(), BackendError> {
+        let (t, d) = (self.tokens, self.head_dim);
+        let (heads, kv_heads) = (self.heads, self.kv_heads);
+        let group = heads / kv_heads;
+        let width = (heads + 2 * kv_heads) * d;
+        let x = self.quantize_x.enqueue(k, s, input, false)?;
+        self.qkv.enqueue(k, s, x, self.qkv_out)?;
+        if let Some(tables) = self.rotary {
+            // Queries and keys are the first heads + kv_heads heads of each row.
+            let qk = Matrix {
+                ptr: self.qkv_out,
+                elem: self.elem,
+                rows: t,
+                cols: (heads + kv_heads) * d,
+            };
+            k.rotary(s, qk, width, heads + kv_heads, d, tables)?;
+        }
+        let at = |base: u64, elements: usize, elem: Elem| base + (elements * elem.size()) as u64;
+        for g in 0..kv_heads {
+            let first_head = g * group;
+            let key = at(self.qkv_out, (heads + g) * d, self.elem);
+            let query = at(self.qkv_out, first_head * d, self.elem);
+            let scores = at(self.scores, first_head * t * padded(t), self.softmax);
+            self.scores_product.run(s, key, query, scores)?;
+        }
+        let scores = Matrix {
+            ptr: self.scores,
+            elem: self.softmax,
+            rows: heads * t,
+            cols: t,
+        };
+        let probs = scores.with(self.probs, self.elem);
+        k.softmax_rows(s, (scores, probs), padded(t), t, self.causal)?;
+        for g in 0..kv_heads {
+            let first_head = g * group;
+            let value = at(self.qkv_out, (heads + kv_heads + g) * d, self.elem);
+            let probs = at(self.probs, first_head * t * padded(t), self.elem);
+            let context = at(self.context, first_head * d, self.elem);
+            self.values_product.run(s, value, probs, context)?;
+        }
+        let c = self.quantize_context.enqueue(k, s, self.context, false)?;
+        self.output.enqueue(k, s, c, output)
+    }
+}
+
+/// Elements between rows of the scores and probabilities: `tokens` rounded up so that every row
+/// starts 64-byte aligned, which cuBLASLt's tensor-core kernels need for full speed (970 BF16
+/// scores would put rows 1940 bytes apart).
+fn padded(tokens: usize) -> usize {
+    tokens.next_multiple_of(16)
+}
+
+/// The shapes of attention's own products for one key/value head, its query heads batched.
+struct ProductPlan {
+    tokens: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl ProductPlan {
+    fn group(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+
+    /// Row stride of the projections' output.
+    fn qkv_width(&self) -> usize {
+        (self.heads + 2 * self.kv_heads) * self.head_dim
+    }
+
+    /// `scores_h[tq, tk] = q_h · k_gᵀ / sqrt(d)`, column-major `scores_hᵀ = k_g · q_hᵀ`: A is the
+    /// key head (shared by the batch), transposed; B the query head (batch stride: one head's
+    /// columns); D `[tokens, tokens]` per head.
+    fn scores(&self) -> Problem {
+        let (t, d) = (self.tokens, self.head_dim);
+        let head = |batch_stride| Layout {
+            rows: d,
+            cols: t,
+            ld: self.qkv_width(),
+            batch_stride,
+        };
+        Problem {
+            transpose_a: true,
+            a: head(0),
+            b: head(d),
+            d: Layout {
+                rows: t,
+                cols: t,
+                ld: padded(t),
+                batch_stride: t * padded(t),
+            },
+            batch: self.group(),
+            alpha: (1.0 / (d as f64).sqrt()) as f32,
+        }
+    }
+
+    /// `context_h[tq, :] = p_h · v_g`, column-major `context_hᵀ = v_gᵀ · p_hᵀ`: A is the value
+    /// head as stored (shared by the batch), B the probabilities, D the head's columns of the
+    /// merged context `[tokens, heads · d]`.
+    fn values(&self) -> Problem {
+        let (t, d) = (self.tokens, self.head_dim);
+        Problem {
+            transpose_a: false,
+            a: Layout {
+                rows: d,
+                cols: t,
+                ld: self.qkv_width(),
+                batch_stride: 0,
+            },
+            b: Layout {
+                rows: t,
+                cols: t,
+                ld: padded(t),
+                batch_stride: t * padded(t),
+            },
+            d: Layout {
+                rows: d,
+                cols: t,
+                ld: self.heads * d,
+                batch_stride: d,
+            },
+            batch: self.group(),
+            alpha: 1.0,
+        }
+    }
+}
+
+/// The rotary embedding's cosine and sine tables `[tokens, head_dim / 2]`, computed in f64 and
+/// rounded to f32 as the CPU backend does.
+fn angle_tables(
+    arena: &mut Arena,
+    stream: &Arc<CudaStream>,
+    tokens: usize,
+    head_dim: usize,
+    theta: f64,
+) -> Result<(u64, u64), BackendError> {
+    let frequencies = crate::model::forward::rotary_frequencies(head_dim, theta);
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    for position in 0..tokens {
+        for f in &frequencies {
+            let (s, c) = (position as f64 * f).sin_cos();
+            cos.push(c as f32);
+            sin.push(s as f32);
+        }
+    }
+    Ok((
+        arena.upload_f32(stream, &cos)?,
+        arena.upload_f32(stream, &sin)?,
+    ))
+}
