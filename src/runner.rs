@@ -652,7 +652,7 @@ fn measure(
         )?),
         // An ONNX model: what its engine reports is all the evidence there is.
         None if matches!(ctx.model.block, Block::Onnx(_)) => {
-            Some(assess(None, policy, traces, executable.emulated()))
+            Some(assess(None, policy, traces, executable.emulated(), false))
         }
         None => None,
     };
@@ -721,21 +721,25 @@ fn precision_evidence(
         )
         .map_err(|e| format!("fingerprint: {e}"))?,
     );
-    Ok(assess(fingerprint, policy, traces, emulated))
+    let attention = ctx.model.block.has_attention();
+    Ok(assess(fingerprint, policy, traces, emulated, attention))
 }
 
 /// The verdict of a fingerprint (if any) and the readings of the kernel trace and the engine's
-/// layer report.
+/// layer report; `attention` when the block has attention, whose own products run in the
+/// policy's default format.
 fn assess(
     fingerprint: Option<mismatch::fingerprint::FingerprintEvidence>,
     policy: &Policy,
     traces: Traces,
     emulated: bool,
+    attention: bool,
 ) -> Mismatch {
     let expected = mismatch::expected_gemm_precision(policy, emulated);
+    let attention = attention.then(|| mismatch::math_precision(policy.default));
     let kernels = traces
         .kernels
-        .map(|k| mismatch::kernels::evidence(k, expected));
+        .map(|k| mismatch::kernels::evidence(k, expected, attention));
     let layers = traces.layers.map(|l| mismatch::layers::evidence(l, policy));
     mismatch::assess(fingerprint, kernels, layers)
 }

@@ -30,6 +30,8 @@ fn kernels_compile_with_nvrtc_for_ada_and_hopper() {
             "nvfp4_dequant",
             "rotary",
             "softmax_rows",
+            "gated_act_scaled",
+            "rescale_rotary",
         ] {
             assert!(
                 text.contains(&format!(".entry {kernel}(")),

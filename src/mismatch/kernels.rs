@@ -171,6 +171,11 @@ pub fn classify(name: &str) -> KernelClass {
 pub struct KernelEvidence {
     /// The precision the policy's GEMMs should run in.
     pub expected: MathPrecision,
+    /// The precision of attention's own products (the policy's default format), where the block
+    /// has attention: GEMMs in it are expected too, as long as some GEMM ran in `expected` (if
+    /// none did, the linears ran in the wrong precision and these say which).
+    #[serde(default)]
+    pub attention: Option<MathPrecision>,
     /// GEMM time per precision, microseconds.
     pub gemm_us: BTreeMap<MathPrecision, f64>,
     /// GEMM kernels whose math ran above the expected precision.
@@ -181,30 +186,53 @@ pub struct KernelEvidence {
     pub unclassified: Vec<String>,
 }
 
-/// Reads `kernels` against the precision the GEMMs should run in.
-pub fn evidence(kernels: &[KernelLaunches], expected: MathPrecision) -> KernelEvidence {
+/// Reads `kernels` against the precision the linears' GEMMs should run in (`expected`) and,
+/// for a block with attention, the precision of attention's own products (`attention`).
+pub fn evidence(
+    kernels: &[KernelLaunches],
+    expected: MathPrecision,
+    attention: Option<MathPrecision>,
+) -> KernelEvidence {
     let mut found = KernelEvidence {
         expected,
+        attention,
         gemm_us: BTreeMap::new(),
         above: Vec::new(),
         below: Vec::new(),
         unclassified: Vec::new(),
     };
+    let mut attention_gemms = Vec::new();
     for kernel in kernels {
         match classify(&kernel.name) {
             Gemm(precision) => {
                 *found.gemm_us.entry(precision).or_default() += kernel.total_us;
-                if precision.bits() > expected.bits() {
-                    found.above.push(kernel.name.clone());
-                } else if precision.bits() < expected.bits() {
-                    found.below.push(kernel.name.clone());
+                if Some(precision) == attention {
+                    attention_gemms.push((kernel.name.clone(), precision));
+                } else {
+                    found.judge(kernel.name.clone(), precision);
                 }
             }
             Auxiliary => {}
             KernelClass::Unclassified => found.unclassified.push(kernel.name.clone()),
         }
     }
+    if !found.gemm_us.contains_key(&expected) {
+        for (name, precision) in attention_gemms {
+            found.judge(name, precision);
+        }
+    }
     found
+}
+
+impl KernelEvidence {
+    /// Files GEMM kernel `name`, whose math ran in `precision`, above or below the expected one.
+    fn judge(&mut self, name: String, precision: MathPrecision) {
+        if precision.bits() > self.expected.bits() {
+            self.above.push(name);
+        } else if precision.bits() < self.expected.bits() {
+            self.below.push(name);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -350,13 +378,35 @@ mod tests {
             launch("ampere_sgemm_128x64_tn", 20.0),
             launch("mystery", 1.0),
         ];
-        let found = evidence(&kernels, Fp8);
+        let found = evidence(&kernels, Fp8, None);
         assert_eq!(found.above.len(), 2);
         assert!(found.below.is_empty());
         assert_eq!(found.unclassified, ["mystery"]);
         assert_eq!(found.gemm_us[&Fp8], 100.0);
         assert_eq!(found.gemm_us[&Fp16], 80.0);
-        let honest = evidence(&kernels[..2], Fp8);
+        let honest = evidence(&kernels[..2], Fp8, None);
         assert!(honest.above.is_empty() && honest.below.is_empty());
+    }
+
+    #[test]
+    fn attention_products_in_the_default_format_are_expected_only_beside_the_linears() {
+        // An FP8 attention on the H100: FP8 projections, BF16 scores and p·v (cutlass, sm80).
+        let projection = launch(
+            "nvjet_sm90_qqtst_128x128_128x6_1x2_h_bz_coopA_algo2_TNT",
+            20.0,
+        );
+        let scores = launch(
+            "_ZN7cutlass7Kernel2I63cutlass_80_tensorop_bf16_s16816gemm_bf16_256x128_64x3_tn_align8EEvNT_6ParamsE",
+            25.0,
+        );
+        let honest = evidence(&[projection.clone(), scores.clone()], Fp8, Some(Bf16));
+        assert!(honest.above.is_empty() && honest.below.is_empty());
+        // The same trace read as a block without attention: the BF16 GEMM is a finding.
+        let no_attention = evidence(&[projection, scores.clone()], Fp8, None);
+        assert_eq!(no_attention.above.len(), 1);
+        // Projections that fell back to BF16 as well: no FP8 GEMM at all, every BF16 one is above.
+        let projection_bf16 = launch("nvjet_sm90_tst_128x168_64x5_4x2_h_bz_TNT", 18.0);
+        let fallback = evidence(&[projection_bf16, scores], Fp8, Some(Bf16));
+        assert_eq!(fallback.above.len(), 2);
     }
 }

@@ -188,6 +188,16 @@ impl Block {
         }
     }
 
+    /// Whether the block computes attention, whose own two products (scores and `p·v`) run on
+    /// default-format operands whatever the policy's matmul recipe. `false` for an ONNX model:
+    /// precheck cannot tell.
+    pub fn has_attention(&self) -> bool {
+        matches!(
+            self,
+            Block::Attention(_) | Block::Layer(_) | Block::Stack { .. }
+        )
+    }
+
     /// Features of one input row.
     pub fn input_features(&self) -> usize {
         match *self {

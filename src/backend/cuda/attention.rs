@@ -15,7 +15,7 @@ use std::sync::Arc;
 use cudarc::cublaslt::sys::{cublasComputeType_t as Compute, cudaDataType as Data};
 use cudarc::driver::CudaStream;
 
-use super::block::{Arena, MatmulGroup, Path, Quantizer};
+use super::block::{Arena, Fp8Grouping, MatmulGroup, Path, Quantizer};
 use super::gemm::{Gemm, GemmTypes, Layout, Problem};
 use super::kernels::{Elem, Kernels, Matrix};
 use super::Device;
@@ -103,12 +103,13 @@ impl AttentionProgram {
             path,
             policy,
             &projections,
-            tokens,
-            quantize_x.scale,
+            (tokens, quantize_x.scale),
+            Fp8Grouping::Accumulate,
             workspace,
         )?;
         let width = (heads + 2 * kv_heads) * head_dim;
-        let qkv_out = arena.alloc(stream, tokens * width * elem.size())?;
+        // Rows up to `padded(tokens)`, never written: zero keys and values for the padding.
+        let qkv_out = arena.alloc(stream, padded(tokens) * width * elem.size())?;
         let rotary = match block.rope_theta {
             Some(theta) => Some(angle_tables(arena, stream, tokens, head_dim, theta)?),
             None => None,
@@ -141,8 +142,8 @@ impl AttentionProgram {
             path,
             policy,
             &[weights.get("o_proj.weight")],
-            tokens,
-            quantize_context.scale,
+            (tokens, quantize_context.scale),
+            Fp8Grouping::PerWeight,
             workspace,
         )?;
         Ok(AttentionProgram {
@@ -180,16 +181,23 @@ impl AttentionProgram {
         let group = heads / kv_heads;
         let width = (heads + 2 * kv_heads) * d;
         let x = self.quantize_x.enqueue(k, s, input, false)?;
-        self.qkv.enqueue(k, s, x, self.qkv_out)?;
-        if let Some(tables) = self.rotary {
-            // Queries and keys are the first heads + kv_heads heads of each row.
-            let qk = Matrix {
-                ptr: self.qkv_out,
-                elem: self.elem,
-                rows: t,
-                cols: (heads + kv_heads) * d,
-            };
-            k.rotary(s, qk, width, heads + kv_heads, d, tables)?;
+        // Queries and keys are the first heads + kv_heads heads of each row.
+        let qkv = Matrix {
+            ptr: self.qkv_out,
+            elem: self.elem,
+            rows: t,
+            cols: width,
+        };
+        match self.rotary {
+            Some(tables) if self.qkv.accumulates() => {
+                let acc = self.qkv.enqueue_products(s, x)?;
+                k.rescale_rotary(s, acc, qkv, (heads + kv_heads, d), tables)?;
+            }
+            Some(tables) => {
+                self.qkv.enqueue(k, s, x, self.qkv_out)?;
+                k.rotary(s, (qkv, width), heads + kv_heads, d, tables)?;
+            }
+            None => self.qkv.enqueue(k, s, x, self.qkv_out)?,
         }
         let at = |base: u64, elements: usize, elem: Elem| base + (elements * elem.size()) as u64;
         for g in 0..kv_heads {
@@ -246,21 +254,23 @@ impl ProductPlan {
 
     /// `scores_h[tq, tk] = q_h · k_gᵀ / sqrt(d)`, column-major `scores_hᵀ = k_g · q_hᵀ`: A is the
     /// key head (shared by the batch), transposed; B the query head (batch stride: one head's
-    /// columns); D `[tokens, tokens]` per head.
+    /// columns); D `[tokens, padded(tokens)]` per head. The keys run to the padded length (zero
+    /// rows), so that each row of D is a whole number of 16-byte vectors: cuBLASLt's fast
+    /// kernels need that of the output's contiguous dimension.
     fn scores(&self) -> Problem {
         let (t, d) = (self.tokens, self.head_dim);
-        let head = |batch_stride| Layout {
+        let head = |cols, batch_stride| Layout {
             rows: d,
-            cols: t,
+            cols,
             ld: self.qkv_width(),
             batch_stride,
         };
         Problem {
             transpose_a: true,
-            a: head(0),
-            b: head(d),
+            a: head(padded(t), 0),
+            b: head(t, d),
             d: Layout {
-                rows: t,
+                rows: padded(t),
                 cols: t,
                 ld: padded(t),
                 batch_stride: t * padded(t),
@@ -272,19 +282,20 @@ impl ProductPlan {
 
     /// `context_h[tq, :] = p_h · v_g`, column-major `context_hᵀ = v_gᵀ · p_hᵀ`: A is the value
     /// head as stored (shared by the batch), B the probabilities, D the head's columns of the
-    /// merged context `[tokens, heads · d]`.
+    /// merged context `[tokens, heads · d]`. The reduction runs over the padded keys (zero
+    /// probabilities, zero values), so that B's contiguous dimension is aligned too.
     fn values(&self) -> Problem {
         let (t, d) = (self.tokens, self.head_dim);
         Problem {
             transpose_a: false,
             a: Layout {
                 rows: d,
-                cols: t,
+                cols: padded(t),
                 ld: self.qkv_width(),
                 batch_stride: 0,
             },
             b: Layout {
-                rows: t,
+                rows: padded(t),
                 cols: t,
                 ld: padded(t),
                 batch_stride: t * padded(t),

@@ -13,7 +13,7 @@ use cudarc::driver::{CudaGraph, CudaSlice, CudaStream, DevicePtr};
 
 use super::attention::AttentionProgram;
 use super::gemm::{Gemm, GemmTypes, Shape};
-use super::kernels::{Elem, Kernels, Matrix, Scales};
+use super::kernels::{Accumulator, Elem, Kernels, Matrix, Scales};
 use super::Device;
 use crate::backend::BackendError;
 use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
@@ -403,24 +403,40 @@ impl Quantizer {
 }
 
 /// One or more linears sharing an input and writing side by side into one output `[tokens, cols]`
-/// (the MLP's gate and up projections: one pass over the input, one buffer for the activation).
+/// (the MLP's gate and up projections, attention's query, key and value projections: one pass over
+/// the input, one buffer for the output).
 pub(super) struct MatmulGroup {
     path: Path,
     tokens: usize,
     cols: usize,
-    /// Weights and their matmul: one for the whole group, or one per linear (FP8).
+    /// Weights and their matmul: one for the whole group, or one per linear (FP8 with scale
+    /// pointers).
     parts: Vec<(DeviceWeight, Gemm)>,
-    /// Accumulator for paths that rescale, `[tokens, cols]`.
-    acc: u64,
-    /// Per-column weight scales for the rescale pass.
+    /// Where the products land when their scales are applied after the GEMM (INT8 int32,
+    /// NVFP4 f32, FP8 fused across weights f32), `[tokens, cols]`.
+    accumulator: Option<u64>,
+    /// Per-column weight scales, for groups with an accumulator.
     col_scales: u64,
+}
+
+/// Whether a group of FP8 linears runs as one GEMM into an f32 accumulator (each weight keeps
+/// its per-tensor scale, applied by the consumer of the accumulator), or as one GEMM per weight
+/// with cuBLASLt's scale pointers and a BF16 output. One GEMM pays where the linears are small
+/// (attention's projections: the key and value ones alone would be too narrow to fill the GPU);
+/// for wide ones (the MLP's) the f32 accumulator's traffic costs more than it saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fp8Grouping {
+    /// One GEMM per weight, scales applied by cuBLASLt.
+    PerWeight,
+    /// One GEMM for the group into an f32 accumulator.
+    Accumulate,
 }
 
 impl MatmulGroup {
     /// Plans the linears of `weights`, which share an input. Their weights are quantized one by
-    /// one (each is its own tensor to the policy), then, unless cuBLASLt must apply a per-tensor
-    /// scale to each (FP8), concatenated into one matmul: the gate and up projections become one
-    /// GEMM of twice the width, which reads the input once.
+    /// one (each is its own tensor to the policy), then concatenated into one matmul unless FP8
+    /// runs `PerWeight`: the gate and up projections become one GEMM of twice the width, which
+    /// reads the input once.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         device: &Device,
@@ -428,8 +444,8 @@ impl MatmulGroup {
         path: Path,
         policy: &Policy,
         weights: &[&Tensor],
-        tokens: usize,
-        input_scale: u64,
+        (tokens, input_scale): (usize, u64),
+        fp8: Fp8Grouping,
         workspace: (u64, usize),
     ) -> Result<Self, BackendError> {
         let cols: usize = weights.iter().map(|w| w.rows).sum();
@@ -438,30 +454,33 @@ impl MatmulGroup {
             .iter()
             .map(|w| quant::quantize(w, weight_spec(path, policy), &mut AmaxHistory::default()))
             .collect();
-        let col_scales: Vec<f32> = operands
-            .iter()
-            .flat_map(|o| o.row_scales.clone().unwrap_or_default())
-            .collect();
-        let fused = !matches!(path, Path::Fp8 { .. });
-        let groups: Vec<Vec<&Operand>> = if fused {
-            vec![operands.iter().collect()]
-        } else {
+        let is_fp8 = matches!(path, Path::Fp8 { .. });
+        let accumulates = path.rescales() || (is_fp8 && fp8 == Fp8Grouping::Accumulate);
+        let groups: Vec<Vec<&Operand>> = if is_fp8 && !accumulates {
             operands.iter().map(|o| vec![o]).collect()
+        } else {
+            vec![operands.iter().collect()]
+        };
+        let types = if accumulates && is_fp8 {
+            GemmTypes {
+                d: Data::CUDA_R_32F,
+                ..path.types()
+            }
+        } else {
+            path.types()
         };
         let mut parts = Vec::new();
         for group in groups {
             let rows: usize = group.iter().map(|o| o.values.rows).sum();
             let bytes: Vec<u8> = group.iter().flat_map(|o| operand_bytes(path, o)).collect();
             let data = arena.upload(&device.stream, &bytes)?;
-            let scales = match path {
-                Path::Fp8 { .. } => {
-                    let scale = group[0]
-                        .row_scales
-                        .as_ref()
-                        .expect("per-tensor FP8 has a scale")[0];
-                    Some((arena.upload_f32(&device.stream, &[scale])?, input_scale))
-                }
-                _ => None,
+            let scales = if is_fp8 && !accumulates {
+                Some((
+                    arena.upload_f32(&device.stream, &[column_scales(group[0])[0]])?,
+                    input_scale,
+                ))
+            } else {
+                None
             };
             let shape = Shape {
                 tokens,
@@ -469,25 +488,32 @@ impl MatmulGroup {
                 k,
                 ldd: cols,
             };
-            let gemm = Gemm::new(device.lt, path.types(), shape, scales, workspace)?;
+            let gemm = Gemm::new(device.lt, types, shape, scales, workspace)?;
             parts.push((DeviceWeight { data, rows }, gemm));
         }
-        let (acc, col_scales) = if path.rescales() {
+        let (accumulator, col_scales) = if accumulates {
+            let scales: Vec<f32> = operands.iter().flat_map(column_scales).collect();
             (
-                arena.alloc(&device.stream, tokens * cols * 4)?,
-                arena.upload_f32(&device.stream, &col_scales)?,
+                Some(arena.alloc(&device.stream, tokens * cols * 4)?),
+                arena.upload_f32(&device.stream, &scales)?,
             )
         } else {
-            (0, 0)
+            (None, 0)
         };
         Ok(MatmulGroup {
             path,
             tokens,
             cols,
             parts,
-            acc,
+            accumulator,
             col_scales,
         })
+    }
+
+    /// Whether the group's products need their scales applied after the GEMM
+    /// ([`MatmulGroup::enqueue_products`]).
+    pub(super) fn accumulates(&self) -> bool {
+        self.accumulator.is_some()
     }
 
     /// Enqueues the group: `out[tokens, cols]` from the quantized input.
@@ -498,39 +524,61 @@ impl MatmulGroup {
         x: QuantizedInput,
         out: u64,
     ) -> Result<(), BackendError> {
-        let (dst, bytes) = if self.path.rescales() {
-            (self.acc, 4)
-        } else {
-            (out, self.path.elem().size())
-        };
+        if self.accumulates() {
+            let acc = self.enqueue_products(s, x)?;
+            let out = Matrix {
+                ptr: out,
+                elem: Elem::Bf16,
+                rows: self.tokens,
+                cols: self.cols,
+            };
+            return k.rescale(s, acc, out);
+        }
+        let bytes = self.path.elem().size();
         let mut column = 0;
         for (weight, gemm) in &self.parts {
-            gemm.run(s, weight.data, x.data, dst + (column * bytes) as u64)?;
+            gemm.run(s, weight.data, x.data, out + (column * bytes) as u64)?;
             column += weight.rows;
         }
-        match self.path {
-            // INT8: a scale per token and per output channel; NVFP4: one per tensor for the input
-            // (stride 0), one per column for the concatenated weights.
-            Path::Int8 | Path::Nvfp4 => {
-                let per_token = i32::from(self.path == Path::Int8);
-                let rows = Scales {
-                    ptr: x.scale,
-                    stride: per_token,
-                };
-                let cols = Scales {
-                    ptr: self.col_scales,
-                    stride: 1,
-                };
-                let out = Matrix {
-                    ptr: out,
-                    elem: Elem::Bf16,
-                    rows: self.tokens,
-                    cols: self.cols,
-                };
-                k.rescale(s, self.acc, self.path == Path::Int8, rows, cols, out)
-            }
-            _ => Ok(()),
+        Ok(())
+    }
+
+    /// Enqueues the GEMM of a group that [accumulates](MatmulGroup::accumulates) and returns its
+    /// products with the scales a consumer applies: per token (INT8) or per tensor (FP8, NVFP4)
+    /// for the input, per column for the weights.
+    pub(super) fn enqueue_products(
+        &self,
+        s: &CudaStream,
+        x: QuantizedInput,
+    ) -> Result<Accumulator, BackendError> {
+        let acc = self
+            .accumulator
+            .expect("only groups with an accumulator enqueue bare products");
+        for (weight, gemm) in &self.parts {
+            gemm.run(s, weight.data, x.data, acc)?;
         }
+        Ok(Accumulator {
+            ptr: acc,
+            is_int: self.path == Path::Int8,
+            rows: Scales {
+                ptr: x.scale,
+                stride: i32::from(self.path == Path::Int8),
+            },
+            cols: Scales {
+                ptr: self.col_scales,
+                stride: 1,
+            },
+        })
+    }
+}
+
+/// One scale per output column (row of the weight) of a quantized weight: its per-channel
+/// scales, or its per-tensor scale repeated.
+fn column_scales(operand: &Operand) -> Vec<f32> {
+    match operand.row_scales.as_deref() {
+        Some([tensor]) => vec![*tensor; operand.values.rows],
+        Some(rows) => rows.to_vec(),
+        None => vec![1.0; operand.values.rows],
     }
 }
 
@@ -550,7 +598,7 @@ enum Program {
         quantize_h: Quantizer,
         down: MatmulGroup,
     },
-    Attention(AttentionProgram),
+    Attention(Box<AttentionProgram>),
 }
 
 /// A model built for one policy on one GPU.
@@ -598,8 +646,8 @@ impl CudaBlock {
                     path,
                     policy,
                     &[weights.get("weight")],
-                    tokens,
-                    quantize.scale,
+                    (tokens, quantize.scale),
+                    Fp8Grouping::PerWeight,
                     workspace,
                 )?;
                 Program::Linear { quantize, matmul }
@@ -630,11 +678,15 @@ impl CudaBlock {
                         weights.get("gate_proj.weight"),
                         weights.get("up_proj.weight"),
                     ],
-                    tokens,
-                    quantize_x.scale,
+                    (tokens, quantize_x.scale),
+                    Fp8Grouping::PerWeight,
                     workspace,
                 )?;
-                let gate_up_out = arena.alloc(&stream, tokens * 2 * intermediate * elem.size())?;
+                let gate_up_out = if gate_up.accumulates() {
+                    0
+                } else {
+                    arena.alloc(&stream, tokens * 2 * intermediate * elem.size())?
+                };
                 let hidden_buf = arena.alloc(&stream, tokens * intermediate * elem.size())?;
                 let quantize_h = Quantizer::new(&mut arena, &stream, path, tokens, intermediate)?;
                 let down = MatmulGroup::new(
@@ -643,8 +695,8 @@ impl CudaBlock {
                     path,
                     policy,
                     &[weights.get("down_proj.weight")],
-                    tokens,
-                    quantize_h.scale,
+                    (tokens, quantize_h.scale),
+                    Fp8Grouping::PerWeight,
                     workspace,
                 )?;
                 Program::Mlp {
@@ -658,13 +710,15 @@ impl CudaBlock {
                     down,
                 }
             }
-            Block::Attention(block) => Program::Attention(AttentionProgram::new(
+            Block::Attention(block) => Program::Attention(Box::new(AttentionProgram::new(
                 &device, &mut arena, path, policy, block, weights, tokens, workspace,
-            )?),
-            other => return Err(BackendError::Unsupported(format!(
+            )?)),
+            other => {
+                return Err(BackendError::Unsupported(format!(
                 "the CUDA backend runs `linear`, gated `mlp` and `attention` blocks so far, not {}",
                 describe(other)
-            ))),
+            )))
+            }
         };
         let staging_len = tokens * in_features.max(out_features);
         let staging = stream
@@ -707,17 +761,22 @@ impl CudaBlock {
                 down,
             } => {
                 let x = quantize_x.enqueue(k, s, self.input, false)?;
-                gate_up.enqueue(k, s, x, *gate_up_out)?;
-                let elem = self.path.elem();
-                let amax = quantize_h.prepare_amax(s)?;
-                let gu = Matrix {
-                    ptr: *gate_up_out,
-                    elem,
-                    rows: self.tokens,
-                    cols: 2 * inter,
-                };
-                k.gated_act(s, gu, *activation, *hidden, amax.unwrap_or(0))?;
-                let h = quantize_h.enqueue(k, s, *hidden, amax.is_some())?;
+                let amax = quantize_h.prepare_amax(s)?.unwrap_or(0);
+                if gate_up.accumulates() {
+                    // INT8, NVFP4: the activation applies the scales as it reads the products.
+                    let acc = gate_up.enqueue_products(s, x)?;
+                    k.gated_act_scaled(s, (acc, self.tokens, *inter), *activation, *hidden, amax)?;
+                } else {
+                    gate_up.enqueue(k, s, x, *gate_up_out)?;
+                    let gu = Matrix {
+                        ptr: *gate_up_out,
+                        elem: self.path.elem(),
+                        rows: self.tokens,
+                        cols: 2 * inter,
+                    };
+                    k.gated_act(s, gu, *activation, *hidden, amax)?;
+                }
+                let h = quantize_h.enqueue(k, s, *hidden, amax != 0)?;
                 down.enqueue(k, s, h, self.output)
             }
             Program::Attention(attention) => attention.enqueue(k, s, self.input, self.output),

@@ -166,11 +166,19 @@ extern "C" __global__ void quantize_fp8(const void* x, int fmt, long n, const fl
     }
 }
 
+// The activation of the gate `g`, rounded to act_fmt, times `up`, rounded to h_fmt: PyTorch's
+// `act(gate) * up` with each intermediate stored. act: 0 = SiLU, 1 = GELU (tanh).
+__device__ __forceinline__ float gated_value(float g, float up, int act, int act_fmt, int h_fmt) {
+    const float a = act == 0 ? g / (1.0f + expf(-g))
+                             : 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+    return round_to(round_to(a, act_fmt) * up, h_fmt);
+}
+
 // Gated activation of a fused gate|up product: gu is [rows, 2*inter] with the gate in the first
 // `inter` columns. h = round(round(act(gate)) * up), as PyTorch stores each intermediate. With
 // `amax` non-null, also accumulates max |h| (for the next matmul's current scaling).
-// act: 0 = SiLU, 1 = GELU (tanh). Grid: (column blocks, rows); the element format is a template
-// parameter so that the inner loop has no format branches and no 64-bit division.
+// Grid: (column blocks, rows); the element format is a template parameter so that the inner
+// loop has no format branches and no 64-bit division.
 template <int FMT, int ACT_FMT, int H_FMT>
 __device__ void gated_act_row(const void* gu, int inter, int act, void* h, float* amax_out) {
     const long row = blockIdx.y;
@@ -185,28 +193,18 @@ __device__ void gated_act_row(const void* gu, int inter, int act, void* h, float
             unpack_bf16x8(g8[c], g);
             unpack_bf16x8(u8[c], u);
             for (int k = 0; k < 8; ++k) {
-                float a = act == 0 ? g[k] / (1.0f + expf(-g[k]))
-                                   : 0.5f * g[k] * (1.0f + tanhf(0.7978845608028654f * (g[k] + 0.044715f * g[k] * g[k] * g[k])));
-                v[k] = round_to(round_to(a, FMT_BF16) * u[k], FMT_BF16);
+                v[k] = gated_value(g[k], u[k], act, FMT_BF16, FMT_BF16);
                 m = nan_max(m, fabsf(v[k]));
             }
             h8[c] = pack_bf16x8(v);
         }
-        if (amax_out != 0) {
-            m = block_max(m);
-            if (threadIdx.x == 0) atomic_amax(amax_out, m);
+    } else {
+        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < inter; c += gridDim.x * blockDim.x) {
+            const float v = gated_value(load(gu, in_base + c, FMT), load(gu, in_base + inter + c, FMT), act,
+                                        ACT_FMT, H_FMT);
+            store(h, out_base + c, v, H_FMT);
+            m = nan_max(m, fabsf(v));
         }
-        return;
-    }
-    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < inter; c += gridDim.x * blockDim.x) {
-        float g = load(gu, in_base + c, FMT);
-        float u = load(gu, in_base + inter + c, FMT);
-        float a = act == 0 ? g / (1.0f + expf(-g))
-                           : 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
-        float v = round_to(round_to(a, ACT_FMT) * u, H_FMT);
-        store(h, out_base + c, v, H_FMT);
-        v = fabsf(v);
-        m = (isnan(v) || isnan(m)) ? __int_as_float(0x7fc00000) : fmaxf(m, v);
     }
     if (amax_out != 0) {
         m = block_max(m);
@@ -219,6 +217,38 @@ extern "C" __global__ void gated_act(const void* gu, int fmt, int inter, int act
     if (fmt == FMT_BF16) gated_act_row<FMT_BF16, FMT_BF16, FMT_BF16>(gu, inter, act, h, amax_out);
     else if (fmt == FMT_F16) gated_act_row<FMT_F16, FMT_F16, FMT_F16>(gu, inter, act, h, amax_out);
     else gated_act_row<FMT_F32, FMT_F32, FMT_F32>(gu, inter, act, h, amax_out);
+}
+
+// A matmul accumulator's value as `rescale` stores it: acc * (row scale * column scale), rounded
+// to fmt; acc is int32 (acc_is_int) or f32.
+__device__ __forceinline__ float rescaled(const void* acc, int acc_is_int, long i, float row_scale, float col_scale,
+                                          int fmt) {
+    const float a = acc_is_int ? (float)((const int*)acc)[i] : ((const float*)acc)[i];
+    return round_to(a * (row_scale * col_scale), fmt);
+}
+
+// `gated_act` (BF16) reading the gate|up accumulator [rows, 2*inter] of a group whose scales are
+// applied after the GEMM (INT8, NVFP4), rescaled on the fly exactly as `rescale` would: the
+// rescaled product is never stored, which saves a write and a read of it. Grid: (column blocks,
+// rows).
+extern "C" __global__ void gated_act_scaled(const void* acc, int acc_is_int, int inter, int act,
+                                            const float* row_scale, int row_stride, const float* col_scale,
+                                            void* h, float* amax_out) {
+    const long row = blockIdx.y;
+    const long in_base = row * 2 * inter, out_base = row * inter;
+    const float rs = row_scale[row * row_stride];
+    float m = 0.0f;
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < inter; c += gridDim.x * blockDim.x) {
+        const float g = rescaled(acc, acc_is_int, in_base + c, rs, col_scale[c], FMT_BF16);
+        const float u = rescaled(acc, acc_is_int, in_base + inter + c, rs, col_scale[inter + c], FMT_BF16);
+        const float v = gated_value(g, u, act, FMT_BF16, FMT_BF16);
+        ((u16*)h)[out_base + c] = f32_to_bf16(v);
+        m = nan_max(m, fabsf(v));
+    }
+    if (amax_out != 0) {
+        m = block_max(m);
+        if (threadIdx.x == 0) atomic_amax(amax_out, m);
+    }
 }
 
 // INT8 per row (per-token activations): one block per row; scale = row amax / 127, q = clamp(rint).
@@ -249,9 +279,33 @@ extern "C" __global__ void rescale(const void* acc, int acc_is_int, int cols, co
     const long r = blockIdx.y;
     const float rs = row_scale[r * row_stride];
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
-        long i = r * cols + c;
-        float a = acc_is_int ? (float)((const int*)acc)[i] : ((const float*)acc)[i];
-        store(out, i, a * (rs * col_scale[(long)c * col_stride]), out_fmt);
+        const long i = r * cols + c;
+        store(out, i, rescaled(acc, acc_is_int, i, rs, col_scale[(long)c * col_stride], out_fmt), out_fmt);
+    }
+}
+
+// `rescale` of the attention's query|key|value accumulator [rows, cols] (column scales per
+// column) with the rotary embedding of its first `rot_heads` heads applied on the way, as `rotary`
+// would apply it to the rescaled tensor: one pass instead of two. Grid: (column blocks, rows).
+extern "C" __global__ void rescale_rotary(const void* acc, int acc_is_int, int cols, const float* row_scale,
+                                          int row_stride, const float* col_scale, void* out, int out_fmt,
+                                          int rot_heads, int head_dim, const float* cos_t, const float* sin_t) {
+    const long r = blockIdx.y;
+    const float rs = row_scale[r * row_stride];
+    const int half = head_dim / 2, rotated = rot_heads * head_dim;
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
+        const long i = r * cols + c;
+        if (c >= rotated) {
+            store(out, i, rescaled(acc, acc_is_int, i, rs, col_scale[c], out_fmt), out_fmt);
+            continue;
+        }
+        const int j = c % head_dim;
+        if (j >= half) continue;  // the second of a pair: written with the first
+        const float x1 = rescaled(acc, acc_is_int, i, rs, col_scale[c], out_fmt);
+        const float x2 = rescaled(acc, acc_is_int, i + half, rs, col_scale[c + half], out_fmt);
+        const float co = cos_t[r * half + j], si = sin_t[r * half + j];
+        store(out, i, x1 * co - x2 * si, out_fmt);
+        store(out, i + half, x2 * co + x1 * si, out_fmt);
     }
 }
 
@@ -343,58 +397,144 @@ extern "C" __global__ void nvfp4_dequant(const void* x, int fmt, long rows, long
 // Rotary embedding ("rotate half") in place, of the first `heads` heads of `head_dim` columns of
 // each row of x (row stride ld): row r, at position r, turns the pair (j, j + head_dim/2) of each
 // head by the angle whose cosine and sine are cos_t[r * half + j] and sin_t[...], tables the host
-// computes in f64 and rounds to f32 as the CPU backend does. Grid-stride over (row, head, pair).
-extern "C" __global__ void rotary(void* x, int fmt, long rows, long ld, int heads, int head_dim,
+// computes in f64 and rounds to f32 as the CPU backend does. Grid: (pair blocks, rows).
+extern "C" __global__ void rotary(void* x, int fmt, long ld, int heads, int head_dim,
                                   const float* cos_t, const float* sin_t) {
     const int half = head_dim / 2;
-    const long pairs = (long)heads * half;
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < rows * pairs; i += (long)gridDim.x * blockDim.x) {
-        long r = i / pairs;
-        int p = (int)(i - r * pairs);
-        int h = p / half, j = p - h * half;
-        long a = r * ld + (long)h * head_dim + j, b = a + half;
-        float x1 = load(x, a, fmt), x2 = load(x, b, fmt);
-        float c = cos_t[r * half + j], s = sin_t[r * half + j];
-        store(x, a, x1 * c - x2 * s, fmt);
-        store(x, b, x2 * c + x1 * s, fmt);
-    }
+    const long r = blockIdx.y;
+    const int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= heads * half) return;
+    const int h = p / half, j = p - h * half;
+    const long a = r * ld + (long)h * head_dim + j, b = a + half;
+    const float x1 = load(x, a, fmt), x2 = load(x, b, fmt);
+    const float c = cos_t[r * half + j], s = sin_t[r * half + j];
+    store(x, a, x1 * c - x2 * s, fmt);
+    store(x, b, x2 * c + x1 * s, fmt);
 }
 
-// The sum of v over the block, for every thread of the block.
-__device__ float block_sum(float v) {
-    __shared__ float warp_sum[32];
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) warp_sum[warp] = v;
-    __syncthreads();
-    int warps = (blockDim.x + 31) >> 5;
-    v = threadIdx.x < warps ? warp_sum[threadIdx.x] : 0.0f;
-    if (warp == 0) {
-        for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-        if (lane == 0) warp_sum[0] = v;
-    }
-    __syncthreads();
-    v = warp_sum[0];
-    __syncthreads();
+__device__ __forceinline__ float warp_max(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v = nan_max(v, __shfl_xor_sync(0xffffffffu, v, offset));
     return v;
 }
 
-// Softmax of each row of the scores (`cols` columns, `ld` apart, format s_fmt), one block per row,
-// computed in f32; each probability is rounded to the softmax format, then stored in p_fmt (the
-// operand of p·v). Rows are the query tokens of consecutive heads, so row r is token r % tokens;
-// with `causal`, token i sees columns <= i and the rest are zero.
-extern "C" __global__ void softmax_rows(const void* scores, int s_fmt, int cols, int ld, int tokens,
-                                        int causal, void* probs, int p_fmt) {
-    const long base = (long)blockIdx.x * ld;
-    const int seen = causal ? (int)(blockIdx.x % tokens) + 1 : cols;
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+// VEC consecutive values at element i of a FMT tensor, as one 16-byte load (i a multiple of VEC:
+// 8 for 16-bit formats, 4 for f32).
+template <int FMT, int VEC>
+__device__ __forceinline__ void load_vec(const void* p, long i, float* out) {
+    const uint4 raw = *(const uint4*)((const char*)p + i * (FMT == FMT_F32 ? 4 : 2));
+    if constexpr (FMT == FMT_F32) {
+        out[0] = __uint_as_float(raw.x); out[1] = __uint_as_float(raw.y);
+        out[2] = __uint_as_float(raw.z); out[3] = __uint_as_float(raw.w);
+    } else if constexpr (FMT == FMT_BF16) {
+        unpack_bf16x8(raw, out);
+    } else {
+        const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
+        for (int k = 0; k < 4; ++k) {
+            out[2 * k] = f16_to_f32((u16)(w[k] & 0xffffu));
+            out[2 * k + 1] = f16_to_f32((u16)(w[k] >> 16));
+        }
+    }
+}
+
+// Stores N values (4 or 8) at element i of a FMT tensor with 8- or 16-byte stores.
+template <int FMT, int N>
+__device__ __forceinline__ void store_vec(void* p, long i, const float* v) {
+    if constexpr (FMT == FMT_F32) {
+        float4* q = (float4*)((float*)p + i);
+        for (int k = 0; k < N / 4; ++k) q[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+    } else {
+        unsigned w[N / 2];
+        for (int k = 0; k < N / 2; ++k) {
+            const u16 a = FMT == FMT_BF16 ? f32_to_bf16(v[2 * k]) : f32_to_f16(v[2 * k]);
+            const u16 b = FMT == FMT_BF16 ? f32_to_bf16(v[2 * k + 1]) : f32_to_f16(v[2 * k + 1]);
+            w[k] = (unsigned)a | ((unsigned)b << 16);
+        }
+        if constexpr (N == 8) *(uint4*)((u16*)p + i) = make_uint4(w[0], w[1], w[2], w[3]);
+        else *(uint2*)((u16*)p + i) = make_uint2(w[0], w[1]);
+    }
+}
+
+// Rows of up to SOFTMAX_MAX_LD columns are held in registers: one read, one write.
+#define SOFTMAX_MAX_LD 1024
+
+// The softmax of one row held in registers: lane `lane` holds the 16-byte chunks lane, lane + 32,
+// ... (VEC values each). Scores in S_FMT, probabilities stored in P_FMT.
+template <int S_FMT, int P_FMT>
+__device__ void softmax_row_registers(const void* scores, void* probs, long base, int seen, int ld, int lane) {
+    constexpr int VEC = S_FMT == FMT_F32 ? 4 : 8;
+    constexpr int CHUNKS = SOFTMAX_MAX_LD / 32 / VEC;
+    float v[CHUNKS * VEC];
     float m = NEG_INF;
-    for (int c = threadIdx.x; c < seen; c += blockDim.x) m = nan_max(m, load(scores, base + c, s_fmt));
-    m = block_max(m);
+#pragma unroll
+    for (int ch = 0; ch < CHUNKS; ++ch) {
+        const int c0 = (lane + 32 * ch) * VEC;
+        if (c0 < ld) load_vec<S_FMT, VEC>(scores, base + c0, v + ch * VEC);
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            if (c0 + e >= seen) v[ch * VEC + e] = NEG_INF;
+            m = nan_max(m, v[ch * VEC + e]);
+        }
+    }
+    m = warp_max(m);
     float sum = 0.0f;
-    for (int c = threadIdx.x; c < seen; c += blockDim.x) sum += expf(load(scores, base + c, s_fmt) - m);
-    sum = block_sum(sum);
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-        float p = c < seen ? expf(load(scores, base + c, s_fmt) - m) / sum : 0.0f;
+#pragma unroll
+    for (int i = 0; i < CHUNKS * VEC; ++i) {
+        const int c = (lane + 32 * (i / VEC)) * VEC + i % VEC;
+        v[i] = c < seen ? expf(v[i] - m) : 0.0f;
+        sum += v[i];
+    }
+    sum = warp_sum(sum);
+#pragma unroll
+    for (int ch = 0; ch < CHUNKS; ++ch) {
+        const int c0 = (lane + 32 * ch) * VEC;
+        if (c0 >= ld) continue;
+        float p[VEC];
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) p[e] = round_to(v[ch * VEC + e] / sum, S_FMT);
+        store_vec<P_FMT, VEC>(probs, base + c0, p);
+    }
+}
+
+// The same for rows too long for registers: three passes over memory.
+__device__ void softmax_row_memory(const void* scores, int s_fmt, void* probs, int p_fmt, long base, int seen,
+                                   int ld, int lane) {
+    float m = NEG_INF;
+    for (int c = lane; c < seen; c += 32) m = nan_max(m, load(scores, base + c, s_fmt));
+    m = warp_max(m);
+    float sum = 0.0f;
+    for (int c = lane; c < seen; c += 32) sum += expf(load(scores, base + c, s_fmt) - m);
+    sum = warp_sum(sum);
+    for (int c = lane; c < ld; c += 32) {
+        const float p = c < seen ? expf(load(scores, base + c, s_fmt) - m) / sum : 0.0f;
         store(probs, base + c, round_to(p, s_fmt), p_fmt);
     }
+}
+
+// Softmax of each row of the scores (`cols` columns, `ld` apart, a multiple of 8, format s_fmt),
+// one warp per row, computed in f32; each probability is rounded to the softmax format, then
+// stored in p_fmt (the operand of p·v), and the padding columns up to `ld` are zeroed. Rows are
+// the query tokens of consecutive heads, so row r is token r % tokens; with `causal`, token i sees
+// columns <= i and the rest are zero.
+extern "C" __global__ void softmax_rows(const void* scores, int s_fmt, int cols, int ld, int tokens,
+                                        int causal, void* probs, int p_fmt, long rows) {
+    const int lane = threadIdx.x & 31;
+    const long row = (long)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
+    if (row >= rows) return;
+    const long base = row * ld;
+    const int seen = causal ? (int)(row % tokens) + 1 : cols;
+    if (ld > SOFTMAX_MAX_LD) {
+        softmax_row_memory(scores, s_fmt, probs, p_fmt, base, seen, ld, lane);
+        return;
+    }
+#define SOFTMAX_CASE(S, P) \
+    if (s_fmt == S && p_fmt == P) { softmax_row_registers<S, P>(scores, probs, base, seen, ld, lane); return; }
+    SOFTMAX_CASE(FMT_F32, FMT_F32) SOFTMAX_CASE(FMT_F32, FMT_BF16) SOFTMAX_CASE(FMT_F32, FMT_F16)
+    SOFTMAX_CASE(FMT_BF16, FMT_F32) SOFTMAX_CASE(FMT_BF16, FMT_BF16) SOFTMAX_CASE(FMT_BF16, FMT_F16)
+    SOFTMAX_CASE(FMT_F16, FMT_F32) SOFTMAX_CASE(FMT_F16, FMT_BF16) SOFTMAX_CASE(FMT_F16, FMT_F16)
+#undef SOFTMAX_CASE
 }

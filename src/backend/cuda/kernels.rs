@@ -61,8 +61,10 @@ pub struct Kernels {
     amax: CudaFunction,
     quantize_fp8: CudaFunction,
     gated_act: CudaFunction,
+    gated_act_scaled: CudaFunction,
     quantize_int8_rows: CudaFunction,
     rescale: CudaFunction,
+    rescale_rotary: CudaFunction,
     mx_dequant: CudaFunction,
     nvfp4_dequant: CudaFunction,
     rotary: CudaFunction,
@@ -96,8 +98,10 @@ impl Kernels {
             amax: function("amax")?,
             quantize_fp8: function("quantize_fp8")?,
             gated_act: function("gated_act")?,
+            gated_act_scaled: function("gated_act_scaled")?,
             quantize_int8_rows: function("quantize_int8_rows")?,
             rescale: function("rescale")?,
+            rescale_rotary: function("rescale_rotary")?,
             mx_dequant: function("mx_dequant")?,
             nvfp4_dequant: function("nvfp4_dequant")?,
             rotary: function("rotary")?,
@@ -227,33 +231,94 @@ impl Kernels {
             .map_err(failed("quantize_int8_rows"))
     }
 
-    /// `out = acc * row scale * column scale`, rounded to `out`'s format; `acc` holds int32
-    /// (`acc_is_int`) or f32 values of `out`'s shape.
+    /// `out = acc * row scale * column scale`, rounded to `out`'s format (`out` has the
+    /// accumulator's shape).
     pub fn rescale(
         &self,
         s: &CudaStream,
-        acc: u64,
-        acc_is_int: bool,
-        rows: Scales,
-        cols: Scales,
+        acc: Accumulator,
         out: Matrix,
     ) -> Result<(), BackendError> {
         let (acc_is_int, n_cols, out_elem) =
-            (i32::from(acc_is_int), out.cols as i32, out.elem as i32);
+            (i32::from(acc.is_int), out.cols as i32, out.elem as i32);
         let mut launch = s.launch_builder(&self.rescale);
         launch
-            .arg(&acc)
+            .arg(&acc.ptr)
             .arg(&acc_is_int)
             .arg(&n_cols)
-            .arg(&rows.ptr)
-            .arg(&rows.stride)
-            .arg(&cols.ptr)
-            .arg(&cols.stride)
+            .arg(&acc.rows.ptr)
+            .arg(&acc.rows.stride)
+            .arg(&acc.cols.ptr)
+            .arg(&acc.cols.stride)
             .arg(&out.ptr)
             .arg(&out_elem);
         unsafe { launch.launch(self.rows(out.rows, out.cols)) }
             .map(drop)
             .map_err(failed("rescale"))
+    }
+
+    /// [`Kernels::rescale`] of attention's query|key|value accumulator into `out` (column scales
+    /// per column), with the rotary embedding of the first `heads` heads of `head_dim` columns
+    /// applied on the way, angle tables `(cos, sin)` as for [`Kernels::rotary`].
+    pub fn rescale_rotary(
+        &self,
+        s: &CudaStream,
+        acc: Accumulator,
+        out: Matrix,
+        (heads, head_dim): (usize, usize),
+        (cos, sin): (u64, u64),
+    ) -> Result<(), BackendError> {
+        let (acc_is_int, n_cols, out_elem, heads, head_dim) = (
+            i32::from(acc.is_int),
+            out.cols as i32,
+            out.elem as i32,
+            heads as i32,
+            head_dim as i32,
+        );
+        let mut launch = s.launch_builder(&self.rescale_rotary);
+        launch
+            .arg(&acc.ptr)
+            .arg(&acc_is_int)
+            .arg(&n_cols)
+            .arg(&acc.rows.ptr)
+            .arg(&acc.rows.stride)
+            .arg(&acc.cols.ptr)
+            .arg(&out.ptr)
+            .arg(&out_elem)
+            .arg(&heads)
+            .arg(&head_dim)
+            .arg(&cos)
+            .arg(&sin);
+        unsafe { launch.launch(self.rows(out.rows, out.cols)) }
+            .map(drop)
+            .map_err(failed("rescale_rotary"))
+    }
+
+    /// [`Kernels::gated_act`] (BF16) of a gate|up accumulator `[rows, 2 inter]` (column scales
+    /// per column), rescaled on the fly: the rescaled product is never stored.
+    pub fn gated_act_scaled(
+        &self,
+        s: &CudaStream,
+        (acc, rows, inter): (Accumulator, usize, usize),
+        act: i32,
+        h: u64,
+        amax: u64,
+    ) -> Result<(), BackendError> {
+        let (acc_is_int, inter_i) = (i32::from(acc.is_int), inter as i32);
+        let mut launch = s.launch_builder(&self.gated_act_scaled);
+        launch
+            .arg(&acc.ptr)
+            .arg(&acc_is_int)
+            .arg(&inter_i)
+            .arg(&act)
+            .arg(&acc.rows.ptr)
+            .arg(&acc.rows.stride)
+            .arg(&acc.cols.ptr)
+            .arg(&h)
+            .arg(&amax);
+        unsafe { launch.launch(self.rows(rows, inter)) }
+            .map(drop)
+            .map_err(failed("gated_act_scaled"))
     }
 
     /// OCP MX emulation of `x` into `out`: blocks of 32 along each row, element format `element`
@@ -314,42 +379,43 @@ impl Kernels {
     /// Rotary embedding in place of the first `heads` heads of `head_dim` columns of each row of
     /// `x` (rows `ld` elements apart), row `r` at position `r`, with the angle tables `[rows,
     /// head_dim / 2]` (f32) `cos` and `sin`.
-    #[allow(clippy::too_many_arguments)]
     pub fn rotary(
         &self,
         s: &CudaStream,
-        x: Matrix,
-        ld: usize,
+        (x, ld): (Matrix, usize),
         heads: usize,
         head_dim: usize,
         (cos, sin): (u64, u64),
     ) -> Result<(), BackendError> {
-        let (elem, rows, ld_i, heads_i, head_dim_i) = (
-            x.elem as i32,
-            x.rows as i64,
-            ld as i64,
-            heads as i32,
-            head_dim as i32,
-        );
+        let (elem, ld_i, heads_i, head_dim_i) =
+            (x.elem as i32, ld as i64, heads as i32, head_dim as i32);
         let mut launch = s.launch_builder(&self.rotary);
         launch
             .arg(&x.ptr)
             .arg(&elem)
-            .arg(&rows)
             .arg(&ld_i)
             .arg(&heads_i)
             .arg(&head_dim_i)
             .arg(&cos)
             .arg(&sin);
-        unsafe { launch.launch(self.strided(x.rows * heads * head_dim / 2)) }
+        let config = LaunchConfig {
+            grid_dim: (
+                ((heads * head_dim / 2) as u32).div_ceil(THREADS),
+                x.rows as u32,
+                1,
+            ),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        unsafe { launch.launch(config) }
             .map(drop)
             .map_err(failed("rotary"))
     }
 
     /// Softmax of every row of `scores` into `probs` (same shape, rows `ld` elements apart in
-    /// both): f32 math, each probability rounded to the scores' format, then stored in `probs`'
-    /// format. Rows are the query tokens of consecutive heads (`tokens` each); `causal` masks the
-    /// columns after a row's token.
+    /// both, the padding zeroed in `probs`): f32 math, each probability rounded to the scores'
+    /// format, then stored in `probs`' format. Rows are the query tokens of consecutive heads
+    /// (`tokens` each); `causal` masks the columns after a row's token. One warp per row.
     pub fn softmax_rows(
         &self,
         s: &CudaStream,
@@ -358,13 +424,14 @@ impl Kernels {
         tokens: usize,
         causal: bool,
     ) -> Result<(), BackendError> {
-        let (s_elem, cols, ld, tokens, causal, p_elem) = (
+        let (s_elem, cols, ld, tokens, causal, p_elem, rows) = (
             scores.elem as i32,
             scores.cols as i32,
             ld as i32,
             tokens as i32,
             i32::from(causal),
             probs.elem as i32,
+            scores.rows as i64,
         );
         let mut launch = s.launch_builder(&self.softmax_rows);
         launch
@@ -375,9 +442,11 @@ impl Kernels {
             .arg(&tokens)
             .arg(&causal)
             .arg(&probs.ptr)
-            .arg(&p_elem);
+            .arg(&p_elem)
+            .arg(&rows);
+        let rows_per_block = THREADS / 32;
         let config = LaunchConfig {
-            grid_dim: (scores.rows as u32, 1, 1),
+            grid_dim: ((scores.rows as u32).div_ceil(rows_per_block), 1, 1),
             block_dim: (THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
@@ -419,6 +488,19 @@ impl Matrix {
     pub fn with(self, ptr: u64, elem: Elem) -> Matrix {
         Matrix { ptr, elem, ..self }
     }
+}
+
+/// A matmul's products before their scales: `value[r, c] = acc[r, c] · rows[r] · cols[c]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Accumulator {
+    /// Device pointer to `[rows, cols]` int32 or f32 values.
+    pub ptr: u64,
+    /// int32 (INT8 products) rather than f32.
+    pub is_int: bool,
+    /// Per-row scales (a stride of 0: one for all).
+    pub rows: Scales,
+    /// Per-column scales.
+    pub cols: Scales,
 }
 
 /// Scales applied along one axis: `ptr[i * stride]` (a stride of 0: one scale for all).
