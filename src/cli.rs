@@ -23,7 +23,7 @@ use crate::report;
 use crate::report::terminal;
 use crate::results::{RunInfo, SuiteInfo, VariantRecord};
 use crate::runner::{self, Observer, RunSpec};
-use crate::suite::{self, LoadedSuite, Timeout};
+use crate::suite::{self, CacheMode, LoadedSuite, Timeout};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -228,6 +228,10 @@ struct RunArgs {
     /// End a variant's worker after this long (`90s`, `10m`) [default: the suite's, or 10m].
     #[arg(long, value_name = "DURATION")]
     timeout: Option<Timeout>,
+    /// The GPU's L2 cache at the start of each timed iteration: `cold` flushes it first
+    /// [default: the suite's, or warm].
+    #[arg(long, value_enum)]
+    cache: Option<CacheMode>,
 }
 
 /// Parses the command line, runs the command, prints any error, and returns the exit code.
@@ -309,6 +313,7 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         iterations: args.iterations,
         filters: args.filter.clone(),
         timeout: args.timeout.map(Timeout::get),
+        cache: args.cache,
         shard,
     };
     let plan = plan::plan(suite, backend.kind(), &backend.device_name(), &overrides)?;

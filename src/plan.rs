@@ -7,7 +7,7 @@ use crate::backend::BackendKind;
 use crate::farm::Shard;
 use crate::matrix::Variant;
 use crate::results::RunSettings;
-use crate::suite::{DeviceSelector, Suite};
+use crate::suite::{CacheMode, DeviceSelector, Suite};
 
 /// Command-line overrides of the suite's `defaults`, and variant filters.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +22,8 @@ pub struct Overrides {
     pub filters: Vec<String>,
     /// `--timeout`.
     pub timeout: Option<Duration>,
+    /// `--cache`.
+    pub cache: Option<CacheMode>,
     /// `--shard`, or the scheduler's array index: this run's slice of the selected variants.
     pub shard: Option<Shard>,
 }
@@ -175,6 +177,7 @@ pub fn plan(
                 .unwrap_or(suite.defaults.timeout.get())
                 .as_secs_f64(),
             shard: overrides.shard,
+            cache: overrides.cache.unwrap_or(suite.defaults.cache),
         },
     })
 }

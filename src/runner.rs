@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, BackendError, CpuBackend};
+use crate::backend::{Backend, BackendError, CpuBackend, Timing};
 use crate::farm::{Pending, Scheduler, Slot};
 use crate::matrix::Variant;
 use crate::measure::{compare, Accuracy, LatencyStats};
@@ -28,7 +28,7 @@ use crate::results::{
     Baseline, Clocks, KernelLaunches, LayerAccuracy, ResultsError, ResultsWriter, RunSettings,
     Status, VariantRecord, WorkerExit, RECORD_SCHEMA,
 };
-use crate::suite::Suite;
+use crate::suite::{CacheMode, Suite};
 use crate::trtexec::layers::EngineLayer;
 
 /// Hears about progress; the terminal's progress bar is one.
@@ -192,6 +192,9 @@ pub struct Measured {
     /// See [`VariantRecord::clocks`].
     #[serde(default)]
     pub clocks: Option<Clocks>,
+    /// See [`VariantRecord::cache`].
+    #[serde(default)]
+    pub cache: CacheMode,
 }
 
 /// A measurement, or why there is none.
@@ -656,9 +659,21 @@ fn measure(
         }
         None => None,
     };
+    let cache = match settings.cache {
+        CacheMode::Cold if !executable.flushes_cache() => {
+            tracing::warn!("this backend cannot flush the GPU's L2 cache: timing warm");
+            CacheMode::Warm
+        }
+        cache => cache,
+    };
+    let timing = Timing {
+        warmup: settings.warmup,
+        iterations: settings.iterations,
+        cache,
+    };
     let clock_before = executable.sm_clock();
     let samples = executable
-        .time(&ctx.input, settings.warmup, settings.iterations)
+        .time(&ctx.input, timing)
         .map_err(failed("timing"))?;
     let clocks = clock_before
         .zip(executable.sm_clock())
@@ -674,6 +689,7 @@ fn measure(
         mismatch,
         layers,
         clocks,
+        cache,
     })
 }
 
@@ -786,6 +802,7 @@ fn blank_record(spec: &RunSpec, index: usize, slot: &Slot) -> VariantRecord {
         mismatch: None,
         layers: Vec::new(),
         clocks: None,
+        cache: None,
         error: None,
         worker: None,
         started_at: Utc::now(),
@@ -833,6 +850,7 @@ fn conclude(record: &mut VariantRecord, outcome: Outcome, baseline: Option<(Stri
             record.mismatch = measured.mismatch;
             record.layers = measured.layers;
             record.clocks = measured.clocks;
+            record.cache = Some(measured.cache);
         }
         Err(message) => record.error = Some(message),
     }

@@ -32,6 +32,7 @@ fn kernels_compile_with_nvrtc_for_ada_and_hopper() {
             "softmax_rows",
             "gated_act_scaled",
             "rescale_rotary",
+            "gated_act_int8_rows",
         ] {
             assert!(
                 text.contains(&format!(".entry {kernel}(")),

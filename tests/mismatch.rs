@@ -427,10 +427,9 @@ impl Executable for FixedTime {
     fn time(
         &mut self,
         _: &Tensor,
-        _: u32,
-        iterations: usize,
+        timing: precheck::backend::Timing,
     ) -> Result<Vec<std::time::Duration>, precheck::backend::BackendError> {
-        Ok(vec![self.per_iteration; iterations])
+        Ok(vec![self.per_iteration; timing.iterations])
     }
 }
 

@@ -1,9 +1,13 @@
 //! The runner with planted faults: a backend that returns NaN, one that fails, one that panics.
-//! Each becomes its own record and the run goes on.
+//! Each becomes its own record and the run goes on. And what the runner asks of a backend's
+//! timing: the cache state, honoured only where the backend can.
 
 use std::path::Path;
 
-use precheck::backend::{Backend, BackendError, BackendKind, CpuBackend, Executable};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use precheck::backend::{Backend, BackendError, BackendKind, CpuBackend, Executable, Timing};
 use precheck::exit_code::ExitCode;
 use precheck::farm::{Device, Slot};
 use precheck::model::{Model, Tensor, Weights};
@@ -12,6 +16,7 @@ use precheck::precision::Policy;
 use precheck::results::VariantRecord;
 use precheck::results::{read_records, ResultsWriter, Status};
 use precheck::runner::{run, InProcess, RunSpec, Silent};
+use precheck::suite::CacheMode;
 use std::sync::atomic::AtomicBool;
 
 const SUITE: &str = "
@@ -71,8 +76,16 @@ impl Backend for Faulty {
 
 /// Runs the suite in this process on `backend`, as a library user would.
 fn run_in_process(backend: &dyn Backend, dir: &Path) -> Vec<VariantRecord> {
+    run_in_process_with(backend, dir, &Overrides::default())
+}
+
+fn run_in_process_with(
+    backend: &dyn Backend,
+    dir: &Path,
+    overrides: &Overrides,
+) -> Vec<VariantRecord> {
     let suite = precheck::suite::from_str(Path::new("faults.yaml"), SUITE).unwrap();
-    let plan = plan(&suite, BackendKind::Cpu, "cpu", &Overrides::default()).unwrap();
+    let plan = plan(&suite, BackendKind::Cpu, "cpu", overrides).unwrap();
     let mut writer = ResultsWriter::create(dir).unwrap();
     let stop = AtomicBool::new(false);
     let spec = RunSpec {
@@ -142,4 +155,82 @@ fn a_backend_panic_becomes_an_error_record() {
     assert_eq!(status, Status::Error);
     assert_eq!(error.as_deref(), Some("panicked: illegal memory access"));
     assert_eq!(code, ExitCode::VariantError);
+}
+
+/// The CPU backend, whose executables say whether they can flush the GPU's L2 cache and
+/// remember the cache state each timing asked for.
+struct CacheAware {
+    flushes: bool,
+    asked: Arc<Mutex<Vec<CacheMode>>>,
+}
+
+struct CacheAwareExecutable {
+    inner: Box<dyn Executable>,
+    flushes: bool,
+    asked: Arc<Mutex<Vec<CacheMode>>>,
+}
+
+impl Executable for CacheAwareExecutable {
+    fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
+        self.inner.run(input)
+    }
+
+    fn time(&mut self, input: &Tensor, timing: Timing) -> Result<Vec<Duration>, BackendError> {
+        self.asked.lock().unwrap().push(timing.cache);
+        self.inner.time(input, timing)
+    }
+
+    fn flushes_cache(&self) -> bool {
+        self.flushes
+    }
+}
+
+impl Backend for CacheAware {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cpu
+    }
+
+    fn device_name(&self) -> String {
+        "cache-aware".into()
+    }
+
+    fn prepare(
+        &self,
+        model: &Model,
+        weights: &Weights,
+        policy: &Policy,
+    ) -> Result<Box<dyn Executable>, BackendError> {
+        Ok(Box::new(CacheAwareExecutable {
+            inner: CpuBackend::new().prepare(model, weights, policy)?,
+            flushes: self.flushes,
+            asked: self.asked.clone(),
+        }))
+    }
+}
+
+#[test]
+fn a_cold_cache_is_timed_and_recorded_only_where_the_backend_can_flush() {
+    let overrides = Overrides {
+        cache: Some(CacheMode::Cold),
+        ..Overrides::default()
+    };
+    for flushes in [true, false] {
+        let backend = CacheAware {
+            flushes,
+            asked: Arc::default(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let records = run_in_process_with(&backend, dir.path(), &overrides);
+        let expect = if flushes {
+            CacheMode::Cold
+        } else {
+            CacheMode::Warm
+        };
+        assert_eq!(records.len(), 3);
+        assert!(
+            records.iter().all(|r| r.cache == Some(expect)),
+            "{records:?}"
+        );
+        assert_eq!(*backend.asked.lock().unwrap(), vec![expect; 3]);
+    }
 }

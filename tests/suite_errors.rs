@@ -41,6 +41,10 @@ const CASES: &[(&str, &str)] = &[
         ":3:12: `defaults.timeout`: invalid duration `10 minuets`: unknown time unit \"minuets\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations) (expected e.g. `90s`, `10m`, `1h 30m`)",
     ),
     (
+        "bad_cache",
+        ":3:10: `defaults.cache`: unknown value `clod`, did you mean `cold`? (expected one of `warm`, `cold`)",
+    ),
+    (
         "bad_device",
         ":8:13: `gpus[1]`: invalid device `cuda:x`: expected `cuda:` and a number",
     ),
@@ -170,7 +174,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown_key_typo",
-        ":10:3: `defaults.iteratons`: unknown key `iteratons`, did you mean `iterations`? (expected one of `seed`, `warmup`, `iterations`, `timeout`)",
+        ":10:3: `defaults.iteratons`: unknown key `iteratons`, did you mean `iterations`? (expected one of `seed`, `warmup`, `iterations`, `timeout`, `cache`)",
     ),
     (
         "unknown_precision",

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, BackendError, BackendKind, Executable};
+use super::{Backend, BackendError, BackendKind, Executable, Timing};
 use crate::export;
 use crate::model::graph::{Graph, Param};
 use crate::model::{load, AttentionBlock, Block, Model, Tensor, Weights};
@@ -355,13 +355,9 @@ impl Executable for CommandExecutable {
         Ok(self.layers.clone())
     }
 
-    fn time(
-        &mut self,
-        input: &Tensor,
-        warmup: u32,
-        iterations: usize,
-    ) -> Result<Vec<Duration>, BackendError> {
-        self.call(input, warmup, iterations)?;
+    fn time(&mut self, input: &Tensor, timing: Timing) -> Result<Vec<Duration>, BackendError> {
+        let iterations = timing.iterations;
+        self.call(input, timing.warmup, iterations)?;
         let path = self.path("timings.json");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| failed("reading timings.json (the command wrote none)", e))?;

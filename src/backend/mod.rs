@@ -20,6 +20,7 @@ use crate::measure::time_runs;
 use crate::model::{Model, Tensor, Weights};
 use crate::precision::Policy;
 use crate::results::{KernelLaunches, SmClock};
+use crate::suite::CacheMode;
 use crate::trtexec::layers::EngineLayer;
 
 /// Which backend a run uses, as chosen on the command line.
@@ -149,16 +150,30 @@ pub trait Executable {
         false
     }
 
-    /// Per-iteration latency: `warmup` untimed runs, then `iterations` timed ones. Host timing by
-    /// default; a GPU backend overrides this with device-side timing.
-    fn time(
-        &mut self,
-        input: &Tensor,
-        warmup: u32,
-        iterations: usize,
-    ) -> Result<Vec<Duration>, BackendError> {
-        time_runs(warmup, iterations, || self.run(input).map(drop))
+    /// Per-iteration latency: `timing.warmup` untimed runs, then `timing.iterations` timed ones.
+    /// Host timing by default; a GPU backend overrides this with device-side timing.
+    fn time(&mut self, input: &Tensor, timing: Timing) -> Result<Vec<Duration>, BackendError> {
+        time_runs(timing.warmup, timing.iterations, || {
+            self.run(input).map(drop)
+        })
     }
+
+    /// Whether [`Executable::time`] can start each iteration with the GPU's L2 cache flushed
+    /// ([`CacheMode::Cold`]); backends that cannot time warm, and their records say so.
+    fn flushes_cache(&self) -> bool {
+        false
+    }
+}
+
+/// How to time a prepared block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Untimed runs first.
+    pub warmup: u32,
+    /// Timed runs.
+    pub iterations: usize,
+    /// What the L2 cache holds when each timed run starts.
+    pub cache: CacheMode,
 }
 
 /// A backend chosen for a run, and a note for the user when the choice was not literal.

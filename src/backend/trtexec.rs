@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Backend, BackendError, BackendKind, Executable};
+use super::{Backend, BackendError, BackendKind, Executable, Timing};
 use crate::export;
 use crate::model::{Block, Model, Tensor, Weights};
 use crate::precision::Policy;
@@ -328,15 +328,11 @@ impl Executable for TrtexecEngine {
             .map_err(|e| failed("reading its layers", e))
     }
 
-    fn time(
-        &mut self,
-        input: &Tensor,
-        warmup: u32,
-        iterations: usize,
-    ) -> Result<Vec<Duration>, BackendError> {
+    fn time(&mut self, input: &Tensor, timing: Timing) -> Result<Vec<Duration>, BackendError> {
+        let iterations = timing.iterations;
         let file = self.path("times.json");
         let mut args = self.load_flags(input)?;
-        let warm_up_ms = if warmup > 0 { WARM_UP_MS } else { 0 };
+        let warm_up_ms = if timing.warmup > 0 { WARM_UP_MS } else { 0 };
         args.extend([
             format!("--exportTimes={}", file.display()),
             format!("--iterations={iterations}"),

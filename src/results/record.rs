@@ -8,6 +8,7 @@ use crate::gate::{GateFailure, Gates};
 use crate::measure::{Accuracy, LatencyStats};
 use crate::mismatch::Mismatch;
 use crate::precision::Policy;
+use crate::suite::CacheMode;
 
 /// Version of the record layout; bumped when a field changes meaning.
 pub const RECORD_SCHEMA: u32 = 1;
@@ -185,6 +186,10 @@ pub struct VariantRecord {
     /// (CUDA, through NVML): a throttled run shows here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clocks: Option<Clocks>,
+    /// What the GPU's L2 cache held when each timed iteration started: the run's `cache`
+    /// setting where the backend could honour it, else `warm`. None without a timing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheMode>,
     /// Why the variant errored.
     pub error: Option<String>,
     /// How its worker process ended, when that, not the measurement, is why it errored.

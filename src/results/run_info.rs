@@ -7,6 +7,7 @@ use crate::backend::BackendKind;
 use crate::farm::Shard;
 use crate::formats::Format;
 use crate::host::HostInfo;
+use crate::suite::CacheMode;
 
 /// The suite a run came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,10 @@ pub struct RunSettings {
     /// The slice of the matrix this run executes (`--shard`, Slurm or Kubernetes); none: all.
     #[serde(default)]
     pub shard: Option<Shard>,
+    /// What the GPU's L2 cache holds when each timed iteration starts (each record says what its
+    /// backend could do).
+    #[serde(default)]
+    pub cache: CacheMode,
 }
 
 /// For `run.json` files older than the field: the suite's default.

@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 pub use error::{nearest, SuiteError, SuiteErrorKind};
 pub use locate::{Location, LocationIndex};
 pub use schema::{
-    Activation, BlockKind, CheckpointSpec, Count, Defaults, DeviceSelector, ExcludeEntry, GateSpec,
-    Ident, IncludeEntry, InputSpec, LayerKindSpec, MatrixSpec, OutlierSpec, Reference,
-    ReferenceFormat, SuiteFile, Timeout, WeightsSpec,
+    Activation, BlockKind, CacheMode, CheckpointSpec, Count, Defaults, DeviceSelector,
+    ExcludeEntry, GateSpec, Ident, IncludeEntry, InputSpec, LayerKindSpec, MatrixSpec, OutlierSpec,
+    Reference, ReferenceFormat, SuiteFile, Timeout, WeightsSpec,
 };
 
 use crate::gate::Gates;

@@ -62,6 +62,21 @@ pub struct Defaults {
     pub iterations: Count,
     /// How long one variant's worker may run before it is ended (`90s`, `10m`, `1h 30m`).
     pub timeout: Timeout,
+    /// What the GPU's L2 cache holds when each timed iteration starts.
+    pub cache: CacheMode,
+}
+
+/// What the GPU's L2 cache holds when a timed iteration starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// Whatever the previous iteration left (weights of a small block stay resident), as in a
+    /// model that runs the block over and over.
+    #[default]
+    Warm,
+    /// Flushed before each iteration (outside the timed span): every byte comes from memory, as
+    /// for a block whose weights another layer evicted.
+    Cold,
 }
 
 impl Default for Defaults {
@@ -71,6 +86,7 @@ impl Default for Defaults {
             warmup: 3,
             iterations: Count(NonZeroUsize::new(20).expect("20 is not zero")),
             timeout: Timeout(Duration::from_secs(600)),
+            cache: CacheMode::Warm,
         }
     }
 }

@@ -10,15 +10,12 @@
 //! precheck measures (a few thousand tokens) they fit the GPU's memory easily, and the products
 //! run on tensor cores at full width.
 
-use std::sync::Arc;
-
 use cudarc::cublaslt::sys::{cublasComputeType_t as Compute, cudaDataType as Data};
 use cudarc::driver::CudaStream;
 
-use super::block::{Arena, Fp8Grouping, MatmulGroup, Path, Quantizer};
+use super::block::{Fp8Grouping, MatmulGroup, Path, Planner, Quantizer};
 use super::gemm::{Gemm, GemmTypes, Layout, Problem};
 use super::kernels::{Elem, Kernels, Matrix};
-use super::Device;
 use crate::backend::BackendError;
 use crate::formats::Format;
 use crate::model::{AttentionBlock, Weights};
@@ -77,52 +74,38 @@ fn softmax_elem(policy: &Policy) -> Result<Elem, BackendError> {
 }
 
 impl AttentionProgram {
-    /// Plans `block` with `weights` for `policy` on `path`.
-    #[allow(clippy::too_many_arguments)]
+    /// Plans `block` with `weights`.
     pub(super) fn new(
-        device: &Device,
-        arena: &mut Arena,
-        path: Path,
-        policy: &Policy,
+        plan: &mut Planner,
         block: &AttentionBlock,
         weights: &Weights,
-        tokens: usize,
-        workspace: (u64, usize),
     ) -> Result<Self, BackendError> {
-        let stream = &device.stream;
+        let (path, tokens, workspace) = (plan.path, plan.tokens, plan.workspace);
+        let lt = plan.device.lt;
         let shape = block.shape;
         let (heads, kv_heads, head_dim) = (shape.heads, shape.kv_heads, shape.head_dim);
         let elem = path.elem();
-        let softmax = softmax_elem(policy)?;
-        let quantize_x = Quantizer::new(arena, stream, path, tokens, block.hidden)?;
+        let softmax = softmax_elem(plan.policy)?;
+        let quantize_x = plan.quantizer(block.hidden)?;
         let projections =
             ["q_proj", "k_proj", "v_proj"].map(|p| weights.get(&format!("{p}.weight")));
-        let qkv = MatmulGroup::new(
-            device,
-            arena,
-            path,
-            policy,
-            &projections,
-            (tokens, quantize_x.scale),
-            Fp8Grouping::Accumulate,
-            workspace,
-        )?;
+        let qkv = plan.group(&projections, &quantize_x, Fp8Grouping::Accumulate)?;
         let width = (heads + 2 * kv_heads) * head_dim;
         // Rows up to `padded(tokens)`, never written: zero keys and values for the padding.
-        let qkv_out = arena.alloc(stream, padded(tokens) * width * elem.size())?;
+        let qkv_out = plan.alloc(padded(tokens) * width * elem.size())?;
         let rotary = match block.rope_theta {
-            Some(theta) => Some(angle_tables(arena, stream, tokens, head_dim, theta)?),
+            Some(theta) => Some(angle_tables(plan, head_dim, theta)?),
             None => None,
         };
         let square = heads * tokens * padded(tokens);
-        let scores = arena.alloc(stream, square * softmax.size())?;
-        let probs = arena.alloc(stream, square * elem.size())?;
-        let context = arena.alloc(stream, tokens * heads * head_dim * elem.size())?;
+        let scores = plan.alloc(square * softmax.size())?;
+        let probs = plan.alloc(square * elem.size())?;
+        let context = plan.alloc(tokens * heads * head_dim * elem.size())?;
         let compute = match path {
             Path::Carrier { compute, .. } => compute,
             _ => Compute::CUBLAS_COMPUTE_32F,
         };
-        let plan = ProductPlan {
+        let products = ProductPlan {
             tokens,
             heads,
             kv_heads,
@@ -133,18 +116,13 @@ impl AttentionProgram {
             d: data_type(softmax),
             ..types
         };
-        let scores_product = Gemm::new(device.lt, scores_types, plan.scores(), None, workspace)?;
-        let values_product = Gemm::new(device.lt, types, plan.values(), None, workspace)?;
-        let quantize_context = Quantizer::new(arena, stream, path, tokens, heads * head_dim)?;
-        let output = MatmulGroup::new(
-            device,
-            arena,
-            path,
-            policy,
+        let scores_product = Gemm::new(lt, scores_types, products.scores(), None, workspace)?;
+        let values_product = Gemm::new(lt, types, products.values(), None, workspace)?;
+        let quantize_context = plan.quantizer(heads * head_dim)?;
+        let output = plan.group(
             &[weights.get("o_proj.weight")],
-            (tokens, quantize_context.scale),
+            &quantize_context,
             Fp8Grouping::PerWeight,
-            workspace,
         )?;
         Ok(AttentionProgram {
             tokens,
@@ -315,23 +293,18 @@ impl ProductPlan {
 /// The rotary embedding's cosine and sine tables `[tokens, head_dim / 2]`, computed in f64 and
 /// rounded to f32 as the CPU backend does.
 fn angle_tables(
-    arena: &mut Arena,
-    stream: &Arc<CudaStream>,
-    tokens: usize,
+    plan: &mut Planner,
     head_dim: usize,
     theta: f64,
 ) -> Result<(u64, u64), BackendError> {
     let frequencies = crate::model::forward::rotary_frequencies(head_dim, theta);
     let (mut cos, mut sin) = (Vec::new(), Vec::new());
-    for position in 0..tokens {
+    for position in 0..plan.tokens {
         for f in &frequencies {
             let (s, c) = (position as f64 * f).sin_cos();
             cos.push(c as f32);
             sin.push(s as f32);
         }
     }
-    Ok((
-        arena.upload_f32(stream, &cos)?,
-        arena.upload_f32(stream, &sin)?,
-    ))
+    Ok((plan.upload_f32(&cos)?, plan.upload_f32(&sin)?))
 }

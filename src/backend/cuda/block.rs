@@ -14,6 +14,7 @@ use cudarc::driver::{CudaGraph, CudaSlice, CudaStream, DevicePtr};
 use super::attention::AttentionProgram;
 use super::gemm::{Gemm, GemmTypes, Shape};
 use super::kernels::{Accumulator, Elem, Kernels, Matrix, Scales};
+use super::mlp::MlpProgram;
 use super::Device;
 use crate::backend::BackendError;
 use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
@@ -21,7 +22,6 @@ use crate::formats::{Format, Overflow};
 use crate::model::{Block, MlpShape, Model, Tensor, Weights};
 use crate::precision::{PlantedFault, Policy};
 use crate::quant::{self, AmaxHistory, Operand, QuantSpec, Recipe};
-use crate::suite::Activation;
 
 /// How a policy's matmuls run on the GPU.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -298,9 +298,10 @@ fn weight_spec(path: Path, policy: &Policy) -> QuantSpec {
 /// Activations quantized for a matmul: the pointer it reads and where its scales are.
 #[derive(Clone, Copy)]
 pub(super) struct QuantizedInput {
-    data: u64,
+    /// Device pointer to the values.
+    pub(super) data: u64,
     /// FP8: the per-tensor scale; INT8: per-token scales; NVFP4: 1 / tensor scale.
-    scale: u64,
+    pub(super) scale: u64,
 }
 
 /// Zeroes the f32 at `ptr` (an amax accumulator) on the stream.
@@ -392,13 +393,66 @@ impl Quantizer {
         })
     }
 
+    /// The buffers a producer that quantizes its own output writes (the fused INT8 activation):
+    /// the quantized values and their scales.
+    pub(super) fn target(&self) -> QuantizedInput {
+        QuantizedInput {
+            data: self.out,
+            scale: self.scale,
+        }
+    }
+
     /// Zeroes amax for a producer kernel that accumulates it (the gated activation).
-    fn prepare_amax(&self, s: &CudaStream) -> Result<Option<u64>, BackendError> {
+    pub(super) fn prepare_amax(&self, s: &CudaStream) -> Result<Option<u64>, BackendError> {
         if !matches!(self.path, Path::Fp8 { .. } | Path::Nvfp4) {
             return Ok(None);
         }
         zero(s, self.amax)?;
         Ok(Some(self.amax))
+    }
+}
+
+/// What planning a block for the GPU needs: the device, the block's memory, the policy and its
+/// path, the tokens, and the cuBLASLt workspace the block's matmuls share (they run one at a time).
+pub(super) struct Planner<'a> {
+    pub device: &'a Device,
+    pub arena: &'a mut Arena,
+    pub path: Path,
+    pub policy: &'a Policy,
+    pub tokens: usize,
+    pub workspace: (u64, usize),
+}
+
+impl Planner<'_> {
+    /// `bytes` of device memory for the block.
+    pub fn alloc(&mut self, bytes: usize) -> Result<u64, BackendError> {
+        self.arena.alloc(&self.device.stream, bytes)
+    }
+
+    /// `values` on the device, for the block.
+    pub fn upload_f32(&mut self, values: &[f32]) -> Result<u64, BackendError> {
+        self.arena.upload_f32(&self.device.stream, values)
+    }
+
+    /// Buffers for quantizing a `[tokens, cols]` activation every call.
+    pub fn quantizer(&mut self, cols: usize) -> Result<Quantizer, BackendError> {
+        Quantizer::new(
+            self.arena,
+            &self.device.stream,
+            self.path,
+            self.tokens,
+            cols,
+        )
+    }
+
+    /// The linears of `weights`, reading the activations `input` quantizes.
+    pub fn group(
+        &mut self,
+        weights: &[&Tensor],
+        input: &Quantizer,
+        fp8: Fp8Grouping,
+    ) -> Result<MatmulGroup, BackendError> {
+        MatmulGroup::new(self, weights, input.scale, fp8)
     }
 }
 
@@ -437,17 +491,15 @@ impl MatmulGroup {
     /// one (each is its own tensor to the policy), then concatenated into one matmul unless FP8
     /// runs `PerWeight`: the gate and up projections become one GEMM of twice the width, which
     /// reads the input once.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        device: &Device,
-        arena: &mut Arena,
-        path: Path,
-        policy: &Policy,
+    fn new(
+        plan: &mut Planner,
         weights: &[&Tensor],
-        (tokens, input_scale): (usize, u64),
+        input_scale: u64,
         fp8: Fp8Grouping,
-        workspace: (u64, usize),
     ) -> Result<Self, BackendError> {
+        let (path, policy, tokens) = (plan.path, plan.policy, plan.tokens);
+        let (device, workspace) = (plan.device, plan.workspace);
+        let arena = &mut *plan.arena;
         let cols: usize = weights.iter().map(|w| w.rows).sum();
         let k = weights[0].cols;
         let operands: Vec<Operand> = weights
@@ -588,16 +640,7 @@ enum Program {
         quantize: Quantizer,
         matmul: MatmulGroup,
     },
-    Mlp {
-        quantize_x: Quantizer,
-        gate_up: MatmulGroup,
-        gate_up_out: u64,
-        inter: usize,
-        activation: i32,
-        hidden: u64,
-        quantize_h: Quantizer,
-        down: MatmulGroup,
-    },
+    Mlp(MlpProgram),
     Attention(Box<AttentionProgram>),
 }
 
@@ -608,16 +651,29 @@ pub struct CudaBlock {
     block: Block,
     tokens: usize,
     program: Program,
-    /// The input, in the tensors' format.
-    input: u64,
+    /// Copies of the input in the tensors' format, at different addresses: timing rotates among
+    /// them, so that a block whose input fits in L2 is not timed reading it from there.
+    inputs: Vec<u64>,
     /// The output, in the tensors' format.
     output: u64,
     /// f32 staging for uploads and downloads.
     staging: CudaSlice<f32>,
     staging_out: u64,
-    graph: Option<CudaGraph>,
+    /// One captured forward pass per input copy.
+    graphs: Vec<Option<CudaGraph>>,
     _arena: Arena,
 }
+
+/// Input copies for a block whose input is `bytes` long: enough to span twice the L2 cache, at
+/// most [`MAX_INPUT_COPIES`].
+fn input_copies(bytes: usize, l2_bytes: usize) -> usize {
+    (2 * l2_bytes)
+        .div_ceil(bytes.max(1))
+        .clamp(1, MAX_INPUT_COPIES)
+}
+
+/// At most this many copies of a block's input (and CUDA graphs) for timing to rotate among.
+const MAX_INPUT_COPIES: usize = 8;
 
 impl CudaBlock {
     /// Builds `model` with `weights` for `policy`.
@@ -635,84 +691,32 @@ impl CudaBlock {
         let workspace = (arena.alloc(&stream, WORKSPACE_BYTES)?, WORKSPACE_BYTES);
         let (in_features, out_features) =
             (model.block.input_features(), model.block.output_features());
-        let input = arena.alloc(&stream, tokens * in_features * elem.size())?;
+        let input_bytes = tokens * in_features * elem.size();
+        let inputs = (0..input_copies(input_bytes, device.l2_bytes))
+            .map(|_| arena.alloc(&stream, input_bytes))
+            .collect::<Result<Vec<_>, _>>()?;
         let output = arena.alloc(&stream, tokens * out_features * elem.size())?;
+        let mut plan = Planner {
+            device: &device,
+            arena: &mut arena,
+            path,
+            policy,
+            tokens,
+            workspace,
+        };
         let program = match &model.block {
             Block::Linear { .. } => {
-                let quantize = Quantizer::new(&mut arena, &stream, path, tokens, in_features)?;
-                let matmul = MatmulGroup::new(
-                    &device,
-                    &mut arena,
-                    path,
-                    policy,
-                    &[weights.get("weight")],
-                    (tokens, quantize.scale),
-                    Fp8Grouping::PerWeight,
-                    workspace,
-                )?;
+                let quantize = plan.quantizer(in_features)?;
+                let weight = weights.get("weight");
+                let matmul = plan.group(&[weight], &quantize, Fp8Grouping::PerWeight)?;
                 Program::Linear { quantize, matmul }
             }
-            &Block::Mlp(MlpShape {
-                hidden,
-                intermediate,
-                activation,
-                gated: true,
-            }) => {
-                let activation = match activation {
-                    Activation::Silu => 0,
-                    Activation::GeluTanh => 1,
-                    other => {
-                        return Err(BackendError::Unsupported(format!(
-                            "the CUDA backend's gated MLP runs silu and gelu_tanh, not {}",
-                            other.name()
-                        )))
-                    }
-                };
-                let quantize_x = Quantizer::new(&mut arena, &stream, path, tokens, hidden)?;
-                let gate_up = MatmulGroup::new(
-                    &device,
-                    &mut arena,
-                    path,
-                    policy,
-                    &[
-                        weights.get("gate_proj.weight"),
-                        weights.get("up_proj.weight"),
-                    ],
-                    (tokens, quantize_x.scale),
-                    Fp8Grouping::PerWeight,
-                    workspace,
-                )?;
-                let gate_up_out = if gate_up.accumulates() {
-                    0
-                } else {
-                    arena.alloc(&stream, tokens * 2 * intermediate * elem.size())?
-                };
-                let hidden_buf = arena.alloc(&stream, tokens * intermediate * elem.size())?;
-                let quantize_h = Quantizer::new(&mut arena, &stream, path, tokens, intermediate)?;
-                let down = MatmulGroup::new(
-                    &device,
-                    &mut arena,
-                    path,
-                    policy,
-                    &[weights.get("down_proj.weight")],
-                    (tokens, quantize_h.scale),
-                    Fp8Grouping::PerWeight,
-                    workspace,
-                )?;
-                Program::Mlp {
-                    quantize_x,
-                    gate_up,
-                    gate_up_out,
-                    inter: intermediate,
-                    activation,
-                    hidden: hidden_buf,
-                    quantize_h,
-                    down,
-                }
+            &Block::Mlp(shape) if shape.gated => {
+                Program::Mlp(MlpProgram::new(&mut plan, shape, weights)?)
             }
-            Block::Attention(block) => Program::Attention(Box::new(AttentionProgram::new(
-                &device, &mut arena, path, policy, block, weights, tokens, workspace,
-            )?)),
+            Block::Attention(block) => {
+                Program::Attention(Box::new(AttentionProgram::new(&mut plan, block, weights)?))
+            }
             other => {
                 return Err(BackendError::Unsupported(format!(
                 "the CUDA backend runs `linear`, gated `mlp` and `attention` blocks so far, not {}",
@@ -731,11 +735,11 @@ impl CudaBlock {
             block: model.block.clone(),
             tokens,
             program,
-            input,
+            inputs,
             output,
             staging,
             staging_out,
-            graph: None,
+            graphs: Vec::new(),
             _arena: arena,
         };
         block.capture()?;
@@ -743,76 +747,51 @@ impl CudaBlock {
     }
 
     /// Enqueues one forward pass: input buffer to output buffer.
-    fn enqueue(&self) -> Result<(), BackendError> {
+    fn enqueue(&self, input: u64) -> Result<(), BackendError> {
         let (k, s) = (&self.device.kernels, &self.device.stream);
         match &self.program {
             Program::Linear { quantize, matmul } => {
-                let x = quantize.enqueue(k, s, self.input, false)?;
+                let x = quantize.enqueue(k, s, input, false)?;
                 matmul.enqueue(k, s, x, self.output)
             }
-            Program::Mlp {
-                quantize_x,
-                gate_up,
-                gate_up_out,
-                inter,
-                activation,
-                hidden,
-                quantize_h,
-                down,
-            } => {
-                let x = quantize_x.enqueue(k, s, self.input, false)?;
-                let amax = quantize_h.prepare_amax(s)?.unwrap_or(0);
-                if gate_up.accumulates() {
-                    // INT8, NVFP4: the activation applies the scales as it reads the products.
-                    let acc = gate_up.enqueue_products(s, x)?;
-                    k.gated_act_scaled(s, (acc, self.tokens, *inter), *activation, *hidden, amax)?;
-                } else {
-                    gate_up.enqueue(k, s, x, *gate_up_out)?;
-                    let gu = Matrix {
-                        ptr: *gate_up_out,
-                        elem: self.path.elem(),
-                        rows: self.tokens,
-                        cols: 2 * inter,
-                    };
-                    k.gated_act(s, gu, *activation, *hidden, amax)?;
-                }
-                let h = quantize_h.enqueue(k, s, *hidden, amax != 0)?;
-                down.enqueue(k, s, h, self.output)
-            }
-            Program::Attention(attention) => attention.enqueue(k, s, self.input, self.output),
+            Program::Mlp(mlp) => mlp.enqueue(k, s, input, self.output),
+            Program::Attention(attention) => attention.enqueue(k, s, input, self.output),
         }
     }
 
-    /// Captures the forward pass into a CUDA graph, so that timing sees the GPU's work rather
-    /// than the launch overhead of a dozen kernels.
+    /// Captures the forward pass from each input copy into a CUDA graph, so that timing sees the
+    /// GPU's work rather than the launch overhead of a dozen kernels.
     fn capture(&mut self) -> Result<(), BackendError> {
         let s = &self.device.stream;
         let fail =
             |e: cudarc::driver::DriverError| BackendError::Failed(format!("graph capture: {e}"));
-        s.begin_capture(
-            cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
-        )
-        .map_err(fail)?;
-        let enqueued = self.enqueue();
-        let graph = s
-            .end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0))
+        for &input in &self.inputs {
+            s.begin_capture(
+                cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+            )
             .map_err(fail)?;
-        enqueued?;
-        self.graph = graph;
+            let enqueued = self.enqueue(input);
+            let graph = s
+                .end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0))
+                .map_err(fail)?;
+            enqueued?;
+            self.graphs.push(graph);
+        }
         Ok(())
     }
 
-    /// Launches one forward pass.
-    pub fn launch(&self) -> Result<(), BackendError> {
-        match &self.graph {
+    /// Launches one forward pass, from input copy `copy` (modulo the number of copies).
+    pub fn launch(&self, copy: usize) -> Result<(), BackendError> {
+        let copy = copy % self.inputs.len();
+        match &self.graphs[copy] {
             Some(graph) => graph
                 .launch()
                 .map_err(|e| BackendError::Failed(format!("graph launch: {e}"))),
-            None => self.enqueue(),
+            None => self.enqueue(self.inputs[copy]),
         }
     }
 
-    /// Copies `input` (f32) to the device in the tensors' format.
+    /// Copies `input` (f32) to the device, into every input copy, in the tensors' format.
     pub fn set_input(&mut self, input: &Tensor) -> Result<(), BackendError> {
         let s = self.device.stream.clone();
         s.memcpy_htod(&input.data, &mut self.staging)
@@ -824,9 +803,11 @@ impl CudaBlock {
             rows: input.rows,
             cols: input.cols,
         };
-        self.device
-            .kernels
-            .convert(&s, staged, staged.with(self.input, self.path.elem()))
+        for &copy in &self.inputs {
+            let kernels = &self.device.kernels;
+            kernels.convert(&s, staged, staged.with(copy, self.path.elem()))?;
+        }
+        Ok(())
     }
 
     /// Runs once and returns the output as f32.

@@ -251,6 +251,42 @@ extern "C" __global__ void gated_act_scaled(const void* acc, int acc_is_int, int
     }
 }
 
+// Columns per thread of gated_act_int8_rows (blocks of 1024 threads hold a row in registers).
+#define FUSED_INT8_PER_THREAD 16
+
+// The INT8 gated activation, fused: one block of 1024 threads per row reads the gate|up int32
+// products [rows, 2*inter], rescales them (as `rescale`, to BF16), applies the activation (as
+// `gated_act`), and quantizes the row of h for the down projection (as `quantize_int8_rows`):
+// scale = row amax / 127 into q_scale[row], q = clamp(rint(h / scale)). For inter up to
+// 1024 * FUSED_INT8_PER_THREAD.
+extern "C" __global__ void gated_act_int8_rows(const int* acc, int inter, int act, const float* row_scale,
+                                               const float* col_scale, signed char* q, float* q_scale) {
+    const long row = blockIdx.x;
+    const long in_base = row * 2 * inter, out_base = row * inter;
+    const float rs = row_scale[row];
+    float h[FUSED_INT8_PER_THREAD];
+    float m = 0.0f;
+#pragma unroll
+    for (int i = 0; i < FUSED_INT8_PER_THREAD; ++i) {
+        const int c = threadIdx.x + i * blockDim.x;
+        h[i] = 0.0f;
+        if (c < inter) {
+            const float g = rescaled(acc, 1, in_base + c, rs, col_scale[c], FMT_BF16);
+            const float u = rescaled(acc, 1, in_base + inter + c, rs, col_scale[inter + c], FMT_BF16);
+            h[i] = gated_value(g, u, act, FMT_BF16, FMT_BF16);
+            m = nan_max(m, fabsf(h[i]));
+        }
+    }
+    m = block_max(m);
+    const float scale = m == 0.0f ? 1.0f : m / 127.0f;
+    if (threadIdx.x == 0) q_scale[row] = scale;
+#pragma unroll
+    for (int i = 0; i < FUSED_INT8_PER_THREAD; ++i) {
+        const int c = threadIdx.x + i * blockDim.x;
+        if (c < inter) q[out_base + c] = (signed char)(int)fminf(fmaxf(rintf(h[i] / scale), -127.0f), 127.0f);
+    }
+}
+
 // INT8 per row (per-token activations): one block per row; scale = row amax / 127, q = clamp(rint).
 extern "C" __global__ void quantize_int8_rows(const void* x, int fmt, long cols, signed char* q,
                                               float* row_scale) {

@@ -62,6 +62,7 @@ pub struct Kernels {
     quantize_fp8: CudaFunction,
     gated_act: CudaFunction,
     gated_act_scaled: CudaFunction,
+    gated_act_int8_rows: CudaFunction,
     quantize_int8_rows: CudaFunction,
     rescale: CudaFunction,
     rescale_rotary: CudaFunction,
@@ -74,6 +75,13 @@ pub struct Kernels {
 }
 
 const THREADS: u32 = 256;
+
+/// Threads of a `gated_act_int8_rows` block, which holds one row.
+const ROW_THREADS: u32 = 1024;
+
+/// The widest row `gated_act_int8_rows` takes: 1024 threads × `FUSED_INT8_PER_THREAD` of
+/// `kernels.cu`.
+pub const FUSED_INT8_MAX_COLUMNS: usize = ROW_THREADS as usize * 16;
 
 fn failed(what: &str) -> impl Fn(cudarc::driver::DriverError) -> BackendError + '_ {
     move |e| BackendError::Failed(format!("{what}: {e}"))
@@ -99,6 +107,7 @@ impl Kernels {
             quantize_fp8: function("quantize_fp8")?,
             gated_act: function("gated_act")?,
             gated_act_scaled: function("gated_act_scaled")?,
+            gated_act_int8_rows: function("gated_act_int8_rows")?,
             quantize_int8_rows: function("quantize_int8_rows")?,
             rescale: function("rescale")?,
             rescale_rotary: function("rescale_rotary")?,
@@ -319,6 +328,37 @@ impl Kernels {
         unsafe { launch.launch(self.rows(rows, inter)) }
             .map(drop)
             .map_err(failed("gated_act_scaled"))
+    }
+
+    /// The INT8 gated activation fused with the rescale before it and the per-token
+    /// quantization after it: `acc` is the gate|up int32 accumulator `[rows, 2 inter]` (inter at
+    /// most [`FUSED_INT8_MAX_COLUMNS`]); `q` receives the INT8 rows of h and their scales.
+    pub fn gated_act_int8_rows(
+        &self,
+        s: &CudaStream,
+        (acc, rows, inter): (Accumulator, usize, usize),
+        act: i32,
+        (q, q_scale): (u64, u64),
+    ) -> Result<(), BackendError> {
+        assert!(acc.is_int && acc.rows.stride == 1 && inter <= FUSED_INT8_MAX_COLUMNS);
+        let inter_i = inter as i32;
+        let mut launch = s.launch_builder(&self.gated_act_int8_rows);
+        launch
+            .arg(&acc.ptr)
+            .arg(&inter_i)
+            .arg(&act)
+            .arg(&acc.rows.ptr)
+            .arg(&acc.cols.ptr)
+            .arg(&q)
+            .arg(&q_scale);
+        let config = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        unsafe { launch.launch(config) }
+            .map(drop)
+            .map_err(failed("gated_act_int8_rows"))
     }
 
     /// OCP MX emulation of `x` into `out`: blocks of 32 along each row, element format `element`

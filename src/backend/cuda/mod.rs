@@ -10,18 +10,20 @@ mod block;
 mod clocks;
 mod gemm;
 pub mod kernels;
+mod mlp;
 mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cudarc::cublaslt::{result as lt, sys as lt_sys};
-use cudarc::driver::{CudaContext, CudaStream};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 
-use super::{Backend, BackendError, BackendKind, Executable};
+use super::{Backend, BackendError, BackendKind, Executable, Timing};
 use crate::model::{Model, Tensor, Weights};
 use crate::precision::Policy;
 use crate::results::{KernelLaunches, SmClock};
+use crate::suite::CacheMode;
 use block::CudaBlock;
 use clocks::ClockReader;
 use kernels::Kernels;
@@ -78,6 +80,28 @@ pub struct Device {
     name: String,
     /// NVML's SM clock of this device, where NVML loads.
     clocks: Option<ClockReader>,
+    /// The L2 cache's size.
+    l2_bytes: usize,
+    /// Twice the L2 cache: writing it evicts whatever a timed iteration would find there.
+    flush: CudaSlice<u8>,
+}
+
+impl Device {
+    /// Evicts the L2 cache by writing a buffer twice its size (enqueued on the stream; the
+    /// written byte changes so that no write is a no-op).
+    fn flush_l2(&self, round: usize) -> Result<(), BackendError> {
+        let (ptr, _sync) = self.flush.device_ptr(&self.stream);
+        // SAFETY: `ptr` is the device's own allocation of `self.flush.len()` bytes.
+        unsafe {
+            cudarc::driver::result::memset_d8_async(
+                ptr,
+                (round % 251) as u8,
+                self.flush.len(),
+                self.stream.cu_stream(),
+            )
+        }
+        .map_err(|e| BackendError::Failed(format!("flushing L2: {e}")))
+    }
 }
 
 // SAFETY: the cuBLASLt handle is used from one thread at a time (one variant runs at a time per
@@ -118,6 +142,12 @@ impl CudaBackend {
             "{} (sm_{major}{minor})",
             ctx.name().map_err(failed("device name"))?
         );
+        let l2_bytes = ctx
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
+            .map_err(failed("L2 size"))? as usize;
+        let flush = stream
+            .alloc_zeros::<u8>(2 * l2_bytes.max(1))
+            .map_err(failed("L2 flush buffer"))?;
         let clocks = match ClockReader::open(&ctx) {
             Ok(reader) => Some(reader),
             Err(why) => {
@@ -133,6 +163,8 @@ impl CudaBackend {
                 lt,
                 name,
                 clocks,
+                l2_bytes,
+                flush,
             }),
         })
     }
@@ -169,41 +201,45 @@ struct CudaExecutable {
 impl Executable for CudaExecutable {
     fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
         self.block.set_input(input)?;
-        self.block.launch()?;
+        self.block.launch(0)?;
         self.block.output()
     }
 
-    /// CUDA events around each graph launch on the block's stream; the input is uploaded once.
-    fn time(
-        &mut self,
-        input: &Tensor,
-        warmup: u32,
-        iterations: usize,
-    ) -> Result<Vec<Duration>, BackendError> {
+    /// CUDA events around each graph launch on the block's stream, rotating among the block's
+    /// input copies; with a cold cache, the L2 flush runs before each iteration's first event.
+    fn time(&mut self, input: &Tensor, timing: Timing) -> Result<Vec<Duration>, BackendError> {
         let failed = |e: cudarc::driver::DriverError| BackendError::Failed(format!("timing: {e}"));
         self.block.set_input(input)?;
-        for _ in 0..warmup {
-            self.block.launch()?;
+        for round in 0..timing.warmup as usize {
+            self.block.launch(round)?;
         }
         let stream = &self.device.stream;
         let ctx = stream.context();
-        let events: Vec<_> = (0..=iterations)
-            .map(|_| ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT)))
+        let event = || ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT));
+        let events: Vec<_> = (0..timing.iterations)
+            .map(|_| Ok((event()?, event()?)))
             .collect::<Result<_, _>>()
             .map_err(failed)?;
-        events[0].record(stream).map_err(failed)?;
-        for event in &events[1..] {
-            self.block.launch()?;
-            event.record(stream).map_err(failed)?;
+        for (round, (start, end)) in events.iter().enumerate() {
+            if timing.cache == CacheMode::Cold {
+                self.device.flush_l2(round)?;
+            }
+            start.record(stream).map_err(failed)?;
+            self.block.launch(round)?;
+            end.record(stream).map_err(failed)?;
         }
         stream.synchronize().map_err(failed)?;
         events
-            .windows(2)
-            .map(|pair| {
-                let ms = pair[0].elapsed_ms(&pair[1]).map_err(failed)?;
+            .iter()
+            .map(|(start, end)| {
+                let ms = start.elapsed_ms(end).map_err(failed)?;
                 Ok(Duration::from_secs_f64(f64::from(ms) / 1e3))
             })
             .collect()
+    }
+
+    fn flushes_cache(&self) -> bool {
+        true
     }
 
     fn emulated(&self) -> bool {
@@ -222,7 +258,7 @@ impl Executable for CudaExecutable {
     fn kernel_trace(&mut self) -> Result<Option<Vec<KernelLaunches>>, BackendError> {
         let stream = self.device.stream.clone();
         trace::trace(|| {
-            self.block.launch()?;
+            self.block.launch(0)?;
             stream
                 .synchronize()
                 .map_err(|e| BackendError::Failed(format!("synchronize: {e}")))
