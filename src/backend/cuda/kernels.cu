@@ -251,57 +251,89 @@ extern "C" __global__ void gated_act_scaled(const void* acc, int acc_is_int, int
     }
 }
 
-// Columns per thread of gated_act_int8_rows (blocks of 1024 threads hold a row in registers).
-#define FUSED_INT8_PER_THREAD 16
+// The widest row gated_act_int8_rows holds in shared memory (BF16: 32 KB).
+#define FUSED_INT8_MAX_COLUMNS 16384
 
-// The INT8 gated activation, fused: one block of 1024 threads per row reads the gate|up int32
-// products [rows, 2*inter], rescales them (as `rescale`, to BF16), applies the activation (as
-// `gated_act`), and quantizes the row of h for the down projection (as `quantize_int8_rows`):
-// scale = row amax / 127 into q_scale[row], q = clamp(rint(h / scale)). For inter up to
-// 1024 * FUSED_INT8_PER_THREAD.
+// The INT8 gated activation, fused: one block per row reads the gate|up int32 products
+// [rows, 2*inter] four at a time, rescales them (as `rescale`, to BF16), applies the activation
+// (as `gated_act`) into a BF16 row in shared memory, then quantizes the row for the down
+// projection (as `quantize_int8_rows`): scale = row amax / 127 into q_scale[row],
+// q = clamp(rint(h / scale)). inter a multiple of 4, at most FUSED_INT8_MAX_COLUMNS.
 extern "C" __global__ void gated_act_int8_rows(const int* acc, int inter, int act, const float* row_scale,
                                                const float* col_scale, signed char* q, float* q_scale) {
+    __shared__ u16 h_row[FUSED_INT8_MAX_COLUMNS];
     const long row = blockIdx.x;
-    const long in_base = row * 2 * inter, out_base = row * inter;
+    const int4* gate = (const int4*)(acc + row * 2 * inter);
+    const int4* up = (const int4*)(acc + row * 2 * inter + inter);
+    const float4* gate_scale = (const float4*)col_scale;
+    const float4* up_scale = (const float4*)(col_scale + inter);
     const float rs = row_scale[row];
-    float h[FUSED_INT8_PER_THREAD];
     float m = 0.0f;
-#pragma unroll
-    for (int i = 0; i < FUSED_INT8_PER_THREAD; ++i) {
-        const int c = threadIdx.x + i * blockDim.x;
-        h[i] = 0.0f;
-        if (c < inter) {
-            const float g = rescaled(acc, 1, in_base + c, rs, col_scale[c], FMT_BF16);
-            const float u = rescaled(acc, 1, in_base + inter + c, rs, col_scale[inter + c], FMT_BF16);
-            h[i] = gated_value(g, u, act, FMT_BF16, FMT_BF16);
-            m = nan_max(m, fabsf(h[i]));
+    for (int v = threadIdx.x; v < inter / 4; v += blockDim.x) {
+        const int4 g4 = gate[v], u4 = up[v];
+        const float4 gs4 = gate_scale[v], us4 = up_scale[v];
+        const int g[4] = {g4.x, g4.y, g4.z, g4.w}, u[4] = {u4.x, u4.y, u4.z, u4.w};
+        const float gs[4] = {gs4.x, gs4.y, gs4.z, gs4.w}, us[4] = {us4.x, us4.y, us4.z, us4.w};
+        for (int k = 0; k < 4; ++k) {
+            const float gv = round_to((float)g[k] * (rs * gs[k]), FMT_BF16);
+            const float uv = round_to((float)u[k] * (rs * us[k]), FMT_BF16);
+            const float h = gated_value(gv, uv, act, FMT_BF16, FMT_BF16);
+            m = nan_max(m, fabsf(h));
+            h_row[4 * v + k] = f32_to_bf16(h);
         }
     }
-    m = block_max(m);
+    m = block_max(m);  // its barriers also publish h_row to the whole block
     const float scale = m == 0.0f ? 1.0f : m / 127.0f;
     if (threadIdx.x == 0) q_scale[row] = scale;
-#pragma unroll
-    for (int i = 0; i < FUSED_INT8_PER_THREAD; ++i) {
-        const int c = threadIdx.x + i * blockDim.x;
-        if (c < inter) q[out_base + c] = (signed char)(int)fminf(fmaxf(rintf(h[i] / scale), -127.0f), 127.0f);
+    unsigned* out = (unsigned*)(q + row * inter);
+    for (int v = threadIdx.x; v < inter / 4; v += blockDim.x) {
+        unsigned packed = 0;
+        for (int k = 0; k < 4; ++k) {
+            const float h = bf16_to_f32(h_row[4 * v + k]);
+            const int i = (int)fminf(fmaxf(rintf(h / scale), -127.0f), 127.0f);
+            packed |= ((unsigned)(i & 0xff)) << (8 * k);
+        }
+        out[v] = packed;
     }
 }
 
 // INT8 per row (per-token activations): one block per row; scale = row amax / 127, q = clamp(rint).
 extern "C" __global__ void quantize_int8_rows(const void* x, int fmt, long cols, signed char* q,
                                               float* row_scale) {
-    long row = blockIdx.x;
+    const long row = blockIdx.x;
     const long base = row * cols;
+    // BF16 rows of whole 16-byte vectors: eight values per load, eight INT8 per store.
+    const bool vectors = fmt == FMT_BF16 && cols % 8 == 0;
+    const uint4* x8 = (const uint4*)((const u16*)x + base);
     float m = 0.0f;
-    for (long c = threadIdx.x; c < cols; c += blockDim.x) {
-        float v = fabsf(load(x, base + c, fmt));
-        m = (isnan(v) || isnan(m)) ? __int_as_float(0x7fc00000) : fmaxf(m, v);
+    if (vectors) {
+        for (long v = threadIdx.x; v < cols / 8; v += blockDim.x) {
+            float f[8];
+            unpack_bf16x8(x8[v], f);
+            for (int k = 0; k < 8; ++k) m = nan_max(m, fabsf(f[k]));
+        }
+    } else {
+        for (long c = threadIdx.x; c < cols; c += blockDim.x) m = nan_max(m, fabsf(load(x, base + c, fmt)));
     }
     m = block_max(m);
-    float scale = m == 0.0f ? 1.0f : m / 127.0f;
+    const float scale = m == 0.0f ? 1.0f : m / 127.0f;
     if (threadIdx.x == 0) row_scale[row] = scale;
+    if (vectors) {
+        uint2* q8 = (uint2*)(q + base);
+        for (long v = threadIdx.x; v < cols / 8; v += blockDim.x) {
+            float f[8];
+            unpack_bf16x8(x8[v], f);
+            unsigned w[2] = {0, 0};
+            for (int k = 0; k < 8; ++k) {
+                const int i = (int)fminf(fmaxf(rintf(f[k] / scale), -127.0f), 127.0f);
+                w[k / 4] |= ((unsigned)(i & 0xff)) << (8 * (k % 4));
+            }
+            q8[v] = make_uint2(w[0], w[1]);
+        }
+        return;
+    }
     for (long c = threadIdx.x; c < cols; c += blockDim.x) {
-        float v = fminf(fmaxf(rintf(load(x, base + c, fmt) / scale), -127.0f), 127.0f);
+        const float v = fminf(fmaxf(rintf(load(x, base + c, fmt) / scale), -127.0f), 127.0f);
         q[base + c] = (signed char)(int)v;
     }
 }

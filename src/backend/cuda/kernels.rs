@@ -76,12 +76,17 @@ pub struct Kernels {
 
 const THREADS: u32 = 256;
 
-/// Threads of a `gated_act_int8_rows` block, which holds one row.
-const ROW_THREADS: u32 = 1024;
+/// Whether [`Kernels::gated_act_int8_rows`] takes rows of `inter` columns.
+pub fn fused_int8_fits(inter: usize) -> bool {
+    inter % 4 == 0 && inter <= FUSED_INT8_MAX_COLUMNS
+}
 
-/// The widest row `gated_act_int8_rows` takes: 1024 threads × `FUSED_INT8_PER_THREAD` of
-/// `kernels.cu`.
-pub const FUSED_INT8_MAX_COLUMNS: usize = ROW_THREADS as usize * 16;
+/// Threads of a `gated_act_int8_rows` block, which holds one row.
+const ROW_THREADS: u32 = 512;
+
+/// The widest row `gated_act_int8_rows` holds in shared memory (`FUSED_INT8_MAX_COLUMNS` of
+/// `kernels.cu`).
+const FUSED_INT8_MAX_COLUMNS: usize = 16384;
 
 fn failed(what: &str) -> impl Fn(cudarc::driver::DriverError) -> BackendError + '_ {
     move |e| BackendError::Failed(format!("{what}: {e}"))
@@ -331,8 +336,9 @@ impl Kernels {
     }
 
     /// The INT8 gated activation fused with the rescale before it and the per-token
-    /// quantization after it: `acc` is the gate|up int32 accumulator `[rows, 2 inter]` (inter at
-    /// most [`FUSED_INT8_MAX_COLUMNS`]); `q` receives the INT8 rows of h and their scales.
+    /// quantization after it: `acc` is the gate|up int32 accumulator `[rows, 2 inter]` (inter a
+    /// multiple of 4, at most [`FUSED_INT8_MAX_COLUMNS`]); `q` receives the INT8 rows of h and
+    /// their scales.
     pub fn gated_act_int8_rows(
         &self,
         s: &CudaStream,
@@ -340,7 +346,7 @@ impl Kernels {
         act: i32,
         (q, q_scale): (u64, u64),
     ) -> Result<(), BackendError> {
-        assert!(acc.is_int && acc.rows.stride == 1 && inter <= FUSED_INT8_MAX_COLUMNS);
+        assert!(acc.is_int && acc.rows.stride == 1 && fused_int8_fits(inter));
         let inter_i = inter as i32;
         let mut launch = s.launch_builder(&self.gated_act_int8_rows);
         launch

@@ -6,7 +6,7 @@
 use cudarc::driver::CudaStream;
 
 use super::block::{Fp8Grouping, MatmulGroup, Path, Planner, Quantizer};
-use super::kernels::{Kernels, Matrix, FUSED_INT8_MAX_COLUMNS};
+use super::kernels::{fused_int8_fits, Kernels, Matrix};
 use crate::backend::BackendError;
 use crate::model::{MlpShape, Weights};
 use crate::suite::Activation;
@@ -91,7 +91,7 @@ impl MlpProgram {
     ) -> Result<(), BackendError> {
         let (tokens, inter, act) = (self.tokens, self.inter, self.activation);
         let x = self.quantize_x.enqueue(k, s, input, false)?;
-        if self.path == Path::Int8 && inter <= FUSED_INT8_MAX_COLUMNS {
+        if self.path == Path::Int8 && fused_int8_fits(inter) {
             // The activation rescales the int32 products, quantizes its row per token and
             // writes INT8 for the down projection: the hidden tensor never exists in BF16.
             let acc = self.gate_up.enqueue_products(s, x)?;
