@@ -104,3 +104,52 @@ fn every_cuda_precision_matches_the_cpu_emulation() {
     }
     assert!(checked >= 50, "only {checked} variants had a CUDA path");
 }
+
+/// Delayed scaling on the GPU keeps the same amax history as the CPU backend: the first step
+/// scales from its own amax, the next from the history, so a second input four times larger
+/// saturates in both, and differs from current scaling of the same input.
+#[test]
+#[ignore = "needs a CUDA GPU (sm_89+): run on the device with --run-ignored only"]
+fn delayed_scaling_follows_the_same_history_as_the_cpu() {
+    let gpu = CudaBackend::new(0).expect("a CUDA device");
+    let mlp = Block::Mlp(MlpShape {
+        hidden: 256,
+        intermediate: 1024,
+        activation: Activation::GeluTanh,
+        gated: true,
+    });
+    let model = model(mlp, 96);
+    let weights = seeded::weights(&model, 5, Format::Bf16);
+    let first = seeded::input(&model, 5, Format::Bf16, seeded::INPUT);
+    let second = first.map(|v| v * 4.0);
+    let delayed = presets::preset("fp8_e4m3_delayed").unwrap();
+    let mut on_gpu = gpu.prepare(&model, &weights, &delayed).unwrap();
+    let mut on_cpu = CpuBackend::new()
+        .prepare(&model, &weights, &delayed)
+        .unwrap();
+    for (step, input) in [&first, &second].into_iter().enumerate() {
+        let output = on_gpu.run(input).unwrap();
+        let emulation = on_cpu.run(input).unwrap();
+        let agreement = compare(&output.data, &emulation.map(f64::from).data).unwrap();
+        println!("delayed step {step}: 1 - cos {:.3e}", 1.0 - agreement.cos);
+        assert!(agreement.cos > 0.9999, "step {step}: cos {}", agreement.cos);
+        if step == 1 {
+            let current = presets::preset("fp8_e4m3").unwrap();
+            let current = gpu
+                .prepare(&model, &weights, &current)
+                .unwrap()
+                .run(input)
+                .unwrap();
+            let apart = compare(&output.data, &current.map(f64::from).data).unwrap();
+            println!(
+                "delayed against current scaling at step 1: 1 - cos {:.3e}",
+                1.0 - apart.cos
+            );
+            assert!(
+                apart.cos < 0.9999,
+                "the history made no difference: cos {}",
+                apart.cos
+            );
+        }
+    }
+}

@@ -33,6 +33,7 @@ fn kernels_compile_with_nvrtc_for_ada_and_hopper() {
             "gated_act_scaled",
             "rescale_rotary",
             "gated_act_int8_rows",
+            "amax_history_push",
         ] {
             assert!(
                 text.contains(&format!(".entry {kernel}(")),

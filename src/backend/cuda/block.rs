@@ -13,7 +13,7 @@ use cudarc::driver::{CudaGraph, CudaSlice, CudaStream, DevicePtr};
 
 use super::attention::AttentionProgram;
 use super::gemm::{Gemm, GemmTypes, Shape};
-use super::kernels::{Accumulator, Elem, Kernels, Matrix, Scales};
+use super::kernels::{Accumulator, Elem, Fp8Quantize, Kernels, Matrix, Scales};
 use super::mlp::MlpProgram;
 use super::Device;
 use crate::backend::BackendError;
@@ -21,7 +21,7 @@ use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
 use crate::formats::{Format, Overflow};
 use crate::model::{Block, MlpShape, Model, Tensor, Weights};
 use crate::precision::{PlantedFault, Policy};
-use crate::quant::{self, AmaxHistory, Operand, QuantSpec, Recipe};
+use crate::quant::{self, AmaxAlgorithm, AmaxHistory, Operand, QuantSpec, Recipe};
 
 /// How a policy's matmuls run on the GPU.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,12 +35,16 @@ pub enum Path {
         /// Accumulation (FP32, or TF32 for the `tf32` policy).
         compute: Compute,
     },
-    /// FP8 operands with per-tensor current scaling, BF16 output.
+    /// FP8 operands with per-tensor scaling, BF16 output. E5M2 × E5M2, which cuBLASLt has no
+    /// kernel for, is emulated: the FP8 values multiplied in BF16 into FP32, then scaled.
     Fp8 {
         /// Weights in E5M2 rather than E4M3.
         weights_e5m2: bool,
         /// Activations in E5M2 rather than E4M3.
         activations_e5m2: bool,
+        /// Activations scaled from an amax history (Transformer Engine's delayed scaling)
+        /// rather than from the tensor itself.
+        delayed: Option<Delay>,
     },
     /// INT8 per-channel weights, per-token activations, int32 accumulation, BF16 output.
     Int8,
@@ -53,6 +57,15 @@ pub enum Path {
     },
     /// NVFP4, emulated.
     Nvfp4,
+}
+
+/// Delayed scaling's amax history: its length and how it becomes one amax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delay {
+    /// Steps kept.
+    pub history: usize,
+    /// Largest of the history, or the latest step's.
+    pub algorithm: AmaxAlgorithm,
 }
 
 impl Path {
@@ -117,12 +130,21 @@ impl Path {
         if policy.default != Format::Bf16 {
             return unsupported("scaled formats run with BF16 tensors between operations");
         }
+        let delay = |recipe| match recipe {
+            Recipe::Delayed { history, algorithm } => Some(Delay { history, algorithm }),
+            _ => None,
+        };
         match (w.recipe, a.recipe) {
-            (Recipe::PerTensor, Recipe::PerTensor) => match (fp8(w.format), fp8(a.format)) {
-                (Some(true), Some(true)) => unsupported("cuBLASLt has no E5M2 x E5M2 matmul"),
+            // Weights are quantized once, before any step: a delayed recipe scales them from
+            // their own amax, as the CPU backend does.
+            (
+                Recipe::PerTensor | Recipe::Delayed { .. },
+                Recipe::PerTensor | Recipe::Delayed { .. },
+            ) => match (fp8(w.format), fp8(a.format)) {
                 (Some(weights_e5m2), Some(activations_e5m2)) => Ok(Path::Fp8 {
                     weights_e5m2,
                     activations_e5m2,
+                    delayed: delay(a.recipe),
                 }),
                 _ => unsupported("per-tensor scaling runs on CUDA for FP8 only"),
             },
@@ -149,7 +171,19 @@ impl Path {
 
     /// Whether the matmul is emulated (quantized values multiplied in BF16), not native.
     pub fn emulated(self) -> bool {
-        matches!(self, Path::Mx { .. } | Path::Nvfp4)
+        matches!(self, Path::Mx { .. } | Path::Nvfp4) || self.fp8_emulated()
+    }
+
+    /// E5M2 × E5M2: FP8 quantization, BF16 matmul.
+    fn fp8_emulated(self) -> bool {
+        matches!(
+            self,
+            Path::Fp8 {
+                weights_e5m2: true,
+                activations_e5m2: true,
+                ..
+            }
+        )
     }
 
     /// The format of tensors between operations.
@@ -164,6 +198,7 @@ impl Path {
     fn operand_bytes(self) -> usize {
         match self {
             Path::Carrier { elem, .. } => elem.size(),
+            Path::Fp8 { .. } if self.fp8_emulated() => 2,
             Path::Fp8 { .. } | Path::Int8 => 1,
             Path::Mx { .. } | Path::Nvfp4 => 2,
         }
@@ -171,7 +206,7 @@ impl Path {
 
     /// Whether matmul outputs need a rescale pass (int32 or unscaled f32 accumulators).
     fn rescales(self) -> bool {
-        matches!(self, Path::Int8 | Path::Nvfp4)
+        matches!(self, Path::Int8 | Path::Nvfp4) || self.fp8_emulated()
     }
 
     fn types(self) -> GemmTypes {
@@ -184,9 +219,14 @@ impl Path {
         };
         match self {
             Path::Carrier { data, compute, .. } => GemmTypes::uniform(data, compute),
+            Path::Fp8 { .. } if self.fp8_emulated() => GemmTypes {
+                d: Data::CUDA_R_32F,
+                ..GemmTypes::uniform(Data::CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F)
+            },
             Path::Fp8 {
                 weights_e5m2,
                 activations_e5m2,
+                ..
             } => GemmTypes {
                 a: fp8(weights_e5m2),
                 b: fp8(activations_e5m2),
@@ -268,6 +308,10 @@ fn operand_bytes(path: Path, operand: &Operand) -> Vec<u8> {
             .iter()
             .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
             .collect(),
+        Path::Fp8 { .. } if path.fp8_emulated() => values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
         Path::Fp8 { weights_e5m2, .. } => {
             let format = if weights_e5m2 { FP8_E5M2 } else { FP8_E4M3 };
             values
@@ -320,6 +364,8 @@ pub(super) struct Quantizer {
     /// Where the quantized input's scales are (see [`QuantizedInput`]).
     pub(super) scale: u64,
     out: u64,
+    /// Delayed scaling: the amax history (a ring) and the state `{steps, next amax}`.
+    history: Option<(u64, u64)>,
 }
 
 impl Quantizer {
@@ -335,6 +381,16 @@ impl Quantizer {
             Path::Carrier { .. } => 0,
             _ => arena.alloc(stream, rows * cols * path.operand_bytes())?,
         };
+        let history = match path {
+            Path::Fp8 {
+                delayed: Some(delay),
+                ..
+            } => Some((
+                arena.alloc(stream, 4 * delay.history.max(1))?,
+                arena.alloc(stream, 8)?,
+            )),
+            _ => None,
+        };
         Ok(Quantizer {
             path,
             rows,
@@ -342,6 +398,7 @@ impl Quantizer {
             amax: arena.alloc(stream, 4)?,
             scale: arena.alloc(stream, 4 * rows)?,
             out,
+            history,
         })
     }
 
@@ -375,10 +432,23 @@ impl Quantizer {
                 })
             }
             Path::Fp8 {
-                activations_e5m2, ..
+                activations_e5m2,
+                delayed,
+                ..
             } => {
+                // Delayed scaling needs the amax too: it joins the history after the cast.
                 tensor_amax(s)?;
-                k.quantize_fp8(s, x, self.amax, activations_e5m2, self.out, self.scale)?;
+                let how = Fp8Quantize {
+                    e5m2: activations_e5m2,
+                    bf16_out: self.path.fp8_emulated(),
+                    delayed: self.history.map(|(_, state)| state),
+                };
+                k.quantize_fp8(s, x, self.amax, how, (self.out, self.scale))?;
+                if let (Some(delay), Some((history, state))) = (delayed, self.history) {
+                    let most_recent = delay.algorithm == AmaxAlgorithm::MostRecent;
+                    let ring = (history, delay.history.max(1));
+                    k.amax_history_push(s, self.amax, ring, most_recent, state)?;
+                }
             }
             Path::Int8 => k.quantize_int8_rows(s, x, self.out, self.scale)?,
             Path::Mx { element, emax } => k.mx_dequant(s, x, (element, emax), dequantized)?,
@@ -640,7 +710,7 @@ enum Program {
         quantize: Quantizer,
         matmul: MatmulGroup,
     },
-    Mlp(MlpProgram),
+    Mlp(Box<MlpProgram>),
     Attention(Box<AttentionProgram>),
 }
 
@@ -712,7 +782,7 @@ impl CudaBlock {
                 Program::Linear { quantize, matmul }
             }
             &Block::Mlp(shape) if shape.gated => {
-                Program::Mlp(MlpProgram::new(&mut plan, shape, weights)?)
+                Program::Mlp(Box::new(MlpProgram::new(&mut plan, shape, weights)?))
             }
             Block::Attention(block) => {
                 Program::Attention(Box::new(AttentionProgram::new(&mut plan, block, weights)?))

@@ -74,6 +74,33 @@ __device__ __forceinline__ void atomic_amax(float* out, float v) {
     atomicMax((unsigned*)out, __float_as_uint(fabsf(v)));
 }
 
+// A narrow float format, for emulated block formats: rounds to nearest even, saturating, as
+// precheck's CPU `MiniFloat::round(_, Saturate)` (NaN stays NaN).
+struct MiniFloat { int man_bits; int emin; float max_value; };
+
+__device__ float minifloat_round(float x, MiniFloat f) {
+    if (isnan(x)) return x;
+    float a = fabsf(x);
+    if (a >= f.max_value) return copysignf(f.max_value, x);
+    int e;
+    frexpf(a, &e);                         // a = m * 2^e, m in [0.5, 1)
+    int exp = max(e - 1, f.emin);          // binade of a, at least the smallest normal
+    float quantum = ldexpf(1.0f, exp - f.man_bits);
+    float r = rintf(a / quantum) * quantum;  // exact: division by a power of two
+    return copysignf(fminf(r, f.max_value), x);
+}
+
+__device__ MiniFloat minifloat(int id) {
+    // ids: 0 fp8_e4m3, 1 fp8_e5m2, 2 fp6_e2m3, 3 fp6_e3m2, 4 fp4_e2m1
+    switch (id) {
+        case 0: { MiniFloat f = {3, -6, 448.0f}; return f; }
+        case 1: { MiniFloat f = {2, -14, 57344.0f}; return f; }
+        case 2: { MiniFloat f = {3, 0, 7.5f}; return f; }
+        case 3: { MiniFloat f = {2, -2, 28.0f}; return f; }
+        default: { MiniFloat f = {1, 0, 6.0f}; return f; }
+    }
+}
+
 // Eight bf16 values in 16 bytes, for the memory-bound kernels' wide loads and stores.
 __device__ __forceinline__ void unpack_bf16x8(uint4 v, float* f) {
     unsigned w[4] = {v.x, v.y, v.z, v.w};
@@ -142,12 +169,23 @@ extern "C" __global__ void amax(const void* x, int fmt, long n, float* out) {
     if (threadIdx.x == 0) atomic_amax(out, m);
 }
 
-// Per-tensor FP8 with current scaling: scale = amax / format max (1 for an all-zero tensor),
-// q = fp8(x / scale) saturating; the scale is written for the matmul's scale pointer.
+// Per-tensor FP8: scale = amax / format max (1 for an all-zero tensor), q = fp8(x / scale)
+// saturating; the scale is written for the matmul's scale pointer. The amax is the tensor's own
+// (current scaling), or, with `delayed` = {steps so far, amax of the history} non-null, the
+// history's once there is one (delayed scaling; the first step has none and scales currently).
+// With `bf16_out`, q is written as the BF16 value of the FP8 number (emulated matmuls).
 extern "C" __global__ void quantize_fp8(const void* x, int fmt, long n, const float* amax,
-                                        float format_max, int e5m2, u8* q, float* scale_out) {
-    float scale = *amax == 0.0f ? 1.0f : *amax / format_max;
+                                        float format_max, int e5m2, int bf16_out, const float* delayed,
+                                        u8* q, float* scale_out) {
+    const float a = (delayed != 0 && delayed[0] > 0.0f) ? delayed[1] : *amax;
+    float scale = a == 0.0f ? 1.0f : a / format_max;
     if (blockIdx.x == 0 && threadIdx.x == 0) *scale_out = scale;
+    if (bf16_out) {
+        const MiniFloat f = minifloat(e5m2 ? 1 : 0);
+        for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+            ((u16*)q)[i] = f32_to_bf16(minifloat_round(load(x, i, fmt) / scale, f));
+        return;
+    }
     if (fmt == FMT_BF16 && n % 8 == 0 && !e5m2) {
         // Eight values per thread: one 16-byte load, four paired conversions, one 8-byte store.
         for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n / 8; i += (long)gridDim.x * blockDim.x) {
@@ -377,33 +415,6 @@ extern "C" __global__ void rescale_rotary(const void* acc, int acc_is_int, int c
     }
 }
 
-// A narrow float format, for emulated block formats: rounds to nearest even, saturating, as
-// precheck's CPU `MiniFloat::round(_, Saturate)` (NaN stays NaN).
-struct MiniFloat { int man_bits; int emin; float max_value; };
-
-__device__ float minifloat_round(float x, MiniFloat f) {
-    if (isnan(x)) return x;
-    float a = fabsf(x);
-    if (a >= f.max_value) return copysignf(f.max_value, x);
-    int e;
-    frexpf(a, &e);                         // a = m * 2^e, m in [0.5, 1)
-    int exp = max(e - 1, f.emin);          // binade of a, at least the smallest normal
-    float quantum = ldexpf(1.0f, exp - f.man_bits);
-    float r = rintf(a / quantum) * quantum;  // exact: division by a power of two
-    return copysignf(fminf(r, f.max_value), x);
-}
-
-__device__ MiniFloat minifloat(int id) {
-    // ids: 0 fp8_e4m3, 1 fp8_e5m2, 2 fp6_e2m3, 3 fp6_e3m2, 4 fp4_e2m1
-    switch (id) {
-        case 0: { MiniFloat f = {3, -6, 448.0f}; return f; }
-        case 1: { MiniFloat f = {2, -14, 57344.0f}; return f; }
-        case 2: { MiniFloat f = {3, 0, 7.5f}; return f; }
-        case 3: { MiniFloat f = {2, -2, 28.0f}; return f; }
-        default: { MiniFloat f = {1, 0, 6.0f}; return f; }
-    }
-}
-
 // OCP MX emulation, one warp per block of 32 along each row: shared scale
 // 2^(floor(log2 amax) - emax of the element format) in E8M0's range; elements rounded, saturating,
 // multiplied back (exact) and stored in out_fmt.
@@ -605,4 +616,25 @@ extern "C" __global__ void softmax_rows(const void* scores, int s_fmt, int cols,
     SOFTMAX_CASE(FMT_BF16, FMT_F32) SOFTMAX_CASE(FMT_BF16, FMT_BF16) SOFTMAX_CASE(FMT_BF16, FMT_F16)
     SOFTMAX_CASE(FMT_F16, FMT_F32) SOFTMAX_CASE(FMT_F16, FMT_BF16) SOFTMAX_CASE(FMT_F16, FMT_F16)
 #undef SOFTMAX_CASE
+}
+
+// Delayed scaling's bookkeeping after a step, one block: the step's amax joins the history (a ring
+// of `length`), state = {steps so far, amax of the history for the next step}: the history's
+// largest (`most_recent` 0) or this step's (1). NaN stays NaN.
+extern "C" __global__ void amax_history_push(const float* current, float* history, int length, int most_recent,
+                                             float* state) {
+    __shared__ int steps;
+    if (threadIdx.x == 0) {
+        steps = (int)state[0];
+        history[steps % length] = *current;
+    }
+    __syncthreads();
+    const int filled = min(steps + 1, length);
+    float m = NEG_INF;
+    for (int i = threadIdx.x; i < filled; i += blockDim.x) m = nan_max(m, history[i]);
+    m = block_max(m);
+    if (threadIdx.x == 0) {
+        state[0] = (float)(steps + 1);
+        state[1] = most_recent ? *current : m;
+    }
 }

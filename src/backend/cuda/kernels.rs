@@ -60,6 +60,7 @@ pub struct Kernels {
     convert: CudaFunction,
     amax: CudaFunction,
     quantize_fp8: CudaFunction,
+    amax_history_push: CudaFunction,
     gated_act: CudaFunction,
     gated_act_scaled: CudaFunction,
     gated_act_int8_rows: CudaFunction,
@@ -110,6 +111,7 @@ impl Kernels {
             convert: function("convert")?,
             amax: function("amax")?,
             quantize_fp8: function("quantize_fp8")?,
+            amax_history_push: function("amax_history_push")?,
             gated_act: function("gated_act")?,
             gated_act_scaled: function("gated_act_scaled")?,
             gated_act_int8_rows: function("gated_act_int8_rows")?,
@@ -158,18 +160,20 @@ impl Kernels {
             .map_err(failed("amax"))
     }
 
-    /// FP8 per-tensor quantization of `x` into `q`, with the scale from `amax` written to `scale`.
+    /// FP8 per-tensor quantization of `x` into `q`, with the scale from `amax` (or, once it has
+    /// one, from the delayed-scaling state `how.delayed`) written to `scale`.
     pub fn quantize_fp8(
         &self,
         s: &CudaStream,
         x: Matrix,
         amax: u64,
-        e5m2: bool,
-        q: u64,
-        scale: u64,
+        how: Fp8Quantize,
+        (q, scale): (u64, u64),
     ) -> Result<(), BackendError> {
-        let format_max = if e5m2 { FP8_E5M2 } else { FP8_E4M3 }.max_value();
-        let (elem, n, e5m2) = (x.elem as i32, x.elements() as i64, i32::from(e5m2));
+        let format_max = if how.e5m2 { FP8_E5M2 } else { FP8_E4M3 }.max_value();
+        let (elem, n) = (x.elem as i32, x.elements() as i64);
+        let (e5m2, bf16_out) = (i32::from(how.e5m2), i32::from(how.bf16_out));
+        let delayed = how.delayed.unwrap_or(0);
         let mut launch = s.launch_builder(&self.quantize_fp8);
         launch
             .arg(&x.ptr)
@@ -178,11 +182,36 @@ impl Kernels {
             .arg(&amax)
             .arg(&format_max)
             .arg(&e5m2)
+            .arg(&bf16_out)
+            .arg(&delayed)
             .arg(&q)
             .arg(&scale);
         unsafe { launch.launch(self.strided(x.elements())) }
             .map(drop)
             .map_err(failed("quantize_fp8"))
+    }
+
+    /// Delayed scaling after a step: the step's amax (`current`) joins the `history` ring of
+    /// `length`, and `state` gets the step count and the amax the next step scales with.
+    pub fn amax_history_push(
+        &self,
+        s: &CudaStream,
+        current: u64,
+        (history, length): (u64, usize),
+        most_recent: bool,
+        state: u64,
+    ) -> Result<(), BackendError> {
+        let (length, most_recent) = (length as i32, i32::from(most_recent));
+        let mut launch = s.launch_builder(&self.amax_history_push);
+        launch
+            .arg(&current)
+            .arg(&history)
+            .arg(&length)
+            .arg(&most_recent)
+            .arg(&state);
+        unsafe { launch.launch(Self::blocks_of(THREADS as usize)) }
+            .map(drop)
+            .map_err(failed("amax_history_push"))
     }
 
     /// A launch over `rows` rows of `cols` columns: a row per grid row, columns strided.
@@ -534,6 +563,18 @@ impl Matrix {
     pub fn with(self, ptr: u64, elem: Elem) -> Matrix {
         Matrix { ptr, elem, ..self }
     }
+}
+
+/// How [`Kernels::quantize_fp8`] quantizes.
+#[derive(Debug, Clone, Copy)]
+pub struct Fp8Quantize {
+    /// E5M2 rather than E4M3.
+    pub e5m2: bool,
+    /// Write each FP8 number as its BF16 value (for a matmul emulated in BF16).
+    pub bf16_out: bool,
+    /// Delayed scaling's state `{steps, amax}` (device pointer to two f32), if the recipe is
+    /// delayed.
+    pub delayed: Option<u64>,
 }
 
 /// A matmul's products before their scales: `value[r, c] = acc[r, c] · rows[r] · cols[c]`.
