@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How repeatable precheck's GPU latencies are: runs the same variants RUNS times (separate
 processes, as nightly runs are) and prints each variant's median latencies and their spread
-(max / min - 1).
+(max / min - 1), with the SM clock NVML read after each timing.
 
     python3 benches/repeatability.py --precheck path/to/precheck [--runs 5] [--filter /bf16/ ...]
 """
@@ -19,7 +19,13 @@ def run_once(binary, suite, filters, iters):
         cmd += ["--filter", f]
     subprocess.run(cmd, check=False, capture_output=True, text=True)
     records = [json.loads(l) for l in open(os.path.join(out, "results.jsonl")) if l.strip()]
-    return {r["id"]: r["latency"]["median_ms"] for r in records if r.get("latency")}
+    return {r["id"]: (r["latency"]["median_ms"], end_clock(r)) for r in records if r.get("latency")}
+
+
+def end_clock(record):
+    """The SM clock (MHz) NVML read after the variant's timing, if it did."""
+    clocks = record.get("clocks")
+    return clocks["after"]["sm_mhz"] if clocks else None
 
 
 def main():
@@ -31,11 +37,12 @@ def main():
     parser.add_argument("--filter", action="append", default=[])
     args = parser.parse_args()
     runs = [run_once(args.precheck, args.suite, args.filter, args.iters) for _ in range(args.runs)]
-    print(f"{'variant':32} {'medians of ' + str(args.runs) + ' runs (ms)':48} spread")
+    print(f"{'variant':40} {'medians of ' + str(args.runs) + ' runs (ms)':44} {'spread':>8}  SM MHz after timing")
     for variant in runs[0]:
-        medians = [r[variant] for r in runs if variant in r]
+        medians = [r[variant][0] for r in runs if variant in r]
+        clocks = [str(r[variant][1]) for r in runs if variant in r]
         spread = max(medians) / min(medians) - 1
-        print(f"{variant:32} {' '.join(f'{m:.4f}' for m in medians):48} {spread * 100:.2f} %")
+        print(f"{variant:40} {' '.join(f'{m:.4f}' for m in medians):44} {spread * 100:7.2f} %  {' '.join(clocks)}")
 
 
 if __name__ == "__main__":
