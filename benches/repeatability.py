@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """How repeatable precheck's GPU latencies are: runs the same variants RUNS times (separate
 processes, as nightly runs are) and prints each variant's median latencies and their spread
-(max / min - 1), with the SM clock NVML read after each timing.
+(max / min - 1), with the SM clock NVML read after each timing and
+the time the power limit held the clocks down during it.
 
     python3 benches/repeatability.py --precheck path/to/precheck [--runs 5] [--filter /bf16/ ...]
 """
@@ -23,9 +24,14 @@ def run_once(binary, suite, filters, iters):
 
 
 def end_clock(record):
-    """The SM clock (MHz) NVML read after the variant's timing, if it did."""
+    """The SM clock (MHz) NVML read after the variant's timing and how long the power limit held
+    the clocks down during it (ms), if NVML was read."""
     clocks = record.get("clocks")
-    return clocks["after"]["sm_mhz"] if clocks else None
+    if not clocks:
+        return None
+    before, after = clocks["before"].get("power_capped_ns"), clocks["after"].get("power_capped_ns")
+    capped = f"{(after - before) / 1e6:.0f}ms" if before is not None and after is not None else "?"
+    return f"{clocks['after']['sm_mhz']}/{capped}"
 
 
 def main():
@@ -37,7 +43,7 @@ def main():
     parser.add_argument("--filter", action="append", default=[])
     args = parser.parse_args()
     runs = [run_once(args.precheck, args.suite, args.filter, args.iters) for _ in range(args.runs)]
-    print(f"{'variant':40} {'medians of ' + str(args.runs) + ' runs (ms)':44} {'spread':>8}  SM MHz after timing")
+    print(f"{'variant':40} {'medians of ' + str(args.runs) + ' runs (ms)':44} {'spread':>8}  SM MHz after timing / power-capped ms during it")
     for variant in runs[0]:
         medians = [r[variant][0] for r in runs if variant in r]
         clocks = [str(r[variant][1]) for r in runs if variant in r]

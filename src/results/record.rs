@@ -51,6 +51,10 @@ pub struct SmClock {
     /// `gpu_idle` between launches); empty for none.
     #[serde(default)]
     pub reasons: Vec<String>,
+    /// NVML's running total of the time the power limit held the clocks down, nanoseconds
+    /// (its difference across a timing shows capping the clock read after it cannot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_capped_ns: Option<u64>,
 }
 
 /// The SM clock around a variant's timing.
@@ -63,22 +67,33 @@ pub struct Clocks {
 }
 
 impl Clocks {
-    /// A note when the clock ended below 90 % of its maximum: the timings may be throttled.
+    /// How long the power limit held the clocks down between the two reads, milliseconds.
+    pub fn power_capped_ms(&self) -> Option<f64> {
+        let (before, after) = (self.before.power_capped_ns?, self.after.power_capped_ns?);
+        Some(after.saturating_sub(before) as f64 / 1e6)
+    }
+
+    /// A note when the clock ended below 90 % of its maximum, or the power limit held it down
+    /// during the timing: the timings may be throttled.
     pub fn throttle_note(&self) -> Option<String> {
         let after = &self.after;
-        (f64::from(after.sm_mhz) < 0.9 * f64::from(after.max_sm_mhz)).then(|| {
-            format!(
-                "SM clock {} → {} MHz of {} during timing{}",
-                self.before.sm_mhz,
-                after.sm_mhz,
-                after.max_sm_mhz,
-                if after.reasons.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", after.reasons.join(", "))
-                }
-            )
-        })
+        let low = f64::from(after.sm_mhz) < 0.9 * f64::from(after.max_sm_mhz);
+        let capped = self.power_capped_ms().filter(|&ms| ms > 0.0);
+        if !low && capped.is_none() {
+            return None;
+        }
+        let reasons = if after.reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", after.reasons.join(", "))
+        };
+        let capped = capped.map_or(String::new(), |ms| {
+            format!("; power-capped for {ms:.1} ms of it")
+        });
+        Some(format!(
+            "SM clock {} → {} MHz of {} during timing{reasons}{capped}",
+            self.before.sm_mhz, after.sm_mhz, after.max_sm_mhz,
+        ))
     }
 }
 
@@ -210,6 +225,7 @@ mod tests {
             sm_mhz,
             max_sm_mhz: 1980,
             reasons: reasons.iter().map(|r| r.to_string()).collect(),
+            power_capped_ns: None,
         }
     }
 
@@ -228,5 +244,27 @@ mod tests {
             throttled.throttle_note().unwrap(),
             "SM clock 1980 → 1410 MHz of 1980 during timing (sw_power_cap)"
         );
+    }
+
+    #[test]
+    fn power_capping_during_the_timing_is_noted_even_at_full_clock() {
+        let capped_at = |ns| SmClock {
+            power_capped_ns: Some(ns),
+            ..clock(1980, &[])
+        };
+        let capped = Clocks {
+            before: capped_at(5_000_000),
+            after: capped_at(17_500_000),
+        };
+        assert_eq!(capped.power_capped_ms(), Some(12.5));
+        assert_eq!(
+            capped.throttle_note().unwrap(),
+            "SM clock 1980 → 1980 MHz of 1980 during timing; power-capped for 12.5 ms of it"
+        );
+        let uncapped = Clocks {
+            before: capped_at(5_000_000),
+            after: capped_at(5_000_000),
+        };
+        assert_eq!(uncapped.throttle_note(), None);
     }
 }

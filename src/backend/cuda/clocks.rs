@@ -3,7 +3,7 @@
 
 use cudarc::driver::sys::CUdevice_attribute as Attribute;
 use cudarc::driver::CudaContext;
-use nvml_wrapper::enum_wrappers::device::Clock;
+use nvml_wrapper::enum_wrappers::device::{Clock, PerformancePolicy};
 use nvml_wrapper::Nvml;
 
 use crate::results::SmClock;
@@ -30,7 +30,8 @@ impl ClockReader {
         Ok(ClockReader { nvml, bus_id })
     }
 
-    /// The SM clock now, its maximum, and the reasons NVML gives for holding it down.
+    /// The SM clock now, its maximum, the reasons NVML gives for holding it down, and its
+    /// running total of power-capped time.
     pub fn read(&self) -> Result<SmClock, String> {
         let device = self
             .nvml
@@ -48,10 +49,15 @@ impl ClockReader {
                     .collect()
             })
             .unwrap_or_default();
+        let power_capped_ns = device
+            .violation_status(PerformancePolicy::Power)
+            .map(|v| v.violation_time)
+            .ok();
         Ok(SmClock {
             sm_mhz,
             max_sm_mhz,
             reasons,
+            power_capped_ns,
         })
     }
 }
