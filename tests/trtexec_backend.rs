@@ -110,8 +110,15 @@ fn engines_are_built_with_the_policys_flags_measured_and_cached() {
         let agreement = record.cpu_agreement.as_ref().unwrap().cos;
         assert!(agreement > 0.999_999, "{}: {agreement}", record.id);
         assert_eq!(record.latency.as_ref().unwrap().samples_ms.len(), 3);
+        // The stand-in times ONNX Runtime on this machine's CPU, where a lower precision need not
+        // be faster: the speed check may call a variant `suspect`. What ran must match what was
+        // asked: no precision evidence may find a mismatch.
         let verdict = &record.mismatch.as_ref().unwrap().verdict;
-        assert_eq!(*verdict, Verdict::None, "{}", record.id);
+        assert!(
+            matches!(verdict, Verdict::None | Verdict::Suspect { .. }),
+            "{}: {verdict:?}",
+            record.id
+        );
     }
     let builds = bench.builds();
     assert_eq!(builds.len(), 10, "one engine per variant: {builds:#?}");

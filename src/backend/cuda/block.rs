@@ -2,9 +2,11 @@
 //! kernels and matmuls one forward pass enqueues, captured into a CUDA graph.
 //!
 //! Which precisions run natively is decided by [`Path::of`]: carriers (FP32, TF32, BF16, FP16),
-//! FP8 with per-tensor current scaling (cuBLASLt scale pointers), and INT8 W8A8 (int32
-//! accumulation). Block formats (MX, NVFP4) have no Hopper kernels: they are quantized by precheck's
-//! kernels and multiplied in BF16, and the record says so ([`Path::emulated`]).
+//! FP8 with per-tensor current or delayed scaling (cuBLASLt scale pointers), and INT8 W8A8 (int32
+//! accumulation). Block formats (MX, NVFP4), E5M2 × E5M2 and weight-only INT4/NF4 have no Hopper
+//! kernels: they are quantized by precheck and multiplied in BF16, and the record says so
+//! ([`Path::emulated`]). The block programs themselves are in [`super::mlp`] and
+//! [`super::attention`]; this module holds what they share.
 
 use std::sync::Arc;
 
@@ -57,6 +59,10 @@ pub enum Path {
     },
     /// NVFP4, emulated.
     Nvfp4,
+    /// Weight-only group formats (INT4, NF4) with BF16 activations, emulated: the weights
+    /// dequantized on the host and multiplied in BF16, as W4A16 kernels do after unpacking, but
+    /// read from memory at two bytes a weight rather than half a byte.
+    WeightOnly,
 }
 
 /// Delayed scaling's amax history: its length and how it becomes one amax.
@@ -165,13 +171,16 @@ impl Path {
                 Ok(Path::Mx { element, emax })
             }
             (Recipe::Nvfp4, Recipe::Nvfp4) => Ok(Path::Nvfp4),
+            (Recipe::Group { .. }, Recipe::Cast) if a.format == Format::Bf16 => {
+                Ok(Path::WeightOnly)
+            }
             _ => unsupported("this combination of recipes has no CUDA path yet"),
         }
     }
 
     /// Whether the matmul is emulated (quantized values multiplied in BF16), not native.
     pub fn emulated(self) -> bool {
-        matches!(self, Path::Mx { .. } | Path::Nvfp4) || self.fp8_emulated()
+        matches!(self, Path::Mx { .. } | Path::Nvfp4 | Path::WeightOnly) || self.fp8_emulated()
     }
 
     /// E5M2 × E5M2: FP8 quantization, BF16 matmul.
@@ -200,7 +209,7 @@ impl Path {
             Path::Carrier { elem, .. } => elem.size(),
             Path::Fp8 { .. } if self.fp8_emulated() => 2,
             Path::Fp8 { .. } | Path::Int8 => 1,
-            Path::Mx { .. } | Path::Nvfp4 => 2,
+            Path::Mx { .. } | Path::Nvfp4 | Path::WeightOnly => 2,
         }
     }
 
@@ -239,7 +248,9 @@ impl Path {
                 d: Data::CUDA_R_32I,
                 compute: Compute::CUBLAS_COMPUTE_32I,
             },
-            Path::Mx { .. } => GemmTypes::uniform(Data::CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F),
+            Path::Mx { .. } | Path::WeightOnly => {
+                GemmTypes::uniform(Data::CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F)
+            }
             Path::Nvfp4 => GemmTypes {
                 d: Data::CUDA_R_32F,
                 ..GemmTypes::uniform(Data::CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F)
@@ -304,7 +315,8 @@ fn operand_bytes(path: Path, operand: &Operand) -> Vec<u8> {
             elem: Elem::Bf16, ..
         }
         | Path::Mx { .. }
-        | Path::Nvfp4 => values
+        | Path::Nvfp4
+        | Path::WeightOnly => values
             .iter()
             .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
             .collect(),
@@ -378,7 +390,7 @@ impl Quantizer {
         cols: usize,
     ) -> Result<Self, BackendError> {
         let out = match path {
-            Path::Carrier { .. } => 0,
+            Path::Carrier { .. } | Path::WeightOnly => 0,
             _ => arena.alloc(stream, rows * cols * path.operand_bytes())?,
         };
         let history = match path {
@@ -425,7 +437,8 @@ impl Quantizer {
             Ok(())
         };
         match self.path {
-            Path::Carrier { .. } => {
+            // Activations in the tensors' format: the matmul reads them as they are.
+            Path::Carrier { .. } | Path::WeightOnly => {
                 return Ok(QuantizedInput {
                     data: x.ptr,
                     scale: 0,
