@@ -22,7 +22,7 @@ fn model(block: Block, tokens: usize) -> Model {
     }
 }
 
-/// Every preset with a CUDA path agrees with its CPU emulation. The quantized operands are
+/// Every preset runs on CUDA (natively or emulated) and agrees with its CPU emulation. The quantized operands are
 /// bit-identical (the same recipes; the GPU's FP8, INT8, MX and NVFP4 kernels round as the CPU
 /// does); what differs is the accumulation order inside the GEMMs (and the softmax's sum), the
 /// GPU's `expf` (within 2 ulp of the CPU's), and, for BF16/FP16 tensors, the last bit of a value
@@ -69,6 +69,7 @@ fn every_cuda_precision_matches_the_cpu_emulation() {
         (attention(192, 3, 3, true, None), 77),
         (attention(128, 2, 1, true, Some(10_000.0)), 1100),
     ];
+    let every = blocks.len() * presets::names().len();
     let mut checked = 0;
     for (block, tokens) in blocks {
         let model = model(block.clone(), tokens);
@@ -76,14 +77,9 @@ fn every_cuda_precision_matches_the_cpu_emulation() {
         let input = seeded::input(&model, 5, Format::Bf16, seeded::INPUT);
         for name in presets::names() {
             let policy = presets::preset(name).unwrap();
-            let mut executable = match gpu.prepare(&model, &weights, &policy) {
-                Ok(executable) => executable,
-                Err(precheck::backend::BackendError::Unsupported(why)) => {
-                    println!("{} {name}: no CUDA path ({why})", block.kind_name());
-                    continue;
-                }
-                Err(e) => panic!("{name}: {e}"),
-            };
+            let mut executable = gpu
+                .prepare(&model, &weights, &policy)
+                .unwrap_or_else(|e| panic!("{} {name}: {e}", block.kind_name()));
             let output = executable.run(&input).unwrap();
             let emulation = CpuBackend::new()
                 .prepare(&model, &weights, &policy)
@@ -102,7 +98,10 @@ fn every_cuda_precision_matches_the_cpu_emulation() {
             checked += 1;
         }
     }
-    assert!(checked >= 50, "only {checked} variants had a CUDA path");
+    assert_eq!(
+        checked, every,
+        "every preset runs on CUDA, natively or emulated"
+    );
 }
 
 /// Delayed scaling on the GPU keeps the same amax history as the CPU backend: the first step

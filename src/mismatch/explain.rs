@@ -136,9 +136,12 @@ fn evidence(text: &mut String, mismatch: &Mismatch) {
         }
     }
     if let Some(kernels) = &mismatch.kernels {
+        let attention = kernels.attention.map_or(String::new(), |p| {
+            format!("; attention's scores and p·v in {p:?}")
+        });
         let _ = writeln!(
             text,
-            "\nKernel trace (GEMMs should run in {:?})",
+            "\nKernel trace (GEMMs should run in {:?}{attention})",
             kernels.expected
         );
         for (precision, us) in &kernels.gemm_us {

@@ -156,6 +156,12 @@ static RULES: &[(Matcher, KernelClass, &str)] = &[
     (Matcher::Exactly("rescale"), Auxiliary, OWN),
     (Matcher::Exactly("mx_dequant"), Auxiliary, OWN),
     (Matcher::Exactly("nvfp4_dequant"), Auxiliary, OWN),
+    (Matcher::Exactly("amax_history_push"), Auxiliary, OWN),
+    (Matcher::Exactly("gated_act_scaled"), Auxiliary, OWN),
+    (Matcher::Exactly("gated_act_int8_rows"), Auxiliary, OWN),
+    (Matcher::Exactly("rescale_rotary"), Auxiliary, OWN),
+    (Matcher::Exactly("rotary"), Auxiliary, OWN),
+    (Matcher::Exactly("softmax_rows"), Auxiliary, OWN),
 ];
 
 /// The class of the kernel called `name`.
