@@ -23,7 +23,7 @@ use thiserror::Error;
 
 use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
 use crate::formats::{Format, Overflow};
-use crate::model::forward::rotary_frequencies;
+use crate::model::forward::rotary_tables;
 use crate::model::graph::{Graph, Op};
 use crate::model::{Block, Model, Tensor, Weights};
 use crate::precision::Policy;
@@ -599,15 +599,7 @@ impl<'a> Lowering<'a> {
     /// are initializers computed as precheck's forward pass computes them (f64, then f32).
     fn rotary(&mut self, x: &str, heads: usize, head_dim: usize, theta: f64) -> String {
         let half = head_dim / 2;
-        let frequencies = rotary_frequencies(head_dim, theta);
-        let (mut cos, mut sin) = (Vec::new(), Vec::new());
-        for position in 0..self.tokens {
-            for f in &frequencies {
-                let (s, c) = (position as f64 * f).sin_cos();
-                cos.push(c as f32);
-                sin.push(s as f32);
-            }
-        }
+        let (cos, sin) = rotary_tables(self.tokens, head_dim, theta);
         let dims = [self.tokens, 1, half];
         let cos = self.constant("rotary_cos", DataType::Float, &dims, f32_bytes(&cos));
         let sin = self.constant("rotary_sin", DataType::Float, &dims, f32_bytes(&sin));

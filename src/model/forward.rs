@@ -258,12 +258,26 @@ fn rotary<S: Scalar>(x: &mut Tensor<S>, head_dim: usize, theta: f64) {
 }
 
 /// The rotary embedding's frequency of each pair `(j, j + head_dim/2)`: `theta^(−2j/head_dim)`;
-/// position `i` turns pair `j` by `i ×` its frequency. The ONNX export builds its angle tables
-/// from the same numbers.
-pub fn rotary_frequencies(head_dim: usize, theta: f64) -> Vec<f64> {
+/// position `i` turns pair `j` by `i ×` its frequency.
+fn rotary_frequencies(head_dim: usize, theta: f64) -> Vec<f64> {
     (0..head_dim / 2)
         .map(|j| theta.powf(-2.0 * j as f64 / head_dim as f64))
         .collect()
+}
+
+/// The rotary embedding's angle tables for positions `0..tokens`: `(cos, sin)`, each `[tokens,
+/// head_dim / 2]` row-major, computed in f64 and rounded to f32 as the CPU backend's forward pass
+/// rounds them. The ONNX export and the CUDA backend take theirs from here.
+pub fn rotary_tables(tokens: usize, head_dim: usize, theta: f64) -> (Vec<f32>, Vec<f32>) {
+    let frequencies = rotary_frequencies(head_dim, theta);
+    (0..tokens)
+        .flat_map(|position| {
+            frequencies.iter().map(move |f| {
+                let (sin, cos) = (position as f64 * f).sin_cos();
+                (cos as f32, sin as f32)
+            })
+        })
+        .unzip()
 }
 
 /// An attention's heads.

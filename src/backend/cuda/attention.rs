@@ -18,6 +18,7 @@ use super::gemm::{Gemm, GemmTypes, Layout, Problem};
 use super::kernels::{Elem, Kernels, Matrix};
 use crate::backend::BackendError;
 use crate::formats::Format;
+use crate::model::forward::rotary_tables;
 use crate::model::{AttentionBlock, Weights};
 use crate::precision::Policy;
 
@@ -290,21 +291,12 @@ impl ProductPlan {
     }
 }
 
-/// The rotary embedding's cosine and sine tables `[tokens, head_dim / 2]`, computed in f64 and
-/// rounded to f32 as the CPU backend does.
+/// The rotary embedding's cosine and sine tables ([`rotary_tables`]) on the device.
 fn angle_tables(
     plan: &mut Planner,
     head_dim: usize,
     theta: f64,
 ) -> Result<(u64, u64), BackendError> {
-    let frequencies = crate::model::forward::rotary_frequencies(head_dim, theta);
-    let (mut cos, mut sin) = (Vec::new(), Vec::new());
-    for position in 0..plan.tokens {
-        for f in &frequencies {
-            let (s, c) = (position as f64 * f).sin_cos();
-            cos.push(c as f32);
-            sin.push(s as f32);
-        }
-    }
+    let (cos, sin) = rotary_tables(plan.tokens, head_dim, theta);
     Ok((plan.upload_f32(&cos)?, plan.upload_f32(&sin)?))
 }
