@@ -654,9 +654,13 @@ fn measure(
             executable.emulated(),
         )?),
         // An ONNX model: what its engine reports is all the evidence there is.
-        None if matches!(ctx.model.block, Block::Onnx(_)) => {
-            Some(assess(None, policy, traces, executable.emulated(), false))
-        }
+        None if matches!(ctx.model.block, Block::Onnx(_)) => Some(assess(
+            None,
+            &ctx.model.block,
+            policy,
+            traces,
+            executable.emulated(),
+        )),
         None => None,
     };
     let cache = match settings.cache {
@@ -737,22 +741,29 @@ fn precision_evidence(
         )
         .map_err(|e| format!("fingerprint: {e}"))?,
     );
-    let attention = ctx.model.block.has_attention();
-    Ok(assess(fingerprint, policy, traces, emulated, attention))
+    Ok(assess(
+        fingerprint,
+        &ctx.model.block,
+        policy,
+        traces,
+        emulated,
+    ))
 }
 
 /// The verdict of a fingerprint (if any) and the readings of the kernel trace and the engine's
-/// layer report; `attention` when the block has attention, whose own products run in the
-/// policy's default format.
+/// layer report for `block` run in `policy`; in a block with attention, attention's own products
+/// run in the policy's default format.
 fn assess(
     fingerprint: Option<mismatch::fingerprint::FingerprintEvidence>,
+    block: &Block,
     policy: &Policy,
     traces: Traces,
     emulated: bool,
-    attention: bool,
 ) -> Mismatch {
     let expected = mismatch::expected_gemm_precision(policy, emulated);
-    let attention = attention.then(|| mismatch::math_precision(policy.default));
+    let attention = block
+        .has_attention()
+        .then(|| mismatch::math_precision(policy.default));
     let kernels = traces
         .kernels
         .map(|k| mismatch::kernels::evidence(k, expected, attention));

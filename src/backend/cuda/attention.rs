@@ -10,24 +10,20 @@
 //! precheck measures (a few thousand tokens) they fit the GPU's memory easily, and the products
 //! run on tensor cores at full width.
 
-use cudarc::cublaslt::sys::{cublasComputeType_t as Compute, cudaDataType as Data};
+use cudarc::cublaslt::sys::cublasComputeType_t as Compute;
 use cudarc::driver::CudaStream;
 
 use super::block::{Fp8Grouping, MatmulGroup, Path, Planner, Quantizer};
-use super::gemm::{Gemm, GemmTypes, Layout, Problem};
+use super::gemm::{data_type, Gemm, GemmTypes, Layout, Problem};
 use super::kernels::{Elem, Kernels, Matrix};
 use crate::backend::BackendError;
-use crate::formats::Format;
 use crate::model::forward::rotary_tables;
 use crate::model::{AttentionBlock, Weights};
 use crate::precision::Policy;
 
 /// An attention block planned for the GPU.
 pub(super) struct AttentionProgram {
-    tokens: usize,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
+    heads: HeadLayout,
     causal: bool,
     elem: Elem,
     softmax: Elem,
@@ -51,27 +47,15 @@ pub(super) struct AttentionProgram {
     output: MatmulGroup,
 }
 
-/// cuBLASLt's type of a tensor format.
-fn data_type(elem: Elem) -> Data {
-    match elem {
-        Elem::F32 => Data::CUDA_R_32F,
-        Elem::Bf16 => Data::CUDA_R_16BF,
-        Elem::F16 => Data::CUDA_R_16F,
-    }
-}
-
 /// The format the softmax stores its scores and probabilities in, from the policy.
 fn softmax_elem(policy: &Policy) -> Result<Elem, BackendError> {
-    match policy.softmax {
-        Format::Fp32 | Format::Tf32 => Ok(Elem::F32),
-        Format::Bf16 => Ok(Elem::Bf16),
-        Format::Fp16 => Ok(Elem::F16),
-        other => Err(BackendError::Unsupported(format!(
+    Elem::carrying(policy.softmax).ok_or_else(|| {
+        BackendError::Unsupported(format!(
             "{}: the CUDA softmax stores FP32, BF16 or FP16, not {}",
             policy.name,
-            other.name()
-        ))),
-    }
+            policy.softmax.name()
+        ))
+    })
 }
 
 impl AttentionProgram {
@@ -84,16 +68,21 @@ impl AttentionProgram {
         let (path, tokens, workspace) = (plan.path, plan.tokens, plan.workspace);
         let lt = plan.device.lt;
         let shape = block.shape;
-        let (heads, kv_heads, head_dim) = (shape.heads, shape.kv_heads, shape.head_dim);
+        let (heads, head_dim) = (shape.heads, shape.head_dim);
+        let layout = HeadLayout {
+            tokens,
+            heads,
+            kv_heads: shape.kv_heads,
+            head_dim,
+        };
         let elem = path.elem();
         let softmax = softmax_elem(plan.policy)?;
         let quantize_x = plan.quantizer(block.hidden)?;
         let projections =
             ["q_proj", "k_proj", "v_proj"].map(|p| weights.get(&format!("{p}.weight")));
         let qkv = plan.group(&projections, &quantize_x, Fp8Grouping::Accumulate)?;
-        let width = (heads + 2 * kv_heads) * head_dim;
         // Rows up to `padded(tokens)`, never written: zero keys and values for the padding.
-        let qkv_out = plan.alloc(padded(tokens) * width * elem.size())?;
+        let qkv_out = plan.alloc(padded(tokens) * layout.qkv_width() * elem.size())?;
         let rotary = match block.rope_theta {
             Some(theta) => Some(angle_tables(plan, head_dim, theta)?),
             None => None,
@@ -106,19 +95,13 @@ impl AttentionProgram {
             Path::Carrier { compute, .. } => compute,
             _ => Compute::CUBLAS_COMPUTE_32F,
         };
-        let products = ProductPlan {
-            tokens,
-            heads,
-            kv_heads,
-            head_dim,
-        };
         let types = GemmTypes::uniform(data_type(elem), compute);
         let scores_types = GemmTypes {
             d: data_type(softmax),
             ..types
         };
-        let scores_product = Gemm::new(lt, scores_types, products.scores(), None, workspace)?;
-        let values_product = Gemm::new(lt, types, products.values(), None, workspace)?;
+        let scores_product = Gemm::new(lt, scores_types, layout.scores(), None, workspace)?;
+        let values_product = Gemm::new(lt, types, layout.values(), None, workspace)?;
         let quantize_context = plan.quantizer(heads * head_dim)?;
         let output = plan.group(
             &[weights.get("o_proj.weight")],
@@ -126,10 +109,7 @@ impl AttentionProgram {
             Fp8Grouping::PerWeight,
         )?;
         Ok(AttentionProgram {
-            tokens,
-            heads,
-            kv_heads,
-            head_dim,
+            heads: layout,
             causal: shape.causal,
             elem,
             softmax,
@@ -155,17 +135,16 @@ impl AttentionProgram {
         input: u64,
         output: u64,
     ) -> Result<(), BackendError> {
-        let (t, d) = (self.tokens, self.head_dim);
-        let (heads, kv_heads) = (self.heads, self.kv_heads);
-        let group = heads / kv_heads;
-        let width = (heads + 2 * kv_heads) * d;
+        let (t, d) = (self.heads.tokens, self.heads.head_dim);
+        let (heads, kv_heads) = (self.heads.heads, self.heads.kv_heads);
+        let group = self.heads.group();
         let x = self.quantize_x.enqueue(k, s, input, false)?;
         // Queries and keys are the first heads + kv_heads heads of each row.
         let qkv = Matrix {
             ptr: self.qkv_out,
             elem: self.elem,
             rows: t,
-            cols: width,
+            cols: self.heads.qkv_width(),
         };
         match self.rotary {
             Some(tables) if self.qkv.accumulates() => {
@@ -174,7 +153,7 @@ impl AttentionProgram {
             }
             Some(tables) => {
                 self.qkv.enqueue(k, s, x, self.qkv_out)?;
-                k.rotary(s, (qkv, width), heads + kv_heads, d, tables)?;
+                k.rotary(s, qkv, heads + kv_heads, d, tables)?;
             }
             None => self.qkv.enqueue(k, s, x, self.qkv_out)?,
         }
@@ -213,15 +192,16 @@ fn padded(tokens: usize) -> usize {
     tokens.next_multiple_of(16)
 }
 
-/// The shapes of attention's own products for one key/value head, its query heads batched.
-struct ProductPlan {
+/// The heads of an attention over `tokens`, and the shapes of its own products for one key/value
+/// head, its query heads batched.
+struct HeadLayout {
     tokens: usize,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
 }
 
-impl ProductPlan {
+impl HeadLayout {
     fn group(&self) -> usize {
         self.heads / self.kv_heads
     }

@@ -14,7 +14,7 @@ use cudarc::cublaslt::sys::{cublasComputeType_t as Compute, cudaDataType as Data
 use cudarc::driver::{CudaGraph, CudaSlice, CudaStream, DevicePtr};
 
 use super::attention::AttentionProgram;
-use super::gemm::{Gemm, GemmTypes, Shape};
+use super::gemm::{data_type, Gemm, GemmTypes, Shape};
 use super::kernels::{Accumulator, Elem, Fp8Quantize, Kernels, Matrix, Scales};
 use super::mlp::MlpProgram;
 use super::Device;
@@ -32,8 +32,6 @@ pub enum Path {
     Carrier {
         /// Tensors between operations.
         elem: Elem,
-        /// cuBLASLt's type for them.
-        data: Data,
         /// Accumulation (FP32, or TF32 for the `tf32` policy).
         compute: Compute,
     },
@@ -84,7 +82,6 @@ impl Path {
             // Testing precheck's detection: run the FP8 policy's matmuls in BF16, unannounced.
             return Ok(Path::Carrier {
                 elem: Elem::Bf16,
-                data: Data::CUDA_R_16BF,
                 compute: Compute::CUBLAS_COMPUTE_32F,
             });
         }
@@ -105,21 +102,14 @@ impl Path {
             );
         }
         let (w, a) = (policy.matmul.weights, policy.matmul.activations);
-        let carrier = |format: Format| match format {
-            Format::Fp32 | Format::Tf32 => Some((Elem::F32, Data::CUDA_R_32F)),
-            Format::Bf16 => Some((Elem::Bf16, Data::CUDA_R_16BF)),
-            Format::Fp16 => Some((Elem::F16, Data::CUDA_R_16F)),
-            _ => None,
-        };
         let fp8 = |format: Format| match format {
             Format::Fp8E4m3 => Some(false),
             Format::Fp8E5m2 => Some(true),
             _ => None,
         };
         if w.recipe == Recipe::Cast && w == a {
-            let (elem, data) = carrier(w.format).expect("cast recipes are carriers");
-            let default_matches = carrier(policy.default).map(|c| c.0) == Some(elem);
-            if !default_matches {
+            let elem = Elem::carrying(w.format).expect("cast recipes are carriers");
+            if Elem::carrying(policy.default) != Some(elem) {
                 return unsupported("tensors between operations must be in the matmul's format");
             }
             let compute = if w.format == Format::Tf32 {
@@ -127,11 +117,7 @@ impl Path {
             } else {
                 Compute::CUBLAS_COMPUTE_32F
             };
-            return Ok(Path::Carrier {
-                elem,
-                data,
-                compute,
-            });
+            return Ok(Path::Carrier { elem, compute });
         }
         if policy.default != Format::Bf16 {
             return unsupported("scaled formats run with BF16 tensors between operations");
@@ -227,11 +213,8 @@ impl Path {
             }
         };
         match self {
-            Path::Carrier { data, compute, .. } => GemmTypes::uniform(data, compute),
-            Path::Fp8 { .. } if self.fp8_emulated() => GemmTypes {
-                d: Data::CUDA_R_32F,
-                ..GemmTypes::uniform(Data::CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F)
-            },
+            Path::Carrier { elem, compute } => GemmTypes::uniform(data_type(elem), compute),
+            Path::Fp8 { .. } if self.fp8_emulated() => GemmTypes::bf16_into_f32(),
             Path::Fp8 {
                 weights_e5m2,
                 activations_e5m2,
@@ -251,10 +234,7 @@ impl Path {
             Path::Mx { .. } | Path::WeightOnly => {
                 GemmTypes::uniform(Data::CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F)
             }
-            Path::Nvfp4 => GemmTypes {
-                d: Data::CUDA_R_32F,
-                ..GemmTypes::uniform(Data::CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F)
-            },
+            Path::Nvfp4 => GemmTypes::bf16_into_f32(),
         }
     }
 }
@@ -311,20 +291,7 @@ fn operand_bytes(path: Path, operand: &Operand) -> Vec<u8> {
             .iter()
             .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
             .collect(),
-        Path::Carrier {
-            elem: Elem::Bf16, ..
-        }
-        | Path::Mx { .. }
-        | Path::Nvfp4
-        | Path::WeightOnly => values
-            .iter()
-            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
-            .collect(),
-        Path::Fp8 { .. } if path.fp8_emulated() => values
-            .iter()
-            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
-            .collect(),
-        Path::Fp8 { weights_e5m2, .. } => {
+        Path::Fp8 { weights_e5m2, .. } if !path.fp8_emulated() => {
             let format = if weights_e5m2 { FP8_E5M2 } else { FP8_E4M3 };
             values
                 .iter()
@@ -332,6 +299,17 @@ fn operand_bytes(path: Path, operand: &Operand) -> Vec<u8> {
                 .collect()
         }
         Path::Int8 => values.iter().map(|v| *v as i8 as u8).collect(),
+        // BF16 carriers, and the values of every emulated format, multiplied in BF16.
+        Path::Carrier {
+            elem: Elem::Bf16, ..
+        }
+        | Path::Fp8 { .. }
+        | Path::Mx { .. }
+        | Path::Nvfp4
+        | Path::WeightOnly => values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
     }
 }
 
@@ -801,10 +779,9 @@ impl CudaBlock {
                 Program::Attention(Box::new(AttentionProgram::new(&mut plan, block, weights)?))
             }
             other => {
-                return Err(BackendError::Unsupported(format!(
-                "the CUDA backend runs `linear`, gated `mlp` and `attention` blocks so far, not {}",
-                describe(other)
-            )))
+                let runs = "the CUDA backend runs `linear`, gated `mlp` and `attention` blocks";
+                let why = format!("{runs} so far, not {}", describe(other));
+                return Err(BackendError::Unsupported(why));
             }
         };
         let staging_len = tokens * in_features.max(out_features);

@@ -16,11 +16,21 @@ use cudarc::cublaslt::sys::{
 };
 use cudarc::driver::CudaStream;
 
+use super::kernels::Elem;
 use crate::backend::BackendError;
 
 /// `cublasOperation_t` values (cudarc declares the enum in its cuBLAS bindings, not cuBLASLt's).
 const CUBLAS_OP_N: i32 = 0;
 const CUBLAS_OP_T: i32 = 1;
+
+/// cuBLASLt's type of a tensor format.
+pub fn data_type(elem: Elem) -> Data {
+    match elem {
+        Elem::F32 => Data::CUDA_R_32F,
+        Elem::Bf16 => Data::CUDA_R_16BF,
+        Elem::F16 => Data::CUDA_R_16F,
+    }
+}
 
 /// The types of one matmul.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +46,14 @@ pub struct GemmTypes {
 }
 
 impl GemmTypes {
+    /// BF16 operands into an FP32 output: emulated formats, whose scales are applied after.
+    pub fn bf16_into_f32() -> Self {
+        GemmTypes {
+            d: Data::CUDA_R_32F,
+            ..GemmTypes::uniform(Data::CUDA_R_16BF, cublasComputeType_t::CUBLAS_COMPUTE_32F)
+        }
+    }
+
     /// Every operand and the output in `data`, FP32 accumulation.
     pub fn uniform(data: Data, compute: cublasComputeType_t) -> Self {
         GemmTypes {

@@ -257,12 +257,22 @@ extern "C" __global__ void gated_act(const void* gu, int fmt, int inter, int act
     else gated_act_row<FMT_F32, FMT_F32, FMT_F32>(gu, inter, act, h, amax_out);
 }
 
-// A matmul accumulator's value as `rescale` stores it: acc * (row scale * column scale), rounded
-// to fmt; acc is int32 (acc_is_int) or f32.
+// An accumulated product `a` scaled as `rescale` stores it: a * (row scale * column scale),
+// rounded to fmt.
+__device__ __forceinline__ float scaled(float a, float row_scale, float col_scale, int fmt) {
+    return round_to(a * (row_scale * col_scale), fmt);
+}
+
+// Element i of a matmul accumulator, scaled: acc is int32 (acc_is_int) or f32.
 __device__ __forceinline__ float rescaled(const void* acc, int acc_is_int, long i, float row_scale, float col_scale,
                                           int fmt) {
     const float a = acc_is_int ? (float)((const int*)acc)[i] : ((const float*)acc)[i];
-    return round_to(a * (row_scale * col_scale), fmt);
+    return scaled(a, row_scale, col_scale, fmt);
+}
+
+// INT8 per-row quantization of v with its row's scale: clamp(rint(v / scale)) to [-127, 127].
+__device__ __forceinline__ int quantize_int8(float v, float scale) {
+    return (int)fminf(fmaxf(rintf(v / scale), -127.0f), 127.0f);
 }
 
 // `gated_act` (BF16) reading the gate|up accumulator [rows, 2*inter] of a group whose scales are
@@ -313,8 +323,8 @@ extern "C" __global__ void gated_act_int8_rows(const int* acc, int inter, int ac
         const int g[4] = {g4.x, g4.y, g4.z, g4.w}, u[4] = {u4.x, u4.y, u4.z, u4.w};
         const float gs[4] = {gs4.x, gs4.y, gs4.z, gs4.w}, us[4] = {us4.x, us4.y, us4.z, us4.w};
         for (int k = 0; k < 4; ++k) {
-            const float gv = round_to((float)g[k] * (rs * gs[k]), FMT_BF16);
-            const float uv = round_to((float)u[k] * (rs * us[k]), FMT_BF16);
+            const float gv = scaled((float)g[k], rs, gs[k], FMT_BF16);
+            const float uv = scaled((float)u[k], rs, us[k], FMT_BF16);
             const float h = gated_value(gv, uv, act, FMT_BF16, FMT_BF16);
             m = nan_max(m, fabsf(h));
             h_row[4 * v + k] = f32_to_bf16(h);
@@ -328,7 +338,7 @@ extern "C" __global__ void gated_act_int8_rows(const int* acc, int inter, int ac
         unsigned packed = 0;
         for (int k = 0; k < 4; ++k) {
             const float h = bf16_to_f32(h_row[4 * v + k]);
-            const int i = (int)fminf(fmaxf(rintf(h / scale), -127.0f), 127.0f);
+            const int i = quantize_int8(h, scale);
             packed |= ((unsigned)(i & 0xff)) << (8 * k);
         }
         out[v] = packed;
@@ -363,7 +373,7 @@ extern "C" __global__ void quantize_int8_rows(const void* x, int fmt, long cols,
             unpack_bf16x8(x8[v], f);
             unsigned w[2] = {0, 0};
             for (int k = 0; k < 8; ++k) {
-                const int i = (int)fminf(fmaxf(rintf(f[k] / scale), -127.0f), 127.0f);
+                const int i = quantize_int8(f[k], scale);
                 w[k / 4] |= ((unsigned)(i & 0xff)) << (8 * (k % 4));
             }
             q8[v] = make_uint2(w[0], w[1]);
@@ -371,8 +381,7 @@ extern "C" __global__ void quantize_int8_rows(const void* x, int fmt, long cols,
         return;
     }
     for (long c = threadIdx.x; c < cols; c += blockDim.x) {
-        const float v = fminf(fmaxf(rintf(load(x, base + c, fmt) / scale), -127.0f), 127.0f);
-        q[base + c] = (signed char)(int)v;
+        q[base + c] = (signed char)quantize_int8(load(x, base + c, fmt), scale);
     }
 }
 

@@ -9,6 +9,7 @@ use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 
 use crate::backend::BackendError;
 use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
+use crate::formats::Format;
 
 /// The kernel source, also compiled by CI through NVRTC without a GPU.
 pub const SOURCE: &str = include_str!("kernels.cu");
@@ -26,6 +27,17 @@ pub enum Elem {
 }
 
 impl Elem {
+    /// The element format that holds `format`'s values unscaled: FP32 (and TF32, whose rounding
+    /// happens in the matmul), BF16, FP16; `None` for a format that needs a scale.
+    pub fn carrying(format: Format) -> Option<Elem> {
+        match format {
+            Format::Fp32 | Format::Tf32 => Some(Elem::F32),
+            Format::Bf16 => Some(Elem::Bf16),
+            Format::Fp16 => Some(Elem::F16),
+            _ => None,
+        }
+    }
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
@@ -82,6 +94,15 @@ pub fn fused_int8_fits(inter: usize) -> bool {
     inter % 4 == 0 && inter <= FUSED_INT8_MAX_COLUMNS
 }
 
+/// A launch of `x × y` blocks of `threads` threads, without dynamic shared memory.
+fn grid((x, y): (u32, u32), threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (x, y, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 /// Threads of a `gated_act_int8_rows` block, which holds one row.
 const ROW_THREADS: u32 = 512;
 
@@ -128,11 +149,10 @@ impl Kernels {
     }
 
     fn strided(&self, n: usize) -> LaunchConfig {
-        LaunchConfig {
-            grid_dim: ((n as u32).div_ceil(THREADS).clamp(1, self.grid), 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        }
+        grid(
+            ((n as u32).div_ceil(THREADS).clamp(1, self.grid), 1),
+            THREADS,
+        )
     }
 
     /// `dst = src` converted between element formats (same shape).
@@ -216,11 +236,10 @@ impl Kernels {
 
     /// A launch over `rows` rows of `cols` columns: a row per grid row, columns strided.
     fn rows(&self, rows: usize, cols: usize) -> LaunchConfig {
-        LaunchConfig {
-            grid_dim: ((cols as u32).div_ceil(THREADS).clamp(1, 16), rows as u32, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        }
+        grid(
+            ((cols as u32).div_ceil(THREADS).clamp(1, 16), rows as u32),
+            THREADS,
+        )
     }
 
     /// The gated activation of a fused gate|up product `gu` `[rows, 2 inter]` into `h`
@@ -264,12 +283,7 @@ impl Kernels {
             .arg(&cols)
             .arg(&q)
             .arg(&row_scale);
-        let config = LaunchConfig {
-            grid_dim: (x.rows as u32, 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        unsafe { launch.launch(config) }
+        unsafe { launch.launch(grid((x.rows as u32, 1), THREADS)) }
             .map(drop)
             .map_err(failed("quantize_int8_rows"))
     }
@@ -386,12 +400,7 @@ impl Kernels {
             .arg(&acc.cols.ptr)
             .arg(&q)
             .arg(&q_scale);
-        let config = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (ROW_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        unsafe { launch.launch(config) }
+        unsafe { launch.launch(grid((rows as u32, 1), ROW_THREADS)) }
             .map(drop)
             .map_err(failed("gated_act_int8_rows"))
     }
@@ -452,18 +461,18 @@ impl Kernels {
     }
 
     /// Rotary embedding in place of the first `heads` heads of `head_dim` columns of each row of
-    /// `x` (rows `ld` elements apart), row `r` at position `r`, with the angle tables `[rows,
-    /// head_dim / 2]` (f32) `cos` and `sin`.
+    /// `x`, row `r` at position `r`, with the angle tables `[rows, head_dim / 2]` (f32) `cos` and
+    /// `sin`.
     pub fn rotary(
         &self,
         s: &CudaStream,
-        (x, ld): (Matrix, usize),
+        x: Matrix,
         heads: usize,
         head_dim: usize,
         (cos, sin): (u64, u64),
     ) -> Result<(), BackendError> {
         let (elem, ld_i, heads_i, head_dim_i) =
-            (x.elem as i32, ld as i64, heads as i32, head_dim as i32);
+            (x.elem as i32, x.cols as i64, heads as i32, head_dim as i32);
         let mut launch = s.launch_builder(&self.rotary);
         launch
             .arg(&x.ptr)
@@ -473,16 +482,8 @@ impl Kernels {
             .arg(&head_dim_i)
             .arg(&cos)
             .arg(&sin);
-        let config = LaunchConfig {
-            grid_dim: (
-                ((heads * head_dim / 2) as u32).div_ceil(THREADS),
-                x.rows as u32,
-                1,
-            ),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        unsafe { launch.launch(config) }
+        let pairs = (heads * head_dim / 2) as u32;
+        unsafe { launch.launch(grid((pairs.div_ceil(THREADS), x.rows as u32), THREADS)) }
             .map(drop)
             .map_err(failed("rotary"))
     }
@@ -520,23 +521,15 @@ impl Kernels {
             .arg(&p_elem)
             .arg(&rows);
         let rows_per_block = THREADS / 32;
-        let config = LaunchConfig {
-            grid_dim: ((scores.rows as u32).div_ceil(rows_per_block), 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        unsafe { launch.launch(config) }
+        let blocks = (scores.rows as u32).div_ceil(rows_per_block);
+        unsafe { launch.launch(grid((blocks, 1), THREADS)) }
             .map(drop)
             .map_err(failed("softmax_rows"))
     }
 
     /// One thread per item, in blocks of [`THREADS`].
     fn blocks_of(threads: usize) -> LaunchConfig {
-        LaunchConfig {
-            grid_dim: ((threads as u32).div_ceil(THREADS), 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        }
+        grid(((threads as u32).div_ceil(THREADS), 1), THREADS)
     }
 }
 
