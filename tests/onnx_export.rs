@@ -53,7 +53,8 @@ fn every_block_round_trips_through_onnx_runtime() {
         );
         // ONNX Runtime runs the exported policy; precheck's CPU backend emulates the same policy
         // on the same inputs. They differ only in accumulation order (and in where ONNX Runtime
-        // fuses INT8 Q/DQ into integer GEMMs, which accumulate exactly as the emulation does).
+        // fuses INT8 Q/DQ into integer GEMMs, which accumulate exactly as the emulation does once
+        // ort_runner.py asks for the kernel that does not saturate on CPUs without VNNI).
         let agreement = record.cpu_agreement.as_ref().unwrap();
         assert!(
             agreement.cos > 0.999_999,
@@ -95,4 +96,28 @@ fn export_writes_each_expressible_precision_and_says_why_it_skips_the_rest() {
     );
     assert!(!model.join("mxfp8.onnx").exists());
     assert!(stdout.contains("54 models written"), "{stdout}");
+}
+
+/// The ONNX Runtime the round trip was checked with is the one tests/requirements.txt pins: a
+/// different one changes what the test proves, so it must be a decision (edit both).
+#[test]
+fn the_round_trip_runs_the_pinned_onnx_runtime() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let requirements = std::fs::read_to_string(root.join("tests/requirements.txt")).unwrap();
+    let pinned = requirements
+        .lines()
+        .find_map(|line| line.strip_prefix("onnxruntime=="))
+        .expect("tests/requirements.txt pins onnxruntime");
+    assert_eq!(pinned, "1.32.0", "the version README.md names");
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import onnxruntime; print(onnxruntime.__version__)"])
+        .output()
+        .expect("python3 (cargo nextest sets up target/test-env)");
+    let version = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        version.trim(),
+        pinned,
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -66,6 +66,11 @@ def session(work, variant, providers, threads, check):
         # ONNX Runtime's CPU graph optimizer fuses FP8 Q/DQ pairs around a Gemm into a QGemm that
         # has no FP8 kernel and then refuses the graph; without that fusion, FP8 runs as Q/DQ.
         settings.add_session_config_entry("session.disable_quant_qdq", "1")
+    # ONNX Runtime fuses per-tensor INT8 Q/DQ around a Gemm into a QGemm and moves the activations
+    # to uint8; its u8 x s8 kernel on x86 CPUs without VNNI (AVX2, AVX-512 without VNNI) adds
+    # pairs of products in 16 bits, which saturate (ORT documents the overflow with this key). The
+    # exported graph says int32 accumulation: the u8 x u8 kernel gives it exactly.
+    settings.add_session_config_entry("session.x64quantprecision", "1")
     return ort.InferenceSession(path, settings, providers=providers)
 
 
