@@ -7,8 +7,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use half::bf16;
 use precheck::formats::minifloat::FP8_E4M3;
 use precheck::formats::Overflow;
-use precheck::model::Tensor;
 use precheck::quant::{quantize, AmaxHistory, QuantSpec};
+use precheck::tensor::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;

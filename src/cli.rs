@@ -12,18 +12,21 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::{self, BackendChoice, CommandBackend, Engines, TrtexecBackend};
 use crate::exit_code::ExitCode;
-use crate::farm::{self, Shard, WorkerJob, Workers};
-use crate::host::HostInfo;
-use crate::matrix::Variant;
+use crate::export;
+use crate::measure::CacheMode;
 use crate::model::golden;
 use crate::plan::{self, Overrides};
 use crate::precision::presets;
+use crate::precision::Policy;
 #[cfg(feature = "report")]
 use crate::report;
 use crate::report::terminal;
-use crate::results::{RunInfo, SuiteInfo, VariantRecord};
+use crate::results::{self, VariantRecord};
 use crate::runner::{self, Observer, RunSpec};
-use crate::suite::{self, CacheMode, LoadedSuite, Timeout};
+use crate::runner::{WorkerJob, Workers};
+use crate::shard::Shard;
+use crate::suite::Variant;
+use crate::suite::{self, LoadedSuite, Timeout};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -323,33 +326,15 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             .join(suite.name.as_str())
             .join(started_at.format("%Y%m%dT%H%M%SZ").to_string())
     });
-    let info = RunInfo {
-        precheck_version: env!("CARGO_PKG_VERSION").to_owned(),
-        suite: SuiteInfo {
-            name: suite.name.to_string(),
-            path: loaded.path.display().to_string(),
-            sha256: loaded.sha256.clone(),
-        },
-        host: HostInfo::current(),
-        backend: backend.kind(),
-        device_name: backend.device_name(),
-        settings: plan.settings.clone(),
-        variants_planned: plan.variants.len(),
-        planned: plan.variants.iter().map(|v| v.id.clone()).collect(),
-        command_line: std::env::args().collect(),
-        started_at,
-        finished_at: None,
-        resumed_at: Vec::new(),
-        merged_from: Vec::new(),
-    };
+    let info = plan.run_info(&loaded, backend.kind(), backend.device_name(), started_at);
     let mut folder = match &args.resume {
-        Some(dir) => farm::resume::resume(dir, info)?,
-        None => farm::resume::start(&out, info)?,
+        Some(dir) => results::resume(dir, info)?,
+        None => results::start(&out, info)?,
     };
     for warning in &folder.warnings {
         eprintln!("warning: {warning}");
     }
-    let slots = farm::slots(backend);
+    let slots = runner::slots(backend);
     eprintln!(
         "precheck: {} variants of suite `{}`{} on {} ({}, {} at a time), {} already recorded, results in {}",
         plan.variants.len(),
@@ -419,7 +404,7 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
 /// `precheck worker`: one variant, its reply on stdout.
 fn worker(job: &str) -> anyhow::Result<ExitCode> {
     let job: WorkerJob = serde_json::from_str(job).context("reading the worker's job")?;
-    let reply = farm::serve(&job)?;
+    let reply = runner::serve(&job)?;
     println!(
         "{}",
         serde_json::to_string(&reply).expect("replies serialize")
@@ -429,7 +414,7 @@ fn worker(job: &str) -> anyhow::Result<ExitCode> {
 
 /// `precheck merge`: exits 3 when a variant or shard is missing or doubled, else as `run` would.
 fn merge(run_dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode> {
-    let merged = farm::merge(run_dirs, out, std::env::args().collect())?;
+    let merged = results::merge(run_dirs, out, std::env::args().collect())?;
     for warning in &merged.warnings {
         eprintln!("warning: {warning}");
     }
@@ -490,12 +475,12 @@ fn explain(run_dir: &Path, variant: &str) -> anyhow::Result<ExitCode> {
     let path = run_dir.join(crate::results::RESULTS_FILE);
     let (records, _) = crate::results::read_records(&path)?;
     let Some(record) = records.iter().find(|r| r.id == variant) else {
-        let hint = crate::suite::nearest(variant, records.iter().map(|r| r.id.as_str()))
+        let hint = crate::hints::nearest(variant, records.iter().map(|r| r.id.as_str()))
             .map(|id| format!(", did you mean `{id}`?"))
             .unwrap_or_default();
         anyhow::bail!("{} has no variant `{variant}`{hint}", path.display());
     };
-    print!("{}", crate::mismatch::explain::explain(record));
+    print!("{}", crate::report::explain::explain(record));
     Ok(ExitCode::Success)
 }
 
@@ -661,24 +646,21 @@ fn export(path: &Path, out: &Path, seed: Option<u64>) -> anyhow::Result<ExitCode
         let weights = model
             .weights(seed, format)
             .with_context(|| format!("model {}", model.name))?;
-        let mut seen = std::collections::HashSet::new();
+        let mut policies: Vec<&Policy> = Vec::new();
         for variant in suite.variants.iter().filter(|v| v.model == model.name) {
-            let policy = &variant.precision;
-            if !seen.insert(policy.name.clone()) {
-                continue;
+            if !policies.iter().any(|p| p.name == variant.precision.name) {
+                policies.push(&variant.precision);
             }
-            let file = out
-                .join(model.name.as_str())
-                .join(format!("{}.onnx", policy.name));
-            match crate::export::onnx(model, &weights, policy) {
-                Ok(exported) => {
-                    std::fs::create_dir_all(file.parent().expect("a file in a folder"))
-                        .and_then(|()| std::fs::write(&file, exported.model))
-                        .with_context(|| format!("writing {}", file.display()))?;
+        }
+        for outcome in export::write_files(model, &weights, &policies, out)? {
+            match outcome {
+                export::Written::File(file) => {
                     println!("wrote   {}", file.display());
                     written += 1;
                 }
-                Err(why) => println!("skipped {}/{}: {why}", model.name, policy.name),
+                export::Written::Skipped(policy, why) => {
+                    println!("skipped {}/{policy}: {why}", model.name)
+                }
             }
         }
     }

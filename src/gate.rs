@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::measure::Accuracy;
 use crate::mismatch::{Mismatch, Verdict};
-use crate::suite::GateSpec;
 
 /// Resolved thresholds for one variant.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -152,6 +151,22 @@ fn at_most(value: f64, max: f64) -> bool {
         value.partial_cmp(&max),
         Some(Ordering::Less | Ordering::Equal)
     )
+}
+
+/// Gate thresholds as written; unset ones inherit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSpec {
+    /// Smallest cosine similarity to the reference that passes (default 0.999).
+    pub cos_min: Option<f64>,
+    /// Largest absolute error that passes.
+    pub max_abs_err: Option<f64>,
+    /// Largest relative L2 error `‖y − r‖ / ‖r‖` that passes.
+    pub rel_l2_max: Option<f64>,
+    /// Smallest relative latency change `compare` may call a regression (default 0.03).
+    pub latency_min_effect: Option<f64>,
+    /// `fail` (default), `warn` or `ignore` a detected precision mismatch.
+    pub precision_mismatch: Option<MismatchGate>,
 }
 
 #[cfg(test)]

@@ -1,32 +1,47 @@
 //! precheck: an accuracy and performance regression harness for mixed-precision inference.
 //!
-//! The modules follow the pipeline, and data flows one way:
-//! [`suite`] (YAML → validated suite) → [`matrix`] (variants) → [`plan`] (what this run executes)
-//! → [`runner`] with a [`backend`] running [`model`] blocks in a [`precision`] policy (numbers
-//! from [`formats`], scaled by [`quant`] recipes) → [`measure`] (accuracy, latency) →
-//! [`gate`] → [`results`] (`results.jsonl`, `run.json`) → [`report`] and [`exit_code`].
-//! [`trtexec`] reads the files TensorRT's `trtexec` writes and gives its build flags for a policy.
+//! The modules are listed below in the order they stand: each one imports only modules listed
+//! above it (`tests/layout.rs` checks it), so data and imports flow one way.
+//!
+//! - Ground types every stage shares: [`hints`] (did-you-mean), [`ident`] (names), [`host`],
+//!   [`shard`] (a run's slice of the matrix), [`formats`] (the number formats), [`onnx_proto`]
+//!   (the ONNX protobuf), [`tensor`] and [`linalg`].
+//! - [`measure`]: accuracy, latency, cache state, clocks and kernel launches, as measured.
+//! - [`quant`] (scaling recipes) → [`precision`] (policies, presets, what each kernel computes
+//!   in) → [`model`] (blocks, weights, inputs and their math).
+//! - Engines: [`trtexec`] (TensorRT's files and flags) → [`export`] (blocks as ONNX) →
+//!   [`backend`] (CPU emulation, CUDA, command, trtexec).
+//! - Verdicts: [`mismatch`] (precision-fallback evidence) → [`gate`] (thresholds).
+//! - [`suite`]: the YAML file, composing each stage's config piece, validated and expanded into
+//!   variants.
+//! - [`results`]: the record of each variant, `results.jsonl`, `run.json` and the run folder.
+//! - [`plan`] (what this run executes) → [`runner`] (the loop, reference, measurement, evidence,
+//!   records, worker processes) → [`exit_code`] → [`report`] → [`cli`].
 #![warn(missing_docs)]
+
+mod nan_as_null;
 
 pub mod backend;
 pub mod cli;
 pub mod exit_code;
 pub mod export;
-pub mod farm;
 pub mod formats;
 pub mod gate;
+pub mod hints;
 pub mod host;
+pub mod ident;
 pub mod linalg;
-pub mod matrix;
 pub mod measure;
 pub mod mismatch;
 pub mod model;
-mod nan_as_null;
+pub mod onnx_proto;
 pub mod plan;
 pub mod precision;
 pub mod quant;
 pub mod report;
 pub mod results;
 pub mod runner;
+pub mod shard;
 pub mod suite;
+pub mod tensor;
 pub mod trtexec;

@@ -4,7 +4,7 @@
 use num_traits::Float;
 use rayon::prelude::*;
 
-use crate::model::Tensor;
+use crate::tensor::Tensor;
 
 /// A scalar the CPU GEMM runs on: `f32` for variants, `f64` for the exact reference.
 pub trait Scalar: Float + Send + Sync + std::fmt::Debug + 'static {
@@ -29,6 +29,9 @@ pub trait Scalar: Float + Send + Sync + std::fmt::Debug + 'static {
 macro_rules! impl_scalar {
     ($t:ty, $gemm:path) => {
         impl Scalar for $t {
+            /// # Safety
+            /// As [`Scalar::gemm_into`]: the caller guarantees `a` holds `m * k` values, `c`
+            /// `m * n` writable ones, and `b` at strides `(rsb, csb)` stays inside its allocation.
             unsafe fn gemm_into(
                 m: usize,
                 k: usize,
@@ -39,6 +42,9 @@ macro_rules! impl_scalar {
                 csb: isize,
                 c: *mut Self,
             ) {
+                // SAFETY: by the contract above `a` is `m × k` and `c` `m × n`, both row-major as
+                // the strides `(k, 1)` and `(n, 1)` passed here say (C's never alias); `b` keeps
+                // the caller's strides, and β = 0 so `c` needs no initialisation.
                 $gemm(
                     m, k, n, 1.0, a, k as isize, 1, b, rsb, csb, 0.0, c, n as isize, 1,
                 );

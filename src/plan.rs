@@ -3,11 +3,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use crate::backend::BackendKind;
-use crate::farm::Shard;
-use crate::matrix::Variant;
-use crate::results::RunSettings;
-use crate::suite::{CacheMode, DeviceSelector, Suite};
+use crate::host::HostInfo;
+use crate::measure::CacheMode;
+use crate::results::{RunInfo, RunSettings, SuiteInfo};
+use crate::shard::Shard;
+use crate::suite::{DeviceSelector, LoadedSuite, Suite, Variant};
 
 /// Command-line overrides of the suite's `defaults`, and variant filters.
 #[derive(Debug, Clone, Default)]
@@ -65,6 +68,38 @@ pub struct Plan {
     pub variants: Vec<Variant>,
     /// Effective settings.
     pub settings: RunSettings,
+}
+
+impl Plan {
+    /// The `run.json` of a run of this plan over `loaded`, on a backend of `kind` whose device is
+    /// `device_name`, starting at `started_at`.
+    pub fn run_info(
+        &self,
+        loaded: &LoadedSuite,
+        kind: BackendKind,
+        device_name: String,
+        started_at: DateTime<Utc>,
+    ) -> RunInfo {
+        RunInfo {
+            precheck_version: env!("CARGO_PKG_VERSION").to_owned(),
+            suite: SuiteInfo {
+                name: loaded.suite.name.to_string(),
+                path: loaded.path.display().to_string(),
+                sha256: loaded.sha256.clone(),
+            },
+            host: HostInfo::current(),
+            backend: kind,
+            device_name,
+            settings: self.settings.clone(),
+            variants_planned: self.variants.len(),
+            planned: self.variants.iter().map(|v| v.id.clone()).collect(),
+            command_line: std::env::args().collect(),
+            started_at,
+            finished_at: None,
+            resumed_at: Vec::new(),
+            merged_from: Vec::new(),
+        }
+    }
 }
 
 /// Plans a run of `suite` on a backend of `kind` whose device is called `device_name`.

@@ -1,15 +1,20 @@
 //! The transformer blocks: their numerics against the exact reference, the causal mask, the
 //! softmax precision, and a stack's per-layer accuracy through a run and its reports.
 
-use assert_cmd::Command;
+mod common;
+
+use common::precheck;
+
 use precheck::backend::{Backend, CpuBackend};
 use precheck::formats::Format;
+use precheck::ident::Ident;
 use precheck::measure::compare;
 use precheck::model::forward::{forward, Exact};
 use precheck::model::graph::AttentionShape;
-use precheck::model::{seeded, AttentionBlock, Block, LayerKind, LayerSpec, Model, Tensor};
+use precheck::model::{seeded, AttentionBlock, Block, LayerKind, LayerSpec, Model};
+use precheck::model::{Activation, OutlierSpec, WeightsSpec};
 use precheck::precision::{presets, Policy};
-use precheck::suite::{Activation, Ident, OutlierSpec, WeightsSpec};
+use precheck::tensor::Tensor;
 
 fn model(block: Block, outliers: Option<OutlierSpec>) -> Model {
     Model {
@@ -142,8 +147,7 @@ gates: { cos_min: 0.9 }
     )
     .unwrap();
     let out = dir.path().join("run");
-    Command::cargo_bin("precheck")
-        .unwrap()
+    precheck()
         .args(["run", suite.to_str().unwrap(), "--out"])
         .arg(&out)
         .assert()

@@ -1,16 +1,15 @@
 //! The `precheck` binary end to end: exit codes, files written, messages.
 
+mod common;
+
+use common::precheck;
+
 use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use precheck::results::{read_records, Status, VariantRecord};
 use predicates::prelude::*;
-
-fn precheck() -> Command {
-    Command::cargo_bin("precheck").unwrap()
-}
 
 fn records(dir: &Path) -> Vec<VariantRecord> {
     let (records, warnings) = read_records(&dir.join("results.jsonl")).unwrap();

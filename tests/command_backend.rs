@@ -4,9 +4,12 @@
 //! become an error record that says why, and the suite runs on; a kernel list the engine hands
 //! back is precision evidence.
 
+mod common;
+
+use common::precheck;
+
 use std::path::Path;
 
-use assert_cmd::Command;
 use precheck::mismatch::Verdict;
 use precheck::results::{read_records, Status, VariantRecord, RESULTS_FILE};
 
@@ -36,8 +39,7 @@ fn run_with_tmpdir(text: &str, args: &str, tmpdir: &Path) -> (Option<i32>, Vec<V
     std::fs::write(&suite, text).unwrap();
     let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runners/linear.py");
     let out = dir.path().join("run");
-    let status = Command::cargo_bin("precheck")
-        .unwrap()
+    let status = precheck()
         .arg("run")
         .arg(&suite)
         .args(["--backend", "command", "--command"])
@@ -158,8 +160,7 @@ fn runs_on_two_backends_merge_side_by_side() {
     std::fs::write(&suite, SUITE).unwrap();
     let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runners/linear.py");
     let run = |out: &str, args: &[String]| {
-        Command::cargo_bin("precheck")
-            .unwrap()
+        precheck()
             .arg("run")
             .arg(&suite)
             .args(args)
@@ -179,8 +180,7 @@ fn runs_on_two_backends_merge_side_by_side() {
             engine,
         ],
     );
-    Command::cargo_bin("precheck")
-        .unwrap()
+    precheck()
         .arg("merge")
         .args([dir.path().join("cpu"), dir.path().join("engine")])
         .arg("--out")

@@ -5,11 +5,12 @@
 
 use precheck::backend::{Backend, CpuBackend, CudaBackend};
 use precheck::formats::Format;
+use precheck::ident::Ident;
 use precheck::measure::compare;
 use precheck::model::graph::AttentionShape;
 use precheck::model::{seeded, AttentionBlock, Block, MlpShape, Model};
+use precheck::model::{Activation, WeightsSpec};
 use precheck::precision::presets;
-use precheck::suite::{Activation, Ident, WeightsSpec};
 
 fn model(block: Block, tokens: usize) -> Model {
     Model {

@@ -5,7 +5,7 @@
 #![cfg(feature = "cuda")]
 
 use precheck::backend::cuda::kernels;
-use precheck::mismatch::kernels::{classify, KernelClass};
+use precheck::precision::kernels::{classify, KernelClass};
 
 #[test]
 fn every_kernel_compiles_with_nvrtc_for_ada_and_hopper_and_is_in_the_kernel_table() {

@@ -1,6 +1,10 @@
 //! Farm-scale runs end to end: faults planted in workers (crash, hang, CUDA error), a run killed
 //! and resumed, Ctrl-C, shards and their merge.
 
+mod common;
+
+use common::precheck;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
@@ -9,10 +13,6 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use precheck::results::{read_records, RunInfo, Status, VariantRecord};
 use predicates::prelude::*;
-
-fn precheck() -> Command {
-    Command::cargo_bin("precheck").unwrap()
-}
 
 fn recorded(dir: &Path) -> (Vec<VariantRecord>, Vec<String>) {
     read_records(&dir.join("results.jsonl")).unwrap()
@@ -322,7 +322,7 @@ fn the_kubernetes_example_gives_the_shard_count_it_runs() {
         .as_sequence()
         .unwrap()
         .iter()
-        .find(|var| var["name"] == precheck::farm::shard::SHARD_COUNT_VAR)
+        .find(|var| var["name"] == precheck::shard::SHARD_COUNT_VAR)
         .map(|var| var["value"].as_str().unwrap().parse::<u64>().unwrap());
     assert_eq!(count, Some(completions));
     assert!(container["args"][0]

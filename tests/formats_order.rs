@@ -2,16 +2,18 @@
 //! (fp32 > tf32 ≈ fp16 > bf16 > fp8_e4m3 > fp8_e5m2 > fp4); outlier channels cost per-tensor
 //! recipes more than per-block ones.
 
+mod common;
+
+use common::precheck;
+
 use std::collections::HashMap;
 
-use assert_cmd::Command;
 use precheck::results::read_records;
 
 /// `1 − cos` of every variant, by id.
 fn errors() -> HashMap<String, f64> {
     let out = tempfile::tempdir().unwrap();
-    Command::cargo_bin("precheck")
-        .unwrap()
+    precheck()
         .args(["run", "tests/suites/formats_order.yaml", "--out"])
         .arg(out.path())
         .assert()

@@ -2,9 +2,12 @@
 //! exact evaluation or from a backend; a suite naming the file compares against it, and refuses
 //! it for another input.
 
+mod common;
+
+use common::precheck;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use precheck::results::{read_records, Status, VariantRecord, RESULTS_FILE};
 
 const SUITE: &str = "
@@ -21,10 +24,6 @@ models:
 precisions: [bf16, fp32, fp8_e4m3]
 gates: { cos_min: 0.99 }
 ";
-
-fn precheck() -> Command {
-    Command::cargo_bin("precheck").unwrap()
-}
 
 /// The suite in a fresh folder; its golden file is `golden.safetensors` beside it.
 fn suite() -> (tempfile::TempDir, PathBuf) {

@@ -2,15 +2,20 @@
 //! and operation; honest outputs (the right policy, with GPU-like accumulation-order noise) are not
 //! flagged over 20 seeds.
 
+mod common;
+
+use common::{precheck, Fake, Plant};
 use precheck::backend::{Backend, CpuBackend, Executable};
 use precheck::formats::{Format, Overflow};
+use precheck::ident::Ident;
 use precheck::mismatch::fingerprint::fingerprint;
 use precheck::mismatch::Direction;
 use precheck::model::graph::AttentionShape;
-use precheck::model::{seeded, AttentionBlock, Block, MlpShape, Model, Tensor, Weights};
+use precheck::model::{seeded, AttentionBlock, Block, MlpShape, Model, Weights};
+use precheck::model::{Activation, OutlierSpec, WeightsSpec};
 use precheck::precision::{presets, Policy};
 use precheck::quant::QuantSpec;
-use precheck::suite::{Activation, Ident, OutlierSpec, WeightsSpec};
+use precheck::tensor::Tensor;
 use rand::{Rng, SeedableRng};
 
 fn mlp() -> Model {
@@ -252,37 +257,6 @@ fn honest_outputs_raise_no_alarm_over_20_seeds() {
     }
 }
 
-/// A test backend: the CPU backend's numerics, built by `F`, which plants a fault.
-struct Planted<F>(F);
-
-impl<F> Backend for Planted<F>
-where
-    F: Fn(
-            &Model,
-            &Weights,
-            &Policy,
-        ) -> Result<Box<dyn Executable>, precheck::backend::BackendError>
-        + Send
-        + Sync,
-{
-    fn kind(&self) -> precheck::backend::BackendKind {
-        precheck::backend::BackendKind::Cpu
-    }
-
-    fn device_name(&self) -> String {
-        "planted fault".into()
-    }
-
-    fn prepare(
-        &self,
-        model: &Model,
-        weights: &Weights,
-        policy: &Policy,
-    ) -> Result<Box<dyn Executable>, precheck::backend::BackendError> {
-        (self.0)(model, weights, policy)
-    }
-}
-
 /// Silently runs every FP8 matmul in FP32: the silent fallback precheck exists to catch, end to
 /// end through the runner and the gate.
 fn silent_fp32_fallback(
@@ -309,10 +283,6 @@ fn silent_fp32_fallback(
 fn run_in_process(
     backend: &dyn Backend,
 ) -> (tempfile::TempDir, Vec<precheck::results::VariantRecord>) {
-    use precheck::farm::{Device, Slot};
-    use precheck::results::ResultsWriter;
-    use precheck::runner::{run, InProcess, RunSpec, Silent};
-
     let text = "
 name: fallback
 defaults: { warmup: 0, iterations: 1 }
@@ -321,27 +291,27 @@ models:
 precisions: [bf16, fp8_e4m3]
 gates: { cos_min: 0.99 }
 ";
-    let suite = precheck::suite::from_str(std::path::Path::new("fallback.yaml"), text).unwrap();
-    let kind = precheck::backend::BackendKind::Cpu;
-    let plan = precheck::plan::plan(&suite, kind, "cpu", &Default::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut writer = ResultsWriter::create(dir.path()).unwrap();
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let spec = RunSpec {
-        suite: &suite,
-        plan: &plan,
-        slots: vec![Slot {
-            device: Device::Cpu,
-            name: "fallback".into(),
-        }],
-        recorded: &[],
-        stop: &stop,
-        skip: None,
-    };
-    let records = run(&spec, &InProcess::new(backend), &mut writer, &mut Silent)
-        .unwrap()
-        .records;
+    let records = common::run_in_process(backend, text, &Default::default(), dir.path());
     (dir, records)
+}
+
+/// The fake backend building with `build` and planting nothing.
+fn built_by<B>(build: B) -> impl Backend
+where
+    B: Fn(
+            &Model,
+            &Weights,
+            &Policy,
+        ) -> Result<Box<dyn Executable>, precheck::backend::BackendError>
+        + Send
+        + Sync,
+{
+    Fake {
+        name: "fallback",
+        build,
+        plant: |_: &Policy| Plant::default(),
+    }
 }
 
 #[test]
@@ -349,7 +319,7 @@ fn a_silent_fallback_fails_the_precision_mismatch_gate() {
     use precheck::mismatch::Verdict;
     use precheck::results::Status;
 
-    let (dir, records) = run_in_process(&Planted(silent_fp32_fallback));
+    let (dir, records) = run_in_process(&built_by(silent_fp32_fallback));
     let by_id = |id: &str| records.iter().find(|r| r.id == id).unwrap();
     let fp8 = by_id("m/fp8_e4m3/cpu");
     assert_eq!(fp8.status, Status::Failed);
@@ -371,8 +341,7 @@ fn a_silent_fallback_fails_the_precision_mismatch_gate() {
 
     // `precheck explain` shows a person the verdict and the alternative the output matched.
     let explain = |id: &str| {
-        assert_cmd::Command::cargo_bin("precheck")
-            .unwrap()
+        precheck()
             .arg("explain")
             .arg(dir.path())
             .arg(id)
@@ -397,12 +366,7 @@ fn a_silent_fallback_fails_the_precision_mismatch_gate() {
         dir.path().join(precheck::results::RUN_INFO_FILE),
     )
     .unwrap();
-    assert_cmd::Command::cargo_bin("precheck")
-        .unwrap()
-        .arg("report")
-        .arg(dir.path())
-        .assert()
-        .code(1);
+    precheck().arg("report").arg(dir.path()).assert().code(1);
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(html.contains("<h2>Precision evidence</h2>"));
     // (tera escapes `/` in ids as `&#x2F;`.)
@@ -414,36 +378,13 @@ fn a_silent_fallback_fails_the_precision_mismatch_gate() {
     assert!(error.contains("did you mean `m/fp8_e4m3/cpu`?"), "{error}");
 }
 
-struct FixedTime {
-    inner: Box<dyn Executable>,
-    per_iteration: std::time::Duration,
-}
-
-impl Executable for FixedTime {
-    fn run(&mut self, input: &Tensor) -> Result<Tensor, precheck::backend::BackendError> {
-        self.inner.run(input)
-    }
-
-    fn time(
-        &mut self,
-        _: &Tensor,
-        timing: precheck::backend::Timing,
-    ) -> Result<Vec<std::time::Duration>, precheck::backend::BackendError> {
-        Ok(vec![self.per_iteration; timing.iterations])
-    }
-}
-
 /// Honest numerics, but FP8 twice as slow as BF16: a lower precision that bought no speed.
-fn slow_fp8(
-    model: &Model,
-    weights: &Weights,
-    policy: &Policy,
-) -> Result<Box<dyn Executable>, precheck::backend::BackendError> {
+fn slow_fp8(policy: &Policy) -> Plant {
     let ms = if policy.name == "fp8_e4m3" { 2 } else { 1 };
-    Ok(Box::new(FixedTime {
-        inner: CpuBackend::new().prepare(model, weights, policy)?,
-        per_iteration: std::time::Duration::from_millis(ms),
-    }))
+    Plant {
+        fixed_time: Some(std::time::Duration::from_millis(ms)),
+        ..Plant::default()
+    }
 }
 
 #[test]
@@ -451,7 +392,11 @@ fn an_fp8_variant_slower_than_bf16_is_suspect_but_not_failed() {
     use precheck::mismatch::Verdict;
     use precheck::results::Status;
 
-    let (_dir, records) = run_in_process(&Planted(slow_fp8));
+    let (_dir, records) = run_in_process(&Fake {
+        name: "slow fp8",
+        build: common::cpu,
+        plant: slow_fp8,
+    });
     let fp8 = records.iter().find(|r| r.id == "m/fp8_e4m3/cpu").unwrap();
     assert_eq!(fp8.status, Status::Passed, "{:?}", fp8.failures);
     let Some(Verdict::Suspect { reason }) = fp8.mismatch.as_ref().map(|m| &m.verdict) else {
@@ -465,40 +410,18 @@ fn an_fp8_variant_slower_than_bf16_is_suspect_but_not_failed() {
     assert_eq!(bf16.mismatch.as_ref().unwrap().verdict, Verdict::None);
 }
 
-struct WithLayerReport {
-    inner: Box<dyn Executable>,
-    report: Option<Vec<precheck::trtexec::layers::EngineLayer>>,
-}
-
-impl Executable for WithLayerReport {
-    fn run(&mut self, input: &Tensor) -> Result<Tensor, precheck::backend::BackendError> {
-        self.inner.run(input)
-    }
-
-    fn layer_report(
-        &mut self,
-    ) -> Result<Option<Vec<precheck::trtexec::layers::EngineLayer>>, precheck::backend::BackendError>
-    {
-        Ok(self.report.clone())
-    }
-}
-
 /// Honest numerics, but the FP8 engine's layer report (a TensorRT 10 `--exportLayerInfo` file)
 /// shows layers that ran in FP32 and FP16: a fallback only the engine's own report reveals.
-fn reports_fallback_layers(
-    model: &Model,
-    weights: &Weights,
-    policy: &Policy,
-) -> Result<Box<dyn Executable>, precheck::backend::BackendError> {
-    let report = (policy.name == "fp8_e4m3").then(|| {
+fn reports_fallback_layers(policy: &Policy) -> Plant {
+    let layer_report = (policy.name == "fp8_e4m3").then(|| {
         let path = "tests/fixtures/trtexec/fp8_engine_with_fp32_layers.layers.json";
         let report = precheck::trtexec::layers::read(std::path::Path::new(path)).unwrap();
         report.detailed().unwrap().to_vec()
     });
-    Ok(Box::new(WithLayerReport {
-        inner: CpuBackend::new().prepare(model, weights, policy)?,
-        report,
-    }))
+    Plant {
+        layer_report,
+        ..Plant::default()
+    }
 }
 
 #[test]
@@ -506,7 +429,11 @@ fn an_engine_layer_report_with_fp32_layers_fails_an_fp8_variant() {
     use precheck::mismatch::Verdict;
     use precheck::results::Status;
 
-    let (_dir, records) = run_in_process(&Planted(reports_fallback_layers));
+    let (_dir, records) = run_in_process(&Fake {
+        name: "fp8 engine",
+        build: common::cpu,
+        plant: reports_fallback_layers,
+    });
     let fp8 = records.iter().find(|r| r.id == "m/fp8_e4m3/cpu").unwrap();
     assert_eq!(fp8.status, Status::Failed);
     let mismatch = fp8.mismatch.as_ref().unwrap();
@@ -523,7 +450,7 @@ fn an_engine_layer_report_with_fp32_layers_fails_an_fp8_variant() {
     for name in &layers.above {
         assert!(evidence.contains(&format!("layer {name}")), "{evidence:?}");
     }
-    assert!(precheck::mismatch::explain::explain(fp8).contains("Engine layer report"));
+    assert!(precheck::report::explain::explain(fp8).contains("Engine layer report"));
     let bf16 = records.iter().find(|r| r.id == "m/bf16/cpu").unwrap();
     assert_eq!(bf16.mismatch.as_ref().unwrap().verdict, Verdict::None);
 }

@@ -4,9 +4,12 @@
 //! through the command backend). Needs python3 with `onnxruntime`, `onnx`, `numpy` and
 //! `safetensors` (`.ci/run` installs them).
 
+mod common;
+
+use common::precheck;
+
 use std::path::Path;
 
-use assert_cmd::Command;
 use precheck::results::{read_records, Status, VariantRecord, RESULTS_FILE};
 
 /// Precisions whose recipes opset 21 cannot say: their variants must be errors that say so.
@@ -16,8 +19,7 @@ fn roundtrip() -> Vec<VariantRecord> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = tempfile::tempdir().unwrap();
     let runner = root.join("examples/runners/ort_runner.py");
-    Command::cargo_bin("precheck")
-        .unwrap()
+    precheck()
         .arg("run")
         .arg(root.join("tests/suites/onnx_roundtrip.yaml"))
         .args(["--backend", "command", "--onnx", "--command"])
@@ -73,8 +75,7 @@ fn every_block_round_trips_through_onnx_runtime() {
 fn export_writes_each_expressible_precision_and_says_why_it_skips_the_rest() {
     let out = tempfile::tempdir().unwrap();
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suites/onnx_roundtrip.yaml");
-    let output = Command::cargo_bin("precheck")
-        .unwrap()
+    let output = precheck()
         .arg("export")
         .arg(&suite)
         .arg("--out")

@@ -3,9 +3,12 @@
 //! stand-in), and never evaluated by precheck's CPU backend. Needs python3 with onnx,
 //! onnxruntime, numpy and safetensors.
 
+mod common;
+
+use common::precheck;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use precheck::results::{read_records, Status, VariantRecord, RESULTS_FILE};
 use predicates::prelude::*;
 
@@ -30,10 +33,6 @@ gates: { cos_min: 0.99 }
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn precheck() -> Command {
-    Command::cargo_bin("precheck").unwrap()
 }
 
 fn ort_runner() -> String {

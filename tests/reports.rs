@@ -1,11 +1,15 @@
 //! Reports end to end: the files a run writes, read back and checked against results.jsonl;
 //! escaping; `compare` on recorded runs (tests/fixtures/runs/README.md); `history`.
+
 #![cfg(feature = "report")]
+
+mod common;
+
+use common::precheck;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use polars::prelude::{DataFrame, ParquetReader, SerReader};
 use precheck::report::{HTML_FILE, JUNIT_FILE, MARKDOWN_FILE, PARQUET_FILE};
 use precheck::results::{read_records, Status, VariantRecord};
@@ -13,10 +17,6 @@ use predicates::prelude::*;
 use quick_xml::events::Event;
 
 const FIXTURES: &str = "tests/fixtures/runs";
-
-fn precheck() -> Command {
-    Command::cargo_bin("precheck").unwrap()
-}
 
 fn records(dir: &Path) -> Vec<VariantRecord> {
     read_records(&dir.join("results.jsonl")).unwrap().0

@@ -2,22 +2,19 @@
 //! Each becomes its own record and the run goes on. And what the runner asks of a backend's
 //! timing: the cache state, honoured only where the backend can.
 
+mod common;
+
 use std::path::Path;
-
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use precheck::backend::{Backend, BackendError, BackendKind, CpuBackend, Executable, Timing};
+use common::{cpu, run_in_process, Fake, Plant};
+use precheck::backend::{Backend, BackendError, Executable};
 use precheck::exit_code::ExitCode;
-use precheck::farm::{Device, Slot};
-use precheck::model::{Model, Tensor, Weights};
-use precheck::plan::{plan, Overrides};
+use precheck::measure::CacheMode;
+use precheck::model::{Model, Weights};
+use precheck::plan::Overrides;
 use precheck::precision::Policy;
-use precheck::results::VariantRecord;
-use precheck::results::{read_records, ResultsWriter, Status};
-use precheck::runner::{run, InProcess, RunSpec, Silent};
-use precheck::suite::CacheMode;
-use std::sync::atomic::AtomicBool;
+use precheck::results::{read_records, Status, VariantRecord};
 
 const SUITE: &str = "
 name: faults
@@ -27,9 +24,7 @@ models:
 precisions: [bf16, fp32, fp16]
 ";
 
-/// The CPU backend, except in FP16, where it misbehaves as told.
-struct Faulty(Fault);
-
+/// How the fake backend misbehaves in FP16.
 #[derive(Clone, Copy)]
 enum Fault {
     Nan,
@@ -37,76 +32,38 @@ enum Fault {
     Panic,
 }
 
-struct NanOutput(Box<dyn Executable>);
-
-impl Executable for NanOutput {
-    fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
-        let mut output = self.0.run(input)?;
-        output.data[3] = f32::NAN;
-        Ok(output)
-    }
-}
-
-impl Backend for Faulty {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Cpu
-    }
-
-    fn device_name(&self) -> String {
-        "faulty".into()
-    }
-
-    fn prepare(
-        &self,
-        model: &Model,
-        weights: &Weights,
-        policy: &Policy,
-    ) -> Result<Box<dyn Executable>, BackendError> {
-        let inner = CpuBackend::new().prepare(model, weights, policy)?;
-        if policy.name != "fp16" {
-            return Ok(inner);
+/// The CPU backend, except in FP16, where it misbehaves as `fault` says.
+fn faulty(fault: Fault) -> impl Backend {
+    let build = move |model: &Model,
+                      weights: &Weights,
+                      policy: &Policy|
+          -> Result<Box<dyn Executable>, BackendError> {
+        match fault {
+            Fault::BuildError if policy.name == "fp16" => {
+                Err(BackendError::Failed("no kernel for this shape".into()))
+            }
+            Fault::Panic if policy.name == "fp16" => panic!("illegal memory access"),
+            _ => cpu(model, weights, policy),
         }
-        match self.0 {
-            Fault::Nan => Ok(Box::new(NanOutput(inner))),
-            Fault::BuildError => Err(BackendError::Failed("no kernel for this shape".into())),
-            Fault::Panic => panic!("illegal memory access"),
-        }
-    }
-}
-
-/// Runs the suite in this process on `backend`, as a library user would.
-fn run_in_process(backend: &dyn Backend, dir: &Path) -> Vec<VariantRecord> {
-    run_in_process_with(backend, dir, &Overrides::default())
-}
-
-fn run_in_process_with(
-    backend: &dyn Backend,
-    dir: &Path,
-    overrides: &Overrides,
-) -> Vec<VariantRecord> {
-    let suite = precheck::suite::from_str(Path::new("faults.yaml"), SUITE).unwrap();
-    let plan = plan(&suite, BackendKind::Cpu, "cpu", overrides).unwrap();
-    let mut writer = ResultsWriter::create(dir).unwrap();
-    let stop = AtomicBool::new(false);
-    let spec = RunSpec {
-        suite: &suite,
-        plan: &plan,
-        slots: vec![Slot {
-            device: Device::Cpu,
-            name: backend.device_name(),
-        }],
-        recorded: &[],
-        stop: &stop,
-        skip: None,
     };
-    let outcome = run(&spec, &InProcess::new(backend), &mut writer, &mut Silent).unwrap();
-    assert!(!outcome.interrupted);
-    outcome.records
+    let plant = move |policy: &Policy| Plant {
+        nan_at: (matches!(fault, Fault::Nan) && policy.name == "fp16").then_some(3),
+        ..Plant::default()
+    };
+    Fake {
+        name: "faulty",
+        build,
+        plant,
+    }
+}
+
+fn run_faults(backend: &dyn Backend, dir: &Path) -> Vec<VariantRecord> {
+    run_in_process(backend, SUITE, &Overrides::default(), dir)
 }
 
 fn run_with(fault: Fault) -> (Status, Option<String>, ExitCode) {
     let dir = tempfile::tempdir().unwrap();
-    let records = run_in_process(&Faulty(fault), dir.path());
+    let records = run_faults(&faulty(fault), dir.path());
     let (on_disk, _) = read_records(&dir.path().join("results.jsonl")).unwrap();
     // Compared as JSON: a NaN measurement is never equal to itself.
     assert_eq!(
@@ -132,7 +89,7 @@ fn run_with(fault: Fault) -> (Status, Option<String>, ExitCode) {
 #[test]
 fn nan_output_fails_every_gate_it_touches() {
     let dir = tempfile::tempdir().unwrap();
-    let records = run_in_process(&Faulty(Fault::Nan), dir.path());
+    let records = run_faults(&faulty(Fault::Nan), dir.path());
     let fp16 = records.iter().find(|r| r.id == "m/fp16/cpu").unwrap();
     assert_eq!(fp16.status, Status::Failed);
     let gates: Vec<&str> = fp16.failures.iter().map(|f| f.gate.as_str()).collect();
@@ -157,57 +114,6 @@ fn a_backend_panic_becomes_an_error_record() {
     assert_eq!(code, ExitCode::VariantError);
 }
 
-/// The CPU backend, whose executables say whether they can flush the GPU's L2 cache and
-/// remember the cache state each timing asked for.
-struct CacheAware {
-    flushes: bool,
-    asked: Arc<Mutex<Vec<CacheMode>>>,
-}
-
-struct CacheAwareExecutable {
-    inner: Box<dyn Executable>,
-    flushes: bool,
-    asked: Arc<Mutex<Vec<CacheMode>>>,
-}
-
-impl Executable for CacheAwareExecutable {
-    fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
-        self.inner.run(input)
-    }
-
-    fn time(&mut self, input: &Tensor, timing: Timing) -> Result<Vec<Duration>, BackendError> {
-        self.asked.lock().unwrap().push(timing.cache);
-        self.inner.time(input, timing)
-    }
-
-    fn flushes_cache(&self) -> bool {
-        self.flushes
-    }
-}
-
-impl Backend for CacheAware {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Cpu
-    }
-
-    fn device_name(&self) -> String {
-        "cache-aware".into()
-    }
-
-    fn prepare(
-        &self,
-        model: &Model,
-        weights: &Weights,
-        policy: &Policy,
-    ) -> Result<Box<dyn Executable>, BackendError> {
-        Ok(Box::new(CacheAwareExecutable {
-            inner: CpuBackend::new().prepare(model, weights, policy)?,
-            flushes: self.flushes,
-            asked: self.asked.clone(),
-        }))
-    }
-}
-
 #[test]
 fn a_cold_cache_is_timed_and_recorded_only_where_the_backend_can_flush() {
     let overrides = Overrides {
@@ -215,12 +121,18 @@ fn a_cold_cache_is_timed_and_recorded_only_where_the_backend_can_flush() {
         ..Overrides::default()
     };
     for flushes in [true, false] {
-        let backend = CacheAware {
-            flushes,
-            asked: Arc::default(),
+        let asked: Arc<Mutex<Vec<CacheMode>>> = Arc::default();
+        let backend = Fake {
+            name: "cache-aware",
+            build: cpu,
+            plant: |_: &Policy| Plant {
+                flushes_cache: flushes,
+                cache_asked: Some(asked.clone()),
+                ..Plant::default()
+            },
         };
         let dir = tempfile::tempdir().unwrap();
-        let records = run_in_process_with(&backend, dir.path(), &overrides);
+        let records = run_in_process(&backend, SUITE, &overrides, dir.path());
         let expect = if flushes {
             CacheMode::Cold
         } else {
@@ -231,6 +143,6 @@ fn a_cold_cache_is_timed_and_recorded_only_where_the_backend_can_flush() {
             records.iter().all(|r| r.cache == Some(expect)),
             "{records:?}"
         );
-        assert_eq!(*backend.asked.lock().unwrap(), vec![expect; 3]);
+        assert_eq!(*asked.lock().unwrap(), vec![expect; 3]);
     }
 }

@@ -123,7 +123,7 @@ fn a_detailed_report_keeps_types_tensors_tactics_and_metadata() {
         .starts_with("sm90_xmma_gemm_f32f32"));
     assert_eq!(
         down.math(),
-        LayerMath::Ran(precheck::mismatch::kernels::MathPrecision::Fp32)
+        LayerMath::Ran(precheck::precision::kernels::MathPrecision::Fp32)
     );
 }
 

@@ -4,9 +4,12 @@
 //! precision evidence; and without trtexec, every variant skipped, saying why. Needs python3
 //! with onnx, onnxruntime and numpy.
 
+mod common;
+
+use common::precheck;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use precheck::mismatch::Verdict;
 use precheck::results::{read_records, Status, VariantRecord, RESULTS_FILE};
 
@@ -49,7 +52,7 @@ impl Bench {
         trtexec: Option<&Path>,
         env: &[(&str, &str)],
     ) -> (Option<i32>, Vec<VariantRecord>) {
-        let mut command = Command::cargo_bin("precheck").unwrap();
+        let mut command = precheck();
         command
             .arg("run")
             .arg(&self.suite)

@@ -2,9 +2,12 @@
 //! shape or type, or is truncated, each gives an error naming the file, the tensor and what was
 //! expected; a run whose checkpoint is unreadable records the error for every variant and exits 3.
 
+mod common;
+
+use common::precheck;
+
 use std::path::Path;
 
-use assert_cmd::Command;
 use precheck::formats::Format;
 use precheck::suite;
 use safetensors::tensor::TensorView;
@@ -171,8 +174,7 @@ fn a_run_without_its_checkpoint_records_the_error_for_every_variant_and_exits_3(
     let dir = tempfile::tempdir().unwrap();
     let suite = suite(dir.path(), false);
     let out = dir.path().join("run");
-    Command::cargo_bin("precheck")
-        .unwrap()
+    precheck()
         .args(["run", &suite, "--out"])
         .arg(&out)
         .assert()
@@ -226,11 +228,7 @@ fn validate_checks_the_checkpoint_without_running() {
         &[("dense.weight", Dtype::F32, &[4, 3], f32_bytes([0.0; 12]))],
     );
     let suite = suite(dir.path(), false);
-    let output = Command::cargo_bin("precheck")
-        .unwrap()
-        .args(["validate", &suite])
-        .output()
-        .unwrap();
+    let output = precheck().args(["validate", &suite]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let error = String::from_utf8(output.stderr).unwrap();
     assert!(

@@ -24,10 +24,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{Backend, BackendError, BackendKind, Executable, Timing};
 use crate::export;
+use crate::measure::KernelLaunches;
 use crate::model::graph::{Graph, Param};
-use crate::model::{load, AttentionBlock, Block, Model, Tensor, Weights};
+use crate::model::{load, AttentionBlock, Block, Model, Weights};
 use crate::precision::Policy;
-use crate::results::KernelLaunches;
+use crate::tensor::Tensor;
 use crate::trtexec::layers::{self, EngineLayer};
 
 /// The last bytes of a failed command's stderr kept in its error.
@@ -285,7 +286,7 @@ impl CommandExecutable {
             return Ok(());
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail = &stderr[stderr.len().saturating_sub(STDERR_TAIL)..];
+        let tail = super::text_tail(&stderr, STDERR_TAIL);
         Err(BackendError::Failed(format!(
             "command `{}` {}: {}",
             self.command,

@@ -11,9 +11,10 @@ use super::{Backend, BackendError, BackendKind, Executable};
 use crate::host::HostInfo;
 use crate::model::forward::{add_row, forward, OpClass, Ops};
 use crate::model::graph::Graph;
-use crate::model::{Block, Model, Tensor, Weights};
+use crate::model::{Block, Model, Weights};
 use crate::precision::{MatmulPolicy, Policy};
 use crate::quant::{self, AmaxHistory, Operand, QuantSpec, Recipe};
+use crate::tensor::Tensor;
 
 /// precheck's CPU emulation of each precision.
 #[derive(Debug, Default)]
@@ -204,9 +205,10 @@ const MAX_CALIBRATION_RUNS: usize = 16;
 mod tests {
     use super::*;
     use crate::formats::Format;
+    use crate::ident::Ident;
+    use crate::model::WeightsSpec;
     use crate::model::{seeded, Block};
     use crate::precision::presets;
-    use crate::suite::{Ident, WeightsSpec};
 
     fn mlp() -> Model {
         Model {
@@ -214,7 +216,7 @@ mod tests {
             block: Block::Mlp(crate::model::MlpShape {
                 hidden: 64,
                 intermediate: 128,
-                activation: crate::suite::Activation::GeluTanh,
+                activation: crate::model::Activation::GeluTanh,
                 gated: true,
             }),
             tokens: 8,

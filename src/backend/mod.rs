@@ -17,10 +17,11 @@ pub use cuda::CudaBackend;
 pub use trtexec::TrtexecBackend;
 
 use crate::measure::time_runs;
-use crate::model::{Model, Tensor, Weights};
+use crate::measure::CacheMode;
+use crate::measure::{KernelLaunches, SmClock};
+use crate::model::{Model, Weights};
 use crate::precision::Policy;
-use crate::results::{KernelLaunches, SmClock};
-use crate::suite::CacheMode;
+use crate::tensor::Tensor;
 use crate::trtexec::layers::EngineLayer;
 
 /// Which backend a run uses, as chosen on the command line.
@@ -275,4 +276,30 @@ pub fn describe_all() -> Vec<(BackendKind, Result<Vec<String>, String>)> {
         (BackendKind::Cpu, Ok(vec![CpuBackend::new().device_name()])),
         (BackendKind::Cuda, cuda),
     ]
+}
+
+/// The last `max_bytes` bytes of an engine's output or less, cut at a character boundary, so that
+/// a multi-byte character at the cut cannot hide the engine's error behind a panic.
+pub(crate) fn text_tail(text: &str, max_bytes: usize) -> &str {
+    let mut start = text.len().saturating_sub(max_bytes);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_tail;
+
+    #[test]
+    fn a_tail_cut_inside_a_character_starts_after_it() {
+        // "é" is two bytes: a cut of 1 byte from the end falls inside it.
+        let text = "error: café";
+        assert_eq!(text_tail(text, 1), "");
+        assert_eq!(text_tail(text, 2), "é");
+        assert_eq!(text_tail(text, 3), "fé");
+        assert_eq!(text_tail(text, 100), text);
+        assert_eq!(text_tail("→→→", 4), "→");
+    }
 }

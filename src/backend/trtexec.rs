@@ -21,8 +21,9 @@ use sha2::{Digest, Sha256};
 
 use super::{Backend, BackendError, BackendKind, Executable, Timing};
 use crate::export;
-use crate::model::{Block, Model, Tensor, Weights};
+use crate::model::{Block, Model, Weights};
 use crate::precision::Policy;
+use crate::tensor::Tensor;
 use crate::trtexec::flags::{self, Typing};
 use crate::trtexec::layers::EngineLayer;
 use crate::trtexec::{layers, output, times};
@@ -254,7 +255,7 @@ fn run(program: &Path, args: &[String], what: &str) -> Result<(), BackendError> 
     }
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
-    let tail = &text[text.len().saturating_sub(OUTPUT_TAIL)..];
+    let tail = super::text_tail(&text, OUTPUT_TAIL);
     Err(BackendError::Failed(format!(
         "trtexec {what} {}: {}",
         output.status,

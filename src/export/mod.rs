@@ -16,8 +16,6 @@
 //! scales and FP4/FP6 elements (opset 23), NF4 (no type), delayed scaling (its amax history is
 //! state across calls, which an ONNX graph does not have).
 
-pub mod proto;
-
 use prost::Message;
 use thiserror::Error;
 
@@ -25,15 +23,16 @@ use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
 use crate::formats::{Format, Overflow};
 use crate::model::forward::rotary_tables;
 use crate::model::graph::{Graph, Op};
-use crate::model::{Block, Model, Tensor, Weights};
-use crate::precision::Policy;
-use crate::quant::{self, AmaxHistory, QuantSpec, Recipe};
-use crate::suite::Activation;
-use crate::trtexec::flags::ClassLayers;
-use proto::{
+use crate::model::Activation;
+use crate::model::{Block, Model, Weights};
+use crate::onnx_proto::{
     AttributeProto, AttributeType, DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
     TensorProto, ValueInfoProto,
 };
+use crate::precision::Policy;
+use crate::quant::{self, AmaxHistory, QuantSpec, Recipe};
+use crate::tensor::Tensor;
+use crate::trtexec::flags::ClassLayers;
 
 /// Why a block or policy has no ONNX form.
 #[derive(Debug, Error, PartialEq)]
@@ -70,6 +69,42 @@ pub struct Exported {
     pub output: String,
 }
 
+/// What [`write_files`] did with one policy.
+#[derive(Debug)]
+pub enum Written {
+    /// The model in this policy, written to this file.
+    File(std::path::PathBuf),
+    /// The policy has no ONNX form: its name and why.
+    Skipped(String, ExportError),
+}
+
+/// Writes `model` in each of `policies` as `out/<model>/<policy>.onnx`; a policy ONNX cannot
+/// express is skipped, saying why. Fails only when a file cannot be written.
+pub fn write_files(
+    model: &Model,
+    weights: &Weights,
+    policies: &[&Policy],
+    out: &std::path::Path,
+) -> std::io::Result<Vec<Written>> {
+    let folder = out.join(model.name.as_str());
+    let mut written = Vec::with_capacity(policies.len());
+    for policy in policies {
+        match onnx(model, weights, policy) {
+            Ok(exported) => {
+                let file = folder.join(format!("{}.onnx", policy.name));
+                std::fs::create_dir_all(&folder)
+                    .and_then(|()| std::fs::write(&file, exported.model))
+                    .map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("writing {}: {e}", file.display()))
+                    })?;
+                written.push(Written::File(file));
+            }
+            Err(why) => written.push(Written::Skipped(policy.name.clone(), why)),
+        }
+    }
+    Ok(written)
+}
+
 /// `model` with `weights`, computing as `policy` says, as an ONNX model; a model that is an ONNX
 /// file already is that file, as it is (the policy reaches its engine as build flags).
 pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Exported, ExportError> {
@@ -94,7 +129,7 @@ pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Exporte
         .push(node("Identity", &[&output], OUTPUT, vec![]));
     let layers = std::mem::take(&mut lowering.layers);
     let proto = ModelProto {
-        ir_version: proto::IR_VERSION,
+        ir_version: crate::onnx_proto::IR_VERSION,
         producer_name: "precheck".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc_string: format!("{} in {}: {policy}", model.name, policy.name),
@@ -113,7 +148,7 @@ pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Exporte
         }),
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
-            version: proto::OPSET,
+            version: crate::onnx_proto::OPSET,
         }],
     };
     let mut bytes = Vec::new();

@@ -6,14 +6,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{math_precision, Direction};
+use super::Direction;
 use crate::backend::{Backend, BackendError, CpuBackend, Executable};
 use crate::formats::Format;
 use crate::measure::compare;
 use crate::model::blocks::split_layer;
-use crate::model::{Model, Tensor, Weights};
+use crate::model::{Model, Weights};
+use crate::precision::kernels::math_precision;
 use crate::precision::Policy;
 use crate::quant::{QuantSpec, Recipe};
+use crate::tensor::Tensor;
 
 /// How much closer to a mismatch than to the request an output must be to be called one: a
 /// factor of 10 in `1 − cos`, far beyond the accumulation-order noise between two correct

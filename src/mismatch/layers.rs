@@ -13,15 +13,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::kernels::MathPrecision;
-use super::{expected_gemm_precision, math_precision, Direction};
+use super::Direction;
+use crate::precision::kernels::{expected_gemm_precision, math_precision, MathPrecision};
 use crate::precision::Policy;
 use crate::trtexec::layers::{EngineLayer, LayerMath};
 
 /// What an engine layer computes, as far as the policy's operation classes go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LayerKind {
+pub enum LayerClass {
     /// Moves or converts data without math: reformats, shuffles, constants, casts, Q/DQ.
     DataMovement,
     /// A GEMM or convolution (fused attention included): the policy's matmul precision.
@@ -72,12 +72,12 @@ impl Match {
 }
 
 use Field::{AnyOp, EveryOp, Module, Type};
-use LayerKind::{Activation, DataMovement, Matmul, Norm, Other, Softmax};
+use LayerClass::{Activation, DataMovement, Matmul, Norm, Other, Softmax};
 
 /// The kind rules, in order: the first that matches decides, so a layer whose parts include a
 /// MatMul is a matmul even when a softmax is fused into it (its inputs are the GEMM's operands),
 /// and a reformat named after the softmax it feeds is still a reformat.
-pub static KINDS: &[(Field, Match, LayerKind, &str)] = &[
+pub static KINDS: &[(Field, Match, LayerClass, &str)] = &[
     (
         Type,
         Match::Exactly(&[
@@ -249,7 +249,7 @@ fn modules(path: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The kind of `layer`, by [`KINDS`].
-pub fn kind(layer: &EngineLayer) -> LayerKind {
+pub fn kind(layer: &EngineLayer) -> LayerClass {
     KINDS
         .iter()
         .find(|(field, rule, _, _)| match field {
@@ -267,7 +267,7 @@ pub fn kind(layer: &EngineLayer) -> LayerKind {
 }
 
 /// The precision `policy` asks of a layer of `kind`; `None` for data movement.
-pub fn expected(kind: LayerKind, policy: &Policy) -> Option<MathPrecision> {
+pub fn expected(kind: LayerClass, policy: &Policy) -> Option<MathPrecision> {
     match kind {
         DataMovement => None,
         Matmul => Some(expected_gemm_precision(policy, false)),

@@ -2,23 +2,20 @@
 //! in both directions, combined into one verdict per variant.
 //!
 //! Four kinds of evidence: the numeric [`fingerprint`] (any backend: the output against CPU
-//! emulations of the request and of plausible mismatches), the [`kernels`] trace (backends that
+//! emulations of the request and of plausible mismatches), the kernel trace ([`crate::precision::kernels`]) (backends that
 //! report the kernels they launched: the CUDA backend through CUPTI), the engine's [`layers`]
 //! report (backends whose engines report their layers' types: TensorRT's, as trtexec exports
-//! them), and [`speed_sanity`] (a lower precision that bought no speed is `suspect`). [`explain`]
+//! them), and [`speed_sanity`] (a lower precision that bought no speed is `suspect`). `report::explain`
 //! writes them out for a person.
 
-pub mod explain;
 pub mod fingerprint;
-pub mod kernels;
 pub mod layers;
 
 use serde::{Deserialize, Serialize};
 
-use crate::formats::Format;
+use crate::precision::kernels::{expected_gemm_precision, KernelEvidence};
 use crate::precision::Policy;
 use fingerprint::FingerprintEvidence;
-use kernels::{KernelEvidence, MathPrecision};
 use layers::LayerEvidence;
 
 /// Which way a mismatch goes.
@@ -83,35 +80,6 @@ pub struct Mismatch {
     /// The engine layer report's reading, when the backend's engine reports its layers.
     #[serde(default)]
     pub layers: Option<LayerEvidence>,
-}
-
-/// The math precision a format's matmul runs in.
-pub fn math_precision(format: Format) -> MathPrecision {
-    match format {
-        Format::Fp32 => MathPrecision::Fp32,
-        Format::Tf32 => MathPrecision::Tf32,
-        Format::Bf16 => MathPrecision::Bf16,
-        Format::Fp16 => MathPrecision::Fp16,
-        Format::Fp8E4m3 | Format::Fp8E5m2 | Format::Fp6E2m3 | Format::Fp6E3m2 => MathPrecision::Fp8,
-        Format::Fp4E2m1 => MathPrecision::Fp4,
-        Format::Int8 | Format::Int4 | Format::Nf4 => MathPrecision::Int8,
-    }
-}
-
-/// The precision a variant's GEMMs should run in: the policy's matmul operands; weight-only
-/// formats multiply in the activations' format; an emulated variant (block formats on a GPU
-/// without their kernels) multiplies in BF16, as its record says.
-pub fn expected_gemm_precision(policy: &Policy, emulated: bool) -> MathPrecision {
-    let matmul = policy.matmul;
-    if emulated {
-        MathPrecision::Bf16
-    } else if matmul.weights.format.is_carrier()
-        || matches!(matmul.weights.format, Format::Int4 | Format::Nf4)
-    {
-        math_precision(matmul.activations.format)
-    } else {
-        math_precision(matmul.weights.format)
-    }
 }
 
 /// Below this baseline latency a block is launch-bound, and a lower precision need not be faster:

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::graph::{AttentionShape, Graph, GraphBuilder, Value};
 use super::onnx::OnnxFile;
-use crate::suite::Activation;
+use crate::model::Activation;
 
 /// A built-in block with its dimensions, or an ONNX model.
 #[derive(Debug, Clone, PartialEq)]

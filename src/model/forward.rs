@@ -18,9 +18,10 @@
 use rayon::prelude::*;
 
 use super::graph::{Graph, Op};
-use super::{Tensor, Weights};
+use super::Weights;
 use crate::linalg::{matmul_nt, Scalar};
-use crate::suite::Activation;
+use crate::model::Activation;
+use crate::tensor::Tensor;
 
 /// The class of an operation's output, for the policy's choice of format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::load::{self, Checkpoint, LoadError};
-use super::Tensor;
+use crate::tensor::Tensor;
 
 /// One model's frozen reference.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,14 +1,16 @@
 //! Blocks as a small graph of operations.
 //!
-//! A backend implements operations, not blocks: a block is a [`Graph`] that a builder writes in a
-//! few lines ([`super::blocks`]), and every backend and the exact reference run the same graph.
+//! A block is a [`Graph`] that a builder writes in a few lines ([`super::blocks`]). The exact
+//! reference, the CPU emulation and the ONNX export interpret that graph operation by operation;
+//! the CUDA backend runs hand-written programs of the blocks it supports (`backend/cuda/mlp.rs`,
+//! `attention.rs`), checked against the CPU's interpretation of the same graph.
 //! Tensors are 2-D, `[tokens, features]`; attention heads are column blocks of a tensor (head `h`
 //! of `[tokens, heads × head_dim]` is columns `h·head_dim .. (h+1)·head_dim`), so splitting and
 //! merging heads moves no data.
 
 use serde::Serialize;
 
-use crate::suite::Activation;
+use crate::model::Activation;
 
 /// A value in a graph: the output of node number `.0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

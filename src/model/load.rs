@@ -15,9 +15,10 @@ use safetensors::{Dtype, SafeTensors};
 
 use super::blocks::split_layer;
 use super::graph::Graph;
-use super::{InputFile, Tensor, Weights};
+use super::{InputFile, Weights};
 use crate::formats::Format;
-use crate::suite::CheckpointSpec;
+use crate::model::CheckpointSpec;
+use crate::tensor::Tensor;
 
 /// Why weights or an input could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +156,7 @@ pub(super) fn find<'a>(
 ) -> Result<TensorView<'a>, LoadError> {
     let view = tensors.tensor(name).map_err(|_| {
         let names = tensors.names();
-        let hint = crate::suite::nearest(name, names.iter().copied())
+        let hint = crate::hints::nearest(name, names.iter().copied())
             .map(|n| format!("; did you mean `{n}`?"))
             .unwrap_or_default();
         LoadError::Missing {

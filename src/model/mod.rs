@@ -6,6 +6,7 @@
 //! rounded) cannot drift apart.
 
 pub mod blocks;
+pub mod config;
 pub mod forward;
 pub mod golden;
 pub mod graph;
@@ -16,10 +17,12 @@ pub mod seeded;
 use std::path::PathBuf;
 
 pub use blocks::{AttentionBlock, Block, LayerKind, LayerSpec, MlpShape};
+pub use config::{Activation, CheckpointSpec, OutlierSpec, WeightsSpec};
 pub use load::LoadError;
 
 use crate::formats::Format;
-use crate::suite::{Ident, OutlierSpec, WeightsSpec};
+use crate::ident::Ident;
+use crate::tensor::Tensor;
 
 /// A model of a suite, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,38 +79,6 @@ impl Model {
             None => Ok(seeded::input(self, seed, format, seeded::INPUT)),
             Some(file) => load::input(file, [self.tokens, self.block.input_features()], format),
         }
-    }
-}
-
-/// A row-major 2-D tensor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tensor<T = f32> {
-    /// Rows.
-    pub rows: usize,
-    /// Columns.
-    pub cols: usize,
-    /// `rows * cols` values, row after row.
-    pub data: Vec<T>,
-}
-
-impl<T: Copy> Tensor<T> {
-    /// A tensor of the given shape; panics if `data` has another length (a programming error).
-    pub fn new(rows: usize, cols: usize, data: Vec<T>) -> Self {
-        assert_eq!(
-            data.len(),
-            rows * cols,
-            "tensor data does not match its shape"
-        );
-        Tensor { rows, cols, data }
-    }
-
-    /// The same values converted element by element.
-    pub fn map<U: Copy>(&self, f: impl Fn(T) -> U) -> Tensor<U> {
-        Tensor::new(
-            self.rows,
-            self.cols,
-            self.data.iter().map(|&v| f(v)).collect(),
-        )
     }
 }
 

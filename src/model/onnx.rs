@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-use crate::export::proto::{DataType, ModelProto, ValueInfoProto};
+use crate::onnx_proto::{DataType, ModelProto, ValueInfoProto};
 
 /// An ONNX model file and its interface.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,8 +17,9 @@ use rand_distr::StandardNormal;
 use sha2::{Digest, Sha256};
 
 use super::graph::ParamKind;
-use super::{Model, Tensor, Weights};
+use super::{Model, Weights};
 use crate::formats::Format;
+use crate::tensor::Tensor;
 
 /// The measured input's name in seeds.
 pub const INPUT: &str = "input";
@@ -90,8 +91,9 @@ pub fn input(model: &Model, seed: u64, format: Format, name: &str) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ident::Ident;
     use crate::model::Block;
-    use crate::suite::{Ident, WeightsSpec};
+    use crate::model::WeightsSpec;
 
     fn model(name: &str) -> Model {
         Model {
@@ -131,7 +133,7 @@ mod tests {
     fn outlier_channels_are_scaled_in_every_token() {
         let mut m = model("m");
         let plain = input(&m, 3, Format::Fp32, INPUT);
-        m.outliers = Some(crate::suite::OutlierSpec {
+        m.outliers = Some(crate::model::OutlierSpec {
             fraction: 0.01,
             scale: 100.0,
         });

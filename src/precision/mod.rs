@@ -9,6 +9,7 @@
 //! - { name: fp8_w_a, matmul: { weights: fp8_e4m3/per_channel, activations: fp8_e4m3/per_token }, output: bf16 }
 //! ```
 
+pub mod kernels;
 pub mod presets;
 
 use std::fmt;
@@ -17,8 +18,8 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::formats::Format;
+use crate::ident::Ident;
 use crate::quant::QuantSpec;
-use crate::suite::Ident;
 
 /// How the operations of a block compute.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -148,7 +149,7 @@ impl PolicySpec {
     pub fn resolve(&self) -> Result<Policy, (String, String)> {
         let base_name = self.base.as_deref().unwrap_or("bf16");
         let base = presets::preset(base_name).ok_or_else(|| {
-            let hint = crate::suite::nearest(base_name, presets::names())
+            let hint = crate::hints::nearest(base_name, presets::names())
                 .map(|s| format!(", did you mean `{s}`?"))
                 .unwrap_or_default();
             (

@@ -19,7 +19,7 @@ use crate::formats::minifloat::{FP4_E2M1, FP8_E4M3};
 use crate::formats::scale::E8m0;
 use crate::formats::{Format, Overflow};
 use crate::linalg::matmul_nt;
-use crate::model::Tensor;
+use crate::tensor::Tensor;
 
 /// A quantized matmul operand.
 #[derive(Debug, Clone, PartialEq)]

@@ -114,7 +114,7 @@ impl Recipe {
             "nvfp4",
             "delayed",
         ];
-        let hint = crate::suite::nearest(text, names)
+        let hint = crate::hints::nearest(text, names)
             .map(|s| format!(", did you mean `{s}`?"))
             .unwrap_or_default();
         Err(format!(

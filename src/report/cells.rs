@@ -1,8 +1,11 @@
-//! One variant's numbers as the text every report shows, so that the terminal, HTML and Markdown
-//! tables agree to the digit.
+//! One variant's row as every report shows it ([`VariantRow`]): the terminal, HTML, Markdown and
+//! JUnit reports all format a variant's numbers here, so that they agree to the digit.
 
+use serde::Serialize;
+
+use crate::measure::Clocks;
 use crate::mismatch::Verdict;
-use crate::results::{Clocks, Status, VariantRecord};
+use crate::results::{Status, VariantRecord};
 
 /// Cosine similarity, 6 decimals; empty when not measured.
 pub fn cos(record: &VariantRecord) -> String {
@@ -90,4 +93,83 @@ pub fn failures(record: &VariantRecord) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// One variant as a table row: every cell already formatted.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantRow {
+    /// `model/precision/device`.
+    pub id: String,
+    /// Model name.
+    pub model: String,
+    /// Precision name.
+    pub precision: String,
+    /// Device of the variant.
+    pub device: String,
+    /// `pass`, `FAIL`, `ERROR`.
+    pub verdict: &'static str,
+    /// CSS class: `passed`, `failed`, `error`.
+    pub class: &'static str,
+    /// Cosine similarity.
+    pub cos: String,
+    /// `1 − cos`.
+    pub one_minus_cos: String,
+    /// Largest absolute error.
+    pub max_abs_err: String,
+    /// Relative L2 error.
+    pub rel_l2: String,
+    /// Median latency, ms.
+    pub median_ms: String,
+    /// p10–p90 latency, ms.
+    pub spread_ms: String,
+    /// Speed-up against the reference precision.
+    pub speedup: String,
+    /// The gates failed or the error.
+    pub why: String,
+}
+
+impl VariantRow {
+    /// The row of `record`.
+    pub fn of(record: &VariantRecord) -> VariantRow {
+        VariantRow {
+            id: record.id.clone(),
+            model: record.model.clone(),
+            precision: record.precision.clone(),
+            device: record.device.clone(),
+            verdict: record.status.name(),
+            class: status_class(record.status),
+            cos: cos(record),
+            one_minus_cos: one_minus_cos(record),
+            max_abs_err: max_abs_err(record),
+            rel_l2: record
+                .accuracy
+                .map_or_else(String::new, |a| format!("{:.3e}", a.rel_l2)),
+            median_ms: median_ms(record),
+            spread_ms: spread_ms(record),
+            speedup: speedup(record),
+            why: why(record),
+        }
+    }
+}
+
+/// The CSS class of a status.
+pub fn status_class(status: Status) -> &'static str {
+    match status {
+        Status::Passed => "passed",
+        Status::Failed => "failed",
+        Status::Error => "error",
+        Status::Skipped => "skipped",
+    }
+}
+
+/// The rows of `records`: errored, failed, skipped, then passed variants, each in run order.
+pub fn failing_first(records: &[VariantRecord]) -> Vec<VariantRow> {
+    let mut ordered: Vec<&VariantRecord> = records.iter().collect();
+    ordered.sort_by_key(|r| match r.status {
+        Status::Error => 0,
+        Status::Failed => 1,
+        Status::Skipped => 2,
+        Status::Passed => 3,
+    });
+    ordered.into_iter().map(VariantRow::of).collect()
 }

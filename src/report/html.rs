@@ -8,7 +8,7 @@ use serde::Serialize;
 use tera::{Context, Tera};
 
 use super::ReportError;
-use super::{charts, rows, RecordedRun};
+use super::{cells, charts, rows, RecordedRun};
 
 const TEMPLATES: [(&str, &str); 4] = [
     ("base.html", include_str!("../../templates/base.html.tera")),
@@ -116,7 +116,7 @@ struct RunPage {
     verdict: rows::Verdict,
     interrupted: bool,
     warnings: Vec<String>,
-    rows: Vec<rows::VariantRow>,
+    rows: Vec<cells::VariantRow>,
     charts: RunCharts,
     depth: Option<rows::DepthTable>,
     evidence: Vec<rows::Evidence>,
@@ -130,7 +130,7 @@ pub fn run_report(run: &RecordedRun) -> Result<String, ReportError> {
         verdict: rows::Verdict::of(&run.records),
         interrupted: run.interrupted(),
         warnings: run.warnings.clone(),
-        rows: rows::failing_first(&run.records),
+        rows: cells::failing_first(&run.records),
         charts: RunCharts {
             cosine: charts::cosine(&run.records)?,
             latency: charts::latency(&run.records)?,

@@ -9,7 +9,8 @@
 use serde::Serialize;
 use tera::{Context, Tera};
 
-use super::{cells, html::error_chain, RecordedRun, ReportError};
+use super::cells::VariantRow;
+use super::{html::error_chain, RecordedRun, ReportError};
 use crate::results::{Status, VariantRecord};
 
 const TEMPLATE: &str = include_str!("../../templates/junit.xml.tera");
@@ -46,6 +47,7 @@ struct Problem {
 }
 
 fn case(suite: &str, record: &VariantRecord) -> Case {
+    let row = VariantRow::of(record);
     let problem = || Problem {
         kind: record
             .failures
@@ -53,7 +55,7 @@ fn case(suite: &str, record: &VariantRecord) -> Case {
             .map(|f| f.gate.as_str())
             .collect::<Vec<_>>()
             .join(","),
-        message: cells::why(record),
+        message: row.why.clone(),
     };
     Case {
         name: record.id.clone(),
@@ -62,20 +64,20 @@ fn case(suite: &str, record: &VariantRecord) -> Case {
         failure: (record.status == Status::Failed).then(problem),
         error: (record.status == Status::Error).then(|| Problem {
             kind: "error".to_owned(),
-            message: cells::why(record),
+            message: row.why.clone(),
         }),
-        skipped: (record.status == Status::Skipped).then(|| cells::why(record)),
+        skipped: (record.status == Status::Skipped).then(|| row.why.clone()),
         output: format!(
             "precision {} ({}) on {}: cos {}, 1 - cos {}, max abs err {}, median {} ms (p10-p90 {}), speed-up {}",
             record.precision,
             record.policy,
             record.device_name,
-            cells::cos(record),
-            cells::one_minus_cos(record),
-            cells::max_abs_err(record),
-            cells::median_ms(record),
-            cells::spread_ms(record),
-            cells::speedup(record),
+            row.cos,
+            row.one_minus_cos,
+            row.max_abs_err,
+            row.median_ms,
+            row.spread_ms,
+            row.speedup,
         ),
     }
 }

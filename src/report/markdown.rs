@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{rows, RecordedRun};
+use super::{cells, rows, RecordedRun};
 
 /// Escapes `text` for a Markdown table cell: HTML is shown as text, Markdown punctuation as
 /// itself, and a `|` cannot end the cell.
@@ -67,7 +67,7 @@ pub fn summary(run: &RecordedRun) -> String {
     if run.interrupted() {
         text += "**The run was interrupted**: these are the variants that finished.\n\n";
     }
-    let rows = rows::failing_first(&run.records);
+    let rows = cells::failing_first(&run.records);
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -97,7 +97,7 @@ pub fn summary(run: &RecordedRun) -> String {
         &[false, true, true, true, true, true, true, false],
         &cells,
     );
-    let problems: Vec<&rows::VariantRow> = rows.iter().filter(|r| !r.why.is_empty()).collect();
+    let problems: Vec<&cells::VariantRow> = rows.iter().filter(|r| !r.why.is_empty()).collect();
     if !problems.is_empty() {
         text += "\n";
         for row in problems {

@@ -12,6 +12,7 @@ mod charts;
 pub mod compare;
 #[cfg(feature = "report")]
 mod error;
+pub mod explain;
 #[cfg(feature = "report")]
 pub mod history;
 #[cfg(feature = "report")]

@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use super::{cells, terminal};
+use super::terminal;
 use crate::exit_code::ExitCode;
-use crate::results::{Status, VariantRecord};
+use crate::results::VariantRecord;
 
 /// The run's verdict, for the top of a report.
 #[derive(Debug, Clone, Serialize)]
@@ -55,84 +55,6 @@ fn gate_failure_counts(records: &[VariantRecord]) -> Vec<String> {
         .collect()
 }
 
-/// One variant as a table row: every cell already formatted.
-#[derive(Debug, Clone, Serialize)]
-pub struct VariantRow {
-    /// `model/precision/device`.
-    pub id: String,
-    /// Model name.
-    pub model: String,
-    /// Precision name.
-    pub precision: String,
-    /// Device of the variant.
-    pub device: String,
-    /// `pass`, `FAIL`, `ERROR`.
-    pub verdict: &'static str,
-    /// CSS class: `passed`, `failed`, `error`.
-    pub class: &'static str,
-    /// Cosine similarity.
-    pub cos: String,
-    /// `1 − cos`.
-    pub one_minus_cos: String,
-    /// Largest absolute error.
-    pub max_abs_err: String,
-    /// Relative L2 error.
-    pub rel_l2: String,
-    /// Median latency, ms.
-    pub median_ms: String,
-    /// p10–p90 latency, ms.
-    pub spread_ms: String,
-    /// Speed-up against the reference precision.
-    pub speedup: String,
-    /// The gates failed or the error.
-    pub why: String,
-}
-
-impl VariantRow {
-    fn of(record: &VariantRecord) -> VariantRow {
-        VariantRow {
-            id: record.id.clone(),
-            model: record.model.clone(),
-            precision: record.precision.clone(),
-            device: record.device.clone(),
-            verdict: record.status.name(),
-            class: status_class(record.status),
-            cos: cells::cos(record),
-            one_minus_cos: cells::one_minus_cos(record),
-            max_abs_err: cells::max_abs_err(record),
-            rel_l2: record
-                .accuracy
-                .map_or_else(String::new, |a| format!("{:.3e}", a.rel_l2)),
-            median_ms: cells::median_ms(record),
-            spread_ms: cells::spread_ms(record),
-            speedup: cells::speedup(record),
-            why: cells::why(record),
-        }
-    }
-}
-
-/// The CSS class of a status.
-pub fn status_class(status: Status) -> &'static str {
-    match status {
-        Status::Passed => "passed",
-        Status::Failed => "failed",
-        Status::Error => "error",
-        Status::Skipped => "skipped",
-    }
-}
-
-/// The rows of `records`: errored, failed, skipped, then passed variants, each in run order.
-pub fn failing_first(records: &[VariantRecord]) -> Vec<VariantRow> {
-    let mut ordered: Vec<&VariantRecord> = records.iter().collect();
-    ordered.sort_by_key(|r| match r.status {
-        Status::Error => 0,
-        Status::Failed => 1,
-        Status::Skipped => 2,
-        Status::Passed => 3,
-    });
-    ordered.into_iter().map(VariantRow::of).collect()
-}
-
 /// A variant's precision evidence as `precheck explain` prints it, for the report.
 #[derive(Debug, Serialize)]
 pub struct Evidence {
@@ -153,7 +75,7 @@ pub fn evidence(records: &[VariantRecord]) -> Vec<Evidence> {
             Some(Evidence {
                 id: r.id.clone(),
                 verdict: mismatch.verdict.summary(),
-                text: crate::mismatch::explain::explain(r),
+                text: crate::report::explain::explain(r),
             })
         })
         .collect()

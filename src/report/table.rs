@@ -25,7 +25,7 @@ pub fn records_table(suite: &str, records: &[VariantRecord]) -> PolarsResult<Dat
         number("tokens", records, |r| Some(r.tokens as f64)),
         number("flops", records, |r| Some(r.flops)),
         text("status", records, |r| {
-            super::rows::status_class(r.status).to_owned()
+            super::cells::status_class(r.status).to_owned()
         }),
         accuracy("cos", records, |a| a.cos),
         accuracy("one_minus_cos", records, |a| 1.0 - a.cos),

@@ -3,7 +3,7 @@
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, Table};
 
-use super::cells;
+use super::cells::{self, VariantRow};
 use crate::results::{Status, VariantRecord};
 
 /// The summary table: variant, cos, max abs err, median latency, speed-up, verdict.
@@ -19,16 +19,16 @@ pub fn summary_table(records: &[VariantRecord]) -> String {
         "speedup",
         "verdict",
     ]);
-    for record in records {
+    for row in records.iter().map(VariantRow::of) {
         table.add_row(vec![
-            record.id.clone(),
-            cells::cos(record),
-            cells::one_minus_cos(record),
-            cells::max_abs_err(record),
-            cells::median_ms(record),
-            cells::spread_ms(record),
-            cells::speedup(record),
-            record.status.name().to_owned(),
+            row.id,
+            row.cos,
+            row.one_minus_cos,
+            row.max_abs_err,
+            row.median_ms,
+            row.spread_ms,
+            row.speedup,
+            row.verdict.to_owned(),
         ]);
     }
     for column in 1..=6 {

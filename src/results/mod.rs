@@ -2,13 +2,14 @@
 //! variant ends, and the run's environment in `run.json`. Reports and gates read only these files,
 //! so they can be rebuilt offline, and a run killed half way leaves every finished variant readable.
 
+mod folder;
+mod merge;
 mod record;
 mod run_info;
 mod writer;
 
-pub use record::{
-    Baseline, Clocks, KernelLaunches, LayerAccuracy, SmClock, Status, VariantRecord, WorkerExit,
-    RECORD_SCHEMA,
-};
+pub use folder::{resume, start, ResumeError, RunFolder};
+pub use merge::{merge, MergeError, Merged};
+pub use record::{Baseline, LayerAccuracy, Status, VariantRecord, WorkerExit, RECORD_SCHEMA};
 pub use run_info::{RunInfo, RunSettings, SuiteInfo};
 pub use writer::{read_records, ResultsError, ResultsWriter, RESULTS_FILE, RUN_INFO_FILE};

@@ -4,10 +4,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
-use crate::farm::Shard;
 use crate::formats::Format;
 use crate::host::HostInfo;
-use crate::suite::CacheMode;
+use crate::measure::CacheMode;
+use crate::shard::Shard;
 
 /// The suite a run came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

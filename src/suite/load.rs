@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use super::error::{nearest, SuiteError, SuiteErrorKind};
+use super::error::{SuiteError, SuiteErrorKind};
 use super::locate::{Location, LocationIndex};
 use super::schema::SuiteFile;
+use crate::hints::nearest;
 
 /// Parses `text` (read from `file`) into the raw suite types.
 pub fn parse(file: &Path, text: &str) -> Result<SuiteFile, SuiteError> {

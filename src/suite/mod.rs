@@ -7,6 +7,7 @@
 mod error;
 mod load;
 mod locate;
+mod matrix;
 mod schema;
 mod validate;
 
@@ -14,16 +15,16 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use error::{nearest, SuiteError, SuiteErrorKind};
+pub use error::{SuiteError, SuiteErrorKind};
 pub use locate::{Location, LocationIndex};
+pub use matrix::{expand, Axes, MatrixError, Variant};
 pub use schema::{
-    Activation, BlockKind, CacheMode, CheckpointSpec, Count, Defaults, DeviceSelector,
-    ExcludeEntry, GateSpec, Ident, IncludeEntry, InputSpec, LayerKindSpec, MatrixSpec, OutlierSpec,
-    Reference, ReferenceFormat, SuiteFile, Timeout, WeightsSpec,
+    BlockKind, Count, Defaults, DeviceSelector, ExcludeEntry, IncludeEntry, InputSpec,
+    LayerKindSpec, MatrixSpec, Reference, ReferenceFormat, SuiteFile, Timeout,
 };
 
 use crate::gate::Gates;
-use crate::matrix::Variant;
+use crate::ident::Ident;
 use crate::model::Model;
 use crate::precision::Policy;
 

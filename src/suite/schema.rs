@@ -4,16 +4,18 @@
 //! precision) happen while deserializing, so that serde_yaml reports them with their line and column.
 //! Checks across values (a matrix entry naming a model) happen in [`super::validate`].
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::formats::Format;
+use crate::gate::GateSpec;
+use crate::ident::Ident;
+use crate::measure::CacheMode;
+use crate::model::{Activation, OutlierSpec, WeightsSpec};
 use crate::precision::PrecisionSpec;
 
 /// A suite file, deserialized but not yet cross-checked.
@@ -64,19 +66,6 @@ pub struct Defaults {
     pub timeout: Timeout,
     /// What the GPU's L2 cache holds when each timed iteration starts.
     pub cache: CacheMode,
-}
-
-/// What the GPU's L2 cache holds when a timed iteration starts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheMode {
-    /// Whatever the previous iteration left (weights of a small block stay resident), as in a
-    /// model that runs the block over and over.
-    #[default]
-    Warm,
-    /// Flushed before each iteration (outside the timed span): every byte comes from memory, as
-    /// for a block whose weights another layer evicted.
-    Cold,
 }
 
 impl Default for Defaults {
@@ -298,32 +287,6 @@ impl Dims {
     }
 }
 
-/// An MLP activation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    /// `x * sigmoid(x)` (Llama, Gemma 2 variants).
-    Silu,
-    /// GELU, tanh approximation (`gelu_pytorch_tanh`: Gemma, PaliGemma, SigLIP).
-    GeluTanh,
-    /// GELU with erf (BERT's `gelu`, PyTorch's default).
-    Gelu,
-    /// `max(x, 0)`.
-    Relu,
-}
-
-impl Activation {
-    /// The name used in suites.
-    pub fn name(self) -> &'static str {
-        match self {
-            Activation::Silu => "silu",
-            Activation::GeluTanh => "gelu_tanh",
-            Activation::Gelu => "gelu",
-            Activation::Relu => "relu",
-        }
-    }
-}
-
 /// The input: `tokens` rows of the block's input width, seeded standard normal (optionally with
 /// outlier channels) or read from a file of captured activations.
 #[derive(Debug, Clone, Deserialize)]
@@ -337,74 +300,6 @@ pub struct InputSpec {
     pub file: Option<PathBuf>,
     /// The tensor to read from a `.safetensors` file (needed when it holds several).
     pub tensor: Option<String>,
-}
-
-/// Outlier channels of an input.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutlierSpec {
-    /// Fraction of the channels that are outliers, in (0, 1]; at least one channel.
-    pub fraction: f64,
-    /// Factor the outlier channels are multiplied by.
-    pub scale: f64,
-}
-
-/// Where a model's weights come from: `seeded`, or a mapping naming a checkpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WeightsSpec {
-    /// Normal, standard deviation `1/sqrt(fan_in)`, from the suite's seed (see README).
-    #[default]
-    Seeded,
-    /// Tensors of a `.safetensors` checkpoint.
-    Safetensors(CheckpointSpec),
-}
-
-/// A checkpoint the weights are read from.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckpointSpec {
-    /// The `.safetensors` file, relative to the suite file (resolved when the suite loads).
-    pub safetensors: PathBuf,
-    /// Prepended to every parameter name (`encoder.layer.{layer}.`; a stack's layers replace
-    /// `{layer}` with their index).
-    #[serde(default)]
-    pub prefix: String,
-    /// Renames parameters whose name in the checkpoint differs: block name → checkpoint name
-    /// (both after the prefix).
-    #[serde(default)]
-    pub map: BTreeMap<String, String>,
-}
-
-impl<'de> Deserialize<'de> for WeightsSpec {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct WeightsVisitor;
-
-        impl<'de> Visitor<'de> for WeightsVisitor {
-            type Value = WeightsSpec;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("`seeded` or a mapping with `safetensors`")
-            }
-
-            fn visit_str<E: de::Error>(self, name: &str) -> Result<WeightsSpec, E> {
-                match name {
-                    "seeded" => Ok(WeightsSpec::Seeded),
-                    // serde's wording, which the suite loader turns into a suggestion.
-                    _ => Err(E::custom(format!(
-                        "unknown variant `{name}`, expected `seeded` or a mapping with `safetensors`"
-                    ))),
-                }
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<WeightsSpec, A::Error> {
-                CheckpointSpec::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(WeightsSpec::Safetensors)
-            }
-        }
-
-        deserializer.deserialize_any(WeightsVisitor)
-    }
 }
 
 /// `exclude` and `include` entries with GitHub Actions matrix semantics.
@@ -446,22 +341,6 @@ pub struct IncludeEntry {
     pub gates: GateSpec,
 }
 
-/// Gate thresholds as written; unset ones inherit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GateSpec {
-    /// Smallest cosine similarity to the reference that passes (default 0.999).
-    pub cos_min: Option<f64>,
-    /// Largest absolute error that passes.
-    pub max_abs_err: Option<f64>,
-    /// Largest relative L2 error `‖y − r‖ / ‖r‖` that passes.
-    pub rel_l2_max: Option<f64>,
-    /// Smallest relative latency change `compare` may call a regression (default 0.03).
-    pub latency_min_effect: Option<f64>,
-    /// `fail` (default), `warn` or `ignore` a detected precision mismatch.
-    pub precision_mismatch: Option<crate::gate::MismatchGate>,
-}
-
 /// A positive count or dimension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
@@ -501,48 +380,6 @@ impl Count {
     /// The count as a `usize`.
     pub fn get(self) -> usize {
         self.0.get()
-    }
-}
-
-/// A name usable in variant ids and file names: ASCII letters, digits, `_`, `-` and `.`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Ident(String);
-
-impl Ident {
-    /// The name as a string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Ident {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, Self::Error> {
-        let valid = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if valid {
-            Ok(Ident(name))
-        } else {
-            Err(format!(
-                "invalid name `{name}`: expected ASCII letters, digits, `_`, `-` or `.`"
-            ))
-        }
-    }
-}
-
-impl From<Ident> for String {
-    fn from(ident: Ident) -> String {
-        ident.0
-    }
-}
-
-impl fmt::Display for Ident {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

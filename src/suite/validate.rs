@@ -7,15 +7,15 @@ use std::hash::Hash;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::schema::{
-    Activation, BlockKind, CheckpointSpec, Count, GateSpec, LayerKindSpec, ModelSpec, Reference,
-    SuiteFile, WeightsSpec,
-};
+use super::matrix::{expand, Axes};
+use super::schema::{BlockKind, Count, LayerKindSpec, ModelSpec, Reference, SuiteFile};
 use super::Suite;
+use crate::gate::GateSpec;
 use crate::gate::Gates;
-use crate::matrix::{expand, Axes};
+use crate::ident::Ident;
 use crate::model::graph::AttentionShape;
 use crate::model::{onnx, AttentionBlock, Block, InputFile, LayerKind, LayerSpec, MlpShape, Model};
+use crate::model::{Activation, CheckpointSpec, WeightsSpec};
 use crate::precision::PrecisionSpec;
 
 /// One problem: the key path it concerns and a sentence.
@@ -512,7 +512,7 @@ fn gates(key: &str, spec: &GateSpec, base: Gates) -> Result<Gates, Problem> {
 /// Matrix entries must name values that exist: a typo there would silently match nothing.
 fn check_matrix_names(file: &SuiteFile) -> Result<(), Problem> {
     let model_names: Vec<&str> = file.models.iter().map(|m| m.name.as_str()).collect();
-    let known_model = |key: String, name: &super::Ident| -> Result<(), Problem> {
+    let known_model = |key: String, name: &Ident| -> Result<(), Problem> {
         if model_names.contains(&name.as_str()) {
             return Ok(());
         }
@@ -520,7 +520,7 @@ fn check_matrix_names(file: &SuiteFile) -> Result<(), Problem> {
             key,
             format!(
                 "no model is called `{name}`{} (models: {})",
-                super::error::nearest(name.as_str(), model_names.iter().copied())
+                crate::hints::nearest(name.as_str(), model_names.iter().copied())
                     .map(|s| format!(", did you mean `{s}`?"))
                     .unwrap_or_default(),
                 model_names.join(", ")

@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::formats::Format;
-use crate::mismatch::{expected_gemm_precision, kernels::MathPrecision};
+use crate::precision::kernels::{expected_gemm_precision, MathPrecision};
 use crate::precision::Policy;
 
 /// How the network's types are decided.

@@ -28,7 +28,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::TrtexecError;
-use crate::mismatch::kernels::{self, KernelClass, MathPrecision};
+use crate::precision::kernels::{self, KernelClass, MathPrecision};
 
 const FLAG: &str = "--exportLayerInfo";
 

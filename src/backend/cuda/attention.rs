@@ -13,9 +13,11 @@
 use cudarc::cublaslt::sys::cublasComputeType_t as Compute;
 use cudarc::driver::CudaStream;
 
-use super::block::{Fp8Grouping, MatmulGroup, Path, Planner, Quantizer};
 use super::gemm::{data_type, Gemm, GemmTypes, Layout, Problem};
+use super::groups::{Fp8Grouping, MatmulGroup, Planner};
 use super::kernels::{Elem, Kernels, Matrix};
+use super::quantizer::Quantizer;
+use super::route::MatmulRoute;
 use crate::backend::BackendError;
 use crate::model::forward::rotary_tables;
 use crate::model::{AttentionBlock, Weights};
@@ -23,7 +25,7 @@ use crate::precision::Policy;
 
 /// An attention block planned for the GPU.
 pub(super) struct AttentionProgram {
-    heads: HeadLayout,
+    heads: HeadGemms,
     causal: bool,
     elem: Elem,
     softmax: Elem,
@@ -65,17 +67,17 @@ impl AttentionProgram {
         block: &AttentionBlock,
         weights: &Weights,
     ) -> Result<Self, BackendError> {
-        let (path, tokens, workspace) = (plan.path, plan.tokens, plan.workspace);
+        let (route, tokens, workspace) = (plan.route, plan.tokens, plan.workspace);
         let lt = plan.device.lt;
         let shape = block.shape;
         let (heads, head_dim) = (shape.heads, shape.head_dim);
-        let layout = HeadLayout {
+        let layout = HeadGemms {
             tokens,
             heads,
             kv_heads: shape.kv_heads,
             head_dim,
         };
-        let elem = path.elem();
+        let elem = route.elem();
         let softmax = softmax_elem(plan.policy)?;
         let quantize_x = plan.quantizer(block.hidden)?;
         let projections =
@@ -91,8 +93,8 @@ impl AttentionProgram {
         let scores = plan.alloc(square * softmax.size())?;
         let probs = plan.alloc(square * elem.size())?;
         let context = plan.alloc(tokens * heads * head_dim * elem.size())?;
-        let compute = match path {
-            Path::Carrier { compute, .. } => compute,
+        let compute = match route {
+            MatmulRoute::Carrier { compute, .. } => compute,
             _ => Compute::CUBLAS_COMPUTE_32F,
         };
         let types = GemmTypes::uniform(data_type(elem), compute);
@@ -194,14 +196,14 @@ fn padded(tokens: usize) -> usize {
 
 /// The heads of an attention over `tokens`, and the shapes of its own products for one key/value
 /// head, its query heads batched.
-struct HeadLayout {
+struct HeadGemms {
     tokens: usize,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
 }
 
-impl HeadLayout {
+impl HeadGemms {
     fn group(&self) -> usize {
         self.heads / self.kv_heads
     }

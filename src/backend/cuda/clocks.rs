@@ -6,7 +6,7 @@ use cudarc::driver::CudaContext;
 use nvml_wrapper::enum_wrappers::device::{Clock, PerformancePolicy};
 use nvml_wrapper::Nvml;
 
-use crate::results::SmClock;
+use crate::measure::SmClock;
 
 /// NVML, and the device's PCI address (CUDA's ordinals and NVML's indices can differ).
 pub struct ClockReader {

@@ -169,6 +169,9 @@ impl Gemm {
         let problem = problem.into();
         let desc = result::create_matmul_desc(types.compute, types.scale_type())
             .map_err(cublas("descriptor"))?;
+        // SAFETY: `desc` was created just above and is freed only in `Drop`; each value is the type
+        // its attribute expects (TRANSA/TRANSB an i32 `cublasOperation_t`, the scale pointers a u64
+        // device address) and is passed with its exact size.
         let set = |attr: Desc, value: &dyn AsBytes| unsafe {
             result::set_matmul_desc_attribute(desc, attr, value.ptr(), value.len())
         };
@@ -190,6 +193,9 @@ impl Gemm {
         ];
         let preference = result::create_matmul_pref().map_err(cublas("preference"))?;
         let workspace_bytes = workspace.1 as u64;
+        // SAFETY: `preference` is live until destroyed below; MAX_WORKSPACE_BYTES expects a
+        // uint64_t, and the pointer is to the u64 `workspace_bytes`, which outlives the call, with
+        // its size.
         unsafe {
             result::set_matmul_pref_attribute(
                 preference,
@@ -199,11 +205,16 @@ impl Gemm {
             )
         }
         .map_err(cublas("workspace preference"))?;
+        // SAFETY: `handle` is the device's live cuBLASLt handle; `desc`, the three layouts and
+        // `preference` were created above and none is freed yet (D's layout doubles as C's, as in
+        // `run`).
         let heuristic = unsafe {
             result::get_matmul_algo_heuristic(
                 handle, desc, layouts[0], layouts[1], layouts[2], layouts[2], preference,
             )
         };
+        // SAFETY: `preference` came from `create_matmul_pref` above, is destroyed exactly once here
+        // and not used afterwards (the chosen algorithm is copied out of the heuristic result).
         unsafe { result::destroy_matmul_pref(preference) }.map_err(cublas("preference"))?;
         let heuristic = heuristic.map_err(|e| {
             BackendError::Unsupported(format!(
@@ -239,6 +250,9 @@ impl Gemm {
             )
         };
         let [a_layout, b_layout, d_layout] = self.layouts;
+        // SAFETY: the device's handle and `desc`, layouts, `algo` (freed only in `Drop`) are live;
+        // alpha/beta point to host scalars of the scale type (i32 or f32), read during the call;
+        // `a`, `b`, `d` and the workspace cover their layouts and outlive the stream's work.
         unsafe {
             result::matmul(
                 self.handle,
@@ -278,6 +292,9 @@ fn layout(
     .map_err(cublas("layout"))?;
     if batch > 1 {
         let (count, stride) = (batch as i32, matrix.batch_stride as i64);
+        // SAFETY: `layout` was just created and is neither returned nor freed yet; BATCH_COUNT
+        // expects an int32 and STRIDED_BATCH_OFFSET an int64, which `count` and `stride` are,
+        // passed with their sizes.
         let set = |attr, value: &dyn AsBytes| unsafe {
             result::set_matrix_layout_attribute(layout, attr, value.ptr(), value.len())
         };
@@ -291,6 +308,9 @@ fn layout(
 impl Drop for Gemm {
     fn drop(&mut self) {
         // Errors while tearing down cannot be acted on; the descriptors are freed either way.
+        // SAFETY: `desc` and the layouts were created by `Gemm::new`, are owned by this `Gemm`
+        // alone (it is not `Clone`) and are destroyed once here; cuBLASLt reads them only during
+        // `matmul` calls.
         unsafe {
             let _ = result::destroy_matmul_desc(self.desc);
             for layout in self.layouts {

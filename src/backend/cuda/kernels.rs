@@ -165,6 +165,9 @@ impl Kernels {
             .arg(&dst.ptr)
             .arg(&to)
             .arg(&n);
+        // SAFETY: args match `convert(const void*, int, void*, int, long n)` in kernels.cu;
+        // `src.ptr` holds `src.elements()` values of `src.elem`, `dst.ptr` as many of `dst.elem`;
+        // both arena buffers live until the stream syncs (cudarc tracks no raw pointers).
         unsafe { launch.launch(self.strided(src.elements())) }
             .map(drop)
             .map_err(failed("convert"))
@@ -175,6 +178,9 @@ impl Kernels {
         let (elem, n) = (x.elem as i32, x.elements() as i64);
         let mut launch = s.launch_builder(&self.amax);
         launch.arg(&x.ptr).arg(&elem).arg(&n).arg(&out);
+        // SAFETY: args match `amax(const void* x, int fmt, long n, float* out)`; `x.ptr` holds
+        // `x.elements()` values (16-byte aligned for the BF16 uint4 path) and `out` one f32, both
+        // block-owned until the stream is synchronised.
         unsafe { launch.launch(self.strided(x.elements())) }
             .map(drop)
             .map_err(failed("amax"))
@@ -206,6 +212,9 @@ impl Kernels {
             .arg(&delayed)
             .arg(&q)
             .arg(&scale);
+        // SAFETY: the ten args match `quantize_fp8` in kernels.cu (`format_max` f32, `delayed` 0 =
+        // null); `x.ptr` holds `x.elements()` values, `q` as many bytes (2 each with `bf16_out`),
+        // `amax` and `scale` one f32, `delayed` two; all live until the stream syncs.
         unsafe { launch.launch(self.strided(x.elements())) }
             .map(drop)
             .map_err(failed("quantize_fp8"))
@@ -229,6 +238,9 @@ impl Kernels {
             .arg(&length)
             .arg(&most_recent)
             .arg(&state);
+        // SAFETY: args match `amax_history_push(const float*, float*, int, int, float*)`, run as
+        // the single 256-thread block it expects; `current` is one f32, `history` `length` (>= 1)
+        // f32, `state` two f32, all in the arena until the stream syncs.
         unsafe { launch.launch(Self::blocks_of(THREADS as usize)) }
             .map(drop)
             .map_err(failed("amax_history_push"))
@@ -262,6 +274,9 @@ impl Kernels {
             .arg(&act)
             .arg(&h)
             .arg(&amax);
+        // SAFETY: args match `gated_act(gu, fmt, inter, act, h, amax_out)`; a grid row per `gu`
+        // row, `gu.ptr` holds `gu.rows * 2 * inter` values and `h` `gu.rows * inter` in the same
+        // format (16-byte aligned for BF16), `amax` one f32 or 0; all live until sync.
         unsafe { launch.launch(self.rows(gu.rows, inter)) }
             .map(drop)
             .map_err(failed("gated_act"))
@@ -283,6 +298,9 @@ impl Kernels {
             .arg(&cols)
             .arg(&q)
             .arg(&row_scale);
+        // SAFETY: args match `quantize_int8_rows(x, fmt, long cols, q, row_scale)`, a block per row
+        // of `x`; `x.ptr` holds `x.elements()` values, `q` as many bytes and `row_scale` `x.rows`
+        // f32, all arena-owned until the stream is synchronised.
         unsafe { launch.launch(grid((x.rows as u32, 1), THREADS)) }
             .map(drop)
             .map_err(failed("quantize_int8_rows"))
@@ -309,6 +327,9 @@ impl Kernels {
             .arg(&acc.cols.stride)
             .arg(&out.ptr)
             .arg(&out_elem);
+        // SAFETY: the nine args match `rescale` in kernels.cu (int strides); a grid row per `out`
+        // row; `acc.ptr` and `out.ptr` hold `out.elements()` values, the row/column scales
+        // `out.rows`/`out.cols` f32 (one at stride 0); all live until the stream syncs.
         unsafe { launch.launch(self.rows(out.rows, out.cols)) }
             .map(drop)
             .map_err(failed("rescale"))
@@ -346,6 +367,9 @@ impl Kernels {
             .arg(&head_dim)
             .arg(&cos)
             .arg(&sin);
+        // SAFETY: args match `rescale_rotary` (no column stride: `acc.cols` holds `out.cols` f32);
+        // `acc.ptr`/`out.ptr` hold `out.elements()` values, `heads * head_dim <= out.cols`,
+        // `cos`/`sin` `out.rows * head_dim / 2` f32; all live until the stream syncs.
         unsafe { launch.launch(self.rows(out.rows, out.cols)) }
             .map(drop)
             .map_err(failed("rescale_rotary"))
@@ -373,6 +397,9 @@ impl Kernels {
             .arg(&acc.cols.ptr)
             .arg(&h)
             .arg(&amax);
+        // SAFETY: args match `gated_act_scaled` in kernels.cu; a grid row per product row;
+        // `acc.ptr` holds `rows * 2 * inter` 4-byte values, `acc.cols` `2 * inter` f32, `h`
+        // `rows * inter` bf16, `amax` one f32 or 0; all stay allocated until the stream syncs.
         unsafe { launch.launch(self.rows(rows, inter)) }
             .map(drop)
             .map_err(failed("gated_act_scaled"))
@@ -400,6 +427,9 @@ impl Kernels {
             .arg(&acc.cols.ptr)
             .arg(&q)
             .arg(&q_scale);
+        // SAFETY: args match `gated_act_int8_rows`; the assert keeps `inter` a multiple of 4 within
+        // its 16384-column shared row. `acc.ptr` holds `rows * 2 * inter` i32, `acc.cols`
+        // `2 * inter` f32, `q` `rows * inter` bytes, `acc.rows` and `q_scale` `rows` f32.
         unsafe { launch.launch(grid((rows as u32, 1), ROW_THREADS)) }
             .map(drop)
             .map_err(failed("gated_act_int8_rows"))
@@ -427,6 +457,9 @@ impl Kernels {
             .arg(&emax)
             .arg(&out.ptr)
             .arg(&out_elem);
+        // SAFETY: args match `mx_dequant` in kernels.cu; a warp per 32-column block of a row,
+        // columns past `cols` masked, so `x.ptr` and `out.ptr` (same shape) each need
+        // `x.elements()` values, live until the stream syncs.
         unsafe { launch.launch(Self::blocks_of(threads)) }
             .map(drop)
             .map_err(failed("mx_dequant"))
@@ -455,6 +488,9 @@ impl Kernels {
             .arg(&out.ptr)
             .arg(&out_elem)
             .arg(&inv_ts);
+        // SAFETY: args match `nvfp4_dequant` in kernels.cu; a half-warp per 16-column block, masked
+        // past `cols`, so `x.ptr` and `out.ptr` each need `x.elements()` values; `amax` and
+        // `inv_ts` are one f32 each; all arena-owned until the stream syncs.
         unsafe { launch.launch(Self::blocks_of(threads)) }
             .map(drop)
             .map_err(failed("nvfp4_dequant"))
@@ -483,6 +519,9 @@ impl Kernels {
             .arg(&cos)
             .arg(&sin);
         let pairs = (heads * head_dim / 2) as u32;
+        // SAFETY: args match `rotary(x, fmt, long ld, heads, head_dim, cos, sin)`; a grid row per
+        // row of `x`, threads past the `heads * head_dim / 2` pairs return; callers keep
+        // `heads * head_dim <= x.cols` and `cos`/`sin` hold `x.rows * head_dim / 2` f32.
         unsafe { launch.launch(grid((pairs.div_ceil(THREADS), x.rows as u32), THREADS)) }
             .map(drop)
             .map_err(failed("rotary"))
@@ -522,6 +561,9 @@ impl Kernels {
             .arg(&rows);
         let rows_per_block = THREADS / 32;
         let blocks = (scores.rows as u32).div_ceil(rows_per_block);
+        // SAFETY: args match `softmax_rows` in kernels.cu; a warp per row, surplus warps return;
+        // `scores` and `probs` each hold `scores.rows * ld` values, `ld` a multiple of 8 (16-byte
+        // vector accesses), `tokens >= 1`; both live until the stream syncs.
         unsafe { launch.launch(grid((blocks, 1), THREADS)) }
             .map(drop)
             .map_err(failed("softmax_rows"))

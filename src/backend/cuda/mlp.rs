@@ -5,15 +5,17 @@
 
 use cudarc::driver::CudaStream;
 
-use super::block::{Fp8Grouping, MatmulGroup, Path, Planner, Quantizer};
+use super::groups::{Fp8Grouping, MatmulGroup, Planner};
 use super::kernels::{fused_int8_fits, Kernels, Matrix};
+use super::quantizer::Quantizer;
+use super::route::MatmulRoute;
 use crate::backend::BackendError;
+use crate::model::Activation;
 use crate::model::{MlpShape, Weights};
-use crate::suite::Activation;
 
 /// A gated MLP planned for the GPU.
 pub(super) struct MlpProgram {
-    path: Path,
+    route: MatmulRoute,
     tokens: usize,
     inter: usize,
     /// `kernels.cu`'s activation id.
@@ -45,7 +47,7 @@ impl MlpProgram {
                 )))
             }
         };
-        let (tokens, inter, elem) = (plan.tokens, shape.intermediate, plan.path.elem());
+        let (tokens, inter, elem) = (plan.tokens, shape.intermediate, plan.route.elem());
         let quantize_x = plan.quantizer(shape.hidden)?;
         let gate_up = plan.group(
             &[
@@ -68,7 +70,7 @@ impl MlpProgram {
             Fp8Grouping::PerWeight,
         )?;
         Ok(MlpProgram {
-            path: plan.path,
+            route: plan.route,
             tokens,
             inter,
             activation,
@@ -91,7 +93,7 @@ impl MlpProgram {
     ) -> Result<(), BackendError> {
         let (tokens, inter, act) = (self.tokens, self.inter, self.activation);
         let x = self.quantize_x.enqueue(k, s, input, false)?;
-        if self.path == Path::Int8 && fused_int8_fits(inter) {
+        if self.route == MatmulRoute::Int8 && fused_int8_fits(inter) {
             // The activation rescales the int32 products, quantizes its row per token and
             // writes INT8 for the down projection: the hidden tensor never exists in BF16.
             let acc = self.gate_up.enqueue_products(s, x)?;
@@ -109,7 +111,7 @@ impl MlpProgram {
             self.gate_up.enqueue(k, s, x, self.gate_up_out)?;
             let gu = Matrix {
                 ptr: self.gate_up_out,
-                elem: self.path.elem(),
+                elem: self.route.elem(),
                 rows: tokens,
                 cols: 2 * inter,
             };

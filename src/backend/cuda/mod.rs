@@ -1,16 +1,20 @@
 //! The CUDA backend: cudarc (driver, cuBLASLt, NVRTC), with CUDA loaded at run time, so that
 //! precheck builds and runs everywhere and says clearly where no GPU can be used.
 //!
-//! Every precision policy with a native path runs through cuBLASLt with precheck's own NVRTC
+//! Every precision policy with a native route runs through cuBLASLt with precheck's own NVRTC
 //! kernels around it ([`block`]); tensors stay on the device for the whole block; a forward pass is
 //! one CUDA graph, timed with CUDA events.
 
+mod arena;
 mod attention;
 mod block;
 mod clocks;
 mod gemm;
+mod groups;
 pub mod kernels;
 mod mlp;
+mod quantizer;
+mod route;
 mod trace;
 
 use std::sync::Arc;
@@ -20,10 +24,11 @@ use cudarc::cublaslt::{result as lt, sys as lt_sys};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 
 use super::{Backend, BackendError, BackendKind, Executable, Timing};
-use crate::model::{Model, Tensor, Weights};
+use crate::measure::CacheMode;
+use crate::measure::{KernelLaunches, SmClock};
+use crate::model::{Model, Weights};
 use crate::precision::Policy;
-use crate::results::{KernelLaunches, SmClock};
-use crate::suite::CacheMode;
+use crate::tensor::Tensor;
 use block::CudaBlock;
 use clocks::ClockReader;
 use kernels::Kernels;
@@ -72,7 +77,7 @@ pub fn describe() -> Result<Vec<String>, String> {
 }
 
 /// What a built block needs of its GPU: context, stream, kernels and the cuBLASLt handle.
-pub struct Device {
+pub struct Gpu {
     _ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     kernels: Kernels,
@@ -86,7 +91,7 @@ pub struct Device {
     flush: CudaSlice<u8>,
 }
 
-impl Device {
+impl Gpu {
     /// Evicts the L2 cache by writing a buffer twice its size (enqueued on the stream; the
     /// written byte changes so that no write is a no-op).
     fn flush_l2(&self, round: usize) -> Result<(), BackendError> {
@@ -106,12 +111,12 @@ impl Device {
 
 // SAFETY: the cuBLASLt handle is used from one thread at a time (one variant runs at a time per
 // device), which is what cuBLASLt requires of a handle.
-unsafe impl Send for Device {}
-unsafe impl Sync for Device {}
+unsafe impl Send for Gpu {}
+unsafe impl Sync for Gpu {}
 
 /// CUDA GPUs, one at a time.
 pub struct CudaBackend {
-    device: Arc<Device>,
+    device: Arc<Gpu>,
 }
 
 impl CudaBackend {
@@ -125,8 +130,11 @@ impl CudaBackend {
         };
         let ctx = CudaContext::new(ordinal).map_err(failed("opening the device"))?;
         // One stream, one variant at a time: cudarc's cross-stream event tracking is not needed.
+        // SAFETY: every buffer of this context is used on the one stream created below, so no
+        // access needs the events cudarc would record to order streams.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(failed("creating a stream"))?;
+        // SAFETY: only tries to load libcublasLt; nothing is called through it yet.
         if !unsafe { lt_sys::is_culib_present() } {
             return Err(BackendError::Unavailable(
                 "cuBLASLt (libcublasLt) could not be loaded".into(),
@@ -156,7 +164,7 @@ impl CudaBackend {
             }
         };
         Ok(CudaBackend {
-            device: Arc::new(Device {
+            device: Arc::new(Gpu {
                 _ctx: ctx,
                 stream,
                 kernels,
@@ -195,7 +203,7 @@ impl Backend for CudaBackend {
 
 struct CudaExecutable {
     block: CudaBlock,
-    device: Arc<Device>,
+    device: Arc<Gpu>,
 }
 
 impl Executable for CudaExecutable {
@@ -243,7 +251,7 @@ impl Executable for CudaExecutable {
     }
 
     fn emulated(&self) -> bool {
-        self.block.path.emulated()
+        self.block.route.emulated()
     }
 
     fn sm_clock(&self) -> Option<SmClock> {

@@ -14,7 +14,7 @@ use cudarc::cupti::result::{activity, CuptiError};
 use cudarc::cupti::sys::{self, CUptiResult};
 
 use crate::backend::BackendError;
-use crate::results::KernelLaunches;
+use crate::measure::KernelLaunches;
 
 const BUFFER_BYTES: usize = 4 << 20;
 const BUFFER_ALIGN: usize = 8;

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::results::KernelLaunches;
+use crate::formats::Format;
+use crate::measure::KernelLaunches;
+use crate::precision::Policy;
 
 /// The precision a GEMM's multiplications ran in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -238,6 +240,35 @@ impl KernelEvidence {
         } else if precision.bits() < self.expected.bits() {
             self.below.push(name);
         }
+    }
+}
+
+/// The math precision a format's matmul runs in.
+pub fn math_precision(format: Format) -> MathPrecision {
+    match format {
+        Format::Fp32 => MathPrecision::Fp32,
+        Format::Tf32 => MathPrecision::Tf32,
+        Format::Bf16 => MathPrecision::Bf16,
+        Format::Fp16 => MathPrecision::Fp16,
+        Format::Fp8E4m3 | Format::Fp8E5m2 | Format::Fp6E2m3 | Format::Fp6E3m2 => MathPrecision::Fp8,
+        Format::Fp4E2m1 => MathPrecision::Fp4,
+        Format::Int8 | Format::Int4 | Format::Nf4 => MathPrecision::Int8,
+    }
+}
+
+/// The precision a variant's GEMMs should run in: the policy's matmul operands; weight-only
+/// formats multiply in the activations' format; an emulated variant (block formats on a GPU
+/// without their kernels) multiplies in BF16, as its record says.
+pub fn expected_gemm_precision(policy: &Policy, emulated: bool) -> MathPrecision {
+    let matmul = policy.matmul;
+    if emulated {
+        MathPrecision::Bf16
+    } else if matmul.weights.format.is_carrier()
+        || matches!(matmul.weights.format, Format::Int4 | Format::Nf4)
+    {
+        math_precision(matmul.activations.format)
+    } else {
+        math_precision(matmul.weights.format)
     }
 }
 

@@ -14,7 +14,7 @@ use crate::suite::DeviceSelector;
 /// A device one worker at a time runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Device {
+pub enum Placement {
     /// The host's CPU.
     Cpu,
     /// The CUDA device of this ordinal.
@@ -25,19 +25,19 @@ pub enum Device {
     Trtexec,
 }
 
-impl Device {
+impl Placement {
     /// Opens the backend that runs on this device; `engines` configures the outside ones.
     pub fn open(self, engines: &Engines) -> Result<Box<dyn Backend>, BackendError> {
         let missing = |what: &str| BackendError::Unavailable(format!("the job names no {what}"));
         match self {
-            Device::Cpu => Ok(Box::new(CpuBackend::new())),
-            Device::Cuda(ordinal) => backend::cuda(ordinal),
-            Device::Command => engines
+            Placement::Cpu => Ok(Box::new(CpuBackend::new())),
+            Placement::Cuda(ordinal) => backend::cuda(ordinal),
+            Placement::Command => engines
                 .command
                 .clone()
                 .map(|c| Box::new(c) as Box<dyn Backend>)
                 .ok_or_else(|| missing("command")),
-            Device::Trtexec => engines
+            Placement::Trtexec => engines
                 .trtexec
                 .clone()
                 .map(|t| Box::new(t) as Box<dyn Backend>)
@@ -52,20 +52,20 @@ pub fn slots(backend: &dyn Backend) -> Vec<Slot> {
     let name = backend.device_name();
     match backend.kind() {
         BackendKind::Cpu => vec![Slot {
-            device: Device::Cpu,
+            device: Placement::Cpu,
             name,
         }],
         BackendKind::Command => vec![Slot {
-            device: Device::Command,
+            device: Placement::Command,
             name,
         }],
         BackendKind::Trtexec => vec![Slot {
-            device: Device::Trtexec,
+            device: Placement::Trtexec,
             name,
         }],
         BackendKind::Cuda => (0..backend::cuda_device_count().max(1))
             .map(|ordinal| Slot {
-                device: Device::Cuda(ordinal),
+                device: Placement::Cuda(ordinal),
                 name: name.clone(),
             })
             .collect(),
@@ -76,7 +76,7 @@ pub fn slots(backend: &dyn Backend) -> Vec<Slot> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
     /// The device.
-    pub device: Device,
+    pub device: Placement,
     /// Its name, for people (CPU model, GPU name).
     pub name: String,
 }
@@ -85,10 +85,10 @@ impl Slot {
     /// The backend that runs on this slot.
     pub fn backend(&self) -> BackendKind {
         match self.device {
-            Device::Cpu => BackendKind::Cpu,
-            Device::Cuda(_) => BackendKind::Cuda,
-            Device::Command => BackendKind::Command,
-            Device::Trtexec => BackendKind::Trtexec,
+            Placement::Cpu => BackendKind::Cpu,
+            Placement::Cuda(_) => BackendKind::Cuda,
+            Placement::Command => BackendKind::Command,
+            Placement::Trtexec => BackendKind::Trtexec,
         }
     }
 
@@ -96,14 +96,14 @@ impl Slot {
     /// else on any slot (the plan has already matched GPU models).
     fn accepts(&self, selector: &DeviceSelector) -> bool {
         match (self.device, selector) {
-            (Device::Cuda(ordinal), DeviceSelector::CudaOrdinal(wanted)) => ordinal == *wanted,
+            (Placement::Cuda(ordinal), DeviceSelector::CudaOrdinal(wanted)) => ordinal == *wanted,
             _ => true,
         }
     }
 
     /// Whether a hang retires this slot: a GPU, yes; the CPU is fine once its worker is killed.
     fn retired_by_hang(&self) -> bool {
-        matches!(self.device, Device::Cuda(_))
+        matches!(self.device, Placement::Cuda(_))
     }
 }
 
@@ -224,7 +224,7 @@ mod tests {
     fn gpus(n: usize) -> Vec<Slot> {
         (0..n)
             .map(|i| Slot {
-                device: Device::Cuda(i),
+                device: Placement::Cuda(i),
                 name: format!("gpu{i}"),
             })
             .collect()
@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn one_cpu_runs_in_plan_order_one_at_a_time() {
         let cpu = vec![Slot {
-            device: Device::Cpu,
+            device: Placement::Cpu,
             name: "cpu".into(),
         }];
         let items = vec![

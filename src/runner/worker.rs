@@ -13,13 +13,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::pool::{Device, Slot};
+use super::execute::{Execution, Executor};
+use super::measurement::{measure_guarded, Outcome};
+use super::pool::{Placement, Slot};
 use super::process::{self, How};
+use super::reference::ModelContext;
 use crate::backend::Engines;
 use crate::model::Model;
 use crate::precision::Policy;
 use crate::results::{RunSettings, WorkerExit};
-use crate::runner::{measure_guarded, Execution, Executor, ModelContext, Outcome};
 use crate::suite;
 
 /// What a worker measures: everything it needs, on its command line as JSON.
@@ -36,7 +38,7 @@ pub struct WorkerJob {
     /// The run's settings.
     pub settings: RunSettings,
     /// The device.
-    pub device: Device,
+    pub device: Placement,
     /// The outside engines (command, trtexec) as the run configured them.
     #[serde(default)]
     pub engines: Engines,

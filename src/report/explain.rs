@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Direction, Mismatch, Verdict};
+use crate::mismatch::{Direction, Mismatch, Verdict};
 use crate::results::VariantRecord;
 
 /// Alternatives of the fingerprint listed, nearest first.

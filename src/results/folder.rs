@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use crate::results::{
-    ResultsError, ResultsWriter, RunInfo, VariantRecord, RESULTS_FILE, RUN_INFO_FILE,
-};
+use super::{ResultsError, ResultsWriter, RunInfo, VariantRecord, RESULTS_FILE, RUN_INFO_FILE};
 
 /// A run folder that cannot be opened.
 #[derive(Debug, thiserror::Error)]

@@ -7,9 +7,10 @@
 
 use std::collections::HashSet;
 
+use super::{DeviceSelector, ExcludeEntry, IncludeEntry};
 use crate::gate::Gates;
+use crate::ident::Ident;
 use crate::precision::{presets, Policy};
-use crate::suite::{DeviceSelector, ExcludeEntry, Ident, IncludeEntry};
 
 /// One point of the matrix: a model in a precision on a device.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,7 +144,7 @@ fn new_combination(
                 key: format!("matrix.include[{index}].precision"),
                 message: format!(
                     "`{name}` is neither in `precisions` nor a preset{} ({})",
-                    crate::suite::nearest(name.as_str(), presets::names())
+                    crate::hints::nearest(name.as_str(), presets::names())
                         .map(|s| format!(", did you mean `{s}`?"))
                         .unwrap_or_default(),
                     presets::names().join(", ")
@@ -182,7 +183,7 @@ fn check_unique(added: &[Variant], offset: usize, all: &[Variant]) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suite::GateSpec;
+    use crate::gate::GateSpec;
 
     fn ident(s: &str) -> Ident {
         Ident::try_from(s.to_owned()).unwrap()

@@ -7,9 +7,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::results::{
-    read_records, ResultsError, ResultsWriter, RunInfo, VariantRecord, RUN_INFO_FILE,
-};
+use super::{read_records, ResultsError, ResultsWriter, RunInfo, VariantRecord, RUN_INFO_FILE};
 
 /// Runs that cannot be merged.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +101,7 @@ fn read_run(dir: &Path) -> Result<Run, MergeError> {
         .map_err(|e| e.to_string())
         .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
         .map_err(|message| MergeError::RunInfo { path, message })?;
-    let records = read_records(&dir.join(crate::results::RESULTS_FILE))?;
+    let records = read_records(&dir.join(super::RESULTS_FILE))?;
     Ok((dir.to_owned(), info, records))
 }
 

@@ -1,0 +1,238 @@
+//! Matmul groups: products that share an input, planned once per block and run as one GEMM (or
+//! one per member), with their scales and rescale passes.
+
+use cudarc::cublaslt::sys::cudaDataType as Data;
+use cudarc::driver::CudaStream;
+
+use super::arena::Arena;
+use super::gemm::{Gemm, GemmTypes, Shape};
+use super::kernels::{Accumulator, Elem, Kernels, Matrix, Scales};
+use super::quantizer::{operand_bytes, weight_spec, DeviceWeight, QuantizedInput, Quantizer};
+use super::route::MatmulRoute;
+use super::Gpu;
+use crate::backend::BackendError;
+use crate::precision::Policy;
+use crate::quant::{self, AmaxHistory, Operand};
+use crate::tensor::Tensor;
+
+/// What planning a block for the GPU needs: the device, the block's memory, the policy and its
+/// route, the tokens, and the cuBLASLt workspace the block's matmuls share (they run one at a time).
+pub(super) struct Planner<'a> {
+    pub device: &'a Gpu,
+    pub arena: &'a mut Arena,
+    pub route: MatmulRoute,
+    pub policy: &'a Policy,
+    pub tokens: usize,
+    pub workspace: (u64, usize),
+}
+
+impl Planner<'_> {
+    /// `bytes` of device memory for the block.
+    pub fn alloc(&mut self, bytes: usize) -> Result<u64, BackendError> {
+        self.arena.alloc(&self.device.stream, bytes)
+    }
+
+    /// `values` on the device, for the block.
+    pub fn upload_f32(&mut self, values: &[f32]) -> Result<u64, BackendError> {
+        self.arena.upload_f32(&self.device.stream, values)
+    }
+
+    /// Buffers for quantizing a `[tokens, cols]` activation every call.
+    pub fn quantizer(&mut self, cols: usize) -> Result<Quantizer, BackendError> {
+        Quantizer::new(
+            self.arena,
+            &self.device.stream,
+            self.route,
+            self.tokens,
+            cols,
+        )
+    }
+
+    /// The linears of `weights`, reading the activations `input` quantizes.
+    pub fn group(
+        &mut self,
+        weights: &[&Tensor],
+        input: &Quantizer,
+        fp8: Fp8Grouping,
+    ) -> Result<MatmulGroup, BackendError> {
+        MatmulGroup::new(self, weights, input.scale, fp8)
+    }
+}
+
+/// One or more linears sharing an input and writing side by side into one output `[tokens, cols]`
+/// (the MLP's gate and up projections, attention's query, key and value projections: one pass over
+/// the input, one buffer for the output).
+pub(super) struct MatmulGroup {
+    route: MatmulRoute,
+    tokens: usize,
+    cols: usize,
+    /// Weights and their matmul: one for the whole group, or one per linear (FP8 with scale
+    /// pointers).
+    parts: Vec<(DeviceWeight, Gemm)>,
+    /// Where the products land when their scales are applied after the GEMM (INT8 int32,
+    /// NVFP4 f32, FP8 fused across weights f32), `[tokens, cols]`.
+    accumulator: Option<u64>,
+    /// Per-column weight scales, for groups with an accumulator.
+    col_scales: u64,
+}
+
+/// Whether a group of FP8 linears runs as one GEMM into an f32 accumulator (each weight keeps
+/// its per-tensor scale, applied by the consumer of the accumulator), or as one GEMM per weight
+/// with cuBLASLt's scale pointers and a BF16 output. One GEMM pays where the linears are small
+/// (attention's projections: the key and value ones alone would be too narrow to fill the GPU);
+/// for wide ones (the MLP's) the f32 accumulator's traffic costs more than it saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fp8Grouping {
+    /// One GEMM per weight, scales applied by cuBLASLt.
+    PerWeight,
+    /// One GEMM for the group into an f32 accumulator.
+    Accumulate,
+}
+
+impl MatmulGroup {
+    /// Plans the linears of `weights`, which share an input. Their weights are quantized one by
+    /// one (each is its own tensor to the policy), then concatenated into one matmul unless FP8
+    /// runs `PerWeight`: the gate and up projections become one GEMM of twice the width, which
+    /// reads the input once.
+    pub(super) fn new(
+        plan: &mut Planner,
+        weights: &[&Tensor],
+        input_scale: u64,
+        fp8: Fp8Grouping,
+    ) -> Result<Self, BackendError> {
+        let (route, policy, tokens) = (plan.route, plan.policy, plan.tokens);
+        let (device, workspace) = (plan.device, plan.workspace);
+        let arena = &mut *plan.arena;
+        let cols: usize = weights.iter().map(|w| w.rows).sum();
+        let k = weights[0].cols;
+        let operands: Vec<Operand> = weights
+            .iter()
+            .map(|w| quant::quantize(w, weight_spec(route, policy), &mut AmaxHistory::default()))
+            .collect();
+        let is_fp8 = matches!(route, MatmulRoute::Fp8 { .. });
+        let accumulates = route.rescales() || (is_fp8 && fp8 == Fp8Grouping::Accumulate);
+        let groups: Vec<Vec<&Operand>> = if is_fp8 && !accumulates {
+            operands.iter().map(|o| vec![o]).collect()
+        } else {
+            vec![operands.iter().collect()]
+        };
+        let types = if accumulates && is_fp8 {
+            GemmTypes {
+                d: Data::CUDA_R_32F,
+                ..route.types()
+            }
+        } else {
+            route.types()
+        };
+        let mut parts = Vec::new();
+        for group in groups {
+            let rows: usize = group.iter().map(|o| o.values.rows).sum();
+            let bytes: Vec<u8> = group.iter().flat_map(|o| operand_bytes(route, o)).collect();
+            let data = arena.upload(&device.stream, &bytes)?;
+            let scales = if is_fp8 && !accumulates {
+                Some((
+                    arena.upload_f32(&device.stream, &[column_scales(group[0])[0]])?,
+                    input_scale,
+                ))
+            } else {
+                None
+            };
+            let shape = Shape {
+                tokens,
+                n: rows,
+                k,
+                ldd: cols,
+            };
+            let gemm = Gemm::new(device.lt, types, shape, scales, workspace)?;
+            parts.push((DeviceWeight { data, rows }, gemm));
+        }
+        let (accumulator, col_scales) = if accumulates {
+            let scales: Vec<f32> = operands.iter().flat_map(column_scales).collect();
+            (
+                Some(arena.alloc(&device.stream, tokens * cols * 4)?),
+                arena.upload_f32(&device.stream, &scales)?,
+            )
+        } else {
+            (None, 0)
+        };
+        Ok(MatmulGroup {
+            route,
+            tokens,
+            cols,
+            parts,
+            accumulator,
+            col_scales,
+        })
+    }
+
+    /// Whether the group's products need their scales applied after the GEMM
+    /// ([`MatmulGroup::enqueue_products`]).
+    pub(super) fn accumulates(&self) -> bool {
+        self.accumulator.is_some()
+    }
+
+    /// Enqueues the group: `out[tokens, cols]` from the quantized input.
+    pub(super) fn enqueue(
+        &self,
+        k: &Kernels,
+        s: &CudaStream,
+        x: QuantizedInput,
+        out: u64,
+    ) -> Result<(), BackendError> {
+        if self.accumulates() {
+            let acc = self.enqueue_products(s, x)?;
+            let out = Matrix {
+                ptr: out,
+                elem: Elem::Bf16,
+                rows: self.tokens,
+                cols: self.cols,
+            };
+            return k.rescale(s, acc, out);
+        }
+        let bytes = self.route.elem().size();
+        let mut column = 0;
+        for (weight, gemm) in &self.parts {
+            gemm.run(s, weight.data, x.data, out + (column * bytes) as u64)?;
+            column += weight.rows;
+        }
+        Ok(())
+    }
+
+    /// Enqueues the GEMM of a group that [accumulates](MatmulGroup::accumulates) and returns its
+    /// products with the scales a consumer applies: per token (INT8) or per tensor (FP8, NVFP4)
+    /// for the input, per column for the weights.
+    pub(super) fn enqueue_products(
+        &self,
+        s: &CudaStream,
+        x: QuantizedInput,
+    ) -> Result<Accumulator, BackendError> {
+        let acc = self
+            .accumulator
+            .expect("only groups with an accumulator enqueue bare products");
+        for (weight, gemm) in &self.parts {
+            gemm.run(s, weight.data, x.data, acc)?;
+        }
+        Ok(Accumulator {
+            ptr: acc,
+            is_int: self.route == MatmulRoute::Int8,
+            rows: Scales {
+                ptr: x.scale,
+                stride: i32::from(self.route == MatmulRoute::Int8),
+            },
+            cols: Scales {
+                ptr: self.col_scales,
+                stride: 1,
+            },
+        })
+    }
+}
+
+/// One scale per output column (row of the weight) of a quantized weight: its per-channel
+/// scales, or its per-tensor scale repeated.
+pub(super) fn column_scales(operand: &Operand) -> Vec<f32> {
+    match operand.row_scales.as_deref() {
+        Some([tensor]) => vec![*tensor; operand.values.rows],
+        Some(rows) => rows.to_vec(),
+        None => vec![1.0; operand.values.rows],
+    }
+}

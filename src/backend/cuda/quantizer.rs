@@ -1,0 +1,214 @@
+//! Quantizing weights once on the host and activations on every call on the GPU, as each route
+//! needs its operands.
+
+use std::sync::Arc;
+
+use cudarc::driver::CudaStream;
+
+use super::arena::Arena;
+use super::kernels::{Elem, Fp8Quantize, Kernels, Matrix};
+use super::route::MatmulRoute;
+use crate::backend::BackendError;
+use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
+use crate::formats::{Format, Overflow};
+use crate::precision::Policy;
+use crate::quant::{AmaxAlgorithm, Operand, QuantSpec};
+
+/// Host bytes of quantized values in the operand type the matmul reads.
+pub(super) fn operand_bytes(route: MatmulRoute, operand: &Operand) -> Vec<u8> {
+    let values = &operand.values.data;
+    match route {
+        MatmulRoute::Carrier {
+            elem: Elem::F32, ..
+        } => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        MatmulRoute::Carrier {
+            elem: Elem::F16, ..
+        } => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        MatmulRoute::Fp8 { weights_e5m2, .. } if !route.fp8_emulated() => {
+            let format = if weights_e5m2 { FP8_E5M2 } else { FP8_E4M3 };
+            values
+                .iter()
+                .map(|v| format.encode(*v, Overflow::Saturate))
+                .collect()
+        }
+        MatmulRoute::Int8 => values.iter().map(|v| *v as i8 as u8).collect(),
+        // BF16 carriers, and the values of every emulated format, multiplied in BF16.
+        MatmulRoute::Carrier {
+            elem: Elem::Bf16, ..
+        }
+        | MatmulRoute::Fp8 { .. }
+        | MatmulRoute::Mx { .. }
+        | MatmulRoute::Nvfp4
+        | MatmulRoute::WeightOnly => values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
+    }
+}
+
+/// Weights on the device (one or several concatenated), quantized on the host exactly as the
+/// CPU backend quantizes them.
+pub(super) struct DeviceWeight {
+    pub(super) data: u64,
+    pub(super) rows: usize,
+}
+
+/// How the weights of `policy` are quantized on `route`: as the policy says, except that a planted
+/// BF16 fallback (testing only) runs the model's BF16 weights unscaled.
+pub(super) fn weight_spec(route: MatmulRoute, policy: &Policy) -> QuantSpec {
+    match route {
+        MatmulRoute::Carrier { .. } if policy.planted_fault.is_some() => {
+            QuantSpec::cast(Format::Bf16)
+        }
+        _ => policy.matmul.weights,
+    }
+}
+
+/// Activations quantized for a matmul: the pointer it reads and where its scales are.
+#[derive(Clone, Copy)]
+pub(super) struct QuantizedInput {
+    /// Device pointer to the values.
+    pub(super) data: u64,
+    /// FP8: the per-tensor scale; INT8: per-token scales; NVFP4: 1 / tensor scale.
+    pub(super) scale: u64,
+}
+
+/// Zeroes the f32 at `ptr` (an amax accumulator) on the stream.
+pub(super) fn zero(s: &CudaStream, ptr: u64) -> Result<(), BackendError> {
+    // SAFETY: `ptr` is a 4-byte allocation of the block's arena.
+    unsafe { cudarc::driver::result::memset_d8_async(ptr, 0, 4, s.cu_stream()) }
+        .map_err(|e| BackendError::Failed(format!("memset: {e}")))
+}
+
+/// Buffers and kernels that quantize one activation tensor `[rows, cols]` every call.
+pub(super) struct Quantizer {
+    route: MatmulRoute,
+    rows: usize,
+    cols: usize,
+    amax: u64,
+    /// Where the quantized input's scales are (see [`QuantizedInput`]).
+    pub(super) scale: u64,
+    out: u64,
+    /// Delayed scaling: the amax history (a ring) and the state `{steps, next amax}`.
+    history: Option<(u64, u64)>,
+}
+
+impl Quantizer {
+    /// Buffers for quantizing `[rows, cols]` on `route`.
+    pub(super) fn new(
+        arena: &mut Arena,
+        stream: &Arc<CudaStream>,
+        route: MatmulRoute,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, BackendError> {
+        let out = match route {
+            MatmulRoute::Carrier { .. } | MatmulRoute::WeightOnly => 0,
+            _ => arena.alloc(stream, rows * cols * route.operand_bytes())?,
+        };
+        let history = match route {
+            MatmulRoute::Fp8 {
+                delayed: Some(delay),
+                ..
+            } => Some((
+                arena.alloc(stream, 4 * delay.history.max(1))?,
+                arena.alloc(stream, 8)?,
+            )),
+            _ => None,
+        };
+        Ok(Quantizer {
+            route,
+            rows,
+            cols,
+            amax: arena.alloc(stream, 4)?,
+            scale: arena.alloc(stream, 4 * rows)?,
+            out,
+            history,
+        })
+    }
+
+    /// Enqueues the quantization of `x`; `amax_ready` when a previous kernel already wrote amax.
+    pub(super) fn enqueue(
+        &self,
+        k: &Kernels,
+        s: &CudaStream,
+        x: u64,
+        amax_ready: bool,
+    ) -> Result<QuantizedInput, BackendError> {
+        let x = Matrix {
+            ptr: x,
+            elem: self.route.elem(),
+            rows: self.rows,
+            cols: self.cols,
+        };
+        let dequantized = x.with(self.out, Elem::Bf16);
+        let tensor_amax = |s: &CudaStream| -> Result<(), BackendError> {
+            if !amax_ready {
+                zero(s, self.amax)?;
+                k.amax(s, x, self.amax)?;
+            }
+            Ok(())
+        };
+        match self.route {
+            // Activations in the tensors' format: the matmul reads them as they are.
+            MatmulRoute::Carrier { .. } | MatmulRoute::WeightOnly => {
+                return Ok(QuantizedInput {
+                    data: x.ptr,
+                    scale: 0,
+                })
+            }
+            MatmulRoute::Fp8 {
+                activations_e5m2,
+                delayed,
+                ..
+            } => {
+                // Delayed scaling needs the amax too: it joins the history after the cast.
+                tensor_amax(s)?;
+                let how = Fp8Quantize {
+                    e5m2: activations_e5m2,
+                    bf16_out: self.route.fp8_emulated(),
+                    delayed: self.history.map(|(_, state)| state),
+                };
+                k.quantize_fp8(s, x, self.amax, how, (self.out, self.scale))?;
+                if let (Some(delay), Some((history, state))) = (delayed, self.history) {
+                    let most_recent = delay.algorithm == AmaxAlgorithm::MostRecent;
+                    let ring = (history, delay.history.max(1));
+                    k.amax_history_push(s, self.amax, ring, most_recent, state)?;
+                }
+            }
+            MatmulRoute::Int8 => k.quantize_int8_rows(s, x, self.out, self.scale)?,
+            MatmulRoute::Mx { element, emax } => {
+                k.mx_dequant(s, x, (element, emax), dequantized)?
+            }
+            MatmulRoute::Nvfp4 => {
+                tensor_amax(s)?;
+                k.nvfp4_dequant(s, x, self.amax, dequantized, self.scale)?;
+            }
+        }
+        Ok(QuantizedInput {
+            data: self.out,
+            scale: self.scale,
+        })
+    }
+
+    /// The buffers a producer that quantizes its own output writes (the fused INT8 activation):
+    /// the quantized values and their scales.
+    pub(super) fn target(&self) -> QuantizedInput {
+        QuantizedInput {
+            data: self.out,
+            scale: self.scale,
+        }
+    }
+
+    /// Zeroes amax for a producer kernel that accumulates it (the gated activation).
+    pub(super) fn prepare_amax(&self, s: &CudaStream) -> Result<Option<u64>, BackendError> {
+        if !matches!(self.route, MatmulRoute::Fp8 { .. } | MatmulRoute::Nvfp4) {
+            return Ok(None);
+        }
+        zero(s, self.amax)?;
+        Ok(Some(self.amax))
+    }
+}

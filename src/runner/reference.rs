@@ -1,0 +1,134 @@
+//! The reference a variant is compared with, and the weights and input it runs on: built once per
+//! model in each process.
+
+use crate::backend::Backend;
+use crate::formats::Format;
+use crate::model::forward::{forward, Exact, Forward};
+use crate::model::golden::{self, GoldenOutput};
+use crate::model::{seeded, Block, LoadError, Model, Weights};
+use crate::results::RunSettings;
+use crate::suite::Suite;
+use crate::tensor::Tensor;
+
+/// Weights, input and exact reference output of one model, built once for all its variants of a
+/// process.
+pub struct ModelContext {
+    pub(super) model: Model,
+    pub(super) weights: Weights,
+    pub(super) input: Tensor,
+    pub(super) reference: Tensor<f64>,
+    /// The reference's taps (a stack's layers).
+    pub(super) reference_taps: Vec<(String, Tensor<f64>)>,
+    seed: u64,
+    format: Format,
+}
+
+impl ModelContext {
+    /// Builds or reads the model's weights and input in the reference precision, and the
+    /// reference: the run's golden file's, or the same block evaluated in f64 with no rounding,
+    /// i.e. exactly what the model in the reference precision defines, up to f64 accumulation.
+    /// Fails when a weight, input or golden file cannot be read as the model needs it.
+    pub fn new(model: &Model, settings: &RunSettings) -> Result<Self, LoadError> {
+        let format = settings.reference;
+        let weights = model.weights(settings.seed, format)?;
+        let input = model.input(settings.seed, format)?;
+        let (reference, reference_taps) = match &settings.golden {
+            Some(path) => {
+                let graph = model.block.graph();
+                let taps: Vec<String> = graph.taps.iter().map(|(name, _)| name.clone()).collect();
+                let name = model.name.as_str();
+                golden::read(path, name, &input, graph.output_features(), &taps)?
+            }
+            None => {
+                let exact = exact_reference(model, &weights, &input)?;
+                (exact.output, exact.taps)
+            }
+        };
+        Ok(ModelContext {
+            model: model.clone(),
+            weights,
+            input,
+            reference,
+            reference_taps,
+            seed: settings.seed,
+            format,
+        })
+    }
+
+    /// Calibration input `index`: seeded like the measured input, from another stream.
+    pub(super) fn calibration_input(&self, index: usize) -> Tensor {
+        seeded::input(
+            &self.model,
+            self.seed,
+            self.format,
+            &format!("calibration.{index}"),
+        )
+    }
+}
+
+/// `model` evaluated exactly: f64 products of the weights and input as held, no rounding. An
+/// ONNX model has no exact evaluation here.
+pub fn exact_reference(
+    model: &Model,
+    weights: &Weights,
+    input: &Tensor,
+) -> Result<Forward<f64>, LoadError> {
+    let graph = model.block.graph();
+    if let Block::Onnx(file) = &model.block {
+        return Err(LoadError::NotEvaluable {
+            path: file.path.clone(),
+        });
+    }
+    let exact_weights = weights.map(f64::from);
+    Ok(forward(
+        &graph,
+        &mut Exact {
+            weights: &exact_weights,
+        },
+        &input.map(f64::from),
+    ))
+}
+
+/// Each model's reference for a golden file: precheck's exact evaluation, or with `backend`, the
+/// suite's reference precision (its baseline policy) run there. Fails on the first model that
+/// cannot be loaded or run.
+pub fn golden_outputs(
+    suite: &Suite,
+    seed: u64,
+    backend: Option<&dyn Backend>,
+) -> Result<Vec<GoldenOutput>, String> {
+    let format = suite.reference.precision.format();
+    let policy = suite.baseline_policy();
+    suite
+        .models
+        .iter()
+        .map(|model| {
+            let failed = |e: &dyn std::fmt::Display| format!("model {}: {e}", model.name);
+            let weights = model.weights(seed, format).map_err(|e| failed(&e))?;
+            let input = model.input(seed, format).map_err(|e| failed(&e))?;
+            let (source, output, taps) = match backend {
+                None => {
+                    let exact = exact_reference(model, &weights, &input).map_err(|e| failed(&e))?;
+                    let to_f32 = |t: Tensor<f64>| t.map(|v| v as f32);
+                    let taps = exact.taps.into_iter().map(|(n, t)| (n, to_f32(t)));
+                    ("exact".to_owned(), to_f32(exact.output), taps.collect())
+                }
+                Some(backend) => {
+                    let mut executable = backend
+                        .prepare(model, &weights, &policy)
+                        .map_err(|e| failed(&e))?;
+                    let output = executable.run(&input).map_err(|e| failed(&e))?;
+                    let source = format!("{} on {}", policy.name, backend.device_name());
+                    (source, output, executable.taps())
+                }
+            };
+            Ok(GoldenOutput {
+                model: model.name.to_string(),
+                input_sha256: golden::input_digest(&input),
+                source,
+                output,
+                taps,
+            })
+        })
+        .collect()
+}
