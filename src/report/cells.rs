@@ -163,6 +163,7 @@ pub fn status_class(status: Status) -> &'static str {
 }
 
 /// The rows of `records`: errored, failed, skipped, then passed variants, each in run order.
+#[cfg(feature = "report")]
 pub fn failing_first(records: &[VariantRecord]) -> Vec<VariantRow> {
     let mut ordered: Vec<&VariantRecord> = records.iter().collect();
     ordered.sort_by_key(|r| match r.status {

@@ -1,0 +1,69 @@
+//! Commands that read a run folder: `explain`, `report`, `compare`, `history`.
+
+use std::path::Path;
+
+#[cfg(feature = "report")]
+use super::run::{display_paths, print_summary};
+use crate::exit_code::ExitCode;
+#[cfg(feature = "report")]
+use crate::report;
+
+/// `precheck explain`: the evidence of one recorded variant; an unknown id is a usage error with
+/// the nearest recorded one.
+pub(super) fn explain(run_dir: &Path, variant: &str) -> anyhow::Result<ExitCode> {
+    let path = run_dir.join(crate::results::RESULTS_FILE);
+    let (records, _) = crate::results::read_records(&path)?;
+    let Some(record) = records.iter().find(|r| r.id == variant) else {
+        let hint = crate::hints::nearest(variant, records.iter().map(|r| r.id.as_str()))
+            .map(|id| format!(", did you mean `{id}`?"))
+            .unwrap_or_default();
+        anyhow::bail!("{} has no variant `{variant}`{hint}", path.display());
+    };
+    print!("{}", crate::report::explain::explain(record));
+    Ok(ExitCode::Success)
+}
+
+/// `precheck report`: exits as `run` did, so that CI can gate on a rebuilt report.
+#[cfg(feature = "report")]
+pub(super) fn report(run_dir: &Path) -> anyhow::Result<ExitCode> {
+    let run = report::RecordedRun::load(run_dir)?;
+    for warning in &run.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let paths = report::write_run_reports(&run)?;
+    print_summary(&run.records, run_dir);
+    println!("reports: {}", display_paths(&paths));
+    Ok(ExitCode::of_records(&run.records))
+}
+
+#[cfg(feature = "report")]
+pub(super) fn compare(base: &Path, head: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (base, head) = (
+        report::RecordedRun::load(base)?,
+        report::RecordedRun::load(head)?,
+    );
+    let comparison = report::compare::Comparison::of(&base, &head);
+    let paths = report::compare::write_comparison(&comparison, out.unwrap_or(&head.dir))?;
+    for caveat in &comparison.caveats {
+        eprintln!("note: {caveat}");
+    }
+    for line in comparison.finding_lines() {
+        println!("{line}");
+    }
+    println!("{}", comparison.verdict_line());
+    println!("reports: {}", display_paths(&paths));
+    Ok(comparison.exit_code())
+}
+
+#[cfg(feature = "report")]
+pub(super) fn history(reports_dir: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (path, history) = report::history::write_history(reports_dir, out.unwrap_or(reports_dir))?;
+    for skipped in &history.skipped {
+        eprintln!("warning: skipped {skipped}");
+    }
+    for suite in &history.suites {
+        println!("suite {}: {} runs", suite.name, suite.runs.len());
+    }
+    println!("history: {}", path.display());
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,243 @@
+//! `precheck run`, the worker a run starts for each variant, and `merge` of shard runs.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::args::RunArgs;
+use super::catalog::load;
+use crate::backend::{self};
+use crate::exit_code::ExitCode;
+use crate::plan::{self, Overrides};
+#[cfg(feature = "report")]
+use crate::report;
+use crate::report::terminal;
+use crate::results::{self, VariantRecord};
+use crate::runner::{self, Observer, RunSpec};
+use crate::runner::{WorkerJob, Workers};
+use crate::shard::Shard;
+use crate::suite::Timeout;
+use crate::suite::Variant;
+
+pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let loaded = load(&args.suite)?;
+    let suite = &loaded.suite;
+    let engines = args.engines.engines(Some(args.backend));
+    let selected = backend::select(args.backend, &engines)?;
+    if let Some(note) = &selected.note {
+        eprintln!("note: {note}");
+    }
+    let backend = selected.backend.as_ref();
+    let shard = match args.shard {
+        Some(shard) => Some(shard),
+        None => Shard::from_env(|name| std::env::var(name).ok())?,
+    };
+    let overrides = Overrides {
+        seed: args.seed,
+        warmup: args.warmup,
+        iterations: args.iterations,
+        filters: args.filter.clone(),
+        timeout: args.timeout.map(Timeout::get),
+        cache: args.cache,
+        shard,
+    };
+    let plan = plan::plan(suite, backend.kind(), &backend.device_name(), &overrides)?;
+    let started_at = Utc::now();
+    let out = args.resume.clone().or(args.out.clone()).unwrap_or_else(|| {
+        Path::new("reports")
+            .join(suite.name.as_str())
+            .join(started_at.format("%Y%m%dT%H%M%SZ").to_string())
+    });
+    let info = plan.run_info(&loaded, backend.kind(), backend.device_name(), started_at);
+    let mut folder = match &args.resume {
+        Some(dir) => results::resume(dir, info)?,
+        None => results::start(&out, info)?,
+    };
+    for warning in &folder.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let slots = runner::slots(backend);
+    eprintln!(
+        "precheck: {} variants of suite `{}`{} on {} ({}, {} at a time), {} already recorded, results in {}",
+        plan.variants.len(),
+        suite.name,
+        shard.map_or(String::new(), |s| format!(", shard {s}")),
+        backend.kind().name(),
+        folder.info.device_name,
+        slots.len(),
+        folder.recorded.len(),
+        out.display()
+    );
+    let stop = stop_on_signals()?;
+    let spec = RunSpec {
+        suite,
+        plan: &plan,
+        slots,
+        recorded: &folder.recorded,
+        stop: &stop,
+        skip: backend.skip_reason(),
+    };
+    let workers = Workers {
+        exe: std::env::current_exe().context("finding the precheck binary for its workers")?,
+        suite: loaded.path.clone(),
+        sha256: loaded.sha256.clone(),
+        engines,
+        stop: &stop,
+    };
+    let mut progress = Progress::new(plan.variants.len(), folder.recorded.len());
+    let outcome = runner::run(&spec, &workers, &mut folder.writer, &mut progress)
+        .context("writing results")?;
+    progress.bar.finish_and_clear();
+    if !outcome.interrupted {
+        folder.info.finished_at = Some(Utc::now());
+    }
+    folder.writer.write_run_info(&folder.info)?;
+    let records = [folder.recorded, outcome.records].concat();
+    print_summary(&records, &out);
+    #[cfg(feature = "report")]
+    write_reports(&out);
+    if outcome.interrupted {
+        eprintln!(
+            "interrupted: {} of {} variants recorded; `precheck run {} --resume {}` (with the same options) runs the rest",
+            records.len(),
+            plan.variants.len(),
+            args.suite.display(),
+            out.display()
+        );
+        return Ok(ExitCode::Interrupted);
+    }
+    Ok(ExitCode::of_records(&records))
+}
+
+/// A flag that the first Ctrl-C or SIGTERM sets, so that the run ends its workers, keeps its
+/// records and writes its reports; a second Ctrl-C exits at once.
+pub(super) fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        flag::register_conditional_shutdown(signal, ExitCode::Interrupted as i32, stop.clone())
+            .and_then(|_| flag::register(signal, stop.clone()))
+            .context("installing the Ctrl-C handler")?;
+    }
+    Ok(stop)
+}
+
+/// `precheck worker`: one variant, its reply on stdout.
+pub(super) fn worker(job: &str) -> anyhow::Result<ExitCode> {
+    let job: WorkerJob = serde_json::from_str(job).context("reading the worker's job")?;
+    let reply = runner::serve(&job)?;
+    println!(
+        "{}",
+        serde_json::to_string(&reply).expect("replies serialize")
+    );
+    Ok(ExitCode::Success)
+}
+
+/// `precheck merge`: exits 3 when a variant or shard is missing or doubled, else as `run` would.
+pub(super) fn merge(run_dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode> {
+    let merged = results::merge(run_dirs, out, std::env::args().collect())?;
+    for warning in &merged.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let problems = [
+        ("shard missing", &merged.missing_shards),
+        ("variant missing", &merged.missing),
+        (
+            "variant recorded twice (the first record kept)",
+            &merged.duplicates,
+        ),
+    ];
+    for (what, items) in problems {
+        for item in items {
+            eprintln!("error: {what}: {item}");
+        }
+    }
+    print_summary(&merged.records, out);
+    #[cfg(feature = "report")]
+    write_reports(out);
+    if !merged.complete() {
+        return Ok(ExitCode::VariantError);
+    }
+    Ok(ExitCode::of_records(&merged.records))
+}
+
+pub(super) fn print_summary(records: &[VariantRecord], out: &Path) {
+    println!("{}", terminal::summary_table(records));
+    for line in terminal::problems(records) {
+        println!("{line}");
+    }
+    println!("{}", terminal::verdict_line(records));
+    println!("results: {}", out.display());
+}
+
+/// Writes the run's reports at the end of `run`. A report that cannot be written is said, but
+/// leaves the exit code to the gates: their verdict stands on results.jsonl, which is complete,
+/// and `precheck report` rebuilds the reports from it. (Exit 2 would claim nothing was gated.)
+#[cfg(feature = "report")]
+pub(super) fn write_reports(out: &Path) {
+    match report::RecordedRun::load(out).and_then(|run| report::write_run_reports(&run)) {
+        Ok(paths) => println!("reports: {}", display_paths(&paths)),
+        Err(error) => eprintln!(
+            "error: writing the reports: {error} (the results are complete: `precheck report {}` retries)",
+            out.display()
+        ),
+    }
+}
+
+#[cfg(feature = "report")]
+pub(super) fn display_paths(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    names.join(", ")
+}
+
+/// A progress bar on a terminal; one line per finished variant either way.
+pub(super) struct Progress {
+    bar: ProgressBar,
+    interactive: bool,
+}
+
+impl Progress {
+    fn new(total: usize, done: usize) -> Self {
+        let bar = ProgressBar::new(total as u64);
+        bar.set_position(done as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
+                .expect("the template is valid"),
+        );
+        Progress {
+            bar,
+            interactive: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn started(&mut self, _index: usize, _total: usize, variant: &Variant) {
+        self.bar.set_message(variant.id.clone());
+    }
+
+    fn finished(&mut self, record: &VariantRecord) {
+        let cos = record
+            .accuracy
+            .map_or_else(|| "-".to_owned(), |a| format!("{:.6}", a.cos));
+        let line = format!(
+            "{:5} {} cos {} ({:.1} s)",
+            record.status.name(),
+            record.id,
+            cos,
+            record.wall_s
+        );
+        if self.interactive {
+            self.bar.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+        self.bar.inc(1);
+    }
+}
