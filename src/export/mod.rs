@@ -145,11 +145,13 @@ pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Exporte
                 OUTPUT,
                 &[model.tokens, graph.output_features()],
             )],
+            ..Default::default()
         }),
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
             version: crate::onnx_proto::OPSET,
         }],
+        ..Default::default()
     };
     let mut bytes = Vec::new();
     proto
@@ -171,6 +173,7 @@ fn node(op_type: &str, inputs: &[&str], output: &str, attribute: Vec<AttributePr
         name: output.to_owned(),
         op_type: op_type.to_owned(),
         attribute,
+        ..Default::default()
     }
 }
 
@@ -217,6 +220,7 @@ fn tensor(name: &str, data_type: DataType, dims: &[usize], raw_data: Vec<u8>) ->
         data_type: data_type as i32,
         name: name.to_owned(),
         raw_data,
+        ..Default::default()
     }
 }
 
@@ -649,6 +653,7 @@ impl<'a> Lowering<'a> {
             name: first.clone(),
             op_type: "Split".into(),
             attribute: vec![int("axis", 2)],
+            ..Default::default()
         });
         let first_cos = self.op("Mul", &[&first, &cos], vec![]);
         let second_sin = self.op("Mul", &[&second, &sin], vec![]);
