@@ -1,6 +1,6 @@
 //! ONNX files as models (`block: onnx`): read for their interface, refused without a golden
-//! reference, handed as they are to ONNX Runtime (command backend) and to trtexec (its
-//! stand-in), and never evaluated by precheck's CPU backend. Needs python3 with onnx,
+//! reference, rewritten into each policy for ONNX Runtime (command backend), handed as they are
+//! with builder flags to trtexec (its stand-in), and never evaluated by precheck's CPU backend. Needs python3 with onnx,
 //! onnxruntime, numpy and safetensors.
 
 mod common;
@@ -121,13 +121,14 @@ fn onnx_models_run_on_onnx_engines_against_a_golden_reference() {
             record.cpu_agreement.is_none(),
             "no emulation of an ONNX file"
         );
-        // The golden file is ONNX Runtime's own output of the same file.
-        assert_eq!(
-            record.accuracy.as_ref().unwrap().max_abs_err,
-            0.0,
-            "{}",
-            record.id
-        );
+        // The golden file is ONNX Runtime's own output of the same file (its weights already in
+        // BF16): the FP32 variant gives it exactly, the others are their rewrites and do not.
+        let error = record.accuracy.as_ref().unwrap().max_abs_err;
+        if record.precision == "fp32" {
+            assert_eq!(error, 0.0, "{}", record.id);
+        } else {
+            assert!(error > 0.0, "{}: ran in FP32", record.id);
+        }
     }
 
     let fake = root().join("tests/runners/fake_trtexec.py");

@@ -158,7 +158,7 @@ fn write_onnx(
     weights: &Weights,
     policy: &Policy,
 ) -> Result<OnnxFile, BackendError> {
-    match export::onnx(model, weights, policy) {
+    match export::onnx(model, weights, policy, export::Precision::InGraph) {
         Ok(exported) => {
             std::fs::write(dir.join(ONNX_FILE), exported.model)
                 .map_err(|e| failed("writing model.onnx", e))?;

@@ -159,7 +159,7 @@ impl Backend for TrtexecBackend {
         policy: &Policy,
     ) -> Result<Box<dyn Executable>, BackendError> {
         let program = self.program()?.to_owned();
-        let exported = export::onnx(model, weights, policy)
+        let exported = export::onnx(model, weights, policy, export::Precision::BuilderFlags)
             .map_err(|e| BackendError::Unsupported(e.to_string()))?;
         let mut build_flags = flags::flags(policy, Typing::Weak, &exported.layers)
             .map_err(|e| BackendError::Unsupported(e.to_string()))?;

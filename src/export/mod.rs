@@ -16,23 +16,24 @@
 //! scales and FP4/FP6 elements (opset 23), NF4 (no type), delayed scaling (its amax history is
 //! state across calls, which an ONNX graph does not have).
 
+mod emit;
+pub mod rewrite;
+
 use prost::Message;
 use thiserror::Error;
 
-use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
-use crate::formats::{Format, Overflow};
 use crate::model::forward::rotary_tables;
 use crate::model::graph::{Graph, Op};
 use crate::model::Activation;
 use crate::model::{Block, Model, Weights};
 use crate::onnx_proto::{
-    AttributeProto, AttributeType, DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorProto, ValueInfoProto,
+    DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto,
 };
 use crate::precision::Policy;
-use crate::quant::{self, AmaxHistory, QuantSpec, Recipe};
+use crate::quant::{QuantSpec, Recipe};
 use crate::tensor::Tensor;
 use crate::trtexec::flags::ClassLayers;
+use emit::{f32_bytes, float, int, ints, node, string, tensor, Emitter};
 
 /// Why a block or policy has no ONNX form.
 #[derive(Debug, Error, PartialEq)]
@@ -89,7 +90,7 @@ pub fn write_files(
     let folder = out.join(model.name.as_str());
     let mut written = Vec::with_capacity(policies.len());
     for policy in policies {
-        match onnx(model, weights, policy) {
+        match onnx(model, weights, policy, Precision::InGraph) {
             Ok(exported) => {
                 let file = folder.join(format!("{}.onnx", policy.name));
                 std::fs::create_dir_all(&folder)
@@ -105,14 +106,40 @@ pub fn write_files(
     Ok(written)
 }
 
-/// `model` with `weights`, computing as `policy` says, as an ONNX model; a model that is an ONNX
-/// file already is that file, as it is (the policy reaches its engine as build flags).
-pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Exported, ExportError> {
+/// Where a policy's precision is said when a user's ONNX model reaches an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// In the graph: the model rewritten into the policy ([`rewrite`]), for engines that run what
+    /// the graph says (ONNX Runtime, a command engine).
+    InGraph,
+    /// Outside it: the model as it is, the policy given to the engine's builder as flags
+    /// (trtexec's `--fp16`, `--bf16`, `--int8`, `--fp8`).
+    BuilderFlags,
+}
+
+/// `model` with `weights`, computing as `policy` says, as an ONNX model. precheck's own blocks
+/// carry the policy in their graph either way; a user's ONNX model is rewritten into it or handed
+/// as it is, as `precision` says.
+pub fn onnx(
+    model: &Model,
+    weights: &Weights,
+    policy: &Policy,
+    precision: Precision,
+) -> Result<Exported, ExportError> {
     if let Block::Onnx(file) = &model.block {
-        let bytes = std::fs::read(&file.path).map_err(|e| ExportError::Read {
+        let read = |message: String| ExportError::Read {
             path: file.path.display().to_string(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let bytes = std::fs::read(&file.path).map_err(|e| read(e.to_string()))?;
+        let bytes = match precision {
+            Precision::BuilderFlags => bytes,
+            Precision::InGraph => {
+                let decoded = ModelProto::decode(bytes.as_slice())
+                    .map_err(|e| read(format!("not an ONNX model: {e}")))?;
+                rewrite::rewrite(&decoded, policy)?.encode_to_vec()
+            }
+        };
         return Ok(Exported {
             model: bytes,
             layers: ClassLayers::default(),
@@ -125,6 +152,7 @@ pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Exporte
     let output = lowering.graph(&graph)?;
     // The output is a value of the graph; name it as the interface says.
     lowering
+        .e
         .nodes
         .push(node("Identity", &[&output], OUTPUT, vec![]));
     let layers = std::mem::take(&mut lowering.layers);
@@ -134,9 +162,9 @@ pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Exporte
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc_string: format!("{} in {}: {policy}", model.name, policy.name),
         graph: Some(GraphProto {
-            node: lowering.nodes,
+            node: lowering.e.nodes,
             name: format!("{}_{}", model.name, policy.name),
-            initializer: lowering.initializers,
+            initializer: lowering.e.initializers,
             input: vec![ValueInfoProto::float(
                 INPUT,
                 &[model.tokens, graph.input_features],
@@ -165,119 +193,12 @@ pub fn onnx(model: &Model, weights: &Weights, policy: &Policy) -> Result<Exporte
     })
 }
 
-/// An ONNX node with one output.
-fn node(op_type: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.to_owned()],
-        name: output.to_owned(),
-        op_type: op_type.to_owned(),
-        attribute,
-        ..Default::default()
-    }
-}
-
-fn int(name: &str, value: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        i: Some(value),
-        r#type: AttributeType::Int as i32,
-        ..Default::default()
-    }
-}
-
-fn float(name: &str, value: f32) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        f: Some(value),
-        r#type: AttributeType::Float as i32,
-        ..Default::default()
-    }
-}
-
-fn string(name: &str, value: &str) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        s: Some(value.as_bytes().to_vec()),
-        r#type: AttributeType::String as i32,
-        ..Default::default()
-    }
-}
-
-fn ints(name: &str, values: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        ints: values.to_vec(),
-        r#type: AttributeType::Ints as i32,
-        ..Default::default()
-    }
-}
-
-/// A tensor initializer.
-fn tensor(name: &str, data_type: DataType, dims: &[usize], raw_data: Vec<u8>) -> TensorProto {
-    TensorProto {
-        dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: data_type as i32,
-        name: name.to_owned(),
-        raw_data,
-        ..Default::default()
-    }
-}
-
-fn f32_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-/// The ONNX type of a quantized format, and how one code is written.
-fn quantized_type(format: Format) -> Result<DataType, ExportError> {
-    match format {
-        Format::Int8 => Ok(DataType::Int8),
-        Format::Int4 => Ok(DataType::Int4),
-        Format::Fp8E4m3 => Ok(DataType::Float8E4m3fn),
-        Format::Fp8E5m2 => Ok(DataType::Float8E5m2),
-        other => Err(ExportError::Unsupported(format!(
-            "{other} quantized operands"
-        ))),
-    }
-}
-
-/// `codes` (values of `format`) as the raw bytes of its ONNX type.
-fn code_bytes(format: Format, codes: &[f32]) -> Vec<u8> {
-    match format {
-        Format::Int8 => codes.iter().map(|&c| c as i8 as u8).collect(),
-        // Two per byte, the first in the low nibble.
-        Format::Int4 => codes
-            .chunks(2)
-            .map(|pair| {
-                let nibble = |c: f32| (c as i8 as u8) & 0x0f;
-                nibble(pair[0]) | pair.get(1).map_or(0, |&c| nibble(c) << 4)
-            })
-            .collect(),
-        Format::Fp8E4m3 => codes
-            .iter()
-            .map(|&c| FP8_E4M3.encode(c, Overflow::Saturate))
-            .collect(),
-        Format::Fp8E5m2 => codes
-            .iter()
-            .map(|&c| FP8_E5M2.encode(c, Overflow::Saturate))
-            .collect(),
-        _ => unreachable!("quantized_type admits only these"),
-    }
-}
-
-/// Zero points of `format` for `count` scales (all zero: precheck's recipes are symmetric).
-fn zero_bytes(format: Format, count: usize) -> Vec<u8> {
-    code_bytes(format, &vec![0.0; count])
-}
-
 /// Builds the ONNX graph: nodes and initializers, names made unique by a counter.
 struct Lowering<'a> {
     policy: &'a Policy,
     weights: &'a Weights,
     tokens: usize,
-    nodes: Vec<NodeProto>,
-    initializers: Vec<TensorProto>,
-    names: usize,
+    e: Emitter,
     layers: ClassLayers,
 }
 
@@ -287,9 +208,7 @@ impl<'a> Lowering<'a> {
             policy,
             weights,
             tokens,
-            nodes: Vec::new(),
-            initializers: Vec::new(),
-            names: 0,
+            e: Emitter::new("", crate::onnx_proto::OPSET),
             layers: ClassLayers::default(),
         }
     }
@@ -301,9 +220,9 @@ impl<'a> Lowering<'a> {
         class: fn(&mut ClassLayers) -> &mut Vec<String>,
         lower: impl FnOnce(&mut Self) -> String,
     ) -> String {
-        let start = self.nodes.len();
+        let start = self.e.nodes.len();
         let output = lower(self);
-        let names: Vec<String> = self.nodes[start..]
+        let names: Vec<String> = self.e.nodes[start..]
             .iter()
             .filter(|node| node.op_type != "Cast")
             .map(|node| node.name.clone())
@@ -312,73 +231,25 @@ impl<'a> Lowering<'a> {
         output
     }
 
-    fn fresh(&mut self, hint: &str) -> String {
-        self.names += 1;
-        format!("{hint}_{}", self.names)
-    }
-
-    /// Appends a node and returns its output's name.
-    fn op(&mut self, op_type: &str, inputs: &[&str], attribute: Vec<AttributeProto>) -> String {
-        let output = self.fresh(&op_type.to_ascii_lowercase());
-        self.nodes.push(node(op_type, inputs, &output, attribute));
-        output
-    }
-
-    fn constant(
-        &mut self,
-        hint: &str,
-        data_type: DataType,
-        dims: &[usize],
-        raw: Vec<u8>,
-    ) -> String {
-        let name = self.fresh(hint);
-        self.initializers.push(tensor(&name, data_type, dims, raw));
-        name
-    }
-
-    fn scalar(&mut self, value: f32) -> String {
-        self.constant("const", DataType::Float, &[], f32_bytes(&[value]))
-    }
-
-    fn shape(&mut self, dims: &[i64]) -> String {
-        let raw = dims.iter().flat_map(|d| d.to_le_bytes()).collect();
-        self.constant("shape", DataType::Int64, &[dims.len()], raw)
-    }
-
     fn reshape(&mut self, x: &str, dims: &[i64]) -> String {
-        let shape = self.shape(dims);
-        self.op("Reshape", &[x, &shape], vec![])
+        let shape = self.e.shape(dims);
+        self.e.op("Reshape", &[x, &shape], vec![])
     }
 
     fn transpose(&mut self, x: &str, perm: &[i64]) -> String {
-        self.op("Transpose", &[x], vec![ints("perm", perm)])
+        self.e.op("Transpose", &[x], vec![ints("perm", perm)])
     }
 
     /// A parameter that is not a matmul weight, FP32 as held in the reference precision.
     fn parameter(&mut self, name: &str) -> String {
-        if !self.initializers.iter().any(|t| t.name == name) {
+        if !self.e.initializers.iter().any(|t| t.name == name) {
             let t = self.weights.get(name);
             let dims = [t.data.len()];
-            self.initializers
+            self.e
+                .initializers
                 .push(tensor(name, DataType::Float, &dims, f32_bytes(&t.data)));
         }
         name.to_owned()
-    }
-
-    /// `x` held in `format`: a cast there and back, or nothing for FP32.
-    fn store(&mut self, x: String, format: Format) -> Result<String, ExportError> {
-        let to = match format {
-            Format::Fp32 => return Ok(x),
-            Format::Bf16 => DataType::Bfloat16,
-            Format::Fp16 => DataType::Float16,
-            other => {
-                return Err(ExportError::Unsupported(format!(
-                    "rounding tensors to {other} (no such type)"
-                )))
-            }
-        };
-        let low = self.op("Cast", &[&x], vec![int("to", to as i64)]);
-        Ok(self.op("Cast", &[&low], vec![int("to", DataType::Float as i64)]))
     }
 
     /// Lowers every node; returns the name of the stored output.
@@ -387,7 +258,7 @@ impl<'a> Lowering<'a> {
         for node in &graph.nodes {
             let arg = |i: usize| values[node.inputs[i].0].clone();
             let output = match &node.op {
-                Op::Input => self.store(INPUT.to_owned(), self.policy.default)?,
+                Op::Input => self.e.store(INPUT.to_owned(), self.policy.default)?,
                 Op::Linear { weight, bias } => {
                     let shape = graph.param(weight).shape.clone();
                     self.linear(&arg(0), weight, &shape, bias.as_deref())?
@@ -397,30 +268,30 @@ impl<'a> Lowering<'a> {
                         |c| &mut c.activation,
                         |l| l.activation(&arg(0), *activation),
                     );
-                    self.store(y, self.policy.activation)?
+                    self.e.store(y, self.policy.activation)?
                 }
                 Op::Add | Op::Mul => {
                     let op_type = if node.op == Op::Add { "Add" } else { "Mul" };
-                    let y = self.op(op_type, &[&arg(0), &arg(1)], vec![]);
-                    self.store(y, self.policy.default)?
+                    let y = self.e.op(op_type, &[&arg(0), &arg(1)], vec![]);
+                    self.e.store(y, self.policy.default)?
                 }
                 Op::LayerNorm { weight, bias, eps } => {
                     let (w, b) = (self.parameter(weight), self.parameter(bias));
                     let attributes = vec![int("axis", -1), float("epsilon", *eps as f32)];
                     let y = self.in_class(
                         |c| &mut c.norm,
-                        |l| l.op("LayerNormalization", &[&arg(0), &w, &b], attributes),
+                        |l| l.e.op("LayerNormalization", &[&arg(0), &w, &b], attributes),
                     );
-                    self.store(y, self.policy.norm)?
+                    self.e.store(y, self.policy.norm)?
                 }
                 Op::RmsNorm { weight, eps } => {
                     let y = self.in_class(|c| &mut c.norm, |l| l.rms_norm(&arg(0), weight, *eps));
-                    self.store(y, self.policy.norm)?
+                    self.e.store(y, self.policy.norm)?
                 }
                 Op::Rotary { head_dim, theta } => {
                     let heads = graph.features(node.inputs[0]) / head_dim;
                     let y = self.rotary(&arg(0), heads, *head_dim, *theta);
-                    self.store(y, self.policy.default)?
+                    self.e.store(y, self.policy.default)?
                 }
                 Op::Attention {
                     heads,
@@ -441,7 +312,7 @@ impl<'a> Lowering<'a> {
             values.push(output);
         }
         let output = values[graph.output.0].clone();
-        self.store(output, self.policy.output)
+        self.e.store(output, self.policy.output)
     }
 
     /// `x · Wᵀ (+ b)` with both operands as the policy's matmul recipes say, stored in the
@@ -454,19 +325,21 @@ impl<'a> Lowering<'a> {
         bias: Option<&str>,
     ) -> Result<String, ExportError> {
         let matmul = self.policy.matmul;
-        let x = self.quantize_activation(x, matmul.activations)?;
+        let x = self
+            .e
+            .quantize_activation(x, matmul.activations, Some(self.tokens))?;
         let mut w = self.weight(weight, shape, matmul.weights)?;
         if matches!(matmul.weights.recipe, Recipe::Group { .. })
             && matmul.activations.recipe == Recipe::Cast
         {
             // Weight-only groups dequantize into the activations' format (as the CPU backend).
-            w = self.store(w, matmul.activations.format)?;
+            w = self.e.store(w, matmul.activations.format)?;
         }
         let mut inputs = vec![x.as_str(), w.as_str()];
         let bias = bias.map(|b| self.parameter(b));
         inputs.extend(bias.as_deref());
-        let y = self.op("Gemm", &inputs, vec![int("transB", 1)]);
-        self.store(y, matmul.output)
+        let y = self.e.op("Gemm", &inputs, vec![int("transB", 1)]);
+        self.e.store(y, matmul.output)
     }
 
     /// A matmul weight `[out, in]` quantized as `spec` says, dequantized in the graph.
@@ -477,161 +350,45 @@ impl<'a> Lowering<'a> {
         spec: QuantSpec,
     ) -> Result<String, ExportError> {
         let (rows, cols) = (shape[0], shape.get(1).copied().unwrap_or(1));
-        let tensor = Tensor::new(rows, cols, self.weights.get(name).data.clone());
-        match spec.recipe {
-            Recipe::Cast => {
-                let mut values = tensor.data;
-                spec.format.round_slice(&mut values);
-                let raw = f32_bytes(&values);
-                self.initializers
-                    .push(self::tensor(name, DataType::Float, &[rows, cols], raw));
-                Ok(name.to_owned())
-            }
-            Recipe::PerTensor | Recipe::PerChannel | Recipe::PerToken => {
-                let operand = quant::quantize(&tensor, spec, &mut AmaxHistory::default());
-                let scales = operand.row_scales.expect("scaled recipes keep row scales");
-                let quantized =
-                    self.quantized(name, spec.format, &[rows, cols], &operand.values.data)?;
-                if spec.recipe == Recipe::PerTensor {
-                    self.dequantize(&quantized, spec.format, &scales[..1], &[], vec![])
-                } else {
-                    self.dequantize(
-                        &quantized,
-                        spec.format,
-                        &scales,
-                        &[rows],
-                        vec![int("axis", 0)],
-                    )
-                }
-            }
-            Recipe::Group { size } => {
-                // The codes and scales of precheck's group recipe, kept apart for a blocked
-                // DequantizeLinear (the CPU backend folds them together).
-                let mut scales = Vec::with_capacity(rows * cols.div_ceil(size));
-                let mut codes = Vec::with_capacity(rows * cols);
-                for group in tensor.data.chunks(cols).flat_map(|row| row.chunks(size)) {
-                    let scale = quant::scale_for(quant::amax(group), spec.format);
-                    scales.push(scale);
-                    codes.extend(
-                        group
-                            .iter()
-                            .map(|v| spec.format.round(v / scale, Overflow::Saturate)),
-                    );
-                }
-                let quantized = self.quantized(name, spec.format, &[rows, cols], &codes)?;
-                let blocks = vec![int("axis", 1), int("block_size", size as i64)];
-                self.dequantize(
-                    &quantized,
-                    spec.format,
-                    &scales,
-                    &[rows, cols.div_ceil(size)],
-                    blocks,
-                )
-            }
-            Recipe::Mx | Recipe::Nvfp4 | Recipe::Delayed { .. } => Err(unsupported_recipe(spec)),
+        let values = Tensor::new(rows, cols, self.weights.get(name).data.clone());
+        if spec.recipe == Recipe::Cast {
+            let mut values = values.data;
+            spec.format.round_slice(&mut values);
+            let raw = f32_bytes(&values);
+            self.e
+                .initializers
+                .push(tensor(name, DataType::Float, &[rows, cols], raw));
+            return Ok(name.to_owned());
         }
-    }
-
-    /// An initializer of quantized codes, named after the weight.
-    fn quantized(
-        &mut self,
-        name: &str,
-        format: Format,
-        dims: &[usize],
-        codes: &[f32],
-    ) -> Result<String, ExportError> {
-        let data_type = quantized_type(format)?;
-        let name = format!("{name}.quantized");
-        self.initializers
-            .push(tensor(&name, data_type, dims, code_bytes(format, codes)));
-        Ok(name)
-    }
-
-    /// `DequantizeLinear` of `quantized` with constant `scales` of shape `dims`.
-    fn dequantize(
-        &mut self,
-        quantized: &str,
-        format: Format,
-        scales: &[f32],
-        dims: &[usize],
-        attributes: Vec<AttributeProto>,
-    ) -> Result<String, ExportError> {
-        let data_type = quantized_type(format)?;
-        let scale = self.constant("scale", DataType::Float, dims, f32_bytes(scales));
-        let zero = self.constant("zero", data_type, dims, zero_bytes(format, scales.len()));
-        Ok(self.op("DequantizeLinear", &[quantized, &scale, &zero], attributes))
-    }
-
-    /// An activation quantized as `spec` says on every call: the scale from its amax in the graph,
-    /// 1 where the amax is 0 (as precheck's recipes).
-    fn quantize_activation(&mut self, x: &str, spec: QuantSpec) -> Result<String, ExportError> {
-        let (reduce, attributes) = match spec.recipe {
-            Recipe::Cast => return self.store(x.to_owned(), spec.format),
-            Recipe::PerTensor => (vec![int("keepdims", 0)], vec![]),
-            Recipe::PerToken | Recipe::PerChannel => {
-                (vec![int("keepdims", 0)], vec![int("axis", 0)])
-            }
-            Recipe::Mx | Recipe::Nvfp4 | Recipe::Group { .. } | Recipe::Delayed { .. } => {
-                return Err(unsupported_recipe(spec))
-            }
-        };
-        let data_type = quantized_type(spec.format)?;
-        let magnitude = self.op("Abs", &[x], vec![]);
-        let amax = if spec.recipe == Recipe::PerTensor {
-            self.op("ReduceMax", &[&magnitude], reduce)
-        } else {
-            let axes = self.shape(&[1]);
-            self.op("ReduceMax", &[&magnitude, &axes], reduce)
-        };
-        let format_max = self.scalar(spec.format.max_value());
-        let (zero, one) = (self.scalar(0.0), self.scalar(1.0));
-        let scaled = self.op("Div", &[&amax, &format_max], vec![]);
-        let is_zero = self.op("Equal", &[&amax, &zero], vec![]);
-        let scale = self.op("Where", &[&is_zero, &one, &scaled], vec![]);
-        let zero_dims: Vec<usize> = if spec.recipe == Recipe::PerTensor {
-            vec![]
-        } else {
-            vec![self.tokens]
-        };
-        let count = zero_dims.iter().product();
-        let zero_point = self.constant(
-            "zero",
-            data_type,
-            &zero_dims,
-            zero_bytes(spec.format, count),
-        );
-        let q = self.op(
-            "QuantizeLinear",
-            &[x, &scale, &zero_point],
-            attributes.clone(),
-        );
-        Ok(self.op("DequantizeLinear", &[&q, &scale, &zero_point], attributes))
+        self.e.weight(name, &values, spec, 0, &[rows, cols])
     }
 
     fn activation(&mut self, x: &str, activation: Activation) -> String {
         match activation {
             Activation::Silu => {
-                let sigmoid = self.op("Sigmoid", &[x], vec![]);
-                self.op("Mul", &[x, &sigmoid], vec![])
+                let sigmoid = self.e.op("Sigmoid", &[x], vec![]);
+                self.e.op("Mul", &[x, &sigmoid], vec![])
             }
-            Activation::GeluTanh => self.op("Gelu", &[x], vec![string("approximate", "tanh")]),
-            Activation::Gelu => self.op("Gelu", &[x], vec![string("approximate", "none")]),
-            Activation::Relu => self.op("Relu", &[x], vec![]),
+            Activation::GeluTanh => self.e.op("Gelu", &[x], vec![string("approximate", "tanh")]),
+            Activation::Gelu => self.e.op("Gelu", &[x], vec![string("approximate", "none")]),
+            Activation::Relu => self.e.op("Relu", &[x], vec![]),
         }
     }
 
     /// `x / sqrt(mean(x²) + eps) · weight`.
     fn rms_norm(&mut self, x: &str, weight: &str, eps: f64) -> String {
         let w = self.parameter(weight);
-        let square = self.op("Mul", &[x, x], vec![]);
-        let axes = self.shape(&[-1]);
-        let mean = self.op("ReduceMean", &[&square, &axes], vec![int("keepdims", 1)]);
-        let eps = self.scalar(eps as f32);
-        let shifted = self.op("Add", &[&mean, &eps], vec![]);
-        let root = self.op("Sqrt", &[&shifted], vec![]);
-        let inverse = self.op("Reciprocal", &[&root], vec![]);
-        let normed = self.op("Mul", &[x, &inverse], vec![]);
-        self.op("Mul", &[&normed, &w], vec![])
+        let square = self.e.op("Mul", &[x, x], vec![]);
+        let axes = self.e.shape(&[-1]);
+        let mean = self
+            .e
+            .op("ReduceMean", &[&square, &axes], vec![int("keepdims", 1)]);
+        let eps = self.e.scalar(eps as f32);
+        let shifted = self.e.op("Add", &[&mean, &eps], vec![]);
+        let root = self.e.op("Sqrt", &[&shifted], vec![]);
+        let inverse = self.e.op("Reciprocal", &[&root], vec![]);
+        let normed = self.e.op("Mul", &[x, &inverse], vec![]);
+        self.e.op("Mul", &[&normed, &w], vec![])
     }
 
     /// Rotary embedding ("rotate half") of each head at positions `0..tokens`: the angle tables
@@ -640,14 +397,18 @@ impl<'a> Lowering<'a> {
         let half = head_dim / 2;
         let (cos, sin) = rotary_tables(self.tokens, head_dim, theta);
         let dims = [self.tokens, 1, half];
-        let cos = self.constant("rotary_cos", DataType::Float, &dims, f32_bytes(&cos));
-        let sin = self.constant("rotary_sin", DataType::Float, &dims, f32_bytes(&sin));
+        let cos = self
+            .e
+            .constant("rotary_cos", DataType::Float, &dims, f32_bytes(&cos));
+        let sin = self
+            .e
+            .constant("rotary_sin", DataType::Float, &dims, f32_bytes(&sin));
         let (t, h, d) = (self.tokens as i64, heads as i64, head_dim as i64);
         let x3 = self.reshape(x, &[t, h, d]);
-        let split = self.shape(&[half as i64, half as i64]);
-        let first = self.fresh("rotary_first");
-        let second = self.fresh("rotary_second");
-        self.nodes.push(NodeProto {
+        let split = self.e.shape(&[half as i64, half as i64]);
+        let first = self.e.fresh("rotary_first");
+        let second = self.e.fresh("rotary_second");
+        self.e.nodes.push(NodeProto {
             input: vec![x3, split],
             output: vec![first.clone(), second.clone()],
             name: first.clone(),
@@ -655,13 +416,13 @@ impl<'a> Lowering<'a> {
             attribute: vec![int("axis", 2)],
             ..Default::default()
         });
-        let first_cos = self.op("Mul", &[&first, &cos], vec![]);
-        let second_sin = self.op("Mul", &[&second, &sin], vec![]);
-        let a = self.op("Sub", &[&first_cos, &second_sin], vec![]);
-        let second_cos = self.op("Mul", &[&second, &cos], vec![]);
-        let first_sin = self.op("Mul", &[&first, &sin], vec![]);
-        let b = self.op("Add", &[&second_cos, &first_sin], vec![]);
-        let joined = self.op("Concat", &[&a, &b], vec![int("axis", 2)]);
+        let first_cos = self.e.op("Mul", &[&first, &cos], vec![]);
+        let second_sin = self.e.op("Mul", &[&second, &sin], vec![]);
+        let a = self.e.op("Sub", &[&first_cos, &second_sin], vec![]);
+        let second_cos = self.e.op("Mul", &[&second, &cos], vec![]);
+        let first_sin = self.e.op("Mul", &[&first, &sin], vec![]);
+        let b = self.e.op("Add", &[&second_cos, &first_sin], vec![]);
+        let joined = self.e.op("Concat", &[&a, &b], vec![int("axis", 2)]);
         self.reshape(&joined, &[t, h * d])
     }
 
@@ -689,25 +450,25 @@ impl<'a> Lowering<'a> {
         let k = self.transpose(&k, &[1, 2, 0]);
         let v = self.reshape(v, &[t, kv, d]);
         let v = self.transpose(&v, &[1, 0, 2]);
-        let scores = self.op("MatMul", &[&q, &k], vec![]);
-        let scale = self.scalar((1.0 / (head_dim as f64).sqrt()) as f32);
-        let scores = self.op("Mul", &[&scores, &scale], vec![]);
-        let mut scores = self.store(scores, self.policy.softmax)?;
+        let scores = self.e.op("MatMul", &[&q, &k], vec![]);
+        let scale = self.e.scalar((1.0 / (head_dim as f64).sqrt()) as f32);
+        let scores = self.e.op("Mul", &[&scores, &scale], vec![]);
+        let mut scores = self.e.store(scores, self.policy.softmax)?;
         if causal {
             let mask = self.causal_mask(group as usize);
-            scores = self.op("Add", &[&scores, &mask], vec![]);
+            scores = self.e.op("Add", &[&scores, &mask], vec![]);
         }
         let probabilities = self.in_class(
             |c| &mut c.softmax,
-            |l| l.op("Softmax", &[&scores], vec![int("axis", -1)]),
+            |l| l.e.op("Softmax", &[&scores], vec![int("axis", -1)]),
         );
-        let probabilities = self.store(probabilities, self.policy.softmax)?;
-        let probabilities = self.store(probabilities, self.policy.default)?;
-        let context = self.op("MatMul", &[&probabilities, &v], vec![]);
+        let probabilities = self.e.store(probabilities, self.policy.softmax)?;
+        let probabilities = self.e.store(probabilities, self.policy.default)?;
+        let context = self.e.op("MatMul", &[&probabilities, &v], vec![]);
         let context = self.reshape(&context, &[h, t, d]);
         let context = self.transpose(&context, &[1, 0, 2]);
         let context = self.reshape(&context, &[t, h * d]);
-        self.store(context, self.policy.default)
+        self.e.store(context, self.policy.default)
     }
 
     /// `[G·T, T]`: 0 where query row `i` (of each stacked head) may see key `j ≤ i`, −∞ beyond.
@@ -719,7 +480,7 @@ impl<'a> Lowering<'a> {
                 mask.extend((0..t).map(|j| if j <= i { 0.0 } else { f32::NEG_INFINITY }));
             }
         }
-        self.constant(
+        self.e.constant(
             "causal_mask",
             DataType::Float,
             &[group * t, t],
@@ -735,8 +496,4 @@ struct Heads {
     kv_heads: usize,
     head_dim: usize,
     causal: bool,
-}
-
-fn unsupported_recipe(spec: QuantSpec) -> ExportError {
-    ExportError::Unsupported(format!("the operand recipe {spec}"))
 }

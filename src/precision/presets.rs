@@ -112,6 +112,17 @@ pub fn names() -> Vec<&'static str> {
     PRESETS.iter().map(|row| row.0).collect()
 }
 
+/// What a reference of a model run by an engine is: its weights held in `format` (the suite's
+/// reference precision), everything computed and stored in FP32. precheck's own blocks have an
+/// exact reference instead; a user's ONNX model is rewritten into this policy for its engine.
+pub fn reference(format: Format) -> Policy {
+    let mut policy = preset("fp32").expect("fp32 is a preset");
+    policy.name = "reference".to_owned();
+    policy.about = format!("weights in {format}, FP32 computation");
+    policy.matmul.weights = QuantSpec::cast(format);
+    policy
+}
+
 /// The preset called `name`.
 pub fn preset(name: &str) -> Option<Policy> {
     let &(name, default, weights, activations, about) = PRESETS.iter().find(|row| row.0 == name)?;

@@ -6,6 +6,7 @@ use crate::formats::Format;
 use crate::model::forward::{forward, Exact, Forward};
 use crate::model::golden::{self, GoldenOutput};
 use crate::model::{seeded, Block, LoadError, Model, Weights};
+use crate::precision::presets;
 use crate::results::RunSettings;
 use crate::suite::Suite;
 use crate::tensor::Tensor;
@@ -90,15 +91,16 @@ pub fn exact_reference(
 }
 
 /// Each model's reference for a golden file: precheck's exact evaluation, or with `backend`, the
-/// suite's reference precision (its baseline policy) run there. Fails on the first model that
-/// cannot be loaded or run.
+/// suite's reference precision (its baseline policy) run there; a user's ONNX model runs there
+/// with its weights in the reference precision and FP32 computation
+/// ([`presets::reference`]). Fails on the first model that cannot be loaded or run.
 pub fn golden_outputs(
     suite: &Suite,
     seed: u64,
     backend: Option<&dyn Backend>,
 ) -> Result<Vec<GoldenOutput>, String> {
     let format = suite.reference.precision.format();
-    let policy = suite.baseline_policy();
+    let baseline = suite.baseline_policy();
     suite
         .models
         .iter()
@@ -114,6 +116,10 @@ pub fn golden_outputs(
                     ("exact".to_owned(), to_f32(exact.output), taps.collect())
                 }
                 Some(backend) => {
+                    let policy = match model.block {
+                        Block::Onnx(_) => presets::reference(format),
+                        _ => baseline.clone(),
+                    };
                     let mut executable = backend
                         .prepare(model, &weights, &policy)
                         .map_err(|e| failed(&e))?;

@@ -1,0 +1,514 @@
+//! Precision variants of a user's ONNX model, made by rewriting its graph: the same policy
+//! semantics precheck's own blocks have, said with ONNX operators so that any engine that runs
+//! ONNX runs them.
+//!
+//! Every node belongs to one of a policy's operation classes ([`op_class`], a table): its float
+//! outputs are held in that class's format (a `Cast` there and back; the value keeps its name, so
+//! the graph's interface does not change). A matmul-class node with a constant weight takes its
+//! operands as the policy's matmul recipes say: the weight rounded, or quantized once
+//! (`DequantizeLinear` of a quantized initializer, per tensor, per output channel or in blocks);
+//! the activation rounded, or quantized on every call with the scale of its current amax (per
+//! tensor: `QuantizeLinear`/`DequantizeLinear`; per token: the same arithmetic written out along
+//! the last axis). A matmul of two activations (attention's own products) runs on operands held
+//! in the default format, as precheck's blocks do. Recipes ONNX cannot say (MX, NVFP4, delayed
+//! scaling, TF32 and FP6 tensors) are an error that names them.
+//!
+//! Which values are float is inferred along the graph ([`FloatValues`]) from the inputs'
+//! declared types, the initializers and each operator's rule, so that shape arithmetic (int64)
+//! and masks (bool) are never cast.
+
+use std::collections::{HashMap, HashSet};
+
+use super::emit::Emitter;
+use super::ExportError;
+use crate::formats::Format;
+use crate::onnx_proto::{DataType, GraphProto, ModelProto, NodeProto, TensorProto};
+use crate::precision::Policy;
+use crate::quant::{QuantSpec, Recipe};
+use crate::tensor::Tensor;
+
+/// The operation classes a policy gives formats to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpClass {
+    /// Products: the policy's matmul recipes.
+    Matmul,
+    /// The softmax format.
+    Softmax,
+    /// The norm format.
+    Norm,
+    /// The activation format.
+    Activation,
+    /// Arithmetic that is none of those: the default format.
+    Default,
+    /// Moves or selects values without computing new ones (reshapes, gathers, pooling by max):
+    /// nothing to round.
+    DataMovement,
+}
+
+/// ONNX operator types and their class; an operator not listed computes in the default class.
+const OP_CLASSES: &[(&str, OpClass)] = &[
+    ("MatMul", OpClass::Matmul),
+    ("Gemm", OpClass::Matmul),
+    ("Conv", OpClass::Matmul),
+    ("ConvTranspose", OpClass::Matmul),
+    ("Einsum", OpClass::Matmul),
+    ("Softmax", OpClass::Softmax),
+    ("LogSoftmax", OpClass::Softmax),
+    ("LayerNormalization", OpClass::Norm),
+    ("BatchNormalization", OpClass::Norm),
+    ("InstanceNormalization", OpClass::Norm),
+    ("GroupNormalization", OpClass::Norm),
+    ("RMSNormalization", OpClass::Norm),
+    ("SimplifiedLayerNormalization", OpClass::Norm),
+    ("SkipLayerNormalization", OpClass::Norm),
+    ("LpNormalization", OpClass::Norm),
+    ("MeanVarianceNormalization", OpClass::Norm),
+    ("Relu", OpClass::Activation),
+    ("LeakyRelu", OpClass::Activation),
+    ("PRelu", OpClass::Activation),
+    ("Elu", OpClass::Activation),
+    ("Selu", OpClass::Activation),
+    ("Celu", OpClass::Activation),
+    ("Gelu", OpClass::Activation),
+    ("FastGelu", OpClass::Activation),
+    ("Sigmoid", OpClass::Activation),
+    ("HardSigmoid", OpClass::Activation),
+    ("HardSwish", OpClass::Activation),
+    ("Tanh", OpClass::Activation),
+    ("Softplus", OpClass::Activation),
+    ("Softsign", OpClass::Activation),
+    ("Mish", OpClass::Activation),
+    ("Clip", OpClass::Activation),
+    ("Reshape", OpClass::DataMovement),
+    ("Transpose", OpClass::DataMovement),
+    ("Squeeze", OpClass::DataMovement),
+    ("Unsqueeze", OpClass::DataMovement),
+    ("Flatten", OpClass::DataMovement),
+    ("Slice", OpClass::DataMovement),
+    ("Gather", OpClass::DataMovement),
+    ("GatherElements", OpClass::DataMovement),
+    ("GatherND", OpClass::DataMovement),
+    ("Concat", OpClass::DataMovement),
+    ("Split", OpClass::DataMovement),
+    ("Expand", OpClass::DataMovement),
+    ("Tile", OpClass::DataMovement),
+    ("Identity", OpClass::DataMovement),
+    ("Pad", OpClass::DataMovement),
+    ("DepthToSpace", OpClass::DataMovement),
+    ("SpaceToDepth", OpClass::DataMovement),
+    ("MaxPool", OpClass::DataMovement),
+    ("GlobalMaxPool", OpClass::DataMovement),
+    ("ReduceMax", OpClass::DataMovement),
+    ("ReduceMin", OpClass::DataMovement),
+    ("Cast", OpClass::DataMovement),
+    ("Shape", OpClass::DataMovement),
+    ("Constant", OpClass::DataMovement),
+];
+
+/// The class of an ONNX operator type.
+pub fn op_class(op_type: &str) -> OpClass {
+    OP_CLASSES
+        .iter()
+        .find(|(name, _)| *name == op_type)
+        .map_or(OpClass::Default, |&(_, class)| class)
+}
+
+/// Operators whose outputs are never float, whatever their inputs.
+const NOT_FLOAT: &[&str] = &[
+    "Shape",
+    "Size",
+    "NonZero",
+    "ArgMax",
+    "ArgMin",
+    "Equal",
+    "Less",
+    "LessOrEqual",
+    "Greater",
+    "GreaterOrEqual",
+    "Not",
+    "And",
+    "Or",
+    "Xor",
+    "IsNaN",
+    "IsInf",
+];
+
+/// The float values of a graph, inferred in node order: graph inputs and initializers of type
+/// FLOAT; a `Cast`'s output when it casts to FLOAT; a `Constant` or `ConstantOfShape` of a FLOAT
+/// tensor; `Where`'s output as its second input; every other operator's outputs as its first
+/// input, except those that always give integers or booleans ([`NOT_FLOAT`]).
+struct FloatValues(HashSet<String>);
+
+impl FloatValues {
+    fn infer(graph: &GraphProto) -> FloatValues {
+        let float = DataType::Float as i32;
+        let mut values: HashSet<String> = graph
+            .input
+            .iter()
+            .filter(|i| {
+                i.r#type
+                    .as_ref()
+                    .and_then(|t| t.tensor_type.as_ref())
+                    .is_some_and(|t| t.elem_type == float)
+            })
+            .map(|i| i.name.clone())
+            .collect();
+        values.extend(
+            graph
+                .initializer
+                .iter()
+                .filter(|t| t.data_type == float)
+                .map(|t| t.name.clone()),
+        );
+        for node in &graph.node {
+            let first_is_float = |index: usize| {
+                node.input
+                    .get(index)
+                    .is_some_and(|name| values.contains(name))
+            };
+            let is_float = match node.op_type.as_str() {
+                op if NOT_FLOAT.contains(&op) => false,
+                "Cast" => attribute_int(node, "to") == Some(i64::from(float)),
+                "Constant" | "ConstantOfShape" => node
+                    .attribute
+                    .iter()
+                    .find(|a| a.name == "value")
+                    .and_then(|a| a.t.as_ref())
+                    .map_or(node.op_type == "ConstantOfShape", |t| t.data_type == float),
+                "Where" => first_is_float(1),
+                _ => first_is_float(0),
+            };
+            if is_float {
+                values.extend(node.output.iter().filter(|o| !o.is_empty()).cloned());
+            }
+        }
+        FloatValues(values)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+}
+
+/// Activations written as several operators, computed and held as one, as precheck's own
+/// activations are: SiLU as `x · Sigmoid(x)`.
+struct FusedActivations {
+    /// Values inside a fused activation: not held in any format of their own.
+    inside: HashSet<String>,
+    /// The values fused activations give: held in the activation format.
+    outputs: HashSet<String>,
+}
+
+impl FusedActivations {
+    fn find(graph: &GraphProto) -> FusedActivations {
+        let mut consumers: HashMap<&str, Vec<&NodeProto>> = HashMap::new();
+        for node in &graph.node {
+            for input in &node.input {
+                consumers.entry(input.as_str()).or_default().push(node);
+            }
+        }
+        let mut fused = FusedActivations {
+            inside: HashSet::new(),
+            outputs: HashSet::new(),
+        };
+        for sigmoid in graph.node.iter().filter(|n| n.op_type == "Sigmoid") {
+            let (x, s) = (&sigmoid.input[0], &sigmoid.output[0]);
+            let Some([product]) = consumers.get(s.as_str()).map(Vec::as_slice) else {
+                continue;
+            };
+            let operands = [&product.input[0], &product.input[1]];
+            if product.op_type == "Mul" && operands.contains(&x) && operands.contains(&s) {
+                fused.inside.insert(s.clone());
+                fused.outputs.insert(product.output[0].clone());
+            }
+        }
+        fused
+    }
+}
+
+fn attribute_int(node: &NodeProto, name: &str) -> Option<i64> {
+    node.attribute.iter().find(|a| a.name == name)?.i
+}
+
+/// The default-domain opset the model imports.
+fn opset(model: &ModelProto) -> i64 {
+    model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(0, |o| o.version)
+}
+
+/// `model` computing as `policy` says. Fails on a policy ONNX cannot express at the model's
+/// opset, or on weights it cannot read.
+pub fn rewrite(model: &ModelProto, policy: &Policy) -> Result<ModelProto, ExportError> {
+    let opset = opset(model);
+    check_expressible(policy, opset)?;
+    let mut rewritten = model.clone();
+    let graph = rewritten
+        .graph
+        .as_mut()
+        .ok_or_else(|| ExportError::Unsupported("a model without a graph".into()))?;
+    let floats = FloatValues::infer(graph);
+    let initializers: HashMap<String, TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.clone(), t.clone()))
+        .collect();
+    let outputs: HashSet<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    let mut emit = Emitter::new("precheck_", opset);
+    let mut renamed: HashMap<String, String> = HashMap::new();
+
+    // Graph inputs are held in the default format before anything reads them.
+    for input in &graph.input {
+        if floats.contains(&input.name) && !initializers.contains_key(&input.name) {
+            let stored = emit.store(input.name.clone(), policy.default)?;
+            if stored != input.name {
+                renamed.insert(input.name.clone(), stored);
+            }
+        }
+    }
+    let fused = FusedActivations::find(graph);
+    let mut rounded_weights: Vec<TensorProto> = Vec::new();
+    let mut nodes = Vec::with_capacity(graph.node.len());
+    nodes.append(&mut emit.nodes);
+    for original in &graph.node {
+        let mut node = original.clone();
+        for input in node.input.iter_mut() {
+            if let Some(new) = renamed.get(input) {
+                *input = new.clone();
+            }
+        }
+        let class = if fused.outputs.contains(&node.output[0]) {
+            OpClass::Activation
+        } else {
+            op_class(&node.op_type)
+        };
+        if class == OpClass::Matmul {
+            let weight = weight_input(&node).filter(|&i| initializers.contains_key(&node.input[i]));
+            match weight {
+                Some(w) => {
+                    let tensor = &initializers[&node.input[w]];
+                    let (name, rounded) =
+                        emit_weight(&mut emit, &node, w, tensor, policy.matmul.weights)?;
+                    rounded_weights.extend(rounded);
+                    node.input[w] = name;
+                    let matmul = policy.matmul;
+                    if matches!(matmul.weights.recipe, Recipe::Group { .. })
+                        && matmul.activations.recipe == Recipe::Cast
+                    {
+                        // Weight-only groups dequantize into the activations' format.
+                        node.input[w] =
+                            emit.store(node.input[w].clone(), matmul.activations.format)?;
+                    }
+                    if floats.contains(&original.input[0]) {
+                        node.input[0] =
+                            emit.quantize_activation(&node.input[0], matmul.activations, None)?;
+                    }
+                }
+                // A product of two activations: operands in the default format, as attention's
+                // own products in precheck's blocks.
+                None => {
+                    for input in node.input.iter_mut().take(2) {
+                        if floats.contains(input) {
+                            *input = emit.store(input.clone(), policy.default)?;
+                        }
+                    }
+                }
+            }
+        }
+        nodes.append(&mut emit.nodes);
+        // Outputs held in the class's format, then the output format where they leave the graph.
+        let class_format = match class {
+            OpClass::Matmul => Some(policy.matmul.output),
+            OpClass::Softmax => Some(policy.softmax),
+            OpClass::Norm => Some(policy.norm),
+            OpClass::Activation => Some(policy.activation),
+            OpClass::Default => Some(policy.default),
+            OpClass::DataMovement => None,
+        };
+        let mut tails = Vec::new();
+        for output in node.output.iter_mut() {
+            if output.is_empty() || !floats.contains(output) || fused.inside.contains(output) {
+                continue;
+            }
+            let mut formats: Vec<Format> = class_format.into_iter().collect();
+            if outputs.contains(output.as_str()) {
+                formats.push(policy.output);
+            }
+            formats.retain(|&f| f != Format::Fp32);
+            if formats.is_empty() {
+                continue;
+            }
+            let name = output.clone();
+            let unrounded = format!("{name}_precheck_unrounded");
+            *output = unrounded.clone();
+            let mut value = unrounded;
+            for (i, &format) in formats.iter().enumerate() {
+                value = if i + 1 == formats.len() {
+                    emit.store_as(value, format, &name)?
+                } else {
+                    emit.store(value, format)?
+                };
+            }
+            tails.append(&mut emit.nodes);
+        }
+        nodes.push(node);
+        nodes.append(&mut tails);
+    }
+    graph.node = nodes;
+    // Weights rounded in place keep their names; quantized ones are new initializers.
+    for weight in rounded_weights {
+        if let Some(slot) = graph.initializer.iter_mut().find(|t| t.name == weight.name) {
+            *slot = weight;
+        }
+    }
+    graph.initializer.append(&mut emit.initializers);
+    Ok(rewritten)
+}
+
+/// Fails on what ONNX at `opset` cannot say of `policy`.
+fn check_expressible(policy: &Policy, opset: i64) -> Result<(), ExportError> {
+    let classes = [
+        policy.default,
+        policy.activation,
+        policy.softmax,
+        policy.norm,
+        policy.output,
+        policy.matmul.output,
+    ];
+    if let Some(format) = classes
+        .into_iter()
+        .find(|f| !matches!(f, Format::Fp32 | Format::Bf16 | Format::Fp16))
+    {
+        return Err(ExportError::Unsupported(format!(
+            "tensors held in {format} (ONNX has no such type)"
+        )));
+    }
+    let (weights, activations) = (policy.matmul.weights, policy.matmul.activations);
+    let inexpressible = matches!(weights.recipe, Recipe::Mx | Recipe::Nvfp4)
+        || !matches!(
+            activations.recipe,
+            Recipe::Cast | Recipe::PerTensor | Recipe::PerToken
+        );
+    if inexpressible {
+        return Err(ExportError::Unsupported(format!(
+            "the operand recipes {weights} × {activations}"
+        )));
+    }
+    for spec in [weights, activations] {
+        let needs = match (spec.recipe, spec.format) {
+            (Recipe::Cast, Format::Tf32) => {
+                return Err(ExportError::Unsupported(
+                    "TF32 (a math mode, not a type: trtexec's --tf32 builds it)".into(),
+                ))
+            }
+            (Recipe::Cast, _) => 13,
+            (Recipe::Group { .. }, _) => 21,
+            (_, Format::Fp8E4m3 | Format::Fp8E5m2) => 19,
+            (_, Format::Int4) => 21,
+            _ => 13,
+        };
+        if opset < needs {
+            return Err(ExportError::Unsupported(format!(
+                "the operand recipe {spec} at the model's opset {opset} (it needs opset {needs}; re-export the model at a newer opset)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The input of a matmul-class node that holds its weight, if the operator has one.
+fn weight_input(node: &NodeProto) -> Option<usize> {
+    match node.op_type.as_str() {
+        "MatMul" | "Gemm" | "Conv" | "ConvTranspose" => Some(1),
+        _ => None,
+    }
+}
+
+/// The axis of a weight that indexes output channels: what per-channel scales run along.
+fn channel_axis(node: &NodeProto, rank: usize) -> usize {
+    match node.op_type.as_str() {
+        "Gemm" if attribute_int(node, "transB") == Some(1) => 0,
+        "Gemm" | "MatMul" => rank - 1,
+        "ConvTranspose" => 1,
+        _ => 0,
+    }
+}
+
+/// The weight input `index` of `node` as `spec` says: rounded in place (returned to replace the
+/// initializer) or quantized into new initializers and dequantized in the graph.
+fn emit_weight(
+    emit: &mut Emitter,
+    node: &NodeProto,
+    index: usize,
+    tensor: &TensorProto,
+    spec: QuantSpec,
+) -> Result<(String, Option<TensorProto>), ExportError> {
+    let name = node.input[index].clone();
+    let values = super::emit::float_values(tensor)?;
+    let dims: Vec<usize> = tensor.dims.iter().map(|&d| d as usize).collect();
+    if spec.recipe == Recipe::Cast {
+        let mut rounded = values;
+        spec.format.round_slice(&mut rounded);
+        let mut replaced = tensor.clone();
+        replaced.float_data.clear();
+        replaced.raw_data = super::emit::f32_bytes(&rounded);
+        return Ok((name, Some(replaced)));
+    }
+    let axis = channel_axis(node, dims.len().max(1));
+    // Channels as rows: the layout precheck's recipes scale along.
+    let channels = dims.get(axis).copied().unwrap_or(1);
+    let rows = Tensor::new(
+        channels,
+        values.len() / channels.max(1),
+        by_channel(&values, &dims, axis),
+    );
+    let quantized = emit.weight(&name, &rows, spec, axis, &dims)?;
+    Ok((quantized, None))
+}
+
+/// `values` of shape `dims` with `axis` moved first, the rest in order.
+fn by_channel(values: &[f32], dims: &[usize], axis: usize) -> Vec<f32> {
+    if axis == 0 || dims.is_empty() {
+        return values.to_vec();
+    }
+    let outer: usize = dims[..axis].iter().product();
+    let channels = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    let mut out = Vec::with_capacity(values.len());
+    for c in 0..channels {
+        for o in 0..outer {
+            let start = (o * channels + c) * inner;
+            out.extend_from_slice(&values[start..start + inner]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operators_fall_into_the_policy_classes() {
+        assert_eq!(op_class("Conv"), OpClass::Matmul);
+        assert_eq!(op_class("LogSoftmax"), OpClass::Softmax);
+        assert_eq!(op_class("LayerNormalization"), OpClass::Norm);
+        assert_eq!(op_class("HardSwish"), OpClass::Activation);
+        assert_eq!(op_class("Reshape"), OpClass::DataMovement);
+        assert_eq!(op_class("Add"), OpClass::Default);
+        assert_eq!(op_class("SomeCustomOp"), OpClass::Default);
+    }
+
+    #[test]
+    fn channels_move_first_and_keep_their_order() {
+        // [2, 3] with axis 1: the three columns become rows.
+        let values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_eq!(
+            by_channel(&values, &[2, 3], 1),
+            [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+        );
+        assert_eq!(by_channel(&values, &[2, 3], 0), values);
+    }
+}
