@@ -215,3 +215,56 @@ fn an_onnx_model_needs_a_golden_reference_and_a_model_file() {
                 .and(predicates::str::contains("is not an ONNX model")),
         );
 }
+
+/// The README's "Your own ONNX model" suite, as written, on a model of that interface (a
+/// precheck linear layer exported in FP32, `[128, 64]`): golden, then every precision rewritten
+/// and run in ONNX Runtime, each variant gated and agreeing with the reference as its format can.
+#[test]
+fn the_readme_own_model_suite_runs_as_the_readme_says() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = &readme[readme.find("### Your own ONNX model").unwrap()..];
+    let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let yaml = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.yaml");
+    std::fs::write(
+        &source,
+        "name: source\nmodels: [{ name: encoder, block: linear, dims: { hidden: 64 }, input: { tokens: 128 } }]\nprecisions: [fp32]\n",
+    )
+    .unwrap();
+    precheck()
+        .arg("export")
+        .arg(&source)
+        .arg("--out")
+        .arg(dir.path().join("export"))
+        .assert()
+        .success();
+    std::fs::create_dir(dir.path().join("models")).unwrap();
+    std::fs::copy(
+        dir.path().join("export/encoder/fp32.onnx"),
+        dir.path().join("models/encoder.onnx"),
+    )
+    .unwrap();
+    let suite = dir.path().join("my_encoder.yaml");
+    std::fs::write(&suite, yaml).unwrap();
+    golden(&suite);
+    let (code, records) = run(
+        &suite,
+        "run",
+        &["--backend", "command", "--onnx", "--command", &ort_runner()],
+    );
+    assert_eq!(code, Some(0), "{records:?}");
+    let precisions: Vec<&str> = records.iter().map(|r| r.precision.as_str()).collect();
+    assert_eq!(precisions, ["bf16", "fp32", "fp16", "fp8_e4m3", "int8"]);
+    let cos = |precision: &str| {
+        let record = records.iter().find(|r| r.precision == precision).unwrap();
+        record.accuracy.as_ref().unwrap().cos
+    };
+    // FP8 is the coarsest of them; every rewrite really ran in its format.
+    assert!(cos("fp8_e4m3") < cos("int8") && cos("int8") < cos("fp32"));
+    assert!(
+        cos("fp32") > 0.999_999_9,
+        "FP32 against the reference: {}",
+        cos("fp32")
+    );
+}
