@@ -125,3 +125,43 @@ fn a_missing_golden_file_is_an_error_record_naming_it() {
     let error = records[0].error.as_deref().unwrap();
     assert!(error.contains("golden.safetensors"), "{error}");
 }
+
+/// A golden file whose taps are named otherwise than the stack's layers (`deep/layers.0`, the
+/// form an old doc comment suggested, for `deep/layer.0`) is an error record for each of the
+/// stack's variants naming the missing taps and the nearest present, not a run that silently
+/// compares no layer.
+#[test]
+fn a_golden_file_with_misnamed_taps_is_an_error_record_naming_them() {
+    let (_dir, suite) = suite();
+    golden(&suite, &[]);
+    let file = suite.with_file_name("golden.safetensors");
+    let rename = "import sys
+from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+path = sys.argv[1]
+with safe_open(path, 'np') as f:
+    metadata = f.metadata()
+tensors = {k.replace('/layer.', '/layers.'): v for k, v in load_file(path).items()}
+save_file(tensors, path, metadata=metadata)";
+    let status = std::process::Command::new("python3")
+        .args(["-c", rename])
+        .arg(&file)
+        .status()
+        .expect("python3 (cargo nextest sets up target/test-env)");
+    assert!(status.success(), "python3 with safetensors and numpy");
+    let (code, records) = run(&suite, &[]);
+    assert_eq!(code, Some(3), "{records:?}");
+    for record in &records {
+        if record.model == "deep" {
+            let error = record.error.as_deref().unwrap_or_default();
+            assert_eq!(record.status, Status::Error);
+            assert!(
+                error.contains("lacks the taps `deep/layer.0`, `deep/layer.1`")
+                    && error.contains("did you mean `deep/layers.0`?"),
+                "{error}"
+            );
+        } else {
+            assert_eq!(record.status, Status::Passed, "{}", record.id);
+        }
+    }
+}

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use super::{Backend, BackendError, BackendKind, Executable};
+use crate::formats::Format;
 use crate::host::HostInfo;
 use crate::model::forward::{add_row, forward, OpClass, Ops};
 use crate::model::graph::Graph;
@@ -15,6 +16,26 @@ use crate::model::{Block, Model, Weights};
 use crate::precision::{MatmulPolicy, Policy};
 use crate::quant::{self, AmaxHistory, Operand, QuantSpec, Recipe};
 use crate::tensor::Tensor;
+
+/// How one matmul runs in a "what if" emulation: both operands as `operands` says, the product
+/// stored in `output` (`None`: in the policy's matmul output format).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MatmulOverride {
+    /// Both operands' recipe.
+    pub operands: QuantSpec,
+    /// The product's format, where it changes too.
+    pub output: Option<Format>,
+}
+
+impl MatmulOverride {
+    /// Both operands as `spec` says, the output as the policy says.
+    pub fn operands(spec: QuantSpec) -> Self {
+        MatmulOverride {
+            operands: spec,
+            output: None,
+        }
+    }
+}
 
 /// precheck's CPU emulation of each precision.
 #[derive(Debug, Default)]
@@ -63,24 +84,25 @@ impl Backend for CpuBackend {
 }
 
 impl CpuBackend {
-    /// Like [`Backend::prepare`], with some matmuls (named by their weight) quantizing both
-    /// operands as `spec` says instead of as the policy says: the "what if this operation ran in
+    /// Like [`Backend::prepare`], with some matmuls (named by their weight) running as their
+    /// [`MatmulOverride`] says instead of as the policy says: the "what if this operation ran in
     /// another precision" emulations that precision-mismatch fingerprints compare against.
     pub fn prepare_with_overrides(
         &self,
         model: &Model,
         weights: &Weights,
         policy: &Policy,
-        overrides: &[(String, QuantSpec)],
+        overrides: &[(String, MatmulOverride)],
     ) -> CpuExecutable {
         let graph = model.block.graph();
         let matmuls: HashMap<String, MatmulPolicy> = graph
             .matmuls()
             .map(|name| {
                 let mut matmul = policy.matmul;
-                if let Some((_, spec)) = overrides.iter().find(|(op, _)| op == name) {
-                    matmul.weights = *spec;
-                    matmul.activations = *spec;
+                if let Some((_, changed)) = overrides.iter().find(|(op, _)| op == name) {
+                    matmul.weights = changed.operands;
+                    matmul.activations = changed.operands;
+                    matmul.output = changed.output.unwrap_or(matmul.output);
                 }
                 (name.to_owned(), matmul)
             })

@@ -11,7 +11,7 @@ mod trtexec;
 use std::time::Duration;
 
 pub use command::CommandBackend;
-pub use cpu::CpuBackend;
+pub use cpu::{CpuBackend, MatmulOverride};
 #[cfg(feature = "cuda")]
 pub use cuda::CudaBackend;
 pub use trtexec::TrtexecBackend;

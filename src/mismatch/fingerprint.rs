@@ -1,18 +1,19 @@
 //! Numeric fingerprints: quantization leaves a signature in an output. The CPU emulation of the
 //! requested policy and of each plausible mismatch (one matmul in a higher precision, or, where
-//! the policy keeps it high, one step lower; a softmax, norm or activation the policy keeps above
+//! the policy keeps it high, one step lower, as an engine runs it: operands and output in the
+//! lower format; a softmax, norm or activation the policy keeps above
 //! its default format, run in the default) run on the same weights and input; an output that
 //! sits clearly closer to a mismatch than to the request says which operation ran in what.
 
 use serde::{Deserialize, Serialize};
 
 use super::Direction;
-use crate::backend::{Backend, BackendError, CpuBackend, Executable};
+use crate::backend::{Backend, BackendError, CpuBackend, Executable, MatmulOverride};
 use crate::formats::Format;
 use crate::measure::compare;
 use crate::model::blocks::split_layer;
 use crate::model::{Model, Weights};
-use crate::precision::kernels::math_precision;
+use crate::precision::kernels::{math_precision, MathPrecision};
 use crate::precision::Policy;
 use crate::quant::{QuantSpec, Recipe};
 use crate::tensor::Tensor;
@@ -24,8 +25,22 @@ use crate::tensor::Tensor;
 pub const CLOSER_BY: f64 = 10.0;
 
 /// Below this `1 − cos` to the requested emulation, an output is the request as far as any
-/// fingerprint can tell.
+/// fingerprint can tell: the accumulation-order noise of a correct GPU kernel whose output is
+/// rounded to a 16-bit or narrower format (one BF16 ulp in a tenth of the elements is ~1e-6).
 pub const NOISE_FLOOR: f64 = 1e-6;
+
+/// The same for a request that computes and stores in FP32 (`fp32`, `tf32`): a correct kernel
+/// differs from the emulation by FP32 rounding only (~1e-12), so a BF16 or FP16 output, 1e-6 and
+/// 2e-8 away on a linear layer (BENCHMARKS.md), stands out far above it.
+pub const FP32_NOISE_FLOOR: f64 = 1e-9;
+
+/// The noise floor of a request whose matmuls run in `requested`.
+fn noise_floor(requested: MathPrecision, output: Format) -> f64 {
+    match (requested, output) {
+        (MathPrecision::Fp32 | MathPrecision::Tf32, Format::Fp32) => FP32_NOISE_FLOOR,
+        _ => NOISE_FLOOR,
+    }
+}
 
 /// One alternative the output was compared with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +52,11 @@ pub struct Alternative {
     pub spec: String,
     /// Above or below what the policy asks for.
     pub direction: Direction,
+    /// Other formats of the same operation whose emulations sit as close (within
+    /// [`ALIKE_WITHIN`]): readings the numbers cannot tell apart, for the kernel trace or the
+    /// engine's layer report to decide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alike: Vec<String>,
     /// `1 − cos` of the output to this emulation (NaN when the output holds NaN).
     #[serde(with = "crate::nan_as_null")]
     pub distance: f64,
@@ -54,22 +74,45 @@ pub struct FingerprintEvidence {
     pub detected: Option<Alternative>,
 }
 
-/// The alternatives for a policy's matmuls: a quantized matmul one step up in every carrier
-/// (BF16, FP16, FP32); a carrier one step down (FP32 → BF16, TF32 → BF16, BF16/FP16 → FP8).
-fn alternatives(policy: &Policy) -> Vec<QuantSpec> {
+/// The alternatives for a policy's matmuls, each as an engine would run it: a quantized matmul
+/// one step up in every carrier (BF16, FP16, FP32), its output as the policy says; a carrier one
+/// step down, with BF16 operands into the policy's output and, as a BF16 or FP16 GEMM writes it,
+/// with operands and output in the lower format (FP32, TF32 → BF16, FP16; BF16, FP16 → FP8).
+fn alternatives(policy: &Policy) -> Vec<MatmulOverride> {
     let requested = policy.matmul.weights;
     let fp8 = QuantSpec {
         format: Format::Fp8E4m3,
         recipe: Recipe::PerTensor,
     };
+    let lower = |format: Format| MatmulOverride {
+        operands: QuantSpec::cast(format),
+        output: Some(format),
+    };
     match (requested.recipe, requested.format) {
-        (Recipe::Cast, Format::Fp32 | Format::Tf32) => vec![QuantSpec::cast(Format::Bf16)],
-        (Recipe::Cast, _) => vec![fp8],
+        (Recipe::Cast, Format::Fp32 | Format::Tf32) => vec![
+            MatmulOverride::operands(QuantSpec::cast(Format::Bf16)),
+            lower(Format::Bf16),
+            lower(Format::Fp16),
+        ],
+        (Recipe::Cast, _) => vec![MatmulOverride::operands(fp8)],
         _ => [Format::Bf16, Format::Fp16, Format::Fp32]
-            .map(QuantSpec::cast)
+            .map(|format| MatmulOverride::operands(QuantSpec::cast(format)))
             .to_vec(),
     }
 }
+
+/// How an alternative is named in evidence: its operands' recipe, and its output where that
+/// changes too (`bf16/cast`, `bf16/cast → bf16`).
+fn describe(alternative: MatmulOverride) -> String {
+    match alternative.output {
+        Some(output) => format!("{} → {output}", alternative.operands),
+        None => alternative.operands.to_string(),
+    }
+}
+
+/// Alternatives whose distances differ by less than this fraction are readings the numbers
+/// cannot tell apart (FP16 and BF16 operands of BF16 weights, say).
+pub const ALIKE_WITHIN: f64 = 0.01;
 
 /// Matmuls that one alternative overrides together, named for the report: one matmul at a time
 /// (a stack: one layer's matmuls at a time, or it would take hundreds of emulations), then all of
@@ -142,21 +185,22 @@ pub fn fingerprint(
     let mut compared = Vec::new();
     let groups = matmul_groups(&model.block.graph().matmuls().collect::<Vec<_>>());
     for (operation, members) in &groups {
-        for spec in alternatives(policy) {
-            let overrides: Vec<(String, QuantSpec)> =
-                members.iter().map(|m| (m.clone(), spec)).collect();
+        for alternative in alternatives(policy) {
+            let overrides: Vec<(String, MatmulOverride)> =
+                members.iter().map(|m| (m.clone(), alternative)).collect();
             let emulation = cpu
                 .prepare_with_overrides(model, weights, policy, &overrides)
                 .run(input)?;
-            let direction = if math_precision(spec.format).bits() > requested.bits() {
+            let direction = if math_precision(alternative.operands.format) > requested {
                 Direction::Higher
             } else {
                 Direction::Lower
             };
             compared.push(Alternative {
                 operation: operation.clone(),
-                spec: spec.to_string(),
+                spec: describe(alternative),
                 direction,
+                alike: Vec::new(),
                 distance: distance(&emulation)?,
             });
         }
@@ -167,16 +211,29 @@ pub fn fingerprint(
             operation: operation.to_owned(),
             spec: lowered.default.to_string(),
             direction: Direction::Lower,
+            alike: Vec::new(),
             distance: distance(&emulation)?,
         });
     }
     compared.sort_by(|a, b| a.distance.total_cmp(&b.distance));
-    let detected = compared
-        .first()
-        .filter(|best| {
-            requested_distance > NOISE_FLOOR && best.distance * CLOSER_BY < requested_distance
-        })
-        .cloned();
+    let detected = match compared.split_first_mut() {
+        Some((best, others))
+            if requested_distance > noise_floor(requested, policy.output)
+                && best.distance * CLOSER_BY < requested_distance =>
+        {
+            best.alike = others
+                .iter()
+                .filter(|other| {
+                    other.operation == best.operation
+                        && other.spec != best.spec
+                        && other.distance - best.distance <= ALIKE_WITHIN * best.distance.abs()
+                })
+                .map(|other| other.spec.clone())
+                .collect();
+            Some(best.clone())
+        }
+        _ => None,
+    };
     Ok(FingerprintEvidence {
         requested_distance,
         alternatives: compared,

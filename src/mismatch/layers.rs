@@ -320,9 +320,9 @@ pub fn evidence(layers: &[EngineLayer], policy: &Policy) -> LayerEvidence {
         // The layer ran somewhere from `low` to `high`.
         let mut compare = |low: MathPrecision, high: MathPrecision| {
             found.layers_checked += 1;
-            if low.bits() > expected.bits() {
+            if low > expected {
                 found.above.push(layer.name.clone());
-            } else if high.bits() < expected.bits() {
+            } else if high < expected {
                 found.below.push(layer.name.clone());
             }
         };

@@ -145,10 +145,17 @@ pub fn assess(
     });
     let from_fingerprint = fingerprint.as_ref().and_then(|f| {
         f.detected.as_ref().map(|a| {
-            (
-                a.direction,
-                vec![format!("{} ran as {}", a.operation, a.spec)],
-            )
+            let reading = if a.alike.is_empty() {
+                format!("{} ran as {}", a.operation, a.spec)
+            } else {
+                format!(
+                    "{} ran as {} or {} (the numbers cannot tell them apart)",
+                    a.operation,
+                    a.spec,
+                    a.alike.join(" or ")
+                )
+            };
+            (a.direction, vec![reading])
         })
     });
     let detections: Vec<(Direction, Vec<String>)> = [from_kernels, from_layers, from_fingerprint]

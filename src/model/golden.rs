@@ -5,7 +5,9 @@
 //!
 //! Layout (`precheck golden` writes it; a suite names it as `reference: { file: ... }`): tensor
 //! `MODEL` is the model's output `[tokens, out_features]`, F32; `MODEL/TAP` a tap of a stack
-//! (`MODEL/layers.3`). The header's metadata holds, per model, `MODEL.input_sha256` (a digest of
+//! (`MODEL/layer.3`, the output of its layer 3). A file that holds taps of a model must hold every
+//! tap the model has; one that holds none (an engine that reports no taps made it) gives no
+//! per-layer results. The header's metadata holds, per model, `MODEL.input_sha256` (a digest of
 //! the input the output was computed from: a run whose input differs is refused, so a changed
 //! seed cannot pass silently) and `MODEL.source` (what computed it).
 
@@ -101,10 +103,30 @@ pub fn read(
             model: model.to_owned(),
         });
     }
+    let prefix = format!("{model}/");
+    let present: Vec<String> = tensors
+        .names()
+        .into_iter()
+        .filter(|name| name.starts_with(&prefix))
+        .map(|name| name.to_owned())
+        .collect();
+    let missing: Vec<String> = taps
+        .iter()
+        .map(|tap| format!("{prefix}{tap}"))
+        .filter(|name| !present.contains(name))
+        .collect();
+    if !present.is_empty() && !missing.is_empty() {
+        return Err(LoadError::MissingTaps {
+            path: path.to_owned(),
+            hint: crate::hints::nearest(&missing[0], present.iter().map(String::as_str)),
+            missing,
+            present,
+        });
+    }
     let taps = taps
         .iter()
         .filter_map(|tap| {
-            let view = tensors.tensor(&format!("{model}/{tap}")).ok()?;
+            let view = tensors.tensor(&format!("{prefix}{tap}")).ok()?;
             let shape = view.shape();
             let tensor = Tensor::new(shape[0], shape[1], load::values(&view));
             Some((tap.clone(), tensor.map(f64::from)))
@@ -133,10 +155,10 @@ mod tests {
         let path = dir.path().join("golden.safetensors");
         let input = Tensor::new(2, 2, vec![0.5, -1.0, 2.0, 0.25]);
         write(&path, &[golden("m", &input)]).unwrap();
-        let taps = ["layers.0".to_owned(), "layers.1".to_owned()];
+        let taps = ["layers.0".to_owned()];
         let (output, found) = read(&path, "m", &input, 3, &taps).unwrap();
         assert_eq!(output.data, [1.0, 2.0, 3.0, 4.0, 5.0, 6.5]);
-        assert_eq!(found.len(), 1, "only the taps the file holds");
+        assert_eq!(found.len(), 1);
         assert_eq!(found[0].1.data, [7.0, 8.0]);
 
         let other = Tensor::new(2, 2, vec![0.5, -1.0, 2.0, 0.5]);
@@ -144,6 +166,18 @@ mod tests {
         assert!(
             stale.contains("the reference of `m` was made for another input"),
             "{stale}"
+        );
+        // Taps named otherwise than the model's: an error naming both, not a silent run
+        // without per-layer results.
+        let layer_taps = ["layer.0".to_owned(), "layer.1".to_owned()];
+        let misnamed = read(&path, "m", &input, 3, &layer_taps)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            misnamed.contains("lacks the taps `m/layer.0`, `m/layer.1`")
+                && misnamed.contains("it holds `m/layers.0`")
+                && misnamed.contains("did you mean `m/layers.0`?"),
+            "{misnamed}"
         );
         let missing = read(&path, "n", &input, 3, &taps).unwrap_err().to_string();
         assert!(missing.contains("has no tensor `n`"), "{missing}");

@@ -101,6 +101,19 @@ pub enum LoadError {
         /// The model.
         model: String,
     },
+    /// A golden file with taps of a model, but not the ones the model has (misnamed, or of
+    /// another depth): the run would compare no layer.
+    #[error("{}: the reference lacks the taps {} that the run compares each layer with; it holds {}{}", path.display(), quoted(missing), quoted(present), hint.as_ref().map_or(String::new(), |h| format!("; did you mean `{h}`?")))]
+    MissingTaps {
+        /// The golden file.
+        path: PathBuf,
+        /// The taps the model has and the file lacks, as `MODEL/TAP`.
+        missing: Vec<String>,
+        /// The model's taps the file holds.
+        present: Vec<String>,
+        /// The present tap nearest the first missing one.
+        hint: Option<String>,
+    },
     /// An input file that is neither `.safetensors` nor `.npy`.
     #[error("{}: inputs are read from `.safetensors` or `.npy` files", path.display())]
     Extension {
@@ -374,6 +387,12 @@ fn read_npy(path: &Path, expected: [usize; 2]) -> Result<Vec<f32>, LoadError> {
             found: other.to_owned(),
         }),
     }
+}
+
+/// Names as `` `a`, `b` `` for messages.
+fn quoted(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    quoted.join(", ")
 }
 
 #[cfg(test)]

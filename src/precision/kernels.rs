@@ -12,7 +12,10 @@ use crate::formats::Format;
 use crate::measure::KernelLaunches;
 use crate::precision::Policy;
 
-/// The precision a GEMM's multiplications ran in.
+/// The precision a GEMM's multiplications ran in. Each is its own precision (FP16 is not TF32,
+/// though both keep 11 significant bits: other ranges, other kernels), and they are ordered from
+/// the lowest to the highest, as "above" and "below" a request compare them: by significant bits,
+/// and of FP16 and TF32, TF32 (FP32 data, FP32's range) is the higher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MathPrecision {
@@ -33,7 +36,7 @@ pub enum MathPrecision {
 }
 
 impl MathPrecision {
-    /// Significant bits of an operand: what "higher" and "lower" compare.
+    /// Significant bits of an operand.
     pub fn bits(self) -> u32 {
         match self {
             MathPrecision::Fp4 => 2,
@@ -52,6 +55,9 @@ impl MathPrecision {
 pub enum KernelClass {
     /// A GEMM whose math ran in this precision.
     Gemm(MathPrecision),
+    /// A fused attention kernel (both of attention's products and its softmax), with the
+    /// precision its name proves, if it proves one.
+    Attention(Option<MathPrecision>),
     /// Not a GEMM: casts, reductions, elementwise work, copies.
     Auxiliary,
     /// No rule knows this name.
@@ -90,6 +96,8 @@ const H200: &str = "cuBLAS 13.1 on H200, precheck's own CUPTI traces (BENCHMARKS
 const LEGACY: &str = "cuBLAS 11-12 kernel names as nsys and torch.profiler show them \
                       (e.g. ampere_sgemm_128x64_tn, ampere_h16816gemm_..., ampere_bf16_s16816gemm_bf16_...)";
 const OWN: &str = "precheck's own kernels, src/backend/cuda/kernels.cu";
+const TORCH_H200: &str = "PyTorch 2.11 (CUDA 13.0, cuBLAS 13.1) on H200, \
+                          tests/fixtures/kernels/h200_torch_kernels.json (scripts/record_kernel_names.py)";
 const CUTLASS3: &str =
     "CUTLASS 3 generated kernel names, cutlass3x_sm90_tensorop_gemm_<a>_<b>_..., \
                         python/cutlass_library/generator.py";
@@ -142,11 +150,79 @@ static RULES: &[(Matcher, KernelClass, &str)] = &[
         Gemm(Fp16),
         CUTLASS3,
     ),
+    // cuBLAS GEMVs (one row: decode shapes), typed by their template arguments.
+    (
+        Matcher::Contains(&["gemv", "<int, int, float, float"]),
+        Gemm(Fp32),
+        TORCH_H200,
+    ),
+    (
+        Matcher::Contains(&["gemv", "__nv_bfloat16"]),
+        Gemm(Bf16),
+        LEGACY,
+    ),
+    (Matcher::Contains(&["gemv", "__half"]), Gemm(Fp16), LEGACY),
+    (
+        Matcher::Contains(&["xmma_gemm", "bf16bf16"]),
+        Gemm(Bf16),
+        LEGACY,
+    ),
+    (
+        Matcher::Contains(&["xmma_gemm", "f16f16_f16f16"]),
+        Gemm(Fp16),
+        LEGACY,
+    ),
+    // CUTLASS 2's TF32 tensor-op GEMM on FP32 data: TF32 shows only as the MMA shape.
+    (
+        Matcher::Contains(&["tensorop_s1688gemm"]),
+        Gemm(Tf32),
+        TORCH_H200,
+    ),
+    // Fused attention: FlashAttention (PyTorch's copy) and CUTLASS memory-efficient attention
+    // name their element type; cuDNN's SDPA writes `f16` for both BF16 and FP16, so it proves no
+    // precision and is never guessed.
+    (
+        Matcher::Contains(&["flash_fwd", "cutlass::bfloat16_t"]),
+        KernelClass::Attention(Some(Bf16)),
+        TORCH_H200,
+    ),
+    (
+        Matcher::Contains(&["flash_fwd", "cutlass::half_t"]),
+        KernelClass::Attention(Some(Fp16)),
+        TORCH_H200,
+    ),
+    (
+        Matcher::Contains(&["fmha_cutlassF", "cutlass::bfloat16_t"]),
+        KernelClass::Attention(Some(Bf16)),
+        TORCH_H200,
+    ),
+    (
+        Matcher::Contains(&["fmha_cutlassF", "cutlass::half_t"]),
+        KernelClass::Attention(Some(Fp16)),
+        TORCH_H200,
+    ),
+    (
+        Matcher::Contains(&["cudnn_generated_fort_native_sdpa"]),
+        KernelClass::Attention(None),
+        TORCH_H200,
+    ),
     (Matcher::Contains(&["sgemm"]), Gemm(Fp32), LEGACY),
+    (Matcher::Contains(&["fp16_s16816gemm"]), Gemm(Fp16), LEGACY),
     (Matcher::Contains(&["bf16_s16816gemm"]), Gemm(Bf16), LEGACY),
     (Matcher::Contains(&["h16816gemm"]), Gemm(Fp16), LEGACY),
     (Matcher::Contains(&["h1688gemm"]), Gemm(Fp16), LEGACY),
     (Matcher::Contains(&["splitKreduce_kernel"]), Auxiliary, H200),
+    (
+        Matcher::Contains(&["cublasLt::epilogue"]),
+        Auxiliary,
+        TORCH_H200,
+    ),
+    (Matcher::Contains(&["scal_kernel"]), Auxiliary, TORCH_H200),
+    (
+        Matcher::Contains(&["softmax_warp_forward"]),
+        Auxiliary,
+        TORCH_H200,
+    ),
     (Matcher::Contains(&["at::native::"]), Auxiliary, FIXTURE),
     (Matcher::Contains(&["Memset"]), Auxiliary, FIXTURE),
     (Matcher::Contains(&["Memcpy"]), Auxiliary, FIXTURE),
@@ -192,6 +268,9 @@ pub struct KernelEvidence {
     pub below: Vec<String>,
     /// Kernels no rule knows.
     pub unclassified: Vec<String>,
+    /// Fused attention kernels whose names prove no precision (cuDNN's SDPA).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unproven: Vec<String>,
 }
 
 /// Reads `kernels` against the precision the linears' GEMMs should run in (`expected`) and,
@@ -208,6 +287,7 @@ pub fn evidence(
         above: Vec::new(),
         below: Vec::new(),
         unclassified: Vec::new(),
+        unproven: Vec::new(),
     };
     let mut attention_gemms = Vec::new();
     for kernel in kernels {
@@ -220,6 +300,21 @@ pub fn evidence(
                     found.judge(kernel.name.clone(), precision);
                 }
             }
+            // Attention's own products run in the default format where the block has
+            // attention; elsewhere a fused attention kernel is judged like any GEMM.
+            KernelClass::Attention(Some(precision)) => match attention {
+                Some(expected) if precision != expected => {
+                    let name = kernel.name.clone();
+                    if precision > expected {
+                        found.above.push(name);
+                    } else {
+                        found.below.push(name);
+                    }
+                }
+                Some(_) => {}
+                None => found.judge(kernel.name.clone(), precision),
+            },
+            KernelClass::Attention(None) => found.unproven.push(kernel.name.clone()),
             Auxiliary => {}
             KernelClass::Unclassified => found.unclassified.push(kernel.name.clone()),
         }
@@ -235,9 +330,9 @@ pub fn evidence(
 impl KernelEvidence {
     /// Files GEMM kernel `name`, whose math ran in `precision`, above or below the expected one.
     fn judge(&mut self, name: String, precision: MathPrecision) {
-        if precision.bits() > self.expected.bits() {
+        if precision > self.expected {
             self.above.push(name);
-        } else if precision.bits() < self.expected.bits() {
+        } else if precision < self.expected {
             self.below.push(name);
         }
     }
@@ -305,11 +400,85 @@ mod tests {
                         gemms += 1;
                     }
                     Auxiliary => {}
-                    KernelClass::Unclassified => panic!("{run}: unclassified {name}"),
+                    other => panic!("{run}: {name} is {other:?}"),
                 }
             }
             assert!(gemms > 0, "{run}: no GEMM found");
         }
+    }
+
+    /// Every kernel PyTorch launched on an H200 for matmuls at m = 1, 16 and 970, linear layers
+    /// with a bias, FP8 `_scaled_mm` and each SDPA backend, classified as what ran: at m = 1
+    /// cuBLAS runs an FP32 GEMV even with TF32 allowed, and SDPA's math backend computes BF16 and
+    /// FP16 attention in FP32.
+    #[test]
+    fn the_h200_pytorch_fixture_is_classified_as_what_ran() {
+        let text =
+            std::fs::read_to_string("tests/fixtures/kernels/h200_torch_kernels.json").unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let workloads: BTreeMap<String, BTreeMap<String, serde_json::Value>> =
+            serde_json::from_value(json["kernels"].clone()).unwrap();
+        let ran = |workload: &str| -> KernelClass {
+            let precision = |name: &str| match name {
+                "fp32" => Fp32,
+                "tf32" => Tf32,
+                "bf16" => Bf16,
+                "fp16" => Fp16,
+                _ => Fp8,
+            };
+            let parts: Vec<&str> = workload.split('_').collect();
+            match parts[..] {
+                ["sdpa", "cudnn", _, _] => KernelClass::Attention(None),
+                ["sdpa", "math", _] => Gemm(Fp32),
+                ["sdpa", _, _, dtype] => KernelClass::Attention(Some(precision(dtype))),
+                [.., "tf32", "m1"] => Gemm(Fp32),
+                [.., dtype, _] => Gemm(precision(dtype)),
+                _ => panic!("workload {workload}"),
+            }
+        };
+        assert_eq!(workloads.len(), 34);
+        for (workload, kernels) in &workloads {
+            let expected = ran(workload);
+            let mut found = 0;
+            for name in kernels.keys() {
+                match classify(name) {
+                    Auxiliary => {}
+                    KernelClass::Unclassified => panic!("{workload}: unclassified {name}"),
+                    class => {
+                        assert_eq!(class, expected, "{workload}: {name}");
+                        found += 1;
+                    }
+                }
+            }
+            assert!(found > 0, "{workload}: nothing but auxiliary kernels");
+        }
+    }
+
+    #[test]
+    fn an_fp16_kernel_is_not_tf32_and_neither_is_fp32() {
+        let launch = |name: &str| KernelLaunches {
+            name: name.into(),
+            launches: 1,
+            total_us: 1.0,
+        };
+        let fp16 = launch("nvjet_sm90_hsh_128x248_64x4_2x1_v_bz_coopA_TNT");
+        let tf32 = launch("sm90_xmma_gemm_f32f32_tf32f32_f32_tn_n_tilesize64x64x32_warpgroupsize1x1x1_execute_segment_k_off_kernel__5x_cublas");
+        let gemv = launch("void gemv2T_kernel_val<int, int, float, float, float, float, 128, 16, 4, 4, false, false, cublasGemvParamsEx<int, cublasGemvTensorStridedBatched<float const>, cublasGemvTensorStridedBatched<float const>, cublasGemvTensorStridedBatched<float>, float> >(cublasGemvParamsEx<int, cublasGemvTensorStridedBatched<float const>, cublasGemvTensorStridedBatched<float const>, cublasGemvTensorStridedBatched<float>, float>, float, float)");
+        // A TF32 variant that ran an FP16 kernel ran lower; an FP16 variant that ran TF32, higher.
+        assert_eq!(
+            evidence(std::slice::from_ref(&fp16), Tf32, None)
+                .below
+                .len(),
+            1
+        );
+        assert_eq!(
+            evidence(std::slice::from_ref(&tf32), Fp16, None)
+                .above
+                .len(),
+            1
+        );
+        // A BF16 variant whose one-token GEMM ran as cuBLAS's FP32 GEMV ran higher.
+        assert_eq!(evidence(&[gemv], Bf16, None).above.len(), 1);
     }
 
     #[test]

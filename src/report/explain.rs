@@ -107,8 +107,15 @@ fn evidence(text: &mut String, mismatch: &Mismatch) {
                 text,
                 "  {:<44} {:.2e}{}",
                 format!(
-                    "{} as {} ({:?})",
-                    alternative.operation, alternative.spec, alternative.direction
+                    "{} as {}{} ({:?})",
+                    alternative.operation,
+                    alternative.spec,
+                    alternative
+                        .alike
+                        .iter()
+                        .map(|a| format!(" or {a}"))
+                        .collect::<String>(),
+                    alternative.direction
                 ),
                 alternative.distance,
                 if matched { "   <- matches" } else { "" }

@@ -160,7 +160,7 @@ impl EngineLayer {
                     None => return LayerMath::Unclassified,
                     Some(Data) => {}
                     Some(Math(p)) => {
-                        if narrowest.is_none_or(|n| p.bits() < n.bits()) {
+                        if narrowest.is_none_or(|n| p < n) {
                             narrowest = Some(p);
                         }
                     }

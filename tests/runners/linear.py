@@ -2,6 +2,7 @@
 """A command-backend engine for tests: the `linear` block y = x W^T in float64, stdlib only.
 
 Usage: linear.py [--kernel PRECISION=NAME]... [--layer PRECISION=DATATYPE]...
+                 [--compute PRECISION=bf16|fp16]...
                  [--mode honest|garbage|exit1|hang|short-timings] WORK_DIR
 
 It speaks precheck's command protocol (README, "Command backend"): reads variant.json,
@@ -9,6 +10,9 @@ weights.safetensors and inputs.safetensors from WORK_DIR, writes outputs.safeten
 variant.json asks for iterations, timings.json; with a --kernel for the variant's precision,
 kernels.json naming that one GEMM; with a --layer for it, layers.json (trtexec's detailed
 --exportLayerInfo format) with one gemm layer of that datatype (`Half`, `FP32`, ...).
+With a --compute for the variant's precision, the GEMM runs as a BF16 or FP16 GEMM does: operands
+and output rounded to that format, products accumulated wide (honest for a BF16 or FP16 variant, a
+silent fallback for an FP32 one); otherwise it computes in float64.
 The other modes misbehave on purpose, each in one way precheck must turn into an error record.
 """
 import json
@@ -47,11 +51,27 @@ def write_safetensors(path, tensors):
         f.write(struct.pack("<Q", len(encoded)) + encoded + body)
 
 
+def round_bf16(v):
+    """`v` rounded to bfloat16 (nearest, ties to even), as a float."""
+    (bits,) = struct.unpack("<I", struct.pack("<f", v))
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+def round_fp16(v):
+    """`v` rounded to IEEE half (nearest, ties to even), as a float."""
+    return struct.unpack("<e", struct.pack("<e", v))[0]
+
+
+ROUNDING = {"bf16": round_bf16, "fp16": round_fp16}
+
+
 def main():
     args = sys.argv[1:]
     work = args.pop()
     kernels = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--kernel")
     layer_types = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--layer")
+    computes = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--compute")
     mode = args[args.index("--mode") + 1] if "--mode" in args else "honest"
     if mode == "exit1":
         print("linear.py: the engine refused to build (planted)", file=sys.stderr)
@@ -66,9 +86,11 @@ def main():
     (w_shape, w), = [v for k, v in read_safetensors(os.path.join(work, "weights.safetensors")).items()]
     x_shape, x = read_safetensors(os.path.join(work, "inputs.safetensors"))["input"]
     (rows, inner), out = x_shape, w_shape[0]
+    rounding = ROUNDING.get(computes.get(variant["policy"]["name"]), lambda v: v)
+    x, w = [rounding(v) for v in x], [rounding(v) for v in w]
 
     def forward():
-        return [sum(x[r * inner + k] * w[o * inner + k] for k in range(inner))
+        return [rounding(sum(x[r * inner + k] * w[o * inner + k] for k in range(inner)))
                 for r in range(rows) for o in range(out)]
 
     y = forward()
