@@ -24,7 +24,11 @@ impl TryFrom<String> for Ident {
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if valid {
+        if name == "." || name == ".." {
+            Err(format!(
+                "invalid name `{name}`: a name becomes a folder and must not point outside it"
+            ))
+        } else if valid {
             Ok(Ident(name))
         } else {
             Err(format!(
@@ -43,5 +47,20 @@ impl fmt::Display for Ident {
 impl From<Ident> for String {
     fn from(ident: Ident) -> String {
         ident.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_single_path_components() {
+        assert!(Ident::try_from("paligemma_mlp-v1.2".to_owned()).is_ok());
+        for bad in [".", "..", "a/b", "", "my suite"] {
+            assert!(Ident::try_from(bad.to_owned()).is_err(), "{bad}");
+        }
+        let error = Ident::try_from("..".to_owned()).unwrap_err();
+        assert!(error.contains("must not point outside"), "{error}");
     }
 }

@@ -144,6 +144,22 @@ fn an_engine_with_too_few_timings_is_an_error_record() {
     }
 }
 
+/// Zero timings would make an infinite speed-up, 1e308 ms overflows a duration: each is the
+/// engine's error, in a record, and the run's reports are still written.
+#[test]
+fn an_engine_with_zero_or_huge_timings_is_an_error_record() {
+    for mode in ["zero-timings", "huge-timings"] {
+        let (code, records) = run(&format!("--mode {mode}"));
+        assert_eq!(code, Some(3), "{mode}");
+        for error in errors(&records) {
+            assert!(
+                error.contains("timings.json") && error.contains("must be positive, finite"),
+                "{mode}: {error}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_weight_of_one_row_reaches_the_engine_as_a_matrix() {
     // `out_features: 1` makes the weight [1, 8]: the engine must see that shape, not [8].

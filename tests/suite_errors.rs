@@ -53,6 +53,10 @@ const CASES: &[(&str, &str)] = &[
         ":1:7: `name`: invalid name `my suite`: expected ASCII letters, digits, `_`, `-` or `.`",
     ),
     (
+        "dotdot_name",
+        ":1:7: `name`: invalid name `..`: a name becomes a folder and must not point outside it",
+    ),
+    (
         "cos_min_out_of_range",
         ":9:12: `gates.cos_min`: expected a cosine between -1 and 1, found 1.5",
     ),

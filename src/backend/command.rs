@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Backend, BackendError, BackendKind, Executable, Timing};
 use crate::export;
+use crate::measure::engine_latency;
 use crate::measure::KernelLaunches;
 use crate::model::graph::{Graph, Param};
 use crate::model::{load, AttentionBlock, Block, Model, Weights};
@@ -376,11 +377,7 @@ impl Executable for CommandExecutable {
         timings
             .latency_ms
             .iter()
-            .map(|&ms| {
-                (ms.is_finite() && ms >= 0.0)
-                    .then(|| Duration::from_secs_f64(ms / 1e3))
-                    .ok_or_else(|| failed("timings.json", format!("latency {ms} ms")))
-            })
+            .map(|&ms| engine_latency(ms).map_err(|e| failed("timings.json", e)))
             .collect()
     }
 }

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Backend, BackendError, BackendKind, Executable, Timing};
 use crate::export;
+use crate::measure::engine_latency;
 use crate::model::{Block, Model, Weights};
 use crate::precision::Policy;
 use crate::tensor::Tensor;
@@ -351,9 +352,9 @@ impl Executable for TrtexecEngine {
                 format!("{} iterations for {iterations}", compute.len()),
             ));
         }
-        Ok(compute[..iterations]
+        compute[..iterations]
             .iter()
-            .map(|&ms| Duration::from_secs_f64(ms / 1e3))
-            .collect())
+            .map(|&ms| engine_latency(ms).map_err(|e| failed("reading its times", e)))
+            .collect()
     }
 }

@@ -80,6 +80,20 @@ pub fn time_runs<E>(
         .collect()
 }
 
+/// An engine's reported latency of `ms` milliseconds as a duration: it must be positive and
+/// finite (a zero would make an infinite speed-up, a NaN no order) and under a day (beyond, the
+/// number is garbage, and `Duration` cannot hold 1e308 s).
+pub fn engine_latency(ms: f64) -> Result<Duration, String> {
+    const DAY_MS: f64 = 86_400_000.0;
+    if ms.is_finite() && ms > 0.0 && ms < DAY_MS {
+        Ok(Duration::from_secs_f64(ms / 1e3))
+    } else {
+        Err(format!(
+            "latency {ms} ms: an engine's latency must be positive, finite and under a day"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +146,17 @@ mod tests {
             }
         });
         assert_eq!((failed, calls), (Err("boom"), 2));
+    }
+
+    #[test]
+    fn engine_latencies_are_positive_finite_and_bounded() {
+        assert_eq!(engine_latency(1.5).unwrap(), Duration::from_micros(1500));
+        for garbage in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e308] {
+            let error = engine_latency(garbage).unwrap_err();
+            assert!(
+                error.contains("must be positive, finite"),
+                "{garbage}: {error}"
+            );
+        }
     }
 }

@@ -10,5 +10,5 @@ mod launches;
 pub use accuracy::{compare, Accuracy, MetricError};
 pub use cache::CacheMode;
 pub use clocks::{Clocks, SmClock};
-pub use latency::{time_runs, LatencyStats};
+pub use latency::{engine_latency, time_runs, LatencyStats};
 pub use launches::KernelLaunches;

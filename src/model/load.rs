@@ -375,18 +375,32 @@ fn read_npy(path: &Path, expected: [usize; 2]) -> Result<Vec<f32>, LoadError> {
         });
     }
     let descr = array.dtype().descr();
-    match descr.trim_matches('\'') {
-        "<f4" => array.into_vec::<f32>().map_err(|e| invalid(e.to_string())),
+    let fortran = array.order() == npyz::Order::Fortran;
+    let values: Vec<f32> = match descr.trim_matches('\'') {
+        "<f4" => array
+            .into_vec::<f32>()
+            .map_err(|e| invalid(e.to_string()))?,
         "<f8" => array
             .into_vec::<f64>()
             .map(|v| v.into_iter().map(|x| x as f32).collect())
-            .map_err(|e| invalid(e.to_string())),
-        other => Err(LoadError::Dtype {
-            path: path.to_owned(),
-            tensor: "(the array)".into(),
-            found: other.to_owned(),
-        }),
+            .map_err(|e| invalid(e.to_string()))?,
+        other => {
+            return Err(LoadError::Dtype {
+                path: path.to_owned(),
+                tensor: "(the array)".into(),
+                found: other.to_owned(),
+            })
+        }
+    };
+    if !fortran {
+        return Ok(values);
     }
+    // Column-major (`fortran_order: True`, NumPy's `asfortranarray`): element (r, c) is stored
+    // at c · rows + r; a leading axis of 1 changes no stride.
+    let [rows, cols] = expected;
+    Ok((0..rows * cols)
+        .map(|i| values[(i % cols) * rows + i / cols])
+        .collect())
 }
 
 /// Names as `` `a`, `b` `` for messages.
@@ -422,5 +436,32 @@ mod tests {
             checkpoint_name(&plain, "gate_proj.weight"),
             "model.layers.2.mlp.gate_proj.weight"
         );
+    }
+
+    /// A `.npy` file of `values` (f32) in Fortran order with `shape`, as NumPy writes it.
+    fn fortran_npy(shape: &str, values: &[f32]) -> Vec<u8> {
+        let mut header = format!("{{'descr': '<f4', 'fortran_order': True, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        bytes
+    }
+
+    #[test]
+    fn fortran_order_arrays_are_read_in_their_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        // [[1, 2, 3], [4, 5, 6]] stored column by column.
+        let columns = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0];
+        for shape in ["(2, 3)", "(1, 2, 3)"] {
+            let path = dir.path().join("x.npy");
+            std::fs::write(&path, fortran_npy(shape, &columns)).unwrap();
+            let values = read_npy(&path, [2, 3]).unwrap();
+            assert_eq!(values, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "{shape}");
+        }
     }
 }

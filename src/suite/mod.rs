@@ -91,8 +91,10 @@ pub fn load(path: &Path) -> Result<LoadedSuite, SuiteError> {
     })
 }
 
-/// Parses and validates suite `text`; `file` names it in errors.
+/// Parses and validates suite `text`; `file` names it in errors. A UTF-8 byte-order mark (as
+/// some Windows editors write) is skipped.
 pub fn from_str(file: &Path, text: &str) -> Result<Suite, SuiteError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let raw = load::parse(file, text)?;
     let base = file.parent().unwrap_or(Path::new(""));
     validate::validate(raw, base).map_err(|problem| SuiteError {
@@ -101,4 +103,16 @@ pub fn from_str(file: &Path, text: &str) -> Result<Suite, SuiteError> {
         key: problem.key,
         kind: Box::new(SuiteErrorKind::Invalid(problem.message)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let text = "\u{feff}name: bom\nmodels: [{ name: m, block: linear, dims: { hidden: 8 }, input: { tokens: 2 } }]\nprecisions: [bf16]\n";
+        let suite = from_str(Path::new("bom.yaml"), text).unwrap();
+        assert_eq!(suite.name.as_str(), "bom");
+    }
 }

@@ -3,7 +3,7 @@
 
 Usage: linear.py [--kernel PRECISION=NAME]... [--layer PRECISION=DATATYPE]...
                  [--compute PRECISION=bf16|fp16]...
-                 [--mode honest|garbage|exit1|hang|short-timings] WORK_DIR
+                 [--mode honest|garbage|exit1|hang|short-timings|zero-timings|huge-timings] WORK_DIR
 
 It speaks precheck's command protocol (README, "Command backend"): reads variant.json,
 weights.safetensors and inputs.safetensors from WORK_DIR, writes outputs.safetensors, and when
@@ -106,6 +106,10 @@ def main():
             latencies.append((time.perf_counter() - start) * 1e3)
         if mode == "short-timings":
             latencies = latencies[:-1]
+        if mode == "zero-timings":
+            latencies = [0.0] * len(latencies)
+        if mode == "huge-timings":
+            latencies = [1e308] * len(latencies)
         json.dump({"latency_ms": latencies}, open(os.path.join(work, "timings.json"), "w"))
     datatype = layer_types.get(variant["policy"]["name"])
     if datatype:
