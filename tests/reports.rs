@@ -394,3 +394,45 @@ fn history_of_a_folder_without_runs_exits_2() {
         .code(2)
         .stderr(predicate::str::contains("no run folders"));
 }
+
+/// A run killed after some variants, or one whose record was deleted, is INCOMPLETE in every
+/// report (JUnit counts the missing variants as errors, saying why) and `precheck report` exits
+/// 130 for a stopped run and 3 for a missing record, never 0.
+#[test]
+fn an_interrupted_or_partial_run_is_incomplete_in_every_report() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    precheck()
+        .args(["run", "suites/smoke.yaml", "--iterations", "2", "--out"])
+        .arg(&run)
+        .assert()
+        .code(0);
+    let results = fs::read_to_string(run.join("results.jsonl")).unwrap();
+    let kept: Vec<&str> = results.lines().take(2).collect();
+    fs::write(run.join("results.jsonl"), kept.join("\n") + "\n").unwrap();
+    let info_path = run.join("run.json");
+    let finished: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&info_path).unwrap()).unwrap();
+    let mut stopped = finished.clone();
+    stopped["finished_at"] = serde_json::Value::Null;
+    for (info, code, why) in [
+        (&stopped, 130, "the run was stopped"),
+        (&finished, 3, "no record: the plan has this variant"),
+    ] {
+        fs::write(&info_path, serde_json::to_string(info).unwrap()).unwrap();
+        precheck().arg("report").arg(&run).assert().code(code);
+        let summary = fs::read_to_string(run.join(MARKDOWN_FILE)).unwrap();
+        assert!(
+            summary.starts_with("## ⚠️ precheck `smoke`: INCOMPLETE")
+                && summary.contains("4 of 6 planned variants have no record"),
+            "{summary}"
+        );
+        let html = fs::read_to_string(run.join(HTML_FILE)).unwrap();
+        assert!(html.contains("<h1>INCOMPLETE"), "{code}");
+        let (_, cases) = parse_junit(&run.join(JUNIT_FILE));
+        assert_eq!(cases.len(), 6, "every planned variant is a test case");
+        let errors: Vec<&String> = cases.iter().filter_map(|c| c.error.as_ref()).collect();
+        assert_eq!(errors.len(), 4);
+        assert!(errors.iter().all(|e| e.contains(why)), "{errors:?}");
+    }
+}

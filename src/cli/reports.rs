@@ -33,7 +33,7 @@ pub(super) fn report(run_dir: &Path) -> anyhow::Result<ExitCode> {
     let paths = report::write_run_reports(&run)?;
     print_summary(&run.records, run_dir);
     println!("reports: {}", display_paths(&paths));
-    Ok(ExitCode::of_records(&run.records))
+    Ok(run.exit_code())
 }
 
 #[cfg(feature = "report")]

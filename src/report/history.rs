@@ -204,7 +204,7 @@ fn suite_page(suite: &SuiteHistory) -> Result<SuitePage, ReportError> {
         .iter()
         .zip(&labels)
         .map(|(run, label)| {
-            let verdict = rows::Verdict::of(&run.records);
+            let verdict = rows::Verdict::of(run);
             RunRow {
                 label: label.clone(),
                 headline: verdict.headline,

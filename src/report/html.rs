@@ -127,7 +127,7 @@ struct RunPage {
 pub fn run_report(run: &RecordedRun) -> Result<String, ReportError> {
     let page = RunPage {
         suite: run.info.suite.name.clone(),
-        verdict: rows::Verdict::of(&run.records),
+        verdict: rows::Verdict::of(run),
         interrupted: run.interrupted(),
         warnings: run.warnings.clone(),
         rows: cells::failing_first(&run.records),

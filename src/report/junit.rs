@@ -105,11 +105,38 @@ pub fn escape_xml(text: &str) -> String {
 pub fn junit(run: &RecordedRun) -> Result<String, ReportError> {
     let info = &run.info;
     let count = |status| run.records.iter().filter(|r| r.status == status).count();
+    let missing = run.missing();
+    let why_missing = if run.interrupted() {
+        "not run: the run was stopped before this variant ended"
+    } else {
+        "no record: the plan has this variant and results.jsonl does not"
+    };
+    let mut cases: Vec<Case> = run
+        .records
+        .iter()
+        .map(|r| case(&info.suite.name, r))
+        .collect();
+    cases.extend(missing.iter().map(|id| Case {
+        name: id.to_string(),
+        classname: format!(
+            "{}.{}",
+            info.suite.name,
+            id.split('/').next().unwrap_or_default()
+        ),
+        time: 0.0,
+        failure: None,
+        error: Some(Problem {
+            kind: "incomplete".to_owned(),
+            message: why_missing.to_owned(),
+        }),
+        skipped: None,
+        output: String::new(),
+    }));
     let suite = Suite {
         name: info.suite.name.clone(),
-        tests: run.records.len(),
+        tests: cases.len(),
         failures: count(Status::Failed),
-        errors: count(Status::Error),
+        errors: count(Status::Error) + missing.len(),
         skipped: count(Status::Skipped),
         time: run.records.iter().map(|r| r.wall_s).sum(),
         timestamp: info.started_at.format("%Y-%m-%dT%H:%M:%S").to_string(),
@@ -123,11 +150,7 @@ pub fn junit(run: &RecordedRun) -> Result<String, ReportError> {
             ("seed", info.settings.seed.to_string()),
             ("iterations", info.settings.iterations.to_string()),
         ],
-        cases: run
-            .records
-            .iter()
-            .map(|r| case(&info.suite.name, r))
-            .collect(),
+        cases,
     };
     let template_error = |e: tera::Error| ReportError::Template {
         template: "junit.xml".to_owned(),

@@ -52,7 +52,7 @@ pub fn mark(class: &str) -> &'static str {
 
 /// `summary.md` of a run.
 pub fn summary(run: &RecordedRun) -> String {
-    let verdict = rows::Verdict::of(&run.records);
+    let verdict = rows::Verdict::of(run);
     let info = &run.info;
     let mut text = format!(
         "## {} precheck `{}`: {}\n\n{} · {} on {} · precheck {}\n\n",

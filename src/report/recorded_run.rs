@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::ReportError;
+use crate::exit_code::ExitCode;
 use crate::results::{read_records, RunInfo, VariantRecord, RESULTS_FILE, RUN_INFO_FILE};
 
 /// What a run folder holds, read back from its two files.
@@ -39,5 +40,20 @@ impl RecordedRun {
     /// Whether the run was interrupted: `run.json` has no end time.
     pub fn interrupted(&self) -> bool {
         self.info.finished_at.is_none()
+    }
+
+    /// The planned variants that have no record.
+    pub fn missing(&self) -> Vec<&str> {
+        self.info
+            .planned
+            .iter()
+            .filter(|id| !self.records.iter().any(|r| &r.id == *id))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The run's exit code, as the records and the plan give it ([`ExitCode::of_run`]).
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::of_run(&self.records, &self.info.planned, self.interrupted())
     }
 }

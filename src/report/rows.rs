@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::terminal;
+use super::{terminal, RecordedRun};
 use crate::exit_code::ExitCode;
 use crate::results::VariantRecord;
 
@@ -21,17 +21,30 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// The verdict of `records`.
-    pub fn of(records: &[VariantRecord]) -> Verdict {
-        let (headline, class) = match ExitCode::of_records(records) {
+    /// The verdict of a run: incomplete (stopped, or planned variants without a record) before
+    /// anything its records say.
+    pub fn of(run: &RecordedRun) -> Verdict {
+        let records = &run.records;
+        let (headline, class) = match run.exit_code() {
             ExitCode::Success => ("PASS", "passed"),
             ExitCode::GateFailed => ("FAIL", "failed"),
             _ => ("INCOMPLETE", "error"),
         };
+        let mut counts = terminal::verdict_line(records);
+        let missing = run.missing().len();
+        if missing > 0 {
+            counts += &format!(
+                "; {missing} of {} planned variants have no record",
+                run.info.planned.len()
+            );
+        }
+        if run.interrupted() {
+            counts += " (the run was stopped)";
+        }
         Verdict {
             headline,
             class,
-            counts: terminal::verdict_line(records),
+            counts,
             gates_failed: gate_failure_counts(records),
         }
     }
