@@ -330,3 +330,26 @@ fn the_kubernetes_example_gives_the_shard_count_it_runs() {
         .unwrap()
         .contains("--resume \"/runs/nightly/shard-${JOB_COMPLETION_INDEX}\""));
 }
+
+/// Two runs of one folder at once (a requeued job while the first still runs): the second is
+/// refused, naming the holder, and the first finishes with every variant recorded once.
+#[test]
+fn a_second_run_of_a_folder_being_written_is_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("run");
+    let mut first = start_slow_run(&dir, 1, "");
+    precheck()
+        .args(["run", "tests/suites/slow.yaml", "--resume"])
+        .arg(&dir)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "is being written by another precheck (process {})",
+            first.id()
+        )));
+    assert!(first.wait().unwrap().success());
+    let (records, warnings) = recorded(&dir);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let unique: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!((records.len(), unique.len()), (12, 12));
+}

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
+use super::lock::{FolderLock, LockError};
 use super::{ResultsError, ResultsWriter, RunInfo, VariantRecord, RESULTS_FILE, RUN_INFO_FILE};
 
 /// A run folder that cannot be opened.
@@ -13,6 +14,9 @@ pub enum ResumeError {
     /// A result file that cannot be read or written.
     #[error(transparent)]
     Results(#[from] ResultsError),
+    /// Another process writes the folder, or it cannot be locked.
+    #[error(transparent)]
+    Locked(#[from] LockError),
     /// The folder's `run.json` cannot be read.
     #[error("--resume: {path}: {message}")]
     RunInfo {
@@ -45,10 +49,21 @@ pub struct RunFolder {
     pub recorded: Vec<VariantRecord>,
     /// Torn lines skipped in them.
     pub warnings: Vec<String>,
+    /// This process's hold on the folder, for as long as the run writes it.
+    pub lock: FolderLock,
 }
 
 /// Creates the run folder `dir` for the run `info` (refusing one that holds results).
 pub fn start(dir: &Path, info: RunInfo) -> Result<RunFolder, ResumeError> {
+    std::fs::create_dir_all(dir).map_err(|source| ResultsError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let lock = FolderLock::acquire(dir)?;
+    start_locked(dir, info, lock)
+}
+
+fn start_locked(dir: &Path, info: RunInfo, lock: FolderLock) -> Result<RunFolder, ResumeError> {
     let writer = ResultsWriter::create(dir)?;
     writer.write_run_info(&info)?;
     Ok(RunFolder {
@@ -56,6 +71,7 @@ pub fn start(dir: &Path, info: RunInfo) -> Result<RunFolder, ResumeError> {
         info,
         recorded: Vec::new(),
         warnings: Vec::new(),
+        lock,
     })
 }
 
@@ -65,6 +81,7 @@ pub fn resume(dir: &Path, info: RunInfo) -> Result<RunFolder, ResumeError> {
     if !dir.join(RESULTS_FILE).exists() {
         return start(dir, info);
     }
+    let lock = FolderLock::acquire(dir)?;
     let path = dir.join(RUN_INFO_FILE);
     let then: RunInfo = std::fs::read_to_string(&path)
         .map_err(|e| e.to_string())
@@ -84,6 +101,7 @@ pub fn resume(dir: &Path, info: RunInfo) -> Result<RunFolder, ResumeError> {
         info: resumed,
         recorded,
         warnings,
+        lock,
     })
 }
 

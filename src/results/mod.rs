@@ -3,12 +3,14 @@
 //! so they can be rebuilt offline, and a run killed half way leaves every finished variant readable.
 
 mod folder;
+mod lock;
 mod merge;
 mod record;
 mod run_info;
 mod writer;
 
 pub use folder::{resume, start, ResumeError, RunFolder};
+pub use lock::{FolderLock, LockError, LOCK_FILE};
 pub use merge::{merge, MergeError, Merged};
 pub use record::{Baseline, LayerAccuracy, Status, VariantRecord, WorkerExit, RECORD_SCHEMA};
 pub use run_info::{RunInfo, RunSettings, SuiteInfo};

@@ -1,5 +1,6 @@
 //! Writing and reading a run folder's result files.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -132,12 +133,25 @@ pub fn read_records(path: &Path) -> Result<(Vec<VariantRecord>, Vec<String>), Re
     let bytes = fs::read(path).map_err(io_error(path))?;
     let mut records = Vec::new();
     let mut warnings = Vec::new();
+    let mut first_line: HashMap<String, usize> = HashMap::new();
     for (i, line) in bytes.split(|&byte| byte == b'\n').enumerate() {
         if line.trim_ascii().is_empty() {
             continue;
         }
-        match serde_json::from_slice(line) {
-            Ok(record) => records.push(record),
+        match serde_json::from_slice::<VariantRecord>(line) {
+            // Two writers of one folder (before folders were locked) recorded variants twice.
+            Ok(record) => match first_line.get(&record.id) {
+                Some(first) => warnings.push(format!(
+                    "{}:{}: `{}` is recorded again (first on line {first}); the later record is ignored",
+                    path.display(),
+                    i + 1,
+                    record.id
+                )),
+                None => {
+                    first_line.insert(record.id.clone(), i + 1);
+                    records.push(record);
+                }
+            },
             Err(e) if e.is_eof() => warnings.push(format!(
                 "{}:{}: ignoring an incomplete line (the run was interrupted while writing it): {e}",
                 path.display(),
@@ -172,9 +186,10 @@ mod tests {
         assert_eq!(records.len(), 1);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains(":2: ignoring an incomplete line"));
-        writer.append(&records[0]).unwrap();
+        let next: VariantRecord = serde_json::from_str(RUN.lines().nth(1).unwrap()).unwrap();
+        writer.append(&next).unwrap();
         let (again, warnings) = read_records(&path).unwrap();
-        assert_eq!(again, [records[0].clone(), records[0].clone()]);
+        assert_eq!(again, [records[0].clone(), next]);
         assert!(
             warnings[0].contains(":2: ignoring an incomplete line"),
             "the torn line stays"
@@ -190,6 +205,21 @@ mod tests {
         assert!(
             error.to_string().contains(":1: not a result record"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn a_variant_recorded_twice_is_read_once_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RESULTS_FILE);
+        let record = RUN.lines().next().unwrap();
+        fs::write(&path, format!("{record}\n{record}\n")).unwrap();
+        let (records, warnings) = read_records(&path).unwrap();
+        assert_eq!(records.len(), 1);
+        assert!(
+            warnings[0].contains(":2: `")
+                && warnings[0].contains("is recorded again (first on line 1)"),
+            "{warnings:?}"
         );
     }
 }
