@@ -42,21 +42,26 @@ fn ort_runner() -> String {
     )
 }
 
+/// Exports model `model` of the suite `source` in FP32 (`precheck export`, in `dir`) to `to`.
+fn export_fp32(dir: &Path, source: &str, model: &str, to: &Path) {
+    let suite = dir.join("source.yaml");
+    std::fs::write(&suite, source).unwrap();
+    precheck()
+        .arg("export")
+        .arg(&suite)
+        .arg("--out")
+        .arg(dir.join("export"))
+        .assert()
+        .success();
+    std::fs::copy(dir.join("export").join(model).join("fp32.onnx"), to).unwrap();
+}
+
 /// A folder with `mlp.onnx` (a gated MLP exported by precheck, 6 × 32 → 6 × 32), `dynamic.onnx`
 /// (the same with a dynamic token dimension) and the suite.
 fn models() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("source.yaml");
-    std::fs::write(&source, SOURCE).unwrap();
-    precheck()
-        .arg("export")
-        .arg(&source)
-        .arg("--out")
-        .arg(dir.path().join("export"))
-        .assert()
-        .success();
     let exported = dir.path().join("mlp.onnx");
-    std::fs::copy(dir.path().join("export/mlp/fp32.onnx"), &exported).unwrap();
+    export_fp32(dir.path(), SOURCE, "mlp", &exported);
     let dynamic = "import onnx, sys
 m = onnx.load(sys.argv[1])
 for v in (m.graph.input[0], m.graph.output[0]):
@@ -226,25 +231,14 @@ fn the_readme_own_model_suite_runs_as_the_readme_says() {
     let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
     let yaml = &section[start..start + section[start..].find("```").unwrap()];
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("source.yaml");
-    std::fs::write(
-        &source,
-        "name: source\nmodels: [{ name: encoder, block: linear, dims: { hidden: 64 }, input: { tokens: 128 } }]\nprecisions: [fp32]\n",
-    )
-    .unwrap();
-    precheck()
-        .arg("export")
-        .arg(&source)
-        .arg("--out")
-        .arg(dir.path().join("export"))
-        .assert()
-        .success();
     std::fs::create_dir(dir.path().join("models")).unwrap();
-    std::fs::copy(
-        dir.path().join("export/encoder/fp32.onnx"),
-        dir.path().join("models/encoder.onnx"),
-    )
-    .unwrap();
+    let source = "name: source\nmodels: [{ name: encoder, block: linear, dims: { hidden: 64 }, input: { tokens: 128 } }]\nprecisions: [fp32]\n";
+    export_fp32(
+        dir.path(),
+        source,
+        "encoder",
+        &dir.path().join("models/encoder.onnx"),
+    );
     let suite = dir.path().join("my_encoder.yaml");
     std::fs::write(&suite, yaml).unwrap();
     golden(&suite);

@@ -159,9 +159,24 @@ pub(super) fn unsupported_recipe(spec: QuantSpec) -> ExportError {
     ExportError::Unsupported(format!("the operand recipe {spec}"))
 }
 
-/// `values` of shape `dims`, channel-major (`axis` first, as [`Emitter::weight`] takes them), put
-/// back in the order of `dims`.
+/// `values` of shape `dims` with `axis` moved first, the other axes in order: a weight's output
+/// channels as rows, the layout precheck's recipes scale along.
+pub(super) fn channel_major(values: &[f32], dims: &[usize], axis: usize) -> Vec<f32> {
+    permute_channels(values, dims, axis, true)
+}
+
+/// The inverse of [`channel_major`]: channel-major `values` back in the order of `dims`.
 fn from_channel_major(values: &[f32], dims: &[usize], axis: usize) -> Vec<f32> {
+    permute_channels(values, dims, axis, false)
+}
+
+/// Moves `axis` of `values` (shape `dims`) first, or back from first.
+fn permute_channels(
+    values: &[f32],
+    dims: &[usize],
+    axis: usize,
+    to_channel_major: bool,
+) -> Vec<f32> {
     if axis == 0 || dims.is_empty() {
         return values.to_vec();
     }
@@ -171,8 +186,13 @@ fn from_channel_major(values: &[f32], dims: &[usize], axis: usize) -> Vec<f32> {
     let mut out = vec![0.0; values.len()];
     for c in 0..channels {
         for o in 0..outer {
-            let from = (c * outer + o) * inner;
-            let to = (o * channels + c) * inner;
+            let natural = (o * channels + c) * inner;
+            let major = (c * outer + o) * inner;
+            let (from, to) = if to_channel_major {
+                (natural, major)
+            } else {
+                (major, natural)
+            };
             out[to..to + inner].copy_from_slice(&values[from..from + inner]);
         }
     }

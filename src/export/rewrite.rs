@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::emit::Emitter;
+use super::emit::{channel_major, f32_bytes, float_values, Emitter};
 use super::ExportError;
 use crate::formats::Format;
 use crate::onnx_proto::{DataType, GraphProto, ModelProto, NodeProto, TensorProto};
@@ -446,14 +446,14 @@ fn emit_weight(
     spec: QuantSpec,
 ) -> Result<(String, Option<TensorProto>), ExportError> {
     let name = node.input[index].clone();
-    let values = super::emit::float_values(tensor)?;
+    let values = float_values(tensor)?;
     let dims: Vec<usize> = tensor.dims.iter().map(|&d| d as usize).collect();
     if spec.recipe == Recipe::Cast {
         let mut rounded = values;
         spec.format.round_slice(&mut rounded);
         let mut replaced = tensor.clone();
         replaced.float_data.clear();
-        replaced.raw_data = super::emit::f32_bytes(&rounded);
+        replaced.raw_data = f32_bytes(&rounded);
         return Ok((name, Some(replaced)));
     }
     let axis = channel_axis(node, dims.len().max(1));
@@ -462,28 +462,10 @@ fn emit_weight(
     let rows = Tensor::new(
         channels,
         values.len() / channels.max(1),
-        by_channel(&values, &dims, axis),
+        channel_major(&values, &dims, axis),
     );
     let quantized = emit.weight(&name, &rows, spec, axis, &dims)?;
     Ok((quantized, None))
-}
-
-/// `values` of shape `dims` with `axis` moved first, the rest in order.
-fn by_channel(values: &[f32], dims: &[usize], axis: usize) -> Vec<f32> {
-    if axis == 0 || dims.is_empty() {
-        return values.to_vec();
-    }
-    let outer: usize = dims[..axis].iter().product();
-    let channels = dims[axis];
-    let inner: usize = dims[axis + 1..].iter().product();
-    let mut out = Vec::with_capacity(values.len());
-    for c in 0..channels {
-        for o in 0..outer {
-            let start = (o * channels + c) * inner;
-            out.extend_from_slice(&values[start..start + inner]);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -499,16 +481,5 @@ mod tests {
         assert_eq!(op_class("Reshape"), OpClass::DataMovement);
         assert_eq!(op_class("Add"), OpClass::Default);
         assert_eq!(op_class("SomeCustomOp"), OpClass::Default);
-    }
-
-    #[test]
-    fn channels_move_first_and_keep_their_order() {
-        // [2, 3] with axis 1: the three columns become rows.
-        let values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        assert_eq!(
-            by_channel(&values, &[2, 3], 1),
-            [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
-        );
-        assert_eq!(by_channel(&values, &[2, 3], 0), values);
     }
 }
