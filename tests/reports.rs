@@ -436,3 +436,37 @@ fn an_interrupted_or_partial_run_is_incomplete_in_every_report() {
         assert!(errors.iter().all(|e| e.contains(why)), "{errors:?}");
     }
 }
+
+/// Two runs with nothing in common exit 2 (not 0: nothing was compared), and runs with other
+/// seeds or iteration counts say so.
+#[test]
+fn compare_says_what_differs_and_refuses_runs_with_nothing_in_common() {
+    let out = tempfile::tempdir().unwrap();
+    let base = fixture_copy("base", out.path());
+    let other = out.path().join("other");
+    let suite = out.path().join("tiny.yaml");
+    fs::write(
+        &suite,
+        "name: tiny\nmodels: [{ name: other, block: linear, dims: { hidden: 8 }, input: { tokens: 2 } }]\nprecisions: [bf16]\n",
+    )
+    .unwrap();
+    precheck()
+        .arg("run")
+        .arg(&suite)
+        .args(["--iterations", "2", "--seed", "99", "--out"])
+        .arg(&other)
+        .assert()
+        .code(0);
+    let output = precheck()
+        .arg("compare")
+        .arg(&base)
+        .arg(&other)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("different suites"), "{stderr}");
+    assert!(stderr.contains("different seeds"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("0 variants compared"), "{stdout}");
+}

@@ -37,7 +37,8 @@ Exit codes:
   0  no variant regressed
   1  a variant regressed: its verdict went from pass to fail or error, its accuracy dropped, or it
      got slower beyond the noise of both runs and the minimum effect
-  2  a run folder cannot be read, or the reports cannot be written";
+  2  a run folder cannot be read, the reports cannot be written, or the runs have no variant in
+     common (nothing was compared)";
 
 /// Significance level of the latency test: below it, a slowdown is beyond the runs' noise.
 pub const ALPHA: f64 = 0.01;
@@ -313,7 +314,11 @@ impl Comparison {
 
     /// [`ExitCode::GateFailed`] (1) when a variant regressed, else [`ExitCode::Success`].
     pub fn exit_code(&self) -> ExitCode {
-        if self.regressions().next().is_some() {
+        if self.variants.is_empty() {
+            // Two runs with no variant in common (other suites, disjoint filters): nothing was
+            // compared, which must not read as "no regression".
+            ExitCode::UsageOrSuiteError
+        } else if self.regressions().next().is_some() {
             ExitCode::GateFailed
         } else {
             ExitCode::Success
@@ -346,6 +351,45 @@ fn caveats(base: &RecordedRun, head: &RecordedRun) -> Vec<String> {
             "different machines ({} on {}; {} on {}): latency changes compare machines, not builds",
             b.device_name, b.host.cpu_model, h.device_name, h.host.cpu_model
         ));
+    }
+    let (bs, hs) = (&b.settings, &h.settings);
+    let settings: [(&str, String, String); 6] = [
+        ("seeds", bs.seed.to_string(), hs.seed.to_string()),
+        (
+            "iteration counts",
+            bs.iterations.to_string(),
+            hs.iterations.to_string(),
+        ),
+        (
+            "warm-up counts",
+            bs.warmup.to_string(),
+            hs.warmup.to_string(),
+        ),
+        (
+            "reference formats",
+            bs.reference.to_string(),
+            hs.reference.to_string(),
+        ),
+        (
+            "cache states",
+            format!("{:?}", bs.cache).to_lowercase(),
+            format!("{:?}", hs.cache).to_lowercase(),
+        ),
+        (
+            "backends",
+            b.backend.name().to_owned(),
+            h.backend.name().to_owned(),
+        ),
+    ];
+    for (what, then, now) in settings {
+        if then != now {
+            caveats.push(format!(
+                "different {what} ({then} in base, {now} in head): changes may come from that, not the build"
+            ));
+        }
+    }
+    if b.suite.sha256 != h.suite.sha256 && b.suite.name == h.suite.name {
+        caveats.push("the suite file changed between the runs".to_owned());
     }
     for (name, run) in [("base", base), ("head", head)] {
         if run.interrupted() {
