@@ -70,10 +70,24 @@ impl std::fmt::Display for GateFailure {
             "precision_mismatch" => {
                 f.write_str("precision mismatch detected (see the record's evidence)")
             }
-            "cos_min" => write!(f, "cos {:.6} < {}", self.value, self.threshold),
+            "cos_min" => write!(
+                f,
+                "cos {} < {}",
+                below(self.value, self.threshold),
+                self.threshold
+            ),
             gate => write!(f, "{gate} {:.4e} > {:.4e}", self.value, self.threshold),
         }
     }
+}
+
+/// `value` with the fewest decimals (6 at least) that still show it below `threshold`: a cosine
+/// of 0.99999993 under a gate of 0.9999999 reads `0.99999993`, not `1.000000`.
+fn below(value: f64, threshold: f64) -> String {
+    (6..=17)
+        .map(|decimals| format!("{value:.decimals$}"))
+        .find(|text| text.parse::<f64>().is_ok_and(|shown| shown < threshold))
+        .unwrap_or_else(|| value.to_string())
 }
 
 impl Gates {
@@ -232,5 +246,20 @@ mod tests {
         let gates = Gates::default().overridden_by(&spec);
         assert_eq!(gates.cos_min, Gates::DEFAULT_COS_MIN);
         assert_eq!(gates.rel_l2_max, Some(0.02));
+    }
+
+    #[test]
+    fn a_failed_cosine_shows_the_digits_that_put_it_below_the_gate() {
+        let failure = |value, threshold| GateFailure {
+            gate: "cos_min".into(),
+            threshold,
+            value,
+        };
+        assert_eq!(
+            failure(0.99999993, 0.9999999).to_string(),
+            "cos 0.99999993 < 0.9999999"
+        );
+        assert_eq!(failure(0.98, 0.999).to_string(), "cos 0.980000 < 0.999");
+        assert_eq!(failure(f64::NAN, 0.999).to_string(), "cos NaN < 0.999");
     }
 }
