@@ -116,6 +116,10 @@ fn crashed_hung_and_cuda_failed_workers_become_error_records_and_the_rest_pass()
             .unwrap()
             .contains("an illegal memory access"));
     }
+    // JUnit shows the crashed worker's stderr where CI servers look for it.
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<system-err>").count(), 2, "{junit}");
+    assert!(junit.contains("CUDA_ERROR_ILLEGAL_ADDRESS"), "{junit}");
 }
 
 fn line_count(path: &Path) -> usize {

@@ -38,6 +38,8 @@ struct Case {
     error: Option<Problem>,
     skipped: Option<String>,
     output: String,
+    /// The end of a crashed or hung worker's stderr, terminal escapes removed.
+    stderr: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,6 +69,11 @@ fn case(suite: &str, record: &VariantRecord) -> Case {
             message: row.why.clone(),
         }),
         skipped: (record.status == Status::Skipped).then(|| row.why.clone()),
+        stderr: record
+            .worker
+            .as_ref()
+            .map(|w| strip_terminal_escapes(&w.stderr_tail))
+            .filter(|s| !s.trim().is_empty()),
         output: format!(
             "precision {} ({}) on {}: cos {}, 1 - cos {}, max abs err {}, median {} ms (p10-p90 {}), speed-up {}",
             record.precision,
@@ -80,6 +87,28 @@ fn case(suite: &str, record: &VariantRecord) -> Case {
             row.speedup,
         ),
     }
+}
+
+/// `text` without the terminal's escape sequences (`ESC [ … m` colours, cursor moves): an
+/// engine's stderr as a CI server should show it.
+pub fn strip_terminal_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        if chars.next_if_eq(&'[').is_some() {
+            // Parameters and intermediates, then one final byte in @..~.
+            while let Some(next) = chars.next() {
+                if ('@'..='~').contains(&next) {
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Escapes text for XML content and attribute values, dropping the control characters XML 1.0
@@ -131,6 +160,7 @@ pub fn junit(run: &RecordedRun) -> Result<String, ReportError> {
         }),
         skipped: None,
         output: String::new(),
+        stderr: None,
     }));
     let suite = Suite {
         name: info.suite.name.clone(),
@@ -175,6 +205,14 @@ mod tests {
         assert_eq!(
             escape_xml("<a href=\"x\">'&'</a>\u{1}\n"),
             "&lt;a href=&quot;x&quot;&gt;&apos;&amp;&apos;&lt;/a&gt;\n"
+        );
+    }
+
+    #[test]
+    fn terminal_escapes_are_removed_from_engine_output() {
+        assert_eq!(
+            strip_terminal_escapes("\u{1b}[31merror\u{1b}[0m: bad \u{1b}[2Kline"),
+            "error: bad line"
         );
     }
 }
