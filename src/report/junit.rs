@@ -101,7 +101,7 @@ pub fn strip_terminal_escapes(text: &str) -> String {
         }
         if chars.next_if_eq(&'[').is_some() {
             // Parameters and intermediates, then one final byte in @..~.
-            while let Some(next) = chars.next() {
+            for next in chars.by_ref() {
                 if ('@'..='~').contains(&next) {
                     break;
                 }
