@@ -23,6 +23,15 @@ pub enum MergeError {
         /// Why.
         message: String,
     },
+    /// A run folder holding records of variants its run did not plan (written by something
+    /// else, or copied in): merging them would report variants nobody asked for.
+    #[error("{dir}: records of variants its run did not plan: {}", ids.join(", "))]
+    Unplanned {
+        /// The run folder.
+        dir: PathBuf,
+        /// The unplanned variants.
+        ids: Vec<String>,
+    },
     /// Two runs that are not slices of one run.
     #[error("cannot merge {first} and {second}: {what} differ ({first_value} and {second_value})")]
     Mismatch {
@@ -81,6 +90,20 @@ pub fn merge(
     };
     for (dir, info, _) in &runs[1..] {
         check_same_run((first_dir, first), (dir, info))?;
+    }
+    // (A run.json older than its plan field lists none: nothing to check against.)
+    for (dir, info, (records, _)) in runs.iter().filter(|(_, info, _)| !info.planned.is_empty()) {
+        let ids: Vec<String> = records
+            .iter()
+            .filter(|r| !info.planned.contains(&r.id))
+            .map(|r| r.id.clone())
+            .collect();
+        if !ids.is_empty() {
+            return Err(MergeError::Unplanned {
+                dir: dir.clone(),
+                ids,
+            });
+        }
     }
     let mut merged = join(&runs);
     merged.info.command_line = command_line;
@@ -208,5 +231,55 @@ fn join(runs: &[Run]) -> Merged {
         duplicates,
         missing_shards,
         warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = "tests/fixtures/runs/base";
+
+    /// A copy of the fixture run in `into`, its `run.json` changed by `edit`.
+    fn copy(into: &Path, edit: impl Fn(&mut RunInfo)) -> PathBuf {
+        std::fs::create_dir_all(into).unwrap();
+        std::fs::copy(
+            Path::new(FIXTURE).join(super::super::RESULTS_FILE),
+            into.join(super::super::RESULTS_FILE),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(Path::new(FIXTURE).join(RUN_INFO_FILE)).unwrap();
+        let mut info: RunInfo = serde_json::from_str(&text).unwrap();
+        edit(&mut info);
+        std::fs::write(
+            into.join(RUN_INFO_FILE),
+            serde_json::to_string(&info).unwrap(),
+        )
+        .unwrap();
+        into.to_owned()
+    }
+
+    #[test]
+    fn a_record_its_run_did_not_plan_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (records, _) =
+            read_records(&Path::new(FIXTURE).join(super::super::RESULTS_FILE)).unwrap();
+        let planned: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let whole = copy(&dir.path().join("a"), |info| info.planned = planned.clone());
+        let short = copy(&dir.path().join("b"), |info| {
+            info.planned = planned[..planned.len() - 1].to_vec();
+        });
+        let dropped = planned.last().unwrap();
+        let error = merge(&[whole, short.clone()], &dir.path().join("out"), vec![])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            format!(
+                "{}: records of variants its run did not plan: {}",
+                short.display(),
+                dropped
+            )
+        );
     }
 }
