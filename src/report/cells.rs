@@ -80,9 +80,23 @@ fn verdict_reason(record: &VariantRecord) -> String {
         Status::Failed => failures(record),
         Status::Error | Status::Skipped => record
             .error
-            .clone()
-            .unwrap_or_else(|| "unknown error".to_owned()),
+            .as_deref()
+            .map_or_else(|| "unknown error".to_owned(), visible_controls),
     }
+}
+
+/// `text` (an engine's message) with its control characters other than newline and tab shown as
+/// `\u{1b}` escapes, so that an engine's NUL, ESC or BEL reaches no terminal or report raw.
+pub fn visible_controls(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            shown.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
 }
 
 /// The gates a variant failed, with their numbers: `cos 0.998000 < 0.999; …`.

@@ -39,12 +39,31 @@ pub fn summary_table(records: &[VariantRecord]) -> String {
     table.to_string()
 }
 
-/// One line per variant that did not pass: which and why.
+/// One line per reason variants did not pass: which and why (variants that did not pass for the
+/// same reason, a missing engine say, share one line).
 pub fn problems(records: &[VariantRecord]) -> Vec<String> {
-    records
-        .iter()
-        .filter(|r| r.status != Status::Passed)
-        .map(|r| format!("{:5} {}: {}", r.status.name(), r.id, cells::why(r)))
+    let mut groups: Vec<(Status, String, Vec<&str>)> = Vec::new();
+    for record in records.iter().filter(|r| r.status != Status::Passed) {
+        let why = cells::why(record);
+        match groups
+            .iter_mut()
+            .find(|(status, reason, _)| *status == record.status && *reason == why)
+        {
+            Some((_, _, ids)) => ids.push(&record.id),
+            None => groups.push((record.status, why, vec![&record.id])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(status, why, ids)| match ids[..] {
+            [id] => format!("{:5} {id}: {why}", status.name()),
+            _ => format!(
+                "{:5} {} variants ({}): {why}",
+                status.name(),
+                ids.len(),
+                ids.join(", ")
+            ),
+        })
         .collect()
 }
 
@@ -62,4 +81,39 @@ pub fn verdict_line(records: &[VariantRecord]) -> String {
         count(Status::Failed),
         count(Status::Error)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first record of a recorded run, as `status` with `error`.
+    fn record(id: &str, status: Status, error: &str) -> VariantRecord {
+        let line = include_str!("../../tests/fixtures/runs/base/results.jsonl")
+            .lines()
+            .next()
+            .unwrap();
+        let mut record: VariantRecord = serde_json::from_str(line).unwrap();
+        record.id = id.to_owned();
+        record.status = status;
+        record.error = Some(error.to_owned());
+        record
+    }
+
+    #[test]
+    fn variants_skipped_for_one_reason_share_a_line_and_controls_stay_visible() {
+        let missing = "trtexec not found on PATH";
+        let records = [
+            record("a/fp16/trt", Status::Skipped, missing),
+            record("a/fp8/trt", Status::Skipped, missing),
+            record("b/fp8/trt", Status::Error, "engine said \u{1b}[31mno\u{7}"),
+        ];
+        assert_eq!(
+            problems(&records),
+            [
+                format!("SKIP  2 variants (a/fp16/trt, a/fp8/trt): {missing}"),
+                "ERROR b/fp8/trt: engine said \\u{1b}[31mno\\u{7}".to_owned(),
+            ]
+        );
+    }
 }
