@@ -55,6 +55,25 @@ fn run(engine: &[String]) -> Vec<VariantRecord> {
 }
 
 /// `--kernel` and `--compute` arguments of the engine, quoted for its shell command line.
+/// Prints the range of `1 − cos` to the request of the FP32 variants' outputs (what README's
+/// table of the evidence quotes; `--no-capture` shows it).
+fn print_fp32_distances(what: &str, records: &[VariantRecord]) {
+    let distances: Vec<f64> = records
+        .iter()
+        .filter(|r| r.precision == "fp32")
+        .map(|r| {
+            let mismatch = r.mismatch.as_ref().unwrap();
+            mismatch.fingerprint.as_ref().unwrap().requested_distance
+        })
+        .collect();
+    let (low, high) = distances
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &d| {
+            (l.min(d), h.max(d))
+        });
+    eprintln!("{what}: 1 − cos to the FP32 request {low:.1e} to {high:.1e}");
+}
+
 fn engine(kernels: &[(&str, &str)], computes: &[(&str, &str)]) -> Vec<String> {
     let mut args = Vec::new();
     for (precision, name) in kernels {
@@ -76,6 +95,7 @@ fn each_planted_fallback_is_caught_in_every_model() {
         ],
         &[("fp32", "bf16"), ("bf16", "bf16"), ("fp16", "fp16")],
     ));
+    print_fp32_distances("FP32 run as a BF16 GEMM", &records);
     for record in &records {
         let verdict = &record.mismatch.as_ref().unwrap().verdict;
         let Verdict::Detected {
@@ -126,6 +146,7 @@ fn the_same_engine_run_honestly_raises_no_alarm() {
 #[test]
 fn fp32_run_as_an_fp16_gemm_is_caught_by_the_numbers() {
     let records = run(&engine(&[], &[("fp32", "fp16")]));
+    print_fp32_distances("FP32 run as an FP16 GEMM", &records);
     for record in records.iter().filter(|r| r.precision == "fp32") {
         let verdict = &record.mismatch.as_ref().unwrap().verdict;
         assert!(
