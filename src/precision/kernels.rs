@@ -96,6 +96,8 @@ const H200: &str = "cuBLAS 13.1 on H200, precheck's own CUPTI traces (BENCHMARKS
 const LEGACY: &str = "cuBLAS 11-12 kernel names as nsys and torch.profiler show them \
                       (e.g. ampere_sgemm_128x64_tn, ampere_h16816gemm_..., ampere_bf16_s16816gemm_bf16_...)";
 const OWN: &str = "precheck's own kernels, src/backend/cuda/kernels.cu";
+const H200_DECODE: &str = "precheck's own CUPTI trace of a one-token linear layer on H200 \
+                           (cuBLAS 13.1; CUPTI gives the mangled name)";
 const TORCH_H200: &str = "PyTorch 2.11 (CUDA 13.0, cuBLAS 13.1) on H200, \
                           tests/fixtures/kernels/h200_torch_kernels.json (scripts/record_kernel_names.py)";
 const CUTLASS3: &str =
@@ -150,11 +152,18 @@ static RULES: &[(Matcher, KernelClass, &str)] = &[
         Gemm(Fp16),
         CUTLASS3,
     ),
-    // cuBLAS GEMVs (one row: decode shapes), typed by their template arguments.
+    // cuBLAS GEMVs (one row: decode shapes), typed by their template arguments, as
+    // torch.profiler shows them and as CUPTI does (Itanium-mangled: `Iiiffff` is
+    // `<int, int, float, float, …`).
     (
         Matcher::Contains(&["gemv", "<int, int, float, float"]),
         Gemm(Fp32),
         TORCH_H200,
+    ),
+    (
+        Matcher::Contains(&["gemv", "Iiiffff"]),
+        Gemm(Fp32),
+        H200_DECODE,
     ),
     (
         Matcher::Contains(&["gemv", "__nv_bfloat16"]),
@@ -477,8 +486,11 @@ mod tests {
                 .len(),
             1
         );
-        // A BF16 variant whose one-token GEMM ran as cuBLAS's FP32 GEMV ran higher.
+        // A BF16 variant whose one-token GEMM ran as cuBLAS's FP32 GEMV ran higher, and a TF32
+        // one too: cuBLAS runs its one-token GEMMs in FP32 (the name as CUPTI gives it).
         assert_eq!(evidence(&[gemv], Bf16, None).above.len(), 1);
+        let mangled = launch("_Z17gemv2T_kernel_valIiiffffLi128ELi16ELi4ELi4ELb0ELb0E18cublasGemvParamsExIi30cublasGemvTensorStridedBatchedIKfES3_S1_IfEfEEvT11_T4_S7_");
+        assert_eq!(evidence(&[mangled], Tf32, None).above.len(), 1);
     }
 
     #[test]
