@@ -97,7 +97,8 @@ const LEGACY: &str = "cuBLAS 11-12 kernel names as nsys and torch.profiler show 
                       (e.g. ampere_sgemm_128x64_tn, ampere_h16816gemm_..., ampere_bf16_s16816gemm_bf16_...)";
 const OWN: &str = "precheck's own kernels, src/backend/cuda/kernels.cu";
 const H200_DECODE: &str = "precheck's own CUPTI trace of a one-token linear layer on H200 \
-                           (cuBLAS 13.1; CUPTI gives the mangled name)";
+                           (cuBLAS 13.1; CUPTI gives the mangled name), \
+                           tests/fixtures/kernels/h200_precheck_linear_kernels.json";
 const TORCH_H200: &str = "PyTorch 2.11 (CUDA 13.0, cuBLAS 13.1) on H200, \
                           tests/fixtures/kernels/h200_torch_kernels.json (scripts/record_kernel_names.py)";
 const CUTLASS3: &str =
@@ -460,6 +461,36 @@ mod tests {
                 }
             }
             assert!(found > 0, "{workload}: nothing but auxiliary kernels");
+        }
+    }
+
+    /// Every kernel precheck's own CUDA backend launched (through CUPTI, mangled names and all)
+    /// for a linear layer at 1 and 256 tokens in five precisions on an H200: classified as what
+    /// ran, which at one token in TF32 is cuBLAS's FP32 GEMV.
+    #[test]
+    fn the_h200_precheck_fixture_is_classified_as_what_ran() {
+        let text =
+            std::fs::read_to_string("tests/fixtures/kernels/h200_precheck_linear_kernels.json")
+                .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let runs: BTreeMap<String, BTreeMap<String, u32>> =
+            serde_json::from_value(json["kernels"].clone()).unwrap();
+        assert_eq!(runs.len(), 10);
+        for (id, kernels) in &runs {
+            let expected = match id.split('/').nth(1).unwrap() {
+                "fp32" => Fp32,
+                "tf32" if id.starts_with("one_token") => Fp32,
+                "tf32" => Tf32,
+                "bf16" => Bf16,
+                "fp16" => Fp16,
+                _ => Fp8,
+            };
+            let gemms: Vec<KernelClass> = kernels
+                .keys()
+                .map(|name| classify(name))
+                .filter(|class| *class != Auxiliary)
+                .collect();
+            assert_eq!(gemms, [Gemm(expected)], "{id}: {kernels:?}");
         }
     }
 
