@@ -51,6 +51,9 @@ pub enum PlanError {
     /// `--iterations 0`.
     #[error("--iterations must be at least 1")]
     NoIterations,
+    /// The suite's matrix is empty: its `exclude` entries remove every combination.
+    #[error("the suite has no variant to run: its matrix's `exclude` entries remove every combination of models, precisions and gpus")]
+    NoVariants,
     /// A GPU backend, and no variant targets its device.
     #[error("no variant of this suite targets {device} (its gpus: {gpus}); add `cuda` or a matching GPU name to `gpus`")]
     NoMatchingDevice {
@@ -132,6 +135,9 @@ pub fn plan(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if suite.variants.is_empty() {
+        return Err(PlanError::NoVariants);
+    }
     let mut seen = HashSet::new();
     let device_name = device_name.to_ascii_lowercase();
     let targets_device = |device: &DeviceSelector| match (kind, device) {
@@ -312,5 +318,21 @@ gpus: [h100, h200]
             error.to_string(),
             "no variant matches --filter `fp8`; `precheck list` shows the ids"
         );
+    }
+
+    #[test]
+    fn a_matrix_that_excludes_everything_says_so() {
+        let text =
+            format!("{SUITE}matrix:\n  exclude:\n    - {{ model: a }}\n    - {{ model: b }}\n");
+        let suite = crate::suite::from_str(Path::new("t.yaml"), &text).unwrap();
+        for kind in [BackendKind::Cpu, BackendKind::Cuda] {
+            let error = plan(&suite, kind, "NVIDIA H100", &Overrides::default()).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("`exclude` entries remove every combination"),
+                "{error}"
+            );
+        }
     }
 }

@@ -194,6 +194,21 @@ fn the_command_backend_without_a_command_exits_2_and_says_so() {
 }
 
 #[test]
+fn a_folder_with_files_precheck_did_not_write_is_refused() {
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("report.html"), "<p>my own report</p>").unwrap();
+    precheck()
+        .args(["run", "suites/smoke.yaml", "--out"])
+        .arg(out.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already holds report.html"));
+    let kept = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert_eq!(kept, "<p>my own report</p>");
+    assert!(!out.path().join("run.json").exists());
+}
+
+#[test]
 fn existing_results_are_never_overwritten() {
     let out = tempfile::tempdir().unwrap();
     std::fs::write(out.path().join("results.jsonl"), "keep me\n").unwrap();

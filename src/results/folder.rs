@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use super::lock::{FolderLock, LockError};
+use super::lock::{FolderLock, LockError, LOCK_FILE};
 use super::{ResultsError, ResultsWriter, RunInfo, VariantRecord, RESULTS_FILE, RUN_INFO_FILE};
 
 /// A run folder that cannot be opened.
@@ -14,6 +14,14 @@ pub enum ResumeError {
     /// A result file that cannot be read or written.
     #[error(transparent)]
     Results(#[from] ResultsError),
+    /// A new run's folder that already holds files precheck would overwrite or mix with.
+    #[error("{dir} already holds {}: a run writes into a new or empty folder (pick another --out, or --resume a run folder)", files.join(", "))]
+    Occupied {
+        /// The folder.
+        dir: PathBuf,
+        /// What it holds.
+        files: Vec<String>,
+    },
     /// Another process writes the folder, or it cannot be locked.
     #[error(transparent)]
     Locked(#[from] LockError),
@@ -59,11 +67,23 @@ pub fn start(dir: &Path, info: RunInfo) -> Result<RunFolder, ResumeError> {
         path: dir.to_owned(),
         source,
     })?;
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|source| ResultsError::Io {
+            path: dir.to_owned(),
+            source,
+        })?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != LOCK_FILE)
+        .collect();
+    if !files.is_empty() {
+        files.sort();
+        return Err(ResumeError::Occupied {
+            dir: dir.to_owned(),
+            files,
+        });
+    }
     let lock = FolderLock::acquire(dir)?;
-    start_locked(dir, info, lock)
-}
-
-fn start_locked(dir: &Path, info: RunInfo, lock: FolderLock) -> Result<RunFolder, ResumeError> {
     let writer = ResultsWriter::create(dir)?;
     writer.write_run_info(&info)?;
     Ok(RunFolder {
