@@ -169,7 +169,11 @@ pub(super) fn merge(run_dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode
 
 pub(super) fn print_summary(records: &[VariantRecord], out: &Path) {
     println!("{}", terminal::summary_table(records));
-    for line in terminal::problems(records) {
+    let style = terminal::Style::new(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR"),
+    );
+    for line in terminal::problems(records, style) {
         println!("{line}");
     }
     println!("{}", terminal::verdict_line(records));
@@ -200,6 +204,7 @@ pub(super) fn display_paths(paths: &[PathBuf]) -> String {
 pub(super) struct Progress {
     bar: ProgressBar,
     interactive: bool,
+    style: terminal::Style,
 }
 
 impl Progress {
@@ -210,9 +215,11 @@ impl Progress {
             ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
                 .expect("the template is valid"),
         );
+        let interactive = std::io::stderr().is_terminal();
         Progress {
             bar,
-            interactive: std::io::stderr().is_terminal(),
+            interactive,
+            style: terminal::Style::new(interactive, std::env::var_os("NO_COLOR")),
         }
     }
 }
@@ -227,8 +234,8 @@ impl Observer for Progress {
             .accuracy
             .map_or_else(|| "-".to_owned(), |a| format!("{:.6}", a.cos));
         let line = format!(
-            "{:5} {} cos {} ({:.1} s)",
-            record.status.name(),
+            "{} {} cos {} ({:.1} s)",
+            self.style.status(record.status),
             record.id,
             cos,
             record.wall_s

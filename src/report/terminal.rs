@@ -6,6 +6,36 @@ use comfy_table::{CellAlignment, Table};
 use super::cells::{self, VariantRow};
 use crate::results::{Status, VariantRecord};
 
+/// Whether terminal output is coloured: on a terminal, unless `NO_COLOR` is set (no-color.org).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    colour: bool,
+}
+
+impl Style {
+    /// The style for a stream that `is_terminal` or not, with the `NO_COLOR` variable's value.
+    pub fn new(is_terminal: bool, no_color: Option<std::ffi::OsString>) -> Style {
+        Style {
+            colour: is_terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
+
+    /// A verdict word (`pass`, `FAIL`, `ERROR`, `SKIP`), padded to 5 columns, coloured if on.
+    pub fn status(self, status: Status) -> String {
+        let word = format!("{:5}", status.name());
+        if !self.colour {
+            return word;
+        }
+        let code = match status {
+            Status::Passed => "32",
+            Status::Failed => "1;31",
+            Status::Error => "1;35",
+            Status::Skipped => "33",
+        };
+        format!("\u{1b}[{code}m{word}\u{1b}[0m")
+    }
+}
+
 /// The summary table: variant, cos, max abs err, median latency, speed-up, verdict.
 pub fn summary_table(records: &[VariantRecord]) -> String {
     let mut table = Table::new();
@@ -40,8 +70,8 @@ pub fn summary_table(records: &[VariantRecord]) -> String {
 }
 
 /// One line per reason variants did not pass: which and why (variants that did not pass for the
-/// same reason, a missing engine say, share one line).
-pub fn problems(records: &[VariantRecord]) -> Vec<String> {
+/// same reason, a missing engine say, share one line), their verdict styled by `style`.
+pub fn problems(records: &[VariantRecord], style: Style) -> Vec<String> {
     let mut groups: Vec<(Status, String, Vec<&str>)> = Vec::new();
     for record in records.iter().filter(|r| r.status != Status::Passed) {
         let why = cells::why(record);
@@ -56,10 +86,10 @@ pub fn problems(records: &[VariantRecord]) -> Vec<String> {
     groups
         .into_iter()
         .map(|(status, why, ids)| match ids[..] {
-            [id] => format!("{:5} {id}: {why}", status.name()),
+            [id] => format!("{} {id}: {why}", style.status(status)),
             _ => format!(
-                "{:5} {} variants ({}): {why}",
-                status.name(),
+                "{} {} variants ({}): {why}",
+                style.status(status),
                 ids.len(),
                 ids.join(", ")
             ),
@@ -109,11 +139,25 @@ mod tests {
             record("b/fp8/trt", Status::Error, "engine said \u{1b}[31mno\u{7}"),
         ];
         assert_eq!(
-            problems(&records),
+            problems(&records, Style::new(false, None)),
             [
                 format!("SKIP  2 variants (a/fp16/trt, a/fp8/trt): {missing}"),
                 "ERROR b/fp8/trt: engine said \\u{1b}[31mno\\u{7}".to_owned(),
             ]
         );
+    }
+
+    #[test]
+    fn verdicts_are_coloured_on_a_terminal_unless_no_color_is_set() {
+        let plain = Style::new(false, None);
+        assert_eq!(plain.status(Status::Failed), "FAIL ");
+        let coloured = Style::new(true, None);
+        assert_eq!(
+            coloured.status(Status::Failed),
+            "\u{1b}[1;31mFAIL \u{1b}[0m"
+        );
+        assert_eq!(Style::new(true, Some("1".into())), plain);
+        // An empty NO_COLOR does not count (no-color.org).
+        assert_eq!(Style::new(true, Some("".into())), coloured);
     }
 }
