@@ -34,3 +34,68 @@ fn the_readme_suite_example_is_valid() {
         "fp8_e4m3/per_token"
     );
 }
+
+/// Every `precheck` command the README's code blocks show is a subcommand, and every flag written
+/// on it, or at the head of a bullet of the "Command line" section (flags of `run`), is in that
+/// subcommand's `--help`: the README cannot name a command or flag precheck does not have.
+#[test]
+fn every_command_and_flag_the_readme_names_exists() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let mut commands: Vec<String> = Vec::new();
+    let mut in_code = false;
+    let mut pending = String::new();
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if !in_code {
+            continue;
+        }
+        let code = line.split(" #").next().unwrap().trim();
+        let joined = format!("{pending}{code}");
+        if let Some(continued) = joined.strip_suffix('\\') {
+            pending = continued.to_owned();
+            continue;
+        }
+        pending.clear();
+        if let Some(at) = joined.find("precheck ") {
+            let command = &joined[at + "precheck ".len()..];
+            if command.starts_with(|c: char| c.is_ascii_lowercase()) {
+                commands.push(command.to_owned());
+            }
+        }
+    }
+    assert!(commands.len() >= 14, "{commands:?}");
+    let section =
+        &readme[readme.find("## Command line").unwrap()..readme.find("## Exit codes").unwrap()];
+    for bullet in section.lines().filter(|l| l.starts_with("- `--")) {
+        let flag = bullet[3..].split(['`', ' ']).next().unwrap();
+        commands.push(format!("run {flag}"));
+    }
+    let help = |subcommand: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_precheck"))
+            .args([subcommand, "--help"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "precheck {subcommand} is not a command"
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    for command in &commands {
+        let subcommand = command.split_whitespace().next().unwrap();
+        let text = help(subcommand);
+        for flag in command
+            .split(|c: char| c.is_whitespace() || matches!(c, '[' | ']' | '|' | '('))
+            .filter(|word| word.starts_with("--"))
+        {
+            let flag = flag.split('=').next().unwrap();
+            assert!(
+                text.contains(flag),
+                "README: `precheck {command}`: {flag} is not in `precheck {subcommand} --help`"
+            );
+        }
+    }
+}
