@@ -7,8 +7,53 @@ use super::locate::{Location, LocationIndex};
 use super::schema::SuiteFile;
 use crate::hints::nearest;
 
+/// How deep `[` and `{` may nest: serde_yaml's own recursion limit. Checked before parsing, so
+/// that a hostile file (100 000 brackets deep) is refused at once rather than after minutes of
+/// locating its error.
+const MAX_NESTING: usize = 128;
+
+/// Where flow collections first nest deeper than [`MAX_NESTING`], outside quotes and comments.
+fn too_deep(text: &str) -> Option<Location> {
+    let mut depth = 0usize;
+    for (index, line) in text.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        for (column, c) in line.chars().enumerate() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') if previous.is_whitespace() => break,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Some(Location {
+                            line: index + 1,
+                            column: column + 1,
+                        });
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            previous = c;
+        }
+    }
+    None
+}
+
 /// Parses `text` (read from `file`) into the raw suite types.
 pub fn parse(file: &Path, text: &str) -> Result<SuiteFile, SuiteError> {
+    if let Some(location) = too_deep(text) {
+        return Err(SuiteError {
+            file: file.to_owned(),
+            location: Some(location),
+            key: String::new(),
+            kind: Box::new(SuiteErrorKind::Invalid(format!(
+                "collections nest deeper than {MAX_NESTING} levels"
+            ))),
+        });
+    }
     let deserializer = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -111,4 +156,34 @@ fn parse_unknown(message: &str) -> Option<Unknown> {
     } else {
         Unknown::Value { found, expected }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collections_nested_beyond_the_limit_are_refused_at_once() {
+        let deep = format!(
+            "name: t\nmodels: {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let started = std::time::Instant::now();
+        let error = parse(Path::new("deep.yaml"), &deep)
+            .unwrap_err()
+            .to_string();
+        assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+        assert!(
+            error.contains("deep.yaml:2:137") && error.contains("nest deeper than 128 levels"),
+            "{error}"
+        );
+        // Brackets in quotes and comments do not count.
+        let quoted = format!(
+            "name: t # {}\ndescription: '{}'\n",
+            "[".repeat(200),
+            "{".repeat(200)
+        );
+        assert!(too_deep(&quoted).is_none());
+    }
 }
