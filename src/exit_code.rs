@@ -34,24 +34,6 @@ impl ExitCode {
     }
 }
 
-impl ExitCode {
-    /// The code of a run as its folder holds it: stopped (`interrupted`) before it ended, a
-    /// planned variant without a record (a run killed, a record deleted), then as its records
-    /// say. An incomplete run is never a pass.
-    pub fn of_run(records: &[VariantRecord], planned: &[String], interrupted: bool) -> ExitCode {
-        if interrupted {
-            ExitCode::Interrupted
-        } else if planned
-            .iter()
-            .any(|id| !records.iter().any(|r| &r.id == id))
-        {
-            ExitCode::VariantError
-        } else {
-            ExitCode::of_records(records)
-        }
-    }
-}
-
 impl From<ExitCode> for std::process::ExitCode {
     fn from(code: ExitCode) -> Self {
         std::process::ExitCode::from(code as u8)

@@ -307,23 +307,15 @@ pub fn evidence(
                 if Some(precision) == attention {
                     attention_gemms.push((kernel.name.clone(), precision));
                 } else {
-                    found.judge(kernel.name.clone(), precision);
+                    found.judge(kernel.name.clone(), precision, expected);
                 }
             }
             // Attention's own products run in the default format where the block has
             // attention; elsewhere a fused attention kernel is judged like any GEMM.
-            KernelClass::Attention(Some(precision)) => match attention {
-                Some(expected) if precision != expected => {
-                    let name = kernel.name.clone();
-                    if precision > expected {
-                        found.above.push(name);
-                    } else {
-                        found.below.push(name);
-                    }
-                }
-                Some(_) => {}
-                None => found.judge(kernel.name.clone(), precision),
-            },
+            KernelClass::Attention(Some(precision)) => {
+                let against = attention.unwrap_or(expected);
+                found.judge(kernel.name.clone(), precision, against);
+            }
             KernelClass::Attention(None) => found.unproven.push(kernel.name.clone()),
             Auxiliary => {}
             KernelClass::Unclassified => found.unclassified.push(kernel.name.clone()),
@@ -331,18 +323,18 @@ pub fn evidence(
     }
     if !found.gemm_us.contains_key(&expected) {
         for (name, precision) in attention_gemms {
-            found.judge(name, precision);
+            found.judge(name, precision, expected);
         }
     }
     found
 }
 
 impl KernelEvidence {
-    /// Files GEMM kernel `name`, whose math ran in `precision`, above or below the expected one.
-    fn judge(&mut self, name: String, precision: MathPrecision) {
-        if precision > self.expected {
+    /// Files kernel `name`, whose math ran in `precision`, above or below `expected`.
+    fn judge(&mut self, name: String, precision: MathPrecision, expected: MathPrecision) {
+        if precision > expected {
             self.above.push(name);
-        } else if precision < self.expected {
+        } else if precision < expected {
             self.below.push(name);
         }
     }

@@ -52,8 +52,16 @@ impl RecordedRun {
             .collect()
     }
 
-    /// The run's exit code, as the records and the plan give it ([`ExitCode::of_run`]).
+    /// The run's exit code as its folder holds it: stopped before it ended, then a planned
+    /// variant without a record (a run killed, a record deleted), then as its records say. An
+    /// incomplete run is never a pass.
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::of_run(&self.records, &self.info.planned, self.interrupted())
+        if self.interrupted() {
+            ExitCode::Interrupted
+        } else if !self.missing().is_empty() {
+            ExitCode::VariantError
+        } else {
+            ExitCode::of_records(&self.records)
+        }
     }
 }
