@@ -270,6 +270,7 @@ pub fn rewrite(model: &ModelProto, policy: &Policy) -> Result<ModelProto, Export
     }
     let fused = FusedActivations::find(graph);
     let mut rounded_weights: Vec<TensorProto> = Vec::new();
+    let mut weights_done: HashMap<String, String> = HashMap::new();
     let mut nodes = Vec::with_capacity(graph.node.len());
     nodes.append(&mut emit.nodes);
     for original in &graph.node {
@@ -288,10 +289,19 @@ pub fn rewrite(model: &ModelProto, policy: &Policy) -> Result<ModelProto, Export
             let weight = weight_input(&node).filter(|&i| initializers.contains_key(&node.input[i]));
             match weight {
                 Some(w) => {
-                    let tensor = &initializers[&node.input[w]];
-                    let (name, rounded) =
-                        emit_weight(&mut emit, &node, w, tensor, policy.matmul.weights)?;
-                    rounded_weights.extend(rounded);
+                    // A weight several matmuls share (tied embeddings) is rounded or quantized
+                    // once, so that its quantized initializer is not written twice.
+                    let name = match weights_done.get(&node.input[w]) {
+                        Some(done) => done.clone(),
+                        None => {
+                            let tensor = &initializers[&node.input[w]];
+                            let (name, rounded) =
+                                emit_weight(&mut emit, &node, w, tensor, policy.matmul.weights)?;
+                            rounded_weights.extend(rounded);
+                            weights_done.insert(node.input[w].clone(), name.clone());
+                            name
+                        }
+                    };
                     node.input[w] = name;
                     let matmul = policy.matmul;
                     if matches!(matmul.weights.recipe, Recipe::Group { .. })
@@ -481,5 +491,38 @@ mod tests {
         assert_eq!(op_class("Reshape"), OpClass::DataMovement);
         assert_eq!(op_class("Add"), OpClass::Default);
         assert_eq!(op_class("SomeCustomOp"), OpClass::Default);
+    }
+
+    #[test]
+    fn a_weight_two_matmuls_share_is_quantized_once() {
+        use super::super::emit::{f32_bytes, node, tensor};
+        use crate::onnx_proto::{OperatorSetIdProto, ValueInfoProto};
+        let graph = GraphProto {
+            input: vec![ValueInfoProto::float("x", &[2, 4])],
+            output: vec![ValueInfoProto::float("y", &[2, 3])],
+            initializer: vec![tensor("w", DataType::Float, &[4, 3], f32_bytes(&[0.5; 12]))],
+            node: vec![
+                node("MatMul", &["x", "w"], "a", vec![]),
+                node("MatMul", &["x", "w"], "b", vec![]),
+                node("Add", &["a", "b"], "y", vec![]),
+            ],
+            ..Default::default()
+        };
+        let model = ModelProto {
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 21,
+            }],
+            graph: Some(graph),
+            ..Default::default()
+        };
+        let policy = crate::precision::presets::preset("int8").unwrap();
+        let graph = rewrite(&model, &policy).unwrap().graph.unwrap();
+        let mut names: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names.iter().filter(|n| **n == "w.quantized").count(), 1);
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "initializer names are unique");
     }
 }
