@@ -13,6 +13,12 @@ pub fn nearest<'a>(found: &str, candidates: impl IntoIterator<Item = &'a str>) -
         .map(|(_, c)| c.to_owned())
 }
 
+/// `" (did you mean `name`?)"` for the nearest of `candidates`, or nothing: the tail of an error
+/// that names something unknown.
+pub fn did_you_mean<'a>(found: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    nearest(found, candidates).map_or(String::new(), |near| format!(" (did you mean `{near}`?)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,8 @@
 //!
 //! - Ground types every stage shares: [`hints`] (did-you-mean), [`ident`] (names), [`host`],
 //!   [`shard`] (a run's slice of the matrix), [`formats`] (the number formats), [`onnx_proto`]
-//!   (the ONNX protobuf), [`tensor`] and [`linalg`].
+//!   (the ONNX protobuf), [`array`] (an ONNX model's named N-D inputs and outputs), [`tensor`] and
+//!   [`linalg`].
 //! - [`measure`]: accuracy, latency, cache state, clocks and kernel launches, as measured.
 //! - [`quant`] (scaling recipes) → [`precision`] (policies, presets, what each kernel computes
 //!   in) → [`model`] (blocks, weights, inputs and their math).
@@ -21,6 +22,7 @@
 
 mod nan_as_null;
 
+pub mod array;
 pub mod backend;
 pub mod cli;
 pub mod exit_code;

@@ -826,6 +826,21 @@ impl ValueInfoProto {
             ..Default::default()
         }
     }
+
+    /// A float tensor whose shape is left to the engine (a marked intermediate value).
+    pub fn float_of_any_shape(name: &str) -> Self {
+        ValueInfoProto {
+            name: name.to_owned(),
+            r#type: Some(TypeProto {
+                tensor_type: Some(TensorTypeProto {
+                    elem_type: DataType::Float as i32,
+                    shape: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ const STAGES: &[&str] = &[
     "shard",
     "formats",
     "onnx_proto",
+    "array",
     "tensor",
     "linalg",
     // What is measured, and the numbers it is measured in.

@@ -1,38 +1,52 @@
-//! ONNX files as models (`block: onnx`): read for their interface, refused without a golden
-//! reference, rewritten into each policy for ONNX Runtime (command backend), handed as they are
-//! with builder flags to trtexec (its stand-in), and never evaluated by precheck's CPU backend. Needs python3 with onnx,
-//! onnxruntime, numpy and safetensors.
+//! A user's ONNX model (`block: onnx`) through the precision matrix: any interface (a conv net
+//! with an image and token ids, two outputs, dynamic dimensions, opset 11), the reference and
+//! the CPU emulation in ONNX Runtime in process, the same rewrites handed to a command engine
+//! (`ort_runner.py`) and to trtexec (its stand-in), localization along the graph, and inputs
+//! that cannot be read. Needs python3 with onnxruntime, numpy and safetensors (the test
+//! environment's), and ONNX Runtime's library from the `onnxruntime` package.
 
 mod common;
 
 use common::precheck;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use precheck::array::ArrayData;
+use precheck::backend::ort::OrtModel;
+use precheck::export;
+use precheck::formats::Format;
+use precheck::model::onnx::{self, Localize, OnnxInputSpec, OnnxModel};
+use precheck::precision::presets;
 use precheck::results::{read_records, Status, VariantRecord, RESULTS_FILE};
-use predicates::prelude::*;
-
-const SOURCE: &str = "
-name: source
-defaults: { seed: 5 }
-models:
-  - { name: mlp, block: mlp, dims: { hidden: 32, intermediate: 96 }, activation: silu, input: { tokens: 6 } }
-precisions: [fp32]
-";
-
-const SUITE: &str = "
-name: onnx_models
-defaults: { seed: 5, warmup: 1, iterations: 3 }
-reference: { precision: bf16, file: golden.safetensors }
-models:
-  - { name: exported, block: onnx, onnx: mlp.onnx, input: { tokens: 6 } }
-  - { name: dynamic, block: onnx, onnx: dynamic.onnx, input: { tokens: 6 } }
-precisions: [fp32, fp16, bf16]
-gates: { cos_min: 0.99 }
-";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The fixture: `scripts/gen_onnx_model_fixtures.py`.
+fn two_inputs() -> PathBuf {
+    root().join("tests/fixtures/onnx/two_inputs.onnx")
+}
+
+fn suite(extra: &str) -> String {
+    format!(
+        "
+name: user_model
+defaults: {{ seed: 5, warmup: 1, iterations: 3 }}
+models:
+  - name: net
+    block: onnx
+    onnx: {}
+    inputs:
+      image: {{ shape: [2, 3, 16, 16], uniform: [0, 1] }}
+      ids: {{ shape: [2, 5], integers: [0, 15] }}
+{extra}
+precisions: [fp32, bf16, fp16, fp8_e4m3, int8]
+gates: {{ cos_min: 0.99 }}
+",
+        two_inputs().display()
+    )
 }
 
 fn ort_runner() -> String {
@@ -42,111 +56,95 @@ fn ort_runner() -> String {
     )
 }
 
-/// Exports model `model` of the suite `source` in FP32 (`precheck export`, in `dir`) to `to`.
-fn export_fp32(dir: &Path, source: &str, model: &str, to: &Path) {
-    let suite = dir.join("source.yaml");
-    std::fs::write(&suite, source).unwrap();
-    precheck()
-        .arg("export")
-        .arg(&suite)
-        .arg("--out")
-        .arg(dir.join("export"))
-        .assert()
-        .success();
-    std::fs::copy(dir.join("export").join(model).join("fp32.onnx"), to).unwrap();
-}
-
-/// A folder with `mlp.onnx` (a gated MLP exported by precheck, 6 × 32 → 6 × 32), `dynamic.onnx`
-/// (the same with a dynamic token dimension) and the suite.
-fn models() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let exported = dir.path().join("mlp.onnx");
-    export_fp32(dir.path(), SOURCE, "mlp", &exported);
-    let dynamic = "import onnx, sys
-m = onnx.load(sys.argv[1])
-for v in (m.graph.input[0], m.graph.output[0]):
-    v.type.tensor_type.shape.dim[0].dim_param = 'tokens'
-onnx.save(m, sys.argv[2])";
-    let status = std::process::Command::new("python3")
-        .args(["-c", dynamic])
-        .arg(&exported)
-        .arg(dir.path().join("dynamic.onnx"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "python3 with onnx");
-    let suite = dir.path().join("onnx_models.yaml");
-    std::fs::write(&suite, SUITE).unwrap();
-    (dir, suite)
-}
-
-/// The suite's golden file, ONNX Runtime's outputs.
-fn golden(suite: &Path) {
-    precheck()
-        .arg("golden")
-        .arg(suite)
-        .args(["--backend", "command", "--onnx", "--command", &ort_runner()])
-        .arg("--out")
-        .arg(suite.with_file_name("golden.safetensors"))
-        .assert()
-        .success();
-}
-
-fn run(suite: &Path, out: &str, args: &[&str]) -> (Option<i32>, Vec<VariantRecord>) {
-    let out = suite.with_file_name(out);
-    let status = precheck()
+fn run(dir: &Path, suite: &str, args: &[&str]) -> (Option<i32>, Vec<VariantRecord>) {
+    let file = dir.join("suite.yaml");
+    std::fs::write(&file, suite).unwrap();
+    let out = dir.join(format!("out-{}", args.join("-").replace(['/', ' '], "_")));
+    let output = precheck()
         .arg("run")
-        .arg(suite)
+        .arg(&file)
         .args(args)
         .arg("--out")
         .arg(&out)
         .output()
-        .unwrap()
-        .status;
-    (
-        status.code(),
-        read_records(&out.join(RESULTS_FILE)).unwrap().0,
-    )
+        .unwrap();
+    let records = read_records(&out.join(RESULTS_FILE))
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)))
+        .0;
+    (output.status.code(), records)
+}
+
+fn record<'a>(records: &'a [VariantRecord], precision: &str) -> &'a VariantRecord {
+    records.iter().find(|r| r.precision == precision).unwrap()
 }
 
 #[test]
-fn onnx_models_run_on_onnx_engines_against_a_golden_reference() {
-    let (_dir, suite) = models();
-    golden(&suite);
+fn a_conv_net_with_an_image_and_token_ids_runs_through_the_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, records) = run(dir.path(), &suite(""), &["--backend", "cpu"]);
+    assert_eq!(code, Some(0), "{records:?}");
+    assert_eq!(records.len(), 5);
+    let cos = |precision: &str| record(&records, precision).accuracy.as_ref().unwrap().cos;
+    // The reference is the FP32 rewrite of the model with its weights in BF16: the FP32
+    // variant is it, exactly; every other format loses something, FP8 the most.
+    let fp32 = record(&records, "fp32").accuracy.as_ref().unwrap();
+    assert_eq!(fp32.max_abs_err, 0.0);
+    for precision in ["bf16", "fp16", "fp8_e4m3", "int8"] {
+        assert!(cos(precision) < 1.0, "{precision} ran in FP32");
+    }
+    assert!(cos("fp8_e4m3") < cos("int8") && cos("int8") < cos("fp16"));
+    for record in &records {
+        assert_eq!(record.status, Status::Passed, "{}", record.id);
+        // Along the graph: the conv (the matmul-class node that is not an output), then
+        // each output.
+        let names: Vec<&str> = record.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["conv (Conv)", "output features", "output probs"],
+            "{}",
+            record.id
+        );
+        let quantized = matches!(record.precision.as_str(), "fp8_e4m3" | "int8");
+        assert_eq!(record.emulated, quantized, "{}", record.id);
+    }
+}
 
+#[test]
+fn a_command_engine_gets_the_same_rewrites_and_agrees_with_the_emulation() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = ort_runner();
     let (code, records) = run(
-        &suite,
-        "ort",
-        &["--backend", "command", "--onnx", "--command", &ort_runner()],
+        dir.path(),
+        &suite(""),
+        &["--backend", "command", "--command", &runner],
     );
     assert_eq!(code, Some(0), "{records:?}");
-    assert_eq!(records.len(), 6);
     for record in &records {
-        assert_eq!(record.block, "onnx");
+        let agreement = record.cpu_agreement.as_ref().unwrap().cos;
+        assert!(agreement > 0.999_999, "{}: {agreement}", record.id);
         assert!(
-            record.cpu_agreement.is_none(),
-            "no emulation of an ONNX file"
+            record.layers.iter().any(|l| l.name == "conv (Conv)"),
+            "{}: the marked conv came back",
+            record.id
         );
-        // The golden file is ONNX Runtime's own output of the same file (its weights already in
-        // BF16): the FP32 variant gives it exactly, the others are their rewrites and do not.
-        let error = record.accuracy.as_ref().unwrap().max_abs_err;
-        if record.precision == "fp32" {
-            assert_eq!(error, 0.0, "{}", record.id);
-        } else {
-            assert!(error > 0.0, "{}: ran in FP32", record.id);
-        }
     }
+}
 
+#[test]
+fn trtexec_builds_qdq_rewrites_strongly_typed_and_casts_with_builder_flags() {
+    let dir = tempfile::tempdir().unwrap();
     let fake = root().join("tests/runners/fake_trtexec.py");
-    let cache = suite.with_file_name("engines");
-    let log = suite.with_file_name("trtexec.log");
-    let out = suite.with_file_name("trt");
+    let log = dir.path().join("trtexec.log");
+    let file = dir.path().join("suite.yaml");
+    std::fs::write(&file, suite("")).unwrap();
+    let out = dir.path().join("trt");
     let status = precheck()
         .arg("run")
-        .arg(&suite)
+        .arg(&file)
         .args(["--backend", "trtexec", "--trtexec"])
         .arg(&fake)
         .arg("--engine-cache")
-        .arg(&cache)
+        .arg(dir.path().join("engines"))
         .arg("--out")
         .arg(&out)
         .env("FAKE_TRTEXEC_LOG", &log)
@@ -154,76 +152,97 @@ fn onnx_models_run_on_onnx_engines_against_a_golden_reference() {
         .unwrap()
         .status;
     let (records, _) = read_records(&out.join(RESULTS_FILE)).unwrap();
-    assert_eq!(status.code(), Some(0), "{records:?}");
     let log = std::fs::read_to_string(&log).unwrap();
     let builds: Vec<&str> = log.lines().filter(|l| l.contains("--onnx=")).collect();
-    assert_eq!(builds.len(), 6, "{log}");
-    assert!(builds.iter().any(|b| b.contains("--fp16")));
-    assert!(
-        builds
+    assert_eq!(builds.len(), 5, "{log}");
+    let shapes = "--optShapes=image:2x3x16x16,ids:2x5";
+    assert!(builds.iter().all(|b| b.contains(shapes)), "{log}");
+    let strong: Vec<&&str> = builds
+        .iter()
+        .filter(|b| b.contains("--stronglyTyped"))
+        .collect();
+    assert_eq!(strong.len(), 2, "the FP8 and INT8 rewrites: {log}");
+    assert!(strong
+        .iter()
+        .all(|b| !b.contains("--fp16") && !b.contains("--bf16")));
+    assert!(builds
+        .iter()
+        .any(|b| b.contains("--fp16") && !b.contains("--stronglyTyped")));
+    let fp8 = record(&records, "fp8_e4m3");
+    assert_eq!(fp8.status, Status::Passed, "{fp8:?}");
+    let layers = fp8.mismatch.as_ref().unwrap().layers.as_ref().unwrap();
+    assert_eq!(layers.layers_checked, 2, "the conv and the matmul");
+    // INT8 with per-token activations is written out in float arithmetic, not Q/DQ: a
+    // strongly typed engine runs its products in FP32, and the layer report says so.
+    let int8 = record(&records, "int8");
+    assert_eq!(int8.status, Status::Failed, "{int8:?}");
+    let verdict = int8.mismatch.as_ref().unwrap().verdict.summary();
+    assert_eq!(verdict, "detected (higher)");
+    assert_eq!(status.code(), Some(1));
+}
+
+/// The opset upgrade keeps the model's meaning: opset 11's Softmax (flattening at axis 1) and
+/// ReduceMean (axes as an attribute) rewritten for opset 21 compute what the original computes,
+/// both run by ONNX Runtime.
+#[test]
+fn the_opset_upgrade_keeps_the_models_meaning() {
+    let file = onnx::read(&two_inputs()).unwrap();
+    assert_eq!(file.opset, 11);
+    let specs: BTreeMap<String, OnnxInputSpec> = serde_yaml::from_str(
+        "{ image: { shape: [3, 3, 9, 7] }, ids: { shape: [3, 5], integers: [0, 15] } }",
+    )
+    .unwrap();
+    let model = OnnxModel::new(file, &specs, None, Localize::Off, Format::Fp32, root()).unwrap();
+    let inputs = model.make_inputs(1, "net", Format::Fp32).unwrap();
+    let fp32 = presets::preset("fp32").unwrap();
+    let upgraded = export::user_model(&model, &fp32, export::Precision::InGraph, &[]).unwrap();
+    let original = std::fs::read(two_inputs()).unwrap();
+    let run = |bytes: &[u8]| OrtModel::new(bytes).unwrap().run(&inputs).unwrap();
+    let (before, after) = (run(&original), run(&upgraded));
+    assert_eq!(before.len(), 2);
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!((&b.name, &b.shape), (&a.name, &a.shape));
+        let (ArrayData::F32(b), ArrayData::F32(a)) = (&b.data, &a.data) else {
+            panic!("float outputs")
+        };
+        let worst = b
             .iter()
-            .filter(|b| b.contains("--optShapes=input:6x32"))
-            .count()
-            == 3,
-        "the dynamic model is built for 6 tokens: {log}"
-    );
-    for record in &records {
-        let layers = record.mismatch.as_ref().unwrap().layers.as_ref();
-        assert!(
-            layers.is_some_and(|l| l.layers_checked == 3),
-            "{}",
-            record.id
-        );
+            .zip(a)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 1e-6, "{worst}");
     }
 }
 
 #[test]
-fn an_onnx_model_is_not_evaluated_by_the_cpu_backend() {
-    let (_dir, suite) = models();
-    golden(&suite);
-    let (code, records) = run(&suite, "cpu", &[]);
+fn an_input_file_of_the_wrong_shape_is_an_error_naming_file_and_input() {
+    let dir = tempfile::tempdir().unwrap();
+    // int64 ids of shape [2, 4] in a .npy file, where the model takes [2, 5].
+    let npy = dir.path().join("ids.npy");
+    let script =
+        "import numpy, sys; numpy.save(sys.argv[1], numpy.zeros((2, 4), dtype=numpy.int64))";
+    let made = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&npy)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let text = suite("").replace(
+        "ids: { shape: [2, 5], integers: [0, 15] }",
+        &format!("ids: {{ shape: [2, 5], file: {} }}", npy.display()),
+    );
+    let (code, records) = run(dir.path(), &text, &["--backend", "cpu"]);
     assert_eq!(code, Some(3));
     for record in &records {
-        assert_eq!(record.status, Status::Error);
         let error = record.error.as_deref().unwrap();
-        assert!(error.contains("does not evaluate ONNX files"), "{error}");
+        assert!(
+            error.contains("ids.npy") && error.contains("input ids") && error.contains("[2, 4]"),
+            "{error}"
+        );
     }
 }
 
-#[test]
-fn an_onnx_model_needs_a_golden_reference_and_a_model_file() {
-    let (dir, suite) = models();
-    let without = SUITE.replace(
-        "reference: { precision: bf16, file: golden.safetensors }\n",
-        "",
-    );
-    std::fs::write(&suite, without).unwrap();
-    precheck()
-        .arg("validate")
-        .arg(&suite)
-        .assert()
-        .failure()
-        .stderr(
-            predicates::str::contains("models[0].onnx").and(predicates::str::contains(
-                "the suite's reference must be a golden file",
-            )),
-        );
-    std::fs::write(dir.path().join("mlp.onnx"), b"not protobuf at all").unwrap();
-    std::fs::write(&suite, SUITE).unwrap();
-    precheck()
-        .arg("validate")
-        .arg(&suite)
-        .assert()
-        .failure()
-        .stderr(
-            predicates::str::contains("models[0].onnx")
-                .and(predicates::str::contains("is not an ONNX model")),
-        );
-}
-
-/// The README's "Your own ONNX model" suite, as written, on a model of that interface (a
-/// precheck linear layer exported in FP32, `[128, 64]`): golden, then every precision rewritten
-/// and run in ONNX Runtime, each variant gated and agreeing with the reference as its format can.
+/// The README's "Your own ONNX model" suite, as written, with the fixture as its model.
 #[test]
 fn the_readme_own_model_suite_runs_as_the_readme_says() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
@@ -232,33 +251,8 @@ fn the_readme_own_model_suite_runs_as_the_readme_says() {
     let yaml = &section[start..start + section[start..].find("```").unwrap()];
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("models")).unwrap();
-    let source = "name: source\nmodels: [{ name: encoder, block: linear, dims: { hidden: 64 }, input: { tokens: 128 } }]\nprecisions: [fp32]\n";
-    export_fp32(
-        dir.path(),
-        source,
-        "encoder",
-        &dir.path().join("models/encoder.onnx"),
-    );
-    let suite = dir.path().join("my_encoder.yaml");
-    std::fs::write(&suite, yaml).unwrap();
-    golden(&suite);
-    let (code, records) = run(
-        &suite,
-        "run",
-        &["--backend", "command", "--onnx", "--command", &ort_runner()],
-    );
+    std::fs::copy(two_inputs(), dir.path().join("models/net.onnx")).unwrap();
+    let (code, records) = run(dir.path(), yaml, &["--backend", "cpu"]);
     assert_eq!(code, Some(0), "{records:?}");
-    let precisions: Vec<&str> = records.iter().map(|r| r.precision.as_str()).collect();
-    assert_eq!(precisions, ["bf16", "fp32", "fp16", "fp8_e4m3", "int8"]);
-    let cos = |precision: &str| {
-        let record = records.iter().find(|r| r.precision == precision).unwrap();
-        record.accuracy.as_ref().unwrap().cos
-    };
-    // FP8 is the coarsest of them; every rewrite really ran in its format.
-    assert!(cos("fp8_e4m3") < cos("int8") && cos("int8") < cos("fp32"));
-    assert!(
-        cos("fp32") > 0.999_999_9,
-        "FP32 against the reference: {}",
-        cos("fp32")
-    );
+    assert_eq!(records.len(), 5);
 }

@@ -165,6 +165,42 @@ const CASES: &[(&str, &str)] = &[
         ":4:5: `models[0]`: block `onnx` needs `onnx: FILE`, the model file",
     ),
     (
+        "onnx_with_input",
+        ":6:14: `models[0].input`: block `onnx` has no `input` option (blocks that do: `linear`, `mlp`, `attention`, `transformer_layer`, `stack`)",
+    ),
+    (
+        "onnx_input_unknown",
+        ":7:16: `models[0].inputs.imgae`: the model has no input `imgae` (did you mean `image`?); its inputs: `image` float32 [N, 3, H, W], `ids` int64 [N, 5]",
+    ),
+    (
+        "onnx_input_without_shape",
+        ":7:16: `models[0].inputs.image.shape`: input `image` is float32 [N, 3, H, W]: give its shape, e.g. `inputs: { image: { shape: [...] } }`",
+    ),
+    (
+        "onnx_input_shape_against_model",
+        ":7:23: `models[0].inputs.image.shape`: dimension 1 of input `image` is fixed at 3 by the model [N, 3, H, W], the shape given says 4",
+    ),
+    (
+        "onnx_ids_without_range",
+        ":8:14: `models[0].inputs.ids.integers`: input `ids` is int64: give its range, `integers: [low, high]` (token ids: [0, vocabulary - 1]; a mask: [1, 1]), or a `file`",
+    ),
+    (
+        "onnx_output_unknown",
+        ":9:14: `models[0].outputs`: the model has no output `prob` (did you mean `probs`?); its outputs: `features` float32 [N, 4], `probs` float32 [N, 4]",
+    ),
+    (
+        "onnx_not_a_model",
+        ":5:11: `models[0].onnx`: tests/bad_suites/onnx_not_a_model.yaml is not an ONNX model: failed to decode Protobuf message: invalid wire type value: 6",
+    ),
+    (
+        "onnx_with_golden",
+        ":6:11: `models[0].onnx`: an ONNX model's reference is evaluated by ONNX Runtime in every run, from its weights in the reference precision; a golden file holds only precheck blocks' references: leave out `reference.file`",
+    ),
+    (
+        "onnx_input_two_sources",
+        ":7:16: `models[0].inputs.image`: input `image` has normal and uniform sources: give one of `normal`, `uniform`, `integers`, `file`",
+    ),
+    (
         "syntax_error",
         ":4:1: `models[0].name`: found a tab character that violates indentation at line 4 column 1, while scanning a plain scalar at line 3 column 11",
     ),

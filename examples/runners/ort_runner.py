@@ -79,12 +79,16 @@ def main():
     with open(os.path.join(work, "variant.json")) as f:
         variant = json.load(f)
     model = session(work, variant, providers, threads, check)
-    # An exported block's names are `input` and `output`; an ONNX model file has its own.
-    x = load_file(os.path.join(work, "inputs.safetensors"))["input"].astype(np.float32)
-    feeds = {model.get_inputs()[0].name: x}
-    outputs = [model.get_outputs()[0].name]
-    (output,) = model.run(outputs, feeds)
-    save_file({"output": np.ascontiguousarray(output, dtype=np.float32)}, os.path.join(work, "outputs.safetensors"))
+    # Every input by its name (an exported block's is `input`), every output by its name: the
+    # graph's outputs and the values precheck marked along it (`variant.json`'s `outputs`).
+    arrays = load_file(os.path.join(work, "inputs.safetensors"))
+    feeds = {i.name: arrays[i.name] for i in model.get_inputs()}
+    outputs = [o.name for o in model.get_outputs()]
+    values = model.run(outputs, feeds)
+    save_file(
+        {name: np.ascontiguousarray(value) for name, value in zip(outputs, values)},
+        os.path.join(work, "outputs.safetensors"),
+    )
     iterations = variant["iterations"]
     if iterations == 0:
         return

@@ -12,6 +12,12 @@
 //! `--exportLayerInfo` format (detailed), both of which precision-mismatch detection reads. precheck calls it twice per variant: once
 //! with `iterations: 0` for the output, once with the run's iterations for the timings.
 //!
+//! A user's ONNX model (`block: onnx`) has no weights file or feature counts: `variant.json` lists
+//! its `inputs` (name, dtype, shape) and the `outputs` to write (the graph's, then the values
+//! marked along it), the folder holds `model.onnx` (the rewrite, marks among its outputs), and
+//! `inputs.safetensors` / `outputs.safetensors` hold every input and output under its own name,
+//! in its own type.
+//!
 //! A command that exits non-zero, writes no or malformed outputs, or the wrong shape, is an error
 //! record with the command's stderr; one that hangs is ended by the worker's timeout (it dies with
 //! its worker).
@@ -22,11 +28,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, BackendError, BackendKind, Executable, Timing};
+use super::{Backend, BackendError, BackendKind, Executable, GraphExecutable, Timing};
+use crate::array::Array;
 use crate::export;
 use crate::measure::engine_latency;
 use crate::measure::KernelLaunches;
 use crate::model::graph::{Graph, Param};
+use crate::model::onnx::OnnxModel;
 use crate::model::{load, AttentionBlock, Block, Model, Weights};
 use crate::precision::Policy;
 use crate::tensor::Tensor;
@@ -126,28 +134,51 @@ impl Backend for CommandBackend {
         weights: &Weights,
         policy: &Policy,
     ) -> Result<Box<dyn Executable>, BackendError> {
-        let dir = tempfile::Builder::new()
-            .prefix("precheck-command-")
-            .tempdir()
-            .map_err(|e| failed("creating its work folder", e))?;
+        let folder = WorkFolder::new(&self.command)?;
         write_weights(
-            &dir.path().join("weights.safetensors"),
+            &folder.path("weights.safetensors"),
             &model.block.graph(),
             weights,
         )?;
         let onnx = if self.onnx {
-            Some(write_onnx(dir.path(), model, weights, policy)?)
+            Some(write_onnx(folder.dir.path(), model, weights, policy)?)
         } else {
             None
         };
         Ok(Box::new(CommandExecutable {
-            command: self.command.clone(),
-            dir,
+            folder,
             model: model.clone(),
             policy: policy.clone(),
             onnx,
-            kernels: None,
-            layers: None,
+        }))
+    }
+
+    /// A user's ONNX model: `model.onnx`, rewritten into the policy with the marked values among
+    /// its outputs, whether or not the backend was asked for `--onnx` (there is nothing else to
+    /// run).
+    fn prepare_graph(
+        &self,
+        model: &OnnxModel,
+        policy: &Policy,
+        marks: &[String],
+    ) -> Result<Box<dyn GraphExecutable>, BackendError> {
+        let onnx = export::user_model(model, policy, export::Precision::InGraph, marks)
+            .map_err(|e| BackendError::Unsupported(e.to_string()))?;
+        let folder = WorkFolder::new(&self.command)?;
+        std::fs::write(folder.path(ONNX_FILE), onnx)
+            .map_err(|e| failed("writing model.onnx", e))?;
+        let outputs = model
+            .file
+            .outputs
+            .iter()
+            .map(|port| port.name.clone())
+            .chain(marks.iter().cloned())
+            .collect();
+        Ok(Box::new(GraphCommand {
+            folder,
+            model: model.clone(),
+            policy: policy.clone(),
+            outputs,
         }))
     }
 }
@@ -197,55 +228,51 @@ fn write_weights(path: &Path, graph: &Graph, weights: &Weights) -> Result<(), Ba
     )
 }
 
-/// A variant built for a command: its work folder.
-struct CommandExecutable {
+/// The command and a variant's work folder, with what the command's last call reported.
+struct WorkFolder {
     command: String,
     dir: tempfile::TempDir,
-    model: Model,
-    policy: Policy,
-    /// The exported model, with `--onnx`.
-    onnx: Option<OnnxFile>,
     /// The kernels of the last call, when the command reported them.
     kernels: Option<Vec<KernelLaunches>>,
     /// The engine's layers of the last call, when the command reported them.
     layers: Option<Vec<EngineLayer>>,
 }
 
-impl CommandExecutable {
+/// A block's variant built for a command.
+struct CommandExecutable {
+    folder: WorkFolder,
+    model: Model,
+    policy: Policy,
+    /// The exported model, with `--onnx`.
+    onnx: Option<OnnxFile>,
+}
+
+impl WorkFolder {
+    fn new(command: &str) -> Result<Self, BackendError> {
+        let dir = tempfile::Builder::new()
+            .prefix("precheck-command-")
+            .tempdir()
+            .map_err(|e| failed("creating its work folder", e))?;
+        Ok(WorkFolder {
+            command: command.to_owned(),
+            dir,
+            kernels: None,
+            layers: None,
+        })
+    }
+
     fn path(&self, file: &str) -> PathBuf {
         self.dir.path().join(file)
     }
 
-    /// Writes the call's files, runs the command, and reads its output.
+    /// Writes `variant.json` and `inputs.safetensors` (by `write_inputs`), runs the command, and
+    /// reads what it reported besides its outputs.
     fn call(
         &mut self,
-        input: &Tensor,
-        warmup: u32,
-        iterations: usize,
-    ) -> Result<Tensor, BackendError> {
-        let graph = self.model.block.graph();
-        let variant = VariantFile {
-            model: self.model.name.as_str(),
-            block: self.model.block.kind_name(),
-            activation: match &self.model.block {
-                Block::Mlp(mlp) => Some(mlp.activation.name()),
-                Block::Layer(layer) | Block::Stack { layer, .. } => Some(layer.activation.name()),
-                Block::Linear { .. } | Block::Attention(_) | Block::Onnx(_) => None,
-            },
-            attention: match &self.model.block {
-                Block::Attention(attention) => Some(*attention),
-                _ => None,
-            },
-            tokens: input.rows,
-            input_features: input.cols,
-            output_features: graph.output_features(),
-            parameters: &graph.params,
-            policy: &self.policy,
-            onnx: self.onnx.as_ref(),
-            warmup,
-            iterations,
-        };
-        let json = serde_json::to_string_pretty(&variant).map_err(|e| failed("variant.json", e))?;
+        variant: &impl Serialize,
+        write_inputs: impl FnOnce(&Path) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let json = serde_json::to_string_pretty(variant).map_err(|e| failed("variant.json", e))?;
         std::fs::write(self.path("variant.json"), json).map_err(|e| failed("variant.json", e))?;
         for stale in [
             "outputs.safetensors",
@@ -255,19 +282,34 @@ impl CommandExecutable {
         ] {
             let _ = std::fs::remove_file(self.path(stale));
         }
-        write_tensors(
-            &self.path("inputs.safetensors"),
-            [("input", vec![input.rows, input.cols], input.data.as_slice())],
-        )?;
+        write_inputs(&self.path("inputs.safetensors"))?;
         self.run_command()?;
-        let output = load::output(
-            &self.path("outputs.safetensors"),
-            [input.rows, graph.output_features()],
-        )
-        .map_err(|e| failed("reading its output", e))?;
         self.kernels = self.read_kernels()?;
         self.layers = self.read_layers()?;
-        Ok(output)
+        Ok(())
+    }
+
+    /// `timings.json` of a call that timed `iterations`.
+    fn timings(&self, iterations: usize) -> Result<Vec<Duration>, BackendError> {
+        let path = self.path("timings.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| failed("reading timings.json (the command wrote none)", e))?;
+        let timings: Timings =
+            serde_json::from_str(&text).map_err(|e| failed("reading timings.json", e))?;
+        if timings.latency_ms.len() != iterations {
+            return Err(failed(
+                "timings.json",
+                format!(
+                    "{} latencies for {iterations} iterations",
+                    timings.latency_ms.len()
+                ),
+            ));
+        }
+        timings
+            .latency_ms
+            .iter()
+            .map(|&ms| engine_latency(ms).map_err(|e| failed("timings.json", e)))
+            .collect()
     }
 
     fn run_command(&self) -> Result<(), BackendError> {
@@ -328,6 +370,50 @@ impl CommandExecutable {
     }
 }
 
+impl CommandExecutable {
+    /// Writes the call's files, runs the command, and reads its output.
+    fn call(
+        &mut self,
+        input: &Tensor,
+        warmup: u32,
+        iterations: usize,
+    ) -> Result<Tensor, BackendError> {
+        let graph = self.model.block.graph();
+        let variant = VariantFile {
+            model: self.model.name.as_str(),
+            block: self.model.block.kind_name(),
+            activation: match &self.model.block {
+                Block::Mlp(mlp) => Some(mlp.activation.name()),
+                Block::Layer(layer) | Block::Stack { layer, .. } => Some(layer.activation.name()),
+                Block::Linear { .. } | Block::Attention(_) | Block::Onnx(_) => None,
+            },
+            attention: match &self.model.block {
+                Block::Attention(attention) => Some(*attention),
+                _ => None,
+            },
+            tokens: input.rows,
+            input_features: input.cols,
+            output_features: graph.output_features(),
+            parameters: &graph.params,
+            policy: &self.policy,
+            onnx: self.onnx.as_ref(),
+            warmup,
+            iterations,
+        };
+        self.folder.call(&variant, |path| {
+            write_tensors(
+                path,
+                [("input", vec![input.rows, input.cols], input.data.as_slice())],
+            )
+        })?;
+        load::output(
+            &self.folder.path("outputs.safetensors"),
+            [input.rows, graph.output_features()],
+        )
+        .map_err(|e| failed("reading its output", e))
+    }
+}
+
 /// Asks Linux to kill the command when its worker dies (a timed-out worker is killed; the
 /// command it started must not run on).
 fn die_with_parent(command: &mut Command) {
@@ -350,34 +436,101 @@ impl Executable for CommandExecutable {
     }
 
     fn kernel_trace(&mut self) -> Result<Option<Vec<KernelLaunches>>, BackendError> {
-        Ok(self.kernels.clone())
+        Ok(self.folder.kernels.clone())
     }
 
     fn layer_report(&mut self) -> Result<Option<Vec<EngineLayer>>, BackendError> {
-        Ok(self.layers.clone())
+        Ok(self.folder.layers.clone())
     }
 
     fn time(&mut self, input: &Tensor, timing: Timing) -> Result<Vec<Duration>, BackendError> {
         let iterations = timing.iterations;
         self.call(input, timing.warmup, iterations)?;
-        let path = self.path("timings.json");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| failed("reading timings.json (the command wrote none)", e))?;
-        let timings: Timings =
-            serde_json::from_str(&text).map_err(|e| failed("reading timings.json", e))?;
-        if timings.latency_ms.len() != iterations {
-            return Err(failed(
-                "timings.json",
-                format!(
-                    "{} latencies for {iterations} iterations",
-                    timings.latency_ms.len()
-                ),
-            ));
-        }
-        timings
-            .latency_ms
-            .iter()
-            .map(|&ms| engine_latency(ms).map_err(|e| failed("timings.json", e)))
-            .collect()
+        self.folder.timings(iterations)
+    }
+}
+
+/// `variant.json` of a user's ONNX model.
+#[derive(Debug, Serialize)]
+struct GraphVariantFile<'a> {
+    model: &'a str,
+    block: &'static str,
+    /// The graph's inputs, as `inputs.safetensors` holds them.
+    inputs: Vec<PortFile<'a>>,
+    /// The values to write into `outputs.safetensors`: the graph's outputs, then the marked
+    /// values (the model's outputs too).
+    outputs: &'a [String],
+    policy: &'a Policy,
+    onnx: OnnxFile,
+    warmup: u32,
+    iterations: usize,
+}
+
+/// An input of `variant.json`.
+#[derive(Debug, Serialize)]
+struct PortFile<'a> {
+    name: &'a str,
+    dtype: &'static str,
+    shape: &'a [usize],
+}
+
+/// A user's ONNX model's variant built for a command: `model.onnx` in its work folder.
+struct GraphCommand {
+    folder: WorkFolder,
+    model: OnnxModel,
+    policy: Policy,
+    outputs: Vec<String>,
+}
+
+impl GraphCommand {
+    fn call(
+        &mut self,
+        inputs: &[Array],
+        warmup: u32,
+        iterations: usize,
+    ) -> Result<(), BackendError> {
+        let variant = GraphVariantFile {
+            model: &self.model.file.path.display().to_string(),
+            block: "onnx",
+            inputs: self
+                .model
+                .inputs
+                .iter()
+                .map(|input| PortFile {
+                    name: &input.name,
+                    dtype: input.element.name(),
+                    shape: &input.shape,
+                })
+                .collect(),
+            outputs: &self.outputs,
+            policy: &self.policy,
+            onnx: OnnxFile {
+                file: Some(ONNX_FILE),
+                unavailable: None,
+            },
+            warmup,
+            iterations,
+        };
+        self.folder.call(&variant, |path| {
+            load::write_arrays(path, inputs).map_err(|e| failed("writing its inputs", e))
+        })
+    }
+}
+
+impl GraphExecutable for GraphCommand {
+    fn run(&mut self, inputs: &[Array]) -> Result<Vec<Array>, BackendError> {
+        self.call(inputs, 0, 0)?;
+        load::read_arrays(&self.folder.path("outputs.safetensors"))
+            .map_err(|e| failed("reading its outputs", e))
+    }
+
+    fn time(&mut self, inputs: &[Array], timing: Timing) -> Result<Vec<Duration>, BackendError> {
+        let iterations = timing.iterations;
+        self.call(inputs, timing.warmup, iterations)?;
+        self.folder.timings(iterations)
+    }
+
+    fn layer_report(&mut self) -> Result<Option<Vec<EngineLayer>>, BackendError> {
+        Ok(self.folder.layers.clone())
     }
 }

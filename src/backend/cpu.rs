@@ -7,11 +7,17 @@
 
 use std::collections::HashMap;
 
-use super::{Backend, BackendError, BackendKind, Executable};
+use std::time::Duration;
+
+use super::ort::OrtModel;
+use super::{Backend, BackendError, BackendKind, Executable, GraphExecutable, Timing};
+use crate::array::Array;
+use crate::export::{self, ExportError};
 use crate::formats::Format;
 use crate::host::HostInfo;
 use crate::model::forward::{add_row, forward, OpClass, Ops};
 use crate::model::graph::Graph;
+use crate::model::onnx::OnnxModel;
 use crate::model::{Block, Model, Weights};
 use crate::precision::{MatmulPolicy, Policy};
 use crate::quant::{self, AmaxHistory, Operand, QuantSpec, Recipe};
@@ -64,10 +70,10 @@ impl Backend for CpuBackend {
         weights: &Weights,
         policy: &Policy,
     ) -> Result<Box<dyn Executable>, BackendError> {
-        if let Block::Onnx(file) = &model.block {
+        if let Block::Onnx(onnx) = &model.block {
             return Err(BackendError::Unsupported(format!(
-                "{} is an ONNX model: precheck does not evaluate ONNX files itself; run it with --backend trtexec, or --backend command --onnx with an ONNX engine",
-                file.path.display()
+                "{} is an ONNX model: it runs as a graph (`Backend::prepare_graph`)",
+                onnx.file.path.display()
             )));
         }
         Ok(Box::new(self.prepare_with_overrides(
@@ -80,6 +86,60 @@ impl Backend for CpuBackend {
 
     fn is_emulation(&self) -> bool {
         true
+    }
+
+    /// A user's ONNX model runs in ONNX Runtime's CPU provider, rewritten into the policy:
+    /// precheck's emulation of it.
+    fn prepare_graph(
+        &self,
+        model: &OnnxModel,
+        policy: &Policy,
+        marks: &[String],
+    ) -> Result<Box<dyn GraphExecutable>, BackendError> {
+        let unsupported = |e: ExportError| BackendError::Unsupported(e.to_string());
+        let marked = export::user_model(model, policy, export::Precision::InGraph, marks)
+            .map_err(unsupported)?;
+        Ok(Box::new(OrtGraph {
+            marked: OrtModel::new(&marked)?,
+            plain: None,
+            model: model.clone(),
+            policy: policy.clone(),
+            quantized: policy.matmul.weights.recipe != Recipe::Cast
+                || policy.matmul.activations.recipe != Recipe::Cast,
+        }))
+    }
+}
+
+/// A user's ONNX model in ONNX Runtime: with its marks for accuracy, without them for timing
+/// (marked values keep the engine from fusing across them).
+struct OrtGraph {
+    marked: OrtModel,
+    plain: Option<OrtModel>,
+    model: OnnxModel,
+    policy: Policy,
+    quantized: bool,
+}
+
+impl GraphExecutable for OrtGraph {
+    fn run(&mut self, inputs: &[Array]) -> Result<Vec<Array>, BackendError> {
+        self.marked.run(inputs)
+    }
+
+    fn time(&mut self, inputs: &[Array], timing: Timing) -> Result<Vec<Duration>, BackendError> {
+        let plain = match &mut self.plain {
+            Some(plain) => plain,
+            None => {
+                let bytes =
+                    export::user_model(&self.model, &self.policy, export::Precision::InGraph, &[])
+                        .map_err(|e| BackendError::Unsupported(e.to_string()))?;
+                self.plain.insert(OrtModel::new(&bytes)?)
+            }
+        };
+        plain.time(inputs, timing.warmup as usize, timing.iterations)
+    }
+
+    fn emulated(&self) -> bool {
+        self.quantized
     }
 }
 

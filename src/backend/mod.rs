@@ -6,6 +6,7 @@ mod command;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod ort;
 mod trtexec;
 
 use std::time::Duration;
@@ -16,9 +17,11 @@ pub use cpu::{CpuBackend, MatmulOverride};
 pub use cuda::CudaBackend;
 pub use trtexec::TrtexecBackend;
 
+use crate::array::Array;
 use crate::measure::time_runs;
 use crate::measure::CacheMode;
 use crate::measure::{KernelLaunches, SmClock};
+use crate::model::onnx::OnnxModel;
 use crate::model::{Model, Weights};
 use crate::precision::Policy;
 use crate::tensor::Tensor;
@@ -107,6 +110,43 @@ pub trait Backend: Send + Sync {
         weights: &Weights,
         policy: &Policy,
     ) -> Result<Box<dyn Executable>, BackendError>;
+
+    /// Builds a user's ONNX model to run as `policy` says, reporting the values `marks` names
+    /// besides its outputs (where the backend can). Unsupported by default.
+    fn prepare_graph(
+        &self,
+        model: &OnnxModel,
+        policy: &Policy,
+        marks: &[String],
+    ) -> Result<Box<dyn GraphExecutable>, BackendError> {
+        let _ = (model, policy, marks);
+        Err(BackendError::Unsupported(format!(
+            "the {} backend runs precheck's own blocks; ONNX models run on `cpu` (ONNX Runtime), \
+             `command --onnx` and `trtexec`",
+            self.kind().name()
+        )))
+    }
+}
+
+/// A user's ONNX model built for one precision on one backend.
+pub trait GraphExecutable {
+    /// Runs once on `inputs` and returns the graph's outputs and the marked values that the
+    /// backend reports, by name.
+    fn run(&mut self, inputs: &[Array]) -> Result<Vec<Array>, BackendError>;
+
+    /// Per-iteration latency of the model without marks, as [`Executable::time`].
+    fn time(&mut self, inputs: &[Array], timing: Timing) -> Result<Vec<Duration>, BackendError>;
+
+    /// The engine's layers with the types they ran in, as [`Executable::layer_report`].
+    fn layer_report(&mut self) -> Result<Option<Vec<EngineLayer>>, BackendError> {
+        Ok(None)
+    }
+
+    /// Whether the precision is emulated, as [`Executable::emulated`]: Q/DQ run by ONNX
+    /// Runtime's CPU provider is (dequantized, then multiplied in FP32).
+    fn emulated(&self) -> bool {
+        false
+    }
 }
 
 /// A model built for one precision on one backend.

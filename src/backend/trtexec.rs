@@ -19,13 +19,16 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Backend, BackendError, BackendKind, Executable, Timing};
+use super::{Backend, BackendError, BackendKind, Executable, GraphExecutable, Timing};
+use crate::array::{Array, ArrayData};
 use crate::export;
 use crate::measure::engine_latency;
-use crate::model::{Block, Model, Weights};
+use crate::model::onnx::{Dim, OnnxModel};
+use crate::model::{Model, Weights};
 use crate::precision::Policy;
+use crate::quant::Recipe;
 use crate::tensor::Tensor;
-use crate::trtexec::flags::{self, Typing};
+use crate::trtexec::flags::{self, ClassLayers, Typing};
 use crate::trtexec::layers::EngineLayer;
 use crate::trtexec::{layers, output, times};
 
@@ -159,23 +162,78 @@ impl Backend for TrtexecBackend {
         weights: &Weights,
         policy: &Policy,
     ) -> Result<Box<dyn Executable>, BackendError> {
-        let program = self.program()?.to_owned();
         let exported = export::onnx(model, weights, policy, export::Precision::BuilderFlags)
             .map_err(|e| BackendError::Unsupported(e.to_string()))?;
-        let mut build_flags = flags::flags(policy, Typing::Weak, &exported.layers)
+        let build_flags = flags::flags(policy, Typing::Weak, &exported.layers)
             .map_err(|e| BackendError::Unsupported(e.to_string()))?;
-        // An ONNX file with a dynamic token dimension is built for the model's token count.
-        let shapes = match &model.block {
-            Block::Onnx(file) if file.tokens.is_none() => {
-                let shape = format!("{}:{}x{}", file.input, model.tokens, file.input_features);
-                ["--minShapes", "--optShapes", "--maxShapes"]
-                    .iter()
-                    .for_each(|flag| build_flags.push(format!("{flag}={shape}")));
-                vec![format!("--shapes={shape}")]
-            }
-            _ => Vec::new(),
+        let engine = self.engine(&exported.model, build_flags, Vec::new())?;
+        Ok(Box::new(BlockEngine {
+            engine,
+            input: exported.input,
+            output: exported.output,
+            output_features: model.block.output_features(),
+        }))
+    }
+
+    /// A user's ONNX model: rewritten into a policy that quantizes matmuls and built
+    /// `--stronglyTyped`, so that its Q/DQ nodes and casts decide each layer's type; as it is
+    /// with the builder flags of a policy that only casts. Dynamic dimensions are built for the
+    /// suite's shapes. Marks are not built in: marking a tensor as an output keeps TensorRT from
+    /// fusing across it, and the engine measured must be the one deployed.
+    fn prepare_graph(
+        &self,
+        model: &OnnxModel,
+        policy: &Policy,
+        _marks: &[String],
+    ) -> Result<Box<dyn GraphExecutable>, BackendError> {
+        let unsupported = |e: &dyn std::fmt::Display| BackendError::Unsupported(e.to_string());
+        let quantized = policy.matmul.weights.recipe != Recipe::Cast
+            || policy.matmul.activations.recipe != Recipe::Cast;
+        let (precision, typing) = if quantized {
+            (export::Precision::InGraph, Typing::Strong)
+        } else {
+            (export::Precision::BuilderFlags, Typing::Weak)
         };
-        let key = self.cache_key(&exported.model, &build_flags);
+        let onnx =
+            export::user_model(model, policy, precision, &[]).map_err(|e| unsupported(&e))?;
+        let mut build_flags =
+            flags::flags(policy, typing, &ClassLayers::default()).map_err(|e| unsupported(&e))?;
+        let dynamic = model
+            .file
+            .inputs
+            .iter()
+            .any(|port| port.dims.iter().any(|d| matches!(d, Dim::Free(_))));
+        let mut run_flags = Vec::new();
+        if dynamic {
+            let shapes: Vec<String> = model
+                .inputs
+                .iter()
+                .map(|input| {
+                    let dims: Vec<String> = input.shape.iter().map(usize::to_string).collect();
+                    format!("{}:{}", input.name, dims.join("x"))
+                })
+                .collect();
+            let shapes = shapes.join(",");
+            for flag in ["--minShapes", "--optShapes", "--maxShapes"] {
+                build_flags.push(format!("{flag}={shapes}"));
+            }
+            run_flags.push(format!("--shapes={shapes}"));
+        }
+        Ok(Box::new(self.engine(&onnx, build_flags, run_flags)?))
+    }
+}
+
+impl TrtexecBackend {
+    /// The engine built from `onnx` with `build_flags`, from the cache when it was built before;
+    /// `run_flags` go with every run of it.
+    fn engine(
+        &self,
+        onnx: &[u8],
+        build_flags: Vec<String>,
+        run_flags: Vec<String>,
+    ) -> Result<TrtexecEngine, BackendError> {
+        let program = self.program()?.to_owned();
+        let key = self.cache_key(onnx, &build_flags);
         let engine = self.cache.join(format!("{key}.engine"));
         let layers = self.cache.join(format!("{key}.layers.json"));
         let work = tempfile::Builder::new()
@@ -185,24 +243,19 @@ impl Backend for TrtexecBackend {
         if !engine.is_file() || !layers.is_file() {
             std::fs::create_dir_all(&self.cache)
                 .map_err(|e| failed(&format!("creating {}", self.cache.display()), e))?;
-            let onnx = work.path().join("model.onnx");
-            std::fs::write(&onnx, &exported.model).map_err(|e| failed("writing model.onnx", e))?;
-            build(&program, &onnx, &build_flags, &engine, &layers)?;
+            let model = work.path().join("model.onnx");
+            std::fs::write(&model, onnx).map_err(|e| failed("writing model.onnx", e))?;
+            build(&program, &model, &build_flags, &engine, &layers)?;
         }
-        Ok(Box::new(TrtexecEngine {
+        Ok(TrtexecEngine {
             program,
             engine,
             layers,
             work,
-            input: exported.input,
-            output: exported.output,
-            shapes,
-            output_features: model.block.output_features(),
-        }))
+            run_flags,
+        })
     }
-}
 
-impl TrtexecBackend {
     /// The engine's cache key: what it was built from, with and for.
     fn cache_key(&self, onnx: &[u8], build_flags: &[String]) -> String {
         let mut hasher = Sha256::new();
@@ -270,38 +323,33 @@ struct TrtexecEngine {
     engine: PathBuf,
     layers: PathBuf,
     work: tempfile::TempDir,
-    /// The model's input and output names.
-    input: String,
-    output: String,
-    /// `--shapes` for a model with a dynamic token dimension.
-    shapes: Vec<String>,
-    output_features: usize,
+    /// Flags every run needs (`--shapes` for dynamic dimensions).
+    run_flags: Vec<String>,
 }
 
 impl TrtexecEngine {
-    fn path(&self, file: &str) -> PathBuf {
-        self.work.path().join(file)
-    }
-
-    /// Writes `input` as the raw little-endian FP32 file `--loadInputs` reads; returns the
-    /// flags that load the engine with it.
-    fn load_flags(&self, input: &Tensor) -> Result<Vec<String>, BackendError> {
-        let file = self.path("input.bin");
-        let bytes: Vec<u8> = input.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        std::fs::write(&file, bytes).map_err(|e| failed("writing input.bin", e))?;
+    /// Writes each input as the raw little-endian file `--loadInputs` reads; returns the flags
+    /// that load the engine with them.
+    fn load_flags(&self, inputs: &[Array]) -> Result<Vec<String>, BackendError> {
+        let mut loads = Vec::with_capacity(inputs.len());
+        for (index, input) in inputs.iter().enumerate() {
+            let file = self.work.path().join(format!("input{index}.bin"));
+            std::fs::write(&file, input.data.to_le_bytes())
+                .map_err(|e| failed(&format!("writing {}", file.display()), e))?;
+            loads.push(format!("{}:{}", input.name, file.display()));
+        }
         let mut flags = vec![
             format!("--loadEngine={}", self.engine.display()),
-            format!("--loadInputs={}:{}", self.input, file.display()),
+            format!("--loadInputs={}", loads.join(",")),
         ];
-        flags.extend(self.shapes.iter().cloned());
+        flags.extend(self.run_flags.iter().cloned());
         Ok(flags)
     }
-}
 
-impl Executable for TrtexecEngine {
-    fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
-        let file = self.path("output.json");
-        let mut args = self.load_flags(input)?;
+    /// Runs once; every output the engine exported.
+    fn outputs(&mut self, inputs: &[Array]) -> Result<Vec<Array>, BackendError> {
+        let file = self.work.path().join("output.json");
+        let mut args = self.load_flags(inputs)?;
         args.extend([
             format!("--exportOutput={}", file.display()),
             "--iterations=1".to_owned(),
@@ -309,19 +357,14 @@ impl Executable for TrtexecEngine {
             "--duration=0".to_owned(),
         ]);
         run(&self.program, &args, "running the engine")?;
-        let outputs = output::read(&file).map_err(|e| failed("reading its output", e))?;
-        let tensor = outputs
+        output::read(&file)
+            .map_err(|e| failed("reading its output", e))?
             .into_iter()
-            .find(|t| t.name == self.output)
-            .ok_or_else(|| failed("reading its output", format!("no tensor `{}`", self.output)))?;
-        let expected = [input.rows, self.output_features];
-        if tensor.shape != expected {
-            return Err(failed(
-                "reading its output",
-                format!("shape {:?}, expected {expected:?}", tensor.shape),
-            ));
-        }
-        Ok(Tensor::new(input.rows, self.output_features, tensor.values))
+            .map(|t| {
+                Array::new(&t.name, t.shape, ArrayData::F32(t.values))
+                    .map_err(|e| failed("reading its output", e))
+            })
+            .collect()
     }
 
     fn layer_report(&mut self) -> Result<Option<Vec<EngineLayer>>, BackendError> {
@@ -330,10 +373,10 @@ impl Executable for TrtexecEngine {
             .map_err(|e| failed("reading its layers", e))
     }
 
-    fn time(&mut self, input: &Tensor, timing: Timing) -> Result<Vec<Duration>, BackendError> {
+    fn time(&mut self, inputs: &[Array], timing: Timing) -> Result<Vec<Duration>, BackendError> {
         let iterations = timing.iterations;
-        let file = self.path("times.json");
-        let mut args = self.load_flags(input)?;
+        let file = self.work.path().join("times.json");
+        let mut args = self.load_flags(inputs)?;
         let warm_up_ms = if timing.warmup > 0 { WARM_UP_MS } else { 0 };
         args.extend([
             format!("--exportTimes={}", file.display()),
@@ -356,5 +399,70 @@ impl Executable for TrtexecEngine {
             .iter()
             .map(|&ms| engine_latency(ms).map_err(|e| failed("reading its times", e)))
             .collect()
+    }
+}
+
+impl GraphExecutable for TrtexecEngine {
+    fn run(&mut self, inputs: &[Array]) -> Result<Vec<Array>, BackendError> {
+        self.outputs(inputs)
+    }
+
+    fn time(&mut self, inputs: &[Array], timing: Timing) -> Result<Vec<Duration>, BackendError> {
+        TrtexecEngine::time(self, inputs, timing)
+    }
+
+    fn layer_report(&mut self) -> Result<Option<Vec<EngineLayer>>, BackendError> {
+        TrtexecEngine::layer_report(self)
+    }
+}
+
+/// An engine of one of precheck's blocks: one input `[tokens, features]`, one output.
+struct BlockEngine {
+    engine: TrtexecEngine,
+    input: String,
+    output: String,
+    output_features: usize,
+}
+
+impl BlockEngine {
+    fn inputs(&self, input: &Tensor) -> Vec<Array> {
+        let array = Array::new(
+            &self.input,
+            vec![input.rows, input.cols],
+            ArrayData::F32(input.data.clone()),
+        );
+        vec![array.expect("a tensor's values fill its shape")]
+    }
+}
+
+impl Executable for BlockEngine {
+    fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
+        let inputs = self.inputs(input);
+        let outputs = self.engine.outputs(&inputs)?;
+        let tensor = outputs
+            .into_iter()
+            .find(|t| t.name == self.output)
+            .ok_or_else(|| failed("reading its output", format!("no tensor `{}`", self.output)))?;
+        let expected = [input.rows, self.output_features];
+        if tensor.shape != expected {
+            return Err(failed(
+                "reading its output",
+                format!("shape {:?}, expected {expected:?}", tensor.shape),
+            ));
+        }
+        Ok(Tensor::new(
+            input.rows,
+            self.output_features,
+            tensor.data.to_f32(),
+        ))
+    }
+
+    fn layer_report(&mut self) -> Result<Option<Vec<EngineLayer>>, BackendError> {
+        self.engine.layer_report()
+    }
+
+    fn time(&mut self, input: &Tensor, timing: Timing) -> Result<Vec<Duration>, BackendError> {
+        let inputs = self.inputs(input);
+        self.engine.time(&inputs, timing)
     }
 }

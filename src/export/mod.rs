@@ -18,12 +18,14 @@
 
 mod emit;
 pub mod rewrite;
+mod upgrade;
 
 use prost::Message;
 use thiserror::Error;
 
 use crate::model::forward::rotary_tables;
 use crate::model::graph::{Graph, Op};
+use crate::model::onnx::OnnxModel;
 use crate::model::Activation;
 use crate::model::{Block, Model, Weights};
 use crate::onnx_proto::{
@@ -41,6 +43,10 @@ pub enum ExportError {
     /// Something the policy asks for that opset 21 cannot express.
     #[error("ONNX opset 21 cannot express {0}")]
     Unsupported(String),
+    /// A user's model that cannot be brought to opset 21 (an operator whose meaning changed in a
+    /// way precheck does not rewrite).
+    #[error("cannot bring the model to opset 21: {0}")]
+    Upgrade(String),
     /// An ONNX model file that cannot be read.
     #[error("cannot read {path}: {message}")]
     Read {
@@ -126,25 +132,15 @@ pub fn onnx(
     policy: &Policy,
     precision: Precision,
 ) -> Result<Exported, ExportError> {
-    if let Block::Onnx(file) = &model.block {
-        let read = |message: String| ExportError::Read {
-            path: file.path.display().to_string(),
-            message,
-        };
-        let bytes = std::fs::read(&file.path).map_err(|e| read(e.to_string()))?;
-        let bytes = match precision {
-            Precision::BuilderFlags => bytes,
-            Precision::InGraph => {
-                let decoded = ModelProto::decode(bytes.as_slice())
-                    .map_err(|e| read(format!("not an ONNX model: {e}")))?;
-                rewrite::rewrite(&decoded, policy)?.encode_to_vec()
-            }
+    if let Block::Onnx(onnx) = &model.block {
+        let first = |ports: &[crate::model::onnx::Port]| {
+            ports.first().map(|p| p.name.clone()).unwrap_or_default()
         };
         return Ok(Exported {
-            model: bytes,
+            model: user_model(onnx, policy, precision, &[])?,
             layers: ClassLayers::default(),
-            input: file.input.clone(),
-            output: file.output.clone(),
+            input: first(&onnx.file.inputs),
+            output: first(&onnx.file.outputs),
         });
     }
     let graph = model.block.graph();
@@ -191,6 +187,56 @@ pub fn onnx(
         input: INPUT.to_owned(),
         output: OUTPUT.to_owned(),
     })
+}
+
+/// A user's ONNX model as an engine gets it for `policy`: rewritten into it at opset 21
+/// ([`upgrade`], [`rewrite`]) with `marks` added to the graph's outputs (the values compared
+/// along the graph), or as it is for an engine's builder flags.
+pub fn user_model(
+    model: &OnnxModel,
+    policy: &Policy,
+    precision: Precision,
+    marks: &[String],
+) -> Result<Vec<u8>, ExportError> {
+    let path = &model.file.path;
+    let bytes = std::fs::read(path).map_err(|e| ExportError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let decoded = ModelProto::decode(bytes.as_slice()).map_err(|e| ExportError::Read {
+        path: path.display().to_string(),
+        message: format!("not an ONNX model: {e}"),
+    })?;
+    if precision == Precision::BuilderFlags {
+        // As it is, but for its weights held in the reference precision.
+        let mut held = decoded;
+        rewrite::hold_weights(&mut held, model.held)?;
+        return Ok(held.encode_to_vec());
+    }
+    let mut held = upgrade::to_current_opset(&decoded)?;
+    rewrite::hold_weights(&mut held, model.held)?;
+    let mut rewritten = rewrite::rewrite(&held, policy)?;
+    rewrite::mark(&mut rewritten, marks);
+    Ok(rewritten.encode_to_vec())
+}
+
+/// The values along a user's model that `localize` compares, in graph order.
+pub fn localized_values(model: &OnnxModel) -> Result<Vec<rewrite::Mark>, ExportError> {
+    let path = &model.file.path;
+    let bytes = std::fs::read(path).map_err(|e| ExportError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(rewrite::marks(&decode(path, &bytes)?, model.localize))
+}
+
+/// The model file's bytes decoded and brought to opset 21.
+fn decode(path: &std::path::Path, bytes: &[u8]) -> Result<ModelProto, ExportError> {
+    let decoded = ModelProto::decode(bytes).map_err(|e| ExportError::Read {
+        path: path.display().to_string(),
+        message: format!("not an ONNX model: {e}"),
+    })?;
+    upgrade::to_current_opset(&decoded)
 }
 
 /// Builds the ONNX graph: nodes and initializers, names made unique by a counter.

@@ -22,7 +22,8 @@ use std::collections::{HashMap, HashSet};
 use super::emit::{channel_major, f32_bytes, float_values, Emitter};
 use super::ExportError;
 use crate::formats::Format;
-use crate::onnx_proto::{DataType, GraphProto, ModelProto, NodeProto, TensorProto};
+use crate::model::onnx::Localize;
+use crate::onnx_proto::{DataType, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use crate::precision::Policy;
 use crate::quant::{QuantSpec, Recipe};
 use crate::tensor::Tensor;
@@ -375,6 +376,85 @@ pub fn rewrite(model: &ModelProto, policy: &Policy) -> Result<ModelProto, Export
     }
     graph.initializer.append(&mut emit.initializers);
     Ok(rewritten)
+}
+
+/// `model` with the weights and biases of its matmul-class nodes rounded to `format`, in place:
+/// a user's model defined in the suite's reference precision, as a BF16 checkpoint is.
+pub fn hold_weights(model: &mut ModelProto, format: Format) -> Result<(), ExportError> {
+    let Some(graph) = model.graph.as_mut() else {
+        return Ok(());
+    };
+    let held: HashSet<String> = graph
+        .node
+        .iter()
+        .filter(|node| op_class(&node.op_type) == OpClass::Matmul)
+        .flat_map(|node| node.input.iter().skip(1).cloned())
+        .collect();
+    for tensor in graph
+        .initializer
+        .iter_mut()
+        .filter(|t| held.contains(&t.name) && t.data_type == DataType::Float as i32)
+    {
+        let mut values = float_values(tensor)?;
+        format.round_slice(&mut values);
+        let dims: Vec<usize> = tensor.dims.iter().map(|&d| d as usize).collect();
+        *tensor = super::emit::tensor(&tensor.name, DataType::Float, &dims, f32_bytes(&values));
+    }
+    Ok(())
+}
+
+/// A value along the graph that is compared between reference and variant: a node's float
+/// output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// The value's name (kept by the rewrite).
+    pub value: String,
+    /// The node that computes it (its name, or `#N`, its place in the graph, when it has none).
+    pub node: String,
+    /// The node's operator.
+    pub op_type: String,
+}
+
+/// The values `localize` compares along `model`, in graph (topological) order: the first float
+/// output of each matmul-class node, or of every node but constants; the graph's outputs are
+/// compared as outputs.
+pub fn marks(model: &ModelProto, localize: Localize) -> Vec<Mark> {
+    let Some(graph) = model.graph.as_ref() else {
+        return Vec::new();
+    };
+    let floats = FloatValues::infer(graph);
+    let outputs: HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    graph
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(_, node)| match localize {
+            Localize::Off => false,
+            Localize::Matmul => op_class(&node.op_type) == OpClass::Matmul,
+            Localize::All => !matches!(node.op_type.as_str(), "Constant" | "ConstantOfShape"),
+        })
+        .filter_map(|(index, node)| {
+            let value = node.output.first()?;
+            (floats.contains(value) && !outputs.contains(value.as_str())).then(|| Mark {
+                value: value.clone(),
+                node: if node.name.is_empty() {
+                    format!("#{index}")
+                } else {
+                    node.name.clone()
+                },
+                op_type: node.op_type.clone(),
+            })
+        })
+        .collect()
+}
+
+/// `values` added to `model`'s outputs (as FP32: the rewrite holds every marked value there).
+pub fn mark(model: &mut ModelProto, values: &[String]) {
+    if let Some(graph) = model.graph.as_mut() {
+        for value in values {
+            graph.output.push(ValueInfoProto::float_of_any_shape(value));
+        }
+    }
 }
 
 /// Fails on what ONNX at `opset` cannot say of `policy`.

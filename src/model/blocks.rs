@@ -11,14 +11,14 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use super::graph::{AttentionShape, Graph, GraphBuilder, Value};
-use super::onnx::OnnxFile;
+use super::onnx::OnnxModel;
 use crate::model::Activation;
 
 /// A built-in block with its dimensions, or an ONNX model.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Block {
-    /// An ONNX model file, run as it is by engines that take ONNX.
-    Onnx(Arc<OnnxFile>),
+    /// A user's ONNX model, rewritten into each precision and run by engines that take ONNX.
+    Onnx(Arc<OnnxModel>),
     /// `y = x Wᵀ`, `W` of shape `[out_features, in_features]`.
     Linear {
         /// Input features.
@@ -198,10 +198,11 @@ impl Block {
         )
     }
 
-    /// Features of one input row.
+    /// Features of one input row; 0 for an ONNX model, whose inputs are arrays of their own
+    /// shapes ([`OnnxModel::inputs`]).
     pub fn input_features(&self) -> usize {
         match *self {
-            Block::Onnx(ref file) => file.input_features,
+            Block::Onnx(_) => 0,
             Block::Linear { in_features, .. } => in_features,
             Block::Mlp(MlpShape { hidden, .. })
             | Block::Attention(AttentionBlock { hidden, .. })
@@ -213,11 +214,10 @@ impl Block {
         }
     }
 
-    /// Features of one output row.
+    /// Features of one output row (0 for an ONNX model).
     pub fn output_features(&self) -> usize {
         match *self {
             Block::Linear { out_features, .. } => out_features,
-            Block::Onnx(ref file) => file.output_features,
             _ => self.input_features(),
         }
     }
@@ -232,7 +232,7 @@ impl Block {
         let mut b = GraphBuilder::new(self.input_features());
         let x = b.input();
         let output = match *self {
-            Block::Onnx(ref file) => b.external(x, file.output_features),
+            Block::Onnx(_) => b.external(x, 0),
             Block::Linear { out_features, .. } => b.linear(x, "", out_features, false),
             Block::Mlp(shape) => {
                 let names = if shape.gated { &GATED_MLP } else { &PLAIN_MLP };

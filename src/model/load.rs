@@ -16,6 +16,7 @@ use safetensors::{Dtype, SafeTensors};
 use super::blocks::split_layer;
 use super::graph::Graph;
 use super::{InputFile, Weights};
+use crate::array::{Array, ArrayData, ElementType};
 use crate::formats::Format;
 use crate::model::CheckpointSpec;
 use crate::tensor::Tensor;
@@ -87,11 +88,19 @@ pub enum LoadError {
         /// Their names.
         names: String,
     },
-    /// A model precheck cannot evaluate itself (an ONNX file) with no golden reference.
-    #[error("{} is an ONNX model, which precheck does not evaluate itself: its reference comes from a golden file (`precheck golden SUITE --backend ...`)", path.display())]
+    /// A user's ONNX model, which has no exact evaluation and no golden file.
+    #[error("{} is an ONNX model: its reference is evaluated by ONNX Runtime in every run, not kept in a golden file", path.display())]
     NotEvaluable {
         /// The model file.
         path: PathBuf,
+    },
+    /// A user's ONNX model whose reference could not be evaluated.
+    #[error("{}: its reference could not be evaluated: {message}", path.display())]
+    Reference {
+        /// The model file.
+        path: PathBuf,
+        /// Why.
+        message: String,
     },
     /// A golden file made for another input than the run's (seed, tokens, input file).
     #[error("{}: the reference of `{model}` was made for another input (seed, tokens or input file changed since); make it again with `precheck golden`", path.display())]
@@ -245,6 +254,51 @@ pub fn write_f32<'a>(
     let encoded =
         safetensors::serialize(views, metadata).map_err(|e| format!("encoding tensors: {e}"))?;
     std::fs::write(path, encoded).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// The safetensors type of an element type.
+fn safetensors_dtype(element: ElementType) -> Dtype {
+    match element {
+        ElementType::F32 => Dtype::F32,
+        ElementType::F64 => Dtype::F64,
+        ElementType::F16 => Dtype::F16,
+        ElementType::Bf16 => Dtype::BF16,
+        ElementType::I64 => Dtype::I64,
+        ElementType::I32 => Dtype::I32,
+        ElementType::I8 => Dtype::I8,
+        ElementType::U8 => Dtype::U8,
+        ElementType::Bool => Dtype::BOOL,
+    }
+}
+
+/// Writes `arrays` to a `.safetensors` file, each in its own element type, under its name.
+pub fn write_arrays(path: &Path, arrays: &[Array]) -> Result<(), String> {
+    let bytes: Vec<Vec<u8>> = arrays.iter().map(|a| a.data.to_le_bytes()).collect();
+    let views = arrays
+        .iter()
+        .zip(&bytes)
+        .map(|(array, data)| {
+            let dtype = safetensors_dtype(array.data.element());
+            TensorView::new(dtype, array.shape.clone(), data)
+                .map(|view| (array.name.as_str(), view))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("encoding tensors: {e}"))?;
+    let encoded =
+        safetensors::serialize(views, None).map_err(|e| format!("encoding tensors: {e}"))?;
+    std::fs::write(path, encoded).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Every array of a `.safetensors` file (an engine's outputs).
+pub fn read_arrays(path: &Path) -> Result<Vec<Array>, LoadError> {
+    let checkpoint = Checkpoint::open(path)?;
+    let tensors = checkpoint.tensors()?;
+    let mut names = tensors.names();
+    names.sort_unstable();
+    names
+        .into_iter()
+        .map(|name| named_array(path, name))
+        .collect()
 }
 
 /// Checks that the checkpoint `spec` holds every parameter of `graph` with its shape and a float
@@ -401,6 +455,173 @@ fn read_npy(path: &Path, expected: [usize; 2]) -> Result<Vec<f32>, LoadError> {
     Ok((0..rows * cols)
         .map(|i| values[(i % cols) * rows + i / cols])
         .collect())
+}
+
+/// The array `tensor` of an input file, of any shape and element type: a `.npy` file holds one
+/// array, an `.npz` or `.safetensors` file an array by that name.
+pub(super) fn named_array(path: &Path, tensor: &str) -> Result<Array, LoadError> {
+    let missing = |names: Vec<String>| LoadError::Missing {
+        path: path.to_owned(),
+        tensor: tensor.to_owned(),
+        param: format!("input {tensor}"),
+        hint: crate::hints::did_you_mean(tensor, names.iter().map(String::as_str)),
+    };
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("npy") => {
+            let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            let array = npyz::NpyFile::new(&bytes[..]).map_err(|e| LoadError::Format {
+                path: path.to_owned(),
+                kind: ".npy",
+                message: e.to_string(),
+            })?;
+            typed_npy(path, tensor, array)
+        }
+        Some("npz") => {
+            let invalid = |e: std::io::Error| LoadError::Format {
+                path: path.to_owned(),
+                kind: ".npz",
+                message: e.to_string(),
+            };
+            let mut archive = npyz::npz::NpzArchive::open(path).map_err(invalid)?;
+            let names: Vec<String> = archive.array_names().map(str::to_owned).collect();
+            let file = archive
+                .by_name(tensor)
+                .map_err(invalid)?
+                .ok_or_else(|| missing(names))?;
+            typed_npy(path, tensor, file)
+        }
+        Some("safetensors") => {
+            let checkpoint = Checkpoint::open(path)?;
+            let tensors = checkpoint.tensors()?;
+            let view = tensors
+                .tensor(tensor)
+                .map_err(|_| missing(tensors.names().into_iter().map(str::to_owned).collect()))?;
+            let element = match view.dtype() {
+                Dtype::F32 => ElementType::F32,
+                Dtype::F64 => ElementType::F64,
+                Dtype::F16 => ElementType::F16,
+                Dtype::BF16 => ElementType::Bf16,
+                Dtype::I64 => ElementType::I64,
+                Dtype::I32 => ElementType::I32,
+                Dtype::I8 => ElementType::I8,
+                Dtype::U8 => ElementType::U8,
+                Dtype::BOOL => ElementType::Bool,
+                other => {
+                    return Err(LoadError::Dtype {
+                        path: path.to_owned(),
+                        tensor: tensor.to_owned(),
+                        found: format!("{other:?}"),
+                    })
+                }
+            };
+            let data = array_data_from_le(element, view.data());
+            Array::new(tensor, view.shape().to_vec(), data).map_err(|message| LoadError::Format {
+                path: path.to_owned(),
+                kind: ".safetensors",
+                message,
+            })
+        }
+        _ => Err(LoadError::Extension {
+            path: path.to_owned(),
+        }),
+    }
+}
+
+/// Little-endian values of `element` (a `.safetensors` tensor's bytes, an engine's output).
+pub fn array_data_from_le(element: ElementType, bytes: &[u8]) -> ArrayData {
+    fn each<const N: usize, T>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
+        bytes
+            .chunks_exact(N)
+            .map(|c| f(c.try_into().expect("chunks of N bytes")))
+            .collect()
+    }
+    match element {
+        ElementType::F32 => ArrayData::F32(each(bytes, f32::from_le_bytes)),
+        ElementType::F64 => ArrayData::F64(each(bytes, f64::from_le_bytes)),
+        ElementType::F16 => ArrayData::F16(each(bytes, half::f16::from_le_bytes)),
+        ElementType::Bf16 => ArrayData::Bf16(each(bytes, half::bf16::from_le_bytes)),
+        ElementType::I64 => ArrayData::I64(each(bytes, i64::from_le_bytes)),
+        ElementType::I32 => ArrayData::I32(each(bytes, i32::from_le_bytes)),
+        ElementType::I8 => ArrayData::I8(each(bytes, i8::from_le_bytes)),
+        ElementType::U8 => ArrayData::U8(bytes.to_vec()),
+        ElementType::Bool => ArrayData::Bool(bytes.iter().map(|&b| b != 0).collect()),
+    }
+}
+
+/// A `.npy` array in its own element type, C order (a Fortran-order array is transposed).
+fn typed_npy<R: std::io::Read>(
+    path: &Path,
+    tensor: &str,
+    array: npyz::NpyFile<R>,
+) -> Result<Array, LoadError> {
+    let invalid = |message: String| LoadError::Format {
+        path: path.to_owned(),
+        kind: ".npy",
+        message,
+    };
+    let shape: Vec<usize> = array.shape().iter().map(|&d| d as usize).collect();
+    let fortran = array.order() == npyz::Order::Fortran;
+    let descr = array.dtype().descr();
+    let read = |e: std::io::Error| invalid(e.to_string());
+    let data = match descr.trim_matches('\'') {
+        "<f4" => ArrayData::F32(array.into_vec().map_err(read)?),
+        "<f8" => ArrayData::F64(array.into_vec().map_err(read)?),
+        "<i8" => ArrayData::I64(array.into_vec().map_err(read)?),
+        "<i4" => ArrayData::I32(array.into_vec().map_err(read)?),
+        "|i1" => ArrayData::I8(array.into_vec().map_err(read)?),
+        "|u1" => ArrayData::U8(array.into_vec().map_err(read)?),
+        other => {
+            return Err(LoadError::Dtype {
+                path: path.to_owned(),
+                tensor: tensor.to_owned(),
+                found: format!("{other} (inputs are read as <f4, <f8, <i8, <i4, |i1 or |u1)"),
+            })
+        }
+    };
+    let data = if fortran {
+        from_fortran_order(data, &shape)
+    } else {
+        data
+    };
+    Array::new(tensor, shape, data).map_err(invalid)
+}
+
+/// `data` stored column-major (the first index fastest) put in row-major order.
+fn from_fortran_order(data: ArrayData, shape: &[usize]) -> ArrayData {
+    let count: usize = shape.iter().product();
+    // The column-major position of each row-major index.
+    let source: Vec<usize> = (0..count)
+        .map(|mut index| {
+            let (mut position, mut stride) = (0, 1);
+            let mut strides: Vec<usize> = Vec::with_capacity(shape.len());
+            for &size in shape {
+                strides.push(stride);
+                stride *= size;
+            }
+            for (axis, &size) in shape.iter().enumerate().rev() {
+                position += (index % size) * strides[axis];
+                index /= size;
+            }
+            position
+        })
+        .collect();
+    fn gather<T: Copy>(values: Vec<T>, source: &[usize]) -> Vec<T> {
+        source.iter().map(|&i| values[i]).collect()
+    }
+    match data {
+        ArrayData::F32(v) => ArrayData::F32(gather(v, &source)),
+        ArrayData::F64(v) => ArrayData::F64(gather(v, &source)),
+        ArrayData::F16(v) => ArrayData::F16(gather(v, &source)),
+        ArrayData::Bf16(v) => ArrayData::Bf16(gather(v, &source)),
+        ArrayData::I64(v) => ArrayData::I64(gather(v, &source)),
+        ArrayData::I32(v) => ArrayData::I32(gather(v, &source)),
+        ArrayData::I8(v) => ArrayData::I8(gather(v, &source)),
+        ArrayData::U8(v) => ArrayData::U8(gather(v, &source)),
+        ArrayData::Bool(v) => ArrayData::Bool(gather(v, &source)),
+    }
 }
 
 /// Names as `` `a`, `b` `` for messages.

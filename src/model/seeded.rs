@@ -24,7 +24,7 @@ use crate::tensor::Tensor;
 /// The measured input's name in seeds.
 pub const INPUT: &str = "input";
 
-fn stream(seed: u64, model: &str, tensor: &str) -> ChaCha8Rng {
+pub(super) fn stream(seed: u64, model: &str, tensor: &str) -> ChaCha8Rng {
     let digest = Sha256::digest(format!("{seed}/{model}/{tensor}"));
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);

@@ -1,7 +1,7 @@
 //! The precision evidence of one measurement as one verdict: the fingerprint against the CPU
 //! emulation, the kernel trace and the engine's layer report.
 
-use super::reference::ModelContext;
+use super::reference::BlockContext;
 use crate::measure::KernelLaunches;
 use crate::mismatch::{self, fingerprint::FingerprintEvidence, Mismatch};
 use crate::model::Block;
@@ -19,7 +19,7 @@ pub(super) struct Traces<'a> {
 /// The fingerprint of `output` and the readings of the kernel trace and the engine's layer
 /// report, as one verdict.
 pub(super) fn precision_evidence(
-    ctx: &ModelContext,
+    ctx: &BlockContext,
     policy: &Policy,
     output: &Tensor,
     emulation: &Tensor,

@@ -62,7 +62,7 @@ impl Executor for InProcess<'_> {
         let ctx = {
             let mut cached = self.context.lock().expect("no panic holds this lock");
             match cached.as_ref() {
-                Some(ctx) if ctx.model == *model => ctx.clone(),
+                Some(ctx) if ctx.model() == model => ctx.clone(),
                 _ => match ModelContext::new(model, settings) {
                     Ok(ctx) => cached.insert(Arc::new(ctx)).clone(),
                     Err(e) => return Execution::Finished(Box::new(Err(format!("model: {e}")))),

@@ -5,12 +5,11 @@ use std::panic::{self, AssertUnwindSafe};
 
 use serde::{Deserialize, Serialize};
 
-use super::evidence::{assess, precision_evidence, Traces};
-use super::reference::ModelContext;
+use super::evidence::{precision_evidence, Traces};
+use super::reference::{BlockContext, ModelContext};
 use crate::backend::{Backend, BackendError, CpuBackend, Timing};
 use crate::measure::{compare, Accuracy, CacheMode, Clocks, KernelLaunches, LatencyStats};
 use crate::mismatch::Mismatch;
-use crate::model::Block;
 use crate::precision::Policy;
 use crate::results::{LayerAccuracy, RunSettings};
 use crate::tensor::Tensor;
@@ -52,19 +51,22 @@ pub fn measure_guarded(
     backend: &dyn Backend,
     settings: &RunSettings,
 ) -> Outcome {
-    panic::catch_unwind(AssertUnwindSafe(|| measure(ctx, policy, backend, settings)))
-        .unwrap_or_else(|payload| {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(format!("panicked: {message}"))
-        })
+    panic::catch_unwind(AssertUnwindSafe(|| match ctx {
+        ModelContext::Block(ctx) => measure(ctx, policy, backend, settings),
+        ModelContext::Graph(ctx) => super::graph::measure(ctx, policy, backend, settings),
+    }))
+    .unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(format!("panicked: {message}"))
+    })
 }
 
 fn measure(
-    ctx: &ModelContext,
+    ctx: &BlockContext,
     policy: &Policy,
     backend: &dyn Backend,
     settings: &RunSettings,
@@ -85,8 +87,8 @@ fn measure(
         compare(&output.data, &ctx.reference.data).map_err(|e| format!("accuracy: {e}"))?;
     let layers = layer_accuracy(ctx, executable.taps())?;
     // The CPU backend is the emulation itself: agreement and fingerprints only mean something
-    // for other backends, and an ONNX model has no emulation.
-    let checked = !backend.is_emulation() && !matches!(ctx.model.block, Block::Onnx(_));
+    // for other backends.
+    let checked = !backend.is_emulation();
     let emulation = checked.then(|| cpu_emulation(ctx, policy)).transpose()?;
     let cpu_agreement = emulation
         .as_ref()
@@ -101,25 +103,19 @@ fn measure(
         kernels: kernels.as_deref(),
         layers: engine_layers.as_deref(),
     };
-    let mismatch = match &emulation {
-        Some(emulation) => Some(precision_evidence(
-            ctx,
-            policy,
-            &output,
-            emulation,
-            traces,
-            executable.emulated(),
-        )?),
-        // An ONNX model: what its engine reports is all the evidence there is.
-        None if matches!(ctx.model.block, Block::Onnx(_)) => Some(assess(
-            None,
-            &ctx.model.block,
-            policy,
-            traces,
-            executable.emulated(),
-        )),
-        None => None,
-    };
+    let mismatch = emulation
+        .as_ref()
+        .map(|emulation| {
+            precision_evidence(
+                ctx,
+                policy,
+                &output,
+                emulation,
+                traces,
+                executable.emulated(),
+            )
+        })
+        .transpose()?;
     let cache = match settings.cache {
         CacheMode::Cold if !executable.flushes_cache() => {
             tracing::warn!("this backend cannot flush the GPU's L2 cache: timing warm");
@@ -156,7 +152,7 @@ fn measure(
 
 /// Each tap the executable reported against the reference's tap of the same name.
 fn layer_accuracy(
-    ctx: &ModelContext,
+    ctx: &BlockContext,
     taps: Vec<(String, Tensor)>,
 ) -> Result<Vec<LayerAccuracy>, String> {
     taps.into_iter()
@@ -173,7 +169,7 @@ fn layer_accuracy(
 
 /// The CPU backend's emulation of `policy` on the same inputs: what other backends' outputs are
 /// checked against, for agreement and for the fingerprint.
-fn cpu_emulation(ctx: &ModelContext, policy: &Policy) -> Result<Tensor, String> {
+fn cpu_emulation(ctx: &BlockContext, policy: &Policy) -> Result<Tensor, String> {
     let failed = |e: BackendError| format!("CPU emulation: {e}");
     CpuBackend::new()
         .prepare(&ctx.model, &ctx.weights, policy)

@@ -8,6 +8,7 @@
 mod evidence;
 pub mod execute;
 pub mod fault;
+mod graph;
 pub mod measurement;
 pub mod pool;
 pub mod process;
@@ -24,9 +25,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 pub use execute::{Execution, Executor, InProcess};
+pub use graph::GraphContext;
 pub use measurement::{measure_guarded, Measured, Outcome};
 pub use pool::{slots, Pending, Placement, Scheduler, Slot};
-pub use reference::{exact_reference, golden_outputs, ModelContext};
+pub use reference::{exact_reference, golden_outputs, BlockContext, ModelContext};
 pub use spec::RunSpec;
 pub use worker::{serve, WorkerJob, WorkerReply, Workers};
 

@@ -1,19 +1,46 @@
 //! The reference a variant is compared with, and the weights and input it runs on: built once per
 //! model in each process.
 
+use super::graph::GraphContext;
 use crate::backend::Backend;
 use crate::formats::Format;
 use crate::model::forward::{forward, Exact, Forward};
 use crate::model::golden::{self, GoldenOutput};
 use crate::model::{seeded, Block, LoadError, Model, Weights};
-use crate::precision::presets;
 use crate::results::RunSettings;
 use crate::suite::Suite;
 use crate::tensor::Tensor;
 
-/// Weights, input and exact reference output of one model, built once for all its variants of a
-/// process.
-pub struct ModelContext {
+/// What a model's variants are measured against, built once for all its variants in a process:
+/// a built-in block's or a user's ONNX model's.
+pub enum ModelContext {
+    /// A built-in block.
+    Block(BlockContext),
+    /// A user's ONNX model.
+    Graph(GraphContext),
+}
+
+impl ModelContext {
+    /// The context of `model`: its inputs and reference. Fails when an input, a weight or a
+    /// golden file cannot be read as the model needs it, or the reference cannot be evaluated.
+    pub fn new(model: &Model, settings: &RunSettings) -> Result<Self, LoadError> {
+        match &model.block {
+            Block::Onnx(_) => GraphContext::new(model, settings).map(ModelContext::Graph),
+            _ => BlockContext::new(model, settings).map(ModelContext::Block),
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        match self {
+            ModelContext::Block(ctx) => &ctx.model,
+            ModelContext::Graph(ctx) => &ctx.model,
+        }
+    }
+}
+
+/// Weights, input and exact reference output of a built-in block.
+pub struct BlockContext {
     pub(super) model: Model,
     pub(super) weights: Weights,
     pub(super) input: Tensor,
@@ -24,7 +51,7 @@ pub struct ModelContext {
     format: Format,
 }
 
-impl ModelContext {
+impl BlockContext {
     /// Builds or reads the model's weights and input in the reference precision, and the
     /// reference: the run's golden file's, or the same block evaluated in f64 with no rounding,
     /// i.e. exactly what the model in the reference precision defines, up to f64 accumulation.
@@ -45,7 +72,7 @@ impl ModelContext {
                 (exact.output, exact.taps)
             }
         };
-        Ok(ModelContext {
+        Ok(BlockContext {
             model: model.clone(),
             weights,
             input,
@@ -75,9 +102,9 @@ pub fn exact_reference(
     input: &Tensor,
 ) -> Result<Forward<f64>, LoadError> {
     let graph = model.block.graph();
-    if let Block::Onnx(file) = &model.block {
+    if let Block::Onnx(onnx) = &model.block {
         return Err(LoadError::NotEvaluable {
-            path: file.path.clone(),
+            path: onnx.file.path.clone(),
         });
     }
     let exact_weights = weights.map(f64::from);
@@ -91,9 +118,8 @@ pub fn exact_reference(
 }
 
 /// Each model's reference for a golden file: precheck's exact evaluation, or with `backend`, the
-/// suite's reference precision (its baseline policy) run there; a user's ONNX model runs there
-/// with its weights in the reference precision and FP32 computation
-/// ([`presets::reference`]). Fails on the first model that cannot be loaded or run.
+/// suite's reference precision (its baseline policy) run there. Fails on the first model that
+/// cannot be loaded or run, and on a user's ONNX model, whose reference every run evaluates.
 pub fn golden_outputs(
     suite: &Suite,
     seed: u64,
@@ -115,11 +141,14 @@ pub fn golden_outputs(
                     let taps = exact.taps.into_iter().map(|(n, t)| (n, to_f32(t)));
                     ("exact".to_owned(), to_f32(exact.output), taps.collect())
                 }
-                Some(backend) => {
-                    let policy = match model.block {
-                        Block::Onnx(_) => presets::reference(format),
-                        _ => baseline.clone(),
+                Some(_) if matches!(model.block, Block::Onnx(_)) => {
+                    let Err(not_evaluable) = exact_reference(model, &weights, &input) else {
+                        unreachable!("ONNX models have no exact reference")
                     };
+                    return Err(failed(&not_evaluable));
+                }
+                Some(backend) => {
+                    let policy = baseline.clone();
                     let mut executable = backend
                         .prepare(model, &weights, &policy)
                         .map_err(|e| failed(&e))?;

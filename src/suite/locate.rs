@@ -43,6 +43,18 @@ impl LocationIndex {
             .copied()
     }
 
+    /// Where the value at `path` starts, or where its nearest written ancestor's does: a problem
+    /// with a key the file leaves out (`inputs.image.shape`) points at what encloses it.
+    pub fn nearest(&self, path: &str) -> Option<Location> {
+        let mut path = path;
+        loop {
+            if let Some(found) = self.value(path) {
+                return Some(found);
+            }
+            path = &path[..path.rfind(['.', '['])?];
+        }
+    }
+
     /// Where the key at `path` is, else where its value starts.
     pub fn key(&self, path: &str) -> Option<Location> {
         self.keys
@@ -180,6 +192,10 @@ mod tests {
             Some(Location { line: 7, column: 7 })
         );
         assert_eq!(index.value("models[2]"), None);
+        assert_eq!(
+            index.nearest("models[1].dims.heads"),
+            index.value("models[1].dims")
+        );
         assert!(LocationIndex::new("a: [1, 2").is_none());
     }
 }

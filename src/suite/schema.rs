@@ -4,6 +4,7 @@
 //! precision) happen while deserializing, so that serde_yaml reports them with their line and column.
 //! Checks across values (a matrix entry naming a model) happen in [`super::validate`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use crate::formats::Format;
 use crate::gate::GateSpec;
 use crate::ident::Ident;
 use crate::measure::CacheMode;
+use crate::model::onnx::{Localize, OnnxInputSpec};
 use crate::model::{Activation, OutlierSpec, WeightsSpec};
 use crate::precision::PrecisionSpec;
 
@@ -203,8 +205,20 @@ pub struct ModelSpec {
     /// The norms' epsilon (default 1e-6 in decoder layers, 1e-12 in encoder layers, as Gemma and BERT).
     #[serde(default)]
     pub norm_eps: Option<f64>,
-    /// The input's shape and source.
-    pub input: InputSpec,
+    /// A built-in block's input: its rows and source.
+    #[serde(default)]
+    pub input: Option<InputSpec>,
+    /// `block: onnx`: how each input is made, by name (shape where the model leaves it free,
+    /// a distribution or a file).
+    #[serde(default)]
+    pub inputs: Option<BTreeMap<String, OnnxInputSpec>>,
+    /// `block: onnx`: the outputs the gate applies to (default: all).
+    #[serde(default)]
+    pub outputs: Option<Vec<String>>,
+    /// `block: onnx`: which values along the graph are compared (`matmul`, the default; `all`;
+    /// `off`).
+    #[serde(default)]
+    pub localize: Option<Localize>,
     /// Where the weights come from.
     #[serde(default)]
     pub weights: WeightsSpec,

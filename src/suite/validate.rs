@@ -4,18 +4,21 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::hash::Hash;
 
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::matrix::{expand, Axes};
-use super::schema::{BlockKind, Count, LayerKindSpec, ModelSpec, Reference, SuiteFile};
+use super::schema::{BlockKind, Count, InputSpec, LayerKindSpec, ModelSpec, Reference, SuiteFile};
 use super::Suite;
+use crate::formats::Format;
 use crate::gate::GateSpec;
 use crate::gate::Gates;
 use crate::ident::Ident;
 use crate::model::graph::AttentionShape;
-use crate::model::{onnx, AttentionBlock, Block, InputFile, LayerKind, LayerSpec, MlpShape, Model};
+use crate::model::onnx::{self, OnnxModel};
 use crate::model::{Activation, CheckpointSpec, WeightsSpec};
+use crate::model::{AttentionBlock, Block, InputFile, LayerKind, LayerSpec, MlpShape, Model};
 use crate::precision::PrecisionSpec;
 
 /// One problem: the key path it concerns and a sentence.
@@ -47,16 +50,21 @@ pub fn validate(file: SuiteFile, base: &Path) -> Result<Suite, Problem> {
         .models
         .iter()
         .enumerate()
-        .map(|(i, spec)| model(&format!("models[{i}]"), spec, base))
+        .map(|(i, spec)| {
+            let held = file.reference.precision.format();
+            model(&format!("models[{i}]"), spec, held, base)
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    if file.reference.file.is_none() {
+    if file.reference.file.is_some() {
         if let Some(i) = models
             .iter()
             .position(|m| matches!(m.block, Block::Onnx(_)))
         {
             return Err(problem(
                 format!("models[{i}].onnx"),
-                "precheck does not evaluate ONNX files itself: the suite's reference must be a golden file (`reference: { file: golden.safetensors }`, made by `precheck golden SUITE --backend ...`)",
+                "an ONNX model's reference is evaluated by ONNX Runtime in every run, from its \
+                 weights in the reference precision; a golden file holds only precheck blocks' \
+                 references: leave out `reference.file`",
             ));
         }
     }
@@ -136,26 +144,33 @@ struct BlockRules {
     options: &'static [&'static str],
 }
 
-const LAYER_OPTIONS: &[&str] = &["activation", "layer", "causal", "rope_theta", "norm_eps"];
+const LAYER_OPTIONS: &[&str] = &[
+    "input",
+    "activation",
+    "layer",
+    "causal",
+    "rope_theta",
+    "norm_eps",
+];
 
 const BLOCK_RULES: [BlockRules; 6] = [
     BlockRules {
         block: BlockKind::Linear,
         required: &["hidden"],
         optional: &["out_features"],
-        options: &[],
+        options: &["input"],
     },
     BlockRules {
         block: BlockKind::Mlp,
         required: &["hidden", "intermediate"],
         optional: &[],
-        options: &["activation", "gated"],
+        options: &["input", "activation", "gated"],
     },
     BlockRules {
         block: BlockKind::Attention,
         required: &["hidden", "heads"],
         optional: &["kv_heads", "head_dim"],
-        options: &["causal", "rotary", "rope_theta"],
+        options: &["input", "causal", "rotary", "rope_theta"],
     },
     BlockRules {
         block: BlockKind::TransformerLayer,
@@ -173,7 +188,7 @@ const BLOCK_RULES: [BlockRules; 6] = [
         block: BlockKind::Onnx,
         required: &[],
         optional: &[],
-        options: &["onnx"],
+        options: &["onnx", "inputs", "outputs", "localize"],
     },
 ];
 
@@ -200,9 +215,13 @@ impl BlockRules {
 }
 
 /// The model keys besides `dims` that configure a block, and whether the spec sets each.
-fn options_set(spec: &ModelSpec) -> [(&'static str, bool); 8] {
+fn options_set(spec: &ModelSpec) -> [(&'static str, bool); 12] {
     [
+        ("input", spec.input.is_some()),
         ("onnx", spec.onnx.is_some()),
+        ("inputs", spec.inputs.is_some()),
+        ("outputs", spec.outputs.is_some()),
+        ("localize", spec.localize.is_some()),
         ("activation", spec.activation.is_some()),
         ("gated", spec.gated.is_some()),
         ("layer", spec.layer.is_some()),
@@ -306,10 +325,10 @@ fn positive_finite(key: String, value: f64) -> Result<f64, Problem> {
     }
 }
 
-fn block(key: &str, spec: &ModelSpec, base: &Path) -> Result<Block, Problem> {
+fn block(key: &str, spec: &ModelSpec, held: Format, base: &Path) -> Result<Block, Problem> {
     check_block_keys(key, spec)?;
     match spec.block {
-        BlockKind::Onnx => onnx_block(key, spec, base),
+        BlockKind::Onnx => onnx_block(key, spec, held, base),
         _ => built_in_block(key, spec),
     }
 }
@@ -395,8 +414,8 @@ fn built_in_block(key: &str, spec: &ModelSpec) -> Result<Block, Problem> {
     })
 }
 
-/// An ONNX model file's interface, checked against the model's input.
-fn onnx_block(key: &str, spec: &ModelSpec, base: &Path) -> Result<Block, Problem> {
+/// A user's ONNX model: its file's interface, fixed as the suite's `inputs` and `outputs` say.
+fn onnx_block(key: &str, spec: &ModelSpec, held: Format, base: &Path) -> Result<Block, Problem> {
     let Some(path) = &spec.onnx else {
         return Err(problem(
             key.to_owned(),
@@ -411,24 +430,46 @@ fn onnx_block(key: &str, spec: &ModelSpec, base: &Path) -> Result<Block, Problem
     }
     let file =
         onnx::read(&base.join(path)).map_err(|e| problem(format!("{key}.onnx"), e.to_string()))?;
-    let tokens = spec.input.tokens.get();
-    if file.tokens.is_some_and(|fixed| fixed != tokens) {
-        return Err(problem(
-            format!("{key}.input.tokens"),
-            format!(
-                "the model's input `{}` has {} rows, not {tokens}",
-                file.input,
-                file.tokens.unwrap_or_default()
-            ),
-        ));
-    }
-    Ok(Block::Onnx(Arc::new(file)))
+    let model = OnnxModel::new(
+        file,
+        &spec.inputs.clone().unwrap_or_default(),
+        spec.outputs.as_deref(),
+        spec.localize.unwrap_or_default(),
+        held,
+        base,
+    )
+    .map_err(|p| problem(format!("{key}.{}", p.key), p.message))?;
+    Ok(Block::Onnx(Arc::new(model)))
 }
 
-fn model(key: &str, spec: &ModelSpec, base: &Path) -> Result<Model, Problem> {
-    let block = block(key, spec, base)?;
-    if let Some(outliers) = spec.input.outliers {
-        if spec.input.file.is_some() {
+fn model(key: &str, spec: &ModelSpec, held: Format, base: &Path) -> Result<Model, Problem> {
+    let block = block(key, spec, held, base)?;
+    let input = match (&block, &spec.input) {
+        // An ONNX model's first input's first dimension stands for its rows in records.
+        (Block::Onnx(onnx), _) => {
+            let tokens = onnx.inputs.first().and_then(|i| i.shape.first()).copied();
+            InputSpec {
+                tokens: Count(
+                    NonZeroUsize::new(tokens.unwrap_or(1)).expect("shapes have no zero dimension"),
+                ),
+                outliers: None,
+                file: None,
+                tensor: None,
+            }
+        }
+        (_, Some(input)) => input.clone(),
+        (_, None) => {
+            return Err(problem(
+                key.to_owned(),
+                format!(
+                    "block `{}` needs `input: {{ tokens: N }}`, the rows of its input",
+                    spec.block.name()
+                ),
+            ))
+        }
+    };
+    if let Some(outliers) = input.outliers {
+        if input.file.is_some() {
             return Err(problem(
                 format!("{key}.input.outliers"),
                 "outliers scale channels of a seeded input; an input read from `file` has its own",
@@ -449,7 +490,7 @@ fn model(key: &str, spec: &ModelSpec, base: &Path) -> Result<Model, Problem> {
             ));
         }
     }
-    if spec.input.tensor.is_some() && spec.input.file.is_none() {
+    if input.tensor.is_some() && input.file.is_none() {
         return Err(problem(
             format!("{key}.input.tensor"),
             "`tensor` names a tensor of the input `file`, and there is none",
@@ -473,11 +514,11 @@ fn model(key: &str, spec: &ModelSpec, base: &Path) -> Result<Model, Problem> {
     Ok(Model {
         name: spec.name.clone(),
         block,
-        tokens: spec.input.tokens.get(),
-        outliers: spec.input.outliers,
-        input_file: spec.input.file.as_ref().map(|file| InputFile {
+        tokens: input.tokens.get(),
+        outliers: input.outliers,
+        input_file: input.file.as_ref().map(|file| InputFile {
             path: base.join(file),
-            tensor: spec.input.tensor.clone(),
+            tensor: input.tensor.clone(),
         }),
         weights,
     })

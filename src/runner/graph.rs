@@ -1,0 +1,212 @@
+//! A user's ONNX model measured in one policy: its inputs and reference, built once per process,
+//! and each variant compared output by output and along the graph, value by value (Polygraphy's
+//! `--mark all` comparison, for every variant of the matrix).
+//!
+//! The reference is the model rewritten into the reference policy (weights held in the reference
+//! precision, everything computed in FP32) and run by ONNX Runtime on the CPU, with every value
+//! that `localize` names marked as an output.
+
+use std::sync::Arc;
+
+use super::evidence::{assess, Traces};
+use super::measurement::Measured;
+use crate::array::Array;
+use crate::backend::{Backend, BackendError, CpuBackend, Timing};
+use crate::export::{self, rewrite::Mark};
+use crate::measure::{compare, Accuracy, CacheMode, LatencyStats};
+use crate::model::onnx::OnnxModel;
+use crate::model::{Block, LoadError, Model};
+use crate::precision::{presets, Policy};
+use crate::results::{LayerAccuracy, RunSettings};
+
+/// A user's ONNX model's inputs and reference.
+pub struct GraphContext {
+    pub(super) model: Model,
+    onnx: Arc<OnnxModel>,
+    /// The inputs every variant runs on.
+    inputs: Vec<Array>,
+    /// The values compared along the graph, in graph order.
+    marks: Vec<Mark>,
+    /// The reference's outputs and marked values, by name.
+    reference: Vec<Array>,
+}
+
+impl GraphContext {
+    /// Makes the inputs and evaluates the reference. Fails when an input file cannot be read or
+    /// the reference cannot be evaluated (no ONNX Runtime, a model it cannot run).
+    pub fn new(model: &Model, settings: &RunSettings) -> Result<Self, LoadError> {
+        let Block::Onnx(onnx) = &model.block else {
+            unreachable!("graph contexts are made for ONNX models")
+        };
+        let path = &onnx.file.path;
+        let engine = |message: String| LoadError::Reference {
+            path: path.clone(),
+            message,
+        };
+        if settings.golden.is_some() {
+            return Err(engine(
+                "a golden file holds one output per model; an ONNX model's reference is \
+                 evaluated by ONNX Runtime in each run (leave out `reference.file`)"
+                    .into(),
+            ));
+        }
+        let format = settings.reference;
+        let inputs = onnx.make_inputs(settings.seed, model.name.as_str(), format)?;
+        let marks = export::localized_values(onnx).map_err(|e| engine(e.to_string()))?;
+        let values: Vec<String> = marks.iter().map(|m| m.value.clone()).collect();
+        let reference = CpuBackend::new()
+            .prepare_graph(onnx, &presets::reference(format), &values)
+            .and_then(|mut reference| reference.run(&inputs))
+            .map_err(|e| engine(e.to_string()))?;
+        Ok(GraphContext {
+            model: model.clone(),
+            onnx: onnx.clone(),
+            inputs,
+            marks,
+            reference,
+        })
+    }
+
+    fn reference(&self, name: &str) -> Option<&Array> {
+        self.reference.iter().find(|a| a.name == name)
+    }
+}
+
+fn value<'a>(values: &'a [Array], name: &str) -> Result<&'a Array, String> {
+    values
+        .iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| format!("the engine returned no output `{name}`"))
+}
+
+/// `value` against the reference's value of the same name.
+fn against(reference: &Array, value: &Array) -> Result<Accuracy, String> {
+    if value.shape != reference.shape {
+        return Err(format!(
+            "`{}` has shape {:?}, the reference's {:?}",
+            value.name, value.shape, reference.shape
+        ));
+    }
+    compare(&value.data.to_f32(), &reference.data.to_f64())
+        .map_err(|e| format!("accuracy of `{}`: {e}", value.name))
+}
+
+/// The worst of the gated outputs' accuracies: the lowest cosine, NaN lowest of all.
+fn worst(accuracies: Vec<Accuracy>) -> Option<Accuracy> {
+    accuracies.into_iter().min_by(|a, b| {
+        let key = |x: &Accuracy| {
+            if x.cos.is_nan() {
+                f64::NEG_INFINITY
+            } else {
+                x.cos
+            }
+        };
+        key(a).total_cmp(&key(b))
+    })
+}
+
+/// The gated outputs of `values` against `reference`'s, each; fails on a missing output.
+fn gated_outputs(
+    ctx: &GraphContext,
+    values: &[Array],
+    reference: impl Fn(&str) -> Option<Array>,
+) -> Result<Vec<Accuracy>, String> {
+    ctx.onnx
+        .gated
+        .iter()
+        .map(|name| {
+            let expected =
+                reference(name).ok_or_else(|| format!("the reference has no output `{name}`"))?;
+            against(&expected, value(values, name)?)
+        })
+        .collect()
+}
+
+/// Measures `policy` of the context's model on `backend`.
+pub fn measure(
+    ctx: &GraphContext,
+    policy: &Policy,
+    backend: &dyn Backend,
+    settings: &RunSettings,
+) -> Result<Measured, String> {
+    fn failed(stage: &'static str) -> impl Fn(BackendError) -> String {
+        move |e| format!("{stage}: {e}")
+    }
+    let values: Vec<String> = ctx.marks.iter().map(|m| m.value.clone()).collect();
+    let mut executable = backend
+        .prepare_graph(&ctx.onnx, policy, &values)
+        .map_err(failed("build"))?;
+    let outputs = executable.run(&ctx.inputs).map_err(failed("run"))?;
+    let by_reference = |name: &str| ctx.reference(name).cloned();
+    let accuracy = worst(gated_outputs(ctx, &outputs, by_reference)?)
+        .ok_or_else(|| "accuracy: the model has no gated output".to_owned())?;
+    let layers = along_the_graph(ctx, &outputs)?;
+    // Another backend's outputs are checked against ONNX Runtime's run of the same rewrite.
+    let cpu_agreement = if backend.is_emulation() {
+        None
+    } else {
+        let emulation = CpuBackend::new()
+            .prepare_graph(&ctx.onnx, policy, &[])
+            .and_then(|mut e| e.run(&ctx.inputs))
+            .map_err(failed("CPU emulation"))?;
+        let by_emulation = |name: &str| emulation.iter().find(|a| a.name == name).cloned();
+        let agreement = gated_outputs(ctx, &outputs, by_emulation)
+            .map_err(|e| format!("CPU agreement: {e}"))?;
+        worst(agreement)
+    };
+    drop(outputs);
+    let engine_layers = executable.layer_report().map_err(failed("layer report"))?;
+    let traces = Traces {
+        kernels: None,
+        layers: engine_layers.as_deref(),
+    };
+    let emulated = executable.emulated();
+    // The emulation is what other engines are judged by; what an engine reports is evidence.
+    let mismatch =
+        (!backend.is_emulation()).then(|| assess(None, &ctx.model.block, policy, traces, emulated));
+    if settings.cache == CacheMode::Cold {
+        tracing::warn!("ONNX models run on the host's engines: timing warm");
+    }
+    let timing = Timing {
+        warmup: settings.warmup,
+        iterations: settings.iterations,
+        cache: CacheMode::Warm,
+    };
+    let samples = executable
+        .time(&ctx.inputs, timing)
+        .map_err(failed("timing"))?;
+    let latency = LatencyStats::from_samples(&samples)
+        .ok_or_else(|| "timing: the backend returned no samples".to_owned())?;
+    Ok(Measured {
+        accuracy,
+        latency,
+        emulated,
+        cpu_agreement,
+        kernels: None,
+        mismatch,
+        layers,
+        clocks: None,
+        cache: CacheMode::Warm,
+    })
+}
+
+/// Each output, then each marked value the engine reported, in graph order, against the
+/// reference's: named `output NAME` and `NODE (OpType)`.
+fn along_the_graph(ctx: &GraphContext, values: &[Array]) -> Result<Vec<LayerAccuracy>, String> {
+    let outputs = ctx.onnx.file.outputs.iter().map(|port| {
+        let name = format!("output {}", port.name);
+        (name, port.name.as_str())
+    });
+    let marks = ctx
+        .marks
+        .iter()
+        .map(|m| (format!("{} ({})", m.node, m.op_type), m.value.as_str()));
+    marks
+        .chain(outputs)
+        .filter_map(|(name, value)| {
+            let found = values.iter().find(|a| a.name == value)?;
+            let reference = ctx.reference(value)?;
+            Some(against(reference, found).map(|accuracy| LayerAccuracy { name, accuracy }))
+        })
+        .collect()
+}
