@@ -5,7 +5,8 @@
 # ONNX tests, the all-MiniLM-L6-v2 checkpoint), made again only when that file changes. The
 # global Python is never touched. It hands the tests PATH (its python3 first) and
 # LD_LIBRARY_PATH (NVRTC) through $NEXTEST_ENV, and links the checkpoint where
-# suites/minilm.yaml reads it (models/, git-ignored).
+# suites/minilm.yaml reads it and the PP-OCRv4 models where suites/ppocr.yaml does (models/,
+# git-ignored).
 #
 # Run by hand (`scripts/test_env.sh`) it prints the environment to export instead.
 set -euo pipefail
@@ -38,6 +39,7 @@ fi
 
 nvrtc=$("$venv/bin/python" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))')
 PYTHON="$venv/bin/python" scripts/fetch_minilm.sh >/dev/null
+PYTHON="$venv/bin/python" scripts/fetch_ppocr.sh >/dev/null
 
 path="$(cd "$venv/bin" && pwd):$PATH"
 library_path="$nvrtc${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

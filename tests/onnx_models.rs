@@ -242,6 +242,63 @@ fn an_input_file_of_the_wrong_shape_is_an_error_naming_file_and_input() {
     }
 }
 
+/// PP-OCRv4 as rapidocr-onnxruntime ships it (`suites/ppocr.yaml`, models fetched by the test
+/// environment): three models nobody here wrote, opsets 11 and 12, weights in `Constant` nodes,
+/// pass their gates in every precision of the suite, and every variant is compared along its
+/// graph: each conv, in graph order, then the outputs.
+#[test]
+fn the_ppocr_suite_passes_and_localizes_every_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ppocr");
+    let output = precheck()
+        .arg("run")
+        .arg(root().join("suites/ppocr.yaml"))
+        .args(["--backend", "cpu", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (records, _) = read_records(&out.join(RESULTS_FILE)).unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(records.len(), 15);
+    // Matmul-class nodes that are not outputs: det 64 convs, rec 38 convs and 13 matmuls, cls
+    // 53 convs and one matmul.
+    let marked = |model: &str| match model {
+        "det" => 64,
+        "rec" => 51,
+        _ => 54,
+    };
+    for record in &records {
+        let nodes = record
+            .layers
+            .iter()
+            .filter(|l| !l.name.starts_with("output "))
+            .count();
+        assert_eq!(nodes, marked(&record.model), "{}", record.id);
+        if record.precision != "fp32" {
+            let worst = record
+                .layers
+                .iter()
+                .map(|l| l.accuracy.cos)
+                .fold(1.0, f64::min);
+            assert!(
+                worst < 1.0,
+                "{}: nothing rounded along the graph",
+                record.id
+            );
+        }
+    }
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        report.contains("p2o.Conv.0 (Conv)"),
+        "the depth chart names the nodes"
+    );
+}
+
 /// The README's "Your own ONNX model" suite, as written, with the fixture as its model.
 #[test]
 fn the_readme_own_model_suite_runs_as_the_readme_says() {

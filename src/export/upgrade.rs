@@ -61,8 +61,41 @@ const CHANGES: &[(&str, i64, Change)] = &[
 ];
 
 /// `model` at [`OPSET`]: unchanged when it is there already (or later), else with every operator
-/// whose meaning changed since its opset edited to keep it.
+/// whose meaning changed since its opset edited to keep it. Either way its `Constant` nodes that
+/// hold a tensor become initializers of the same name ([`constants_to_initializers`]).
 pub fn to_current_opset(model: &ModelProto) -> Result<ModelProto, ExportError> {
+    let mut upgraded = upgrade(model)?;
+    if let Some(graph) = upgraded.graph.as_mut() {
+        constants_to_initializers(graph);
+    }
+    Ok(upgraded)
+}
+
+/// Moves each `Constant` node that holds a tensor (`value`) into the graph's initializers under
+/// its output's name: the same value, where the rewrite finds weights. Exporters such as
+/// Paddle2ONNX write every weight as a `Constant` node; a matmul whose weight is one would
+/// otherwise look like a product of two activations.
+fn constants_to_initializers(graph: &mut GraphProto) {
+    let mut kept = Vec::with_capacity(graph.node.len());
+    for node in std::mem::take(&mut graph.node) {
+        let tensor = (node.op_type == "Constant"
+            && node.domain.as_deref().unwrap_or_default().is_empty()
+            && node.output.len() == 1)
+            .then(|| node.attribute.iter().find(|a| a.name == "value"))
+            .flatten()
+            .and_then(|a| a.t.clone());
+        match tensor {
+            Some(mut tensor) => {
+                tensor.name = node.output[0].clone();
+                graph.initializer.push(tensor);
+            }
+            None => kept.push(node),
+        }
+    }
+    graph.node = kept;
+}
+
+fn upgrade(model: &ModelProto) -> Result<ModelProto, ExportError> {
     let Some(import) = model
         .opset_import
         .iter()
