@@ -107,6 +107,16 @@ fn a_conv_net_with_an_image_and_token_ids_runs_through_the_matrix() {
         let quantized = matches!(record.precision.as_str(), "fp8_e4m3" | "int8");
         assert_eq!(record.emulated, quantized, "{}", record.id);
     }
+    let explained = precheck()
+        .arg("explain")
+        .arg(dir.path().join("out---backend-cpu"))
+        .arg("net/fp8_e4m3/cpu")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(explained.stdout).unwrap();
+    assert!(text.contains("Along the graph, in graph order"), "{text}");
+    assert!(text.contains("none below cos_min 0.99"), "{text}");
+    assert!(text.contains("conv (Conv)"), "{text}");
 }
 
 #[test]

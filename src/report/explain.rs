@@ -53,18 +53,64 @@ pub fn explain(record: &VariantRecord) -> String {
         }
     }
     if !record.layers.is_empty() {
-        let _ = writeln!(text, "\nAccuracy after each layer");
+        along(&mut text, record);
     }
+    text
+}
+
+/// How many of the worst values `explain` names before listing all.
+const WORST_SHOWN: usize = 5;
+
+/// The accuracy after each layer (a stack) or along the graph (an ONNX model): where it first
+/// falls below the gate, the worst values, then every one in order.
+fn along(text: &mut String, record: &VariantRecord) {
+    let heading = if record.block == "onnx" {
+        "Along the graph, in graph order (each value against the reference's)"
+    } else {
+        "Accuracy after each layer"
+    };
+    let _ = writeln!(text, "\n{heading}");
+    let cos_min = record.gates.cos_min;
+    // NaN compares false: a NaN value is below every gate.
+    let below = |cos: f64| cos.is_nan() || cos < cos_min;
+    match record.layers.iter().find(|l| below(l.accuracy.cos)) {
+        Some(first) => {
+            let _ = writeln!(
+                text,
+                "  first below cos_min {cos_min}: {} (cos {:.6})",
+                first.name, first.accuracy.cos
+            );
+        }
+        None => {
+            let _ = writeln!(text, "  none below cos_min {cos_min}");
+        }
+    }
+    if record.layers.len() > WORST_SHOWN {
+        let mut worst: Vec<_> = record.layers.iter().collect();
+        let key = |cos: f64| if cos.is_nan() { f64::NEG_INFINITY } else { cos };
+        worst.sort_by(|a, b| key(a.accuracy.cos).total_cmp(&key(b.accuracy.cos)));
+        let named: Vec<String> = worst
+            .iter()
+            .take(WORST_SHOWN)
+            .map(|l| format!("{} ({:.6})", l.name, l.accuracy.cos))
+            .collect();
+        let _ = writeln!(text, "  worst: {}", named.join(", "));
+    }
+    let width = record
+        .layers
+        .iter()
+        .map(|l| l.name.chars().count())
+        .max()
+        .unwrap_or(0);
     for layer in &record.layers {
         let _ = writeln!(
             text,
-            "  {:<10} cos {:.6}  1 − cos {:.2e}",
+            "  {:<width$} cos {:.6}  1 − cos {:.2e}",
             layer.name,
             layer.accuracy.cos,
             1.0 - layer.accuracy.cos
         );
     }
-    text
 }
 
 fn direction(direction: Direction) -> &'static str {
