@@ -42,7 +42,13 @@ models:
       image: {{ shape: [2, 3, 16, 16], uniform: [0, 1] }}
       ids: {{ shape: [2, 5], integers: [0, 15] }}
 {extra}
-precisions: [fp32, bf16, fp16, fp8_e4m3, int8]
+precisions:
+  - fp32
+  - bf16
+  - fp16
+  - fp8_e4m3
+  - int8
+  - {{ name: int8_static, default: bf16, matmul: {{ weights: int8/per_channel, activations: int8/static:4, output: bf16 }} }}
 gates: {{ cos_min: 0.99 }}
 ",
         two_inputs().display()
@@ -83,13 +89,13 @@ fn a_conv_net_with_an_image_and_token_ids_runs_through_the_matrix() {
     let dir = tempfile::tempdir().unwrap();
     let (code, records) = run(dir.path(), &suite(""), &["--backend", "cpu"]);
     assert_eq!(code, Some(0), "{records:?}");
-    assert_eq!(records.len(), 5);
+    assert_eq!(records.len(), 6);
     let cos = |precision: &str| record(&records, precision).accuracy.as_ref().unwrap().cos;
     // The reference is the FP32 rewrite of the model with its weights in BF16: the FP32
     // variant is it, exactly; every other format loses something, FP8 the most.
     let fp32 = record(&records, "fp32").accuracy.as_ref().unwrap();
     assert_eq!(fp32.max_abs_err, 0.0);
-    for precision in ["bf16", "fp16", "fp8_e4m3", "int8"] {
+    for precision in ["bf16", "fp16", "fp8_e4m3", "int8", "int8_static"] {
         assert!(cos(precision) < 1.0, "{precision} ran in FP32");
     }
     assert!(cos("fp8_e4m3") < cos("int8") && cos("int8") < cos("fp16"));
@@ -104,7 +110,10 @@ fn a_conv_net_with_an_image_and_token_ids_runs_through_the_matrix() {
             "{}",
             record.id
         );
-        let quantized = matches!(record.precision.as_str(), "fp8_e4m3" | "int8");
+        let quantized = matches!(
+            record.precision.as_str(),
+            "fp8_e4m3" | "int8" | "int8_static"
+        );
         assert_eq!(record.emulated, quantized, "{}", record.id);
     }
     let explained = precheck()
@@ -164,14 +173,14 @@ fn trtexec_builds_qdq_rewrites_strongly_typed_and_casts_with_builder_flags() {
     let (records, _) = read_records(&out.join(RESULTS_FILE)).unwrap();
     let log = std::fs::read_to_string(&log).unwrap();
     let builds: Vec<&str> = log.lines().filter(|l| l.contains("--onnx=")).collect();
-    assert_eq!(builds.len(), 5, "{log}");
+    assert_eq!(builds.len(), 6, "{log}");
     let shapes = "--optShapes=image:2x3x16x16,ids:2x5";
     assert!(builds.iter().all(|b| b.contains(shapes)), "{log}");
     let strong: Vec<&&str> = builds
         .iter()
         .filter(|b| b.contains("--stronglyTyped"))
         .collect();
-    assert_eq!(strong.len(), 2, "the FP8 and INT8 rewrites: {log}");
+    assert_eq!(strong.len(), 3, "the FP8 and INT8 rewrites: {log}");
     assert!(strong
         .iter()
         .all(|b| !b.contains("--fp16") && !b.contains("--bf16")));
@@ -182,6 +191,12 @@ fn trtexec_builds_qdq_rewrites_strongly_typed_and_casts_with_builder_flags() {
     assert_eq!(fp8.status, Status::Passed, "{fp8:?}");
     let layers = fp8.mismatch.as_ref().unwrap().layers.as_ref().unwrap();
     assert_eq!(layers.layers_checked, 2, "the conv and the matmul");
+    // Static INT8 scales are Q/DQ nodes with constant scales, as TensorRT's engines take them:
+    // both products run in INT8.
+    let static_int8 = record(&records, "int8_static");
+    assert_eq!(static_int8.status, Status::Passed, "{static_int8:?}");
+    let verdict = static_int8.mismatch.as_ref().unwrap().verdict.summary();
+    assert_eq!(verdict, "none");
     // INT8 with per-token activations is written out in float arithmetic, not Q/DQ: a
     // strongly typed engine runs its products in FP32, and the layer report says so.
     let int8 = record(&records, "int8");
@@ -205,7 +220,9 @@ fn the_opset_upgrade_keeps_the_models_meaning() {
     let model = OnnxModel::new(file, &specs, None, Localize::Off, Format::Fp32, root()).unwrap();
     let inputs = model.make_inputs(1, "net", Format::Fp32).unwrap();
     let fp32 = presets::preset("fp32").unwrap();
-    let upgraded = export::user_model(&model, &fp32, export::Precision::InGraph, &[]).unwrap();
+    let none = export::Calibration::default();
+    let upgraded =
+        export::user_model(&model, &fp32, export::Precision::InGraph, &none, &[]).unwrap();
     let original = std::fs::read(two_inputs()).unwrap();
     let run = |bytes: &[u8]| OrtModel::new(bytes).unwrap().run(&inputs).unwrap();
     let (before, after) = (run(&original), run(&upgraded));
@@ -254,8 +271,8 @@ fn an_input_file_of_the_wrong_shape_is_an_error_naming_file_and_input() {
 
 /// PP-OCRv4 as rapidocr-onnxruntime ships it (`suites/ppocr.yaml`, models fetched by the test
 /// environment): three models nobody here wrote, opsets 11 and 12, weights in `Constant` nodes,
-/// pass their gates in every precision of the suite, and every variant is compared along its
-/// graph: each conv, in graph order, then the outputs.
+/// pass their gates in every precision of the suite (static INT8 and FP8 calibrated), and every
+/// variant is compared along its graph: each conv, in graph order, then the outputs.
 #[test]
 fn the_ppocr_suite_passes_and_localizes_every_variant() {
     let dir = tempfile::tempdir().unwrap();
@@ -274,7 +291,7 @@ fn the_ppocr_suite_passes_and_localizes_every_variant() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(records.len(), 15);
+    assert_eq!(records.len(), 18);
     // Matmul-class nodes that are not outputs: det 64 convs, rec 38 convs and 13 matmuls, cls
     // 53 convs and one matmul.
     let marked = |model: &str| match model {

@@ -130,7 +130,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "policy_bad_recipe",
-        ":10:16: `precisions[0].matmul.weights`: unknown recipe `per_chanel`, did you mean `per_channel`? (expected one of `cast`, `per_tensor`, `per_channel`, `per_token`, `mx`, `nvfp4`, `groupN`, `delayed`, `delayed:HISTORY[:max|most_recent]`)",
+        ":10:16: `precisions[0].matmul.weights`: unknown recipe `per_chanel`, did you mean `per_channel`? (expected one of `cast`, `per_tensor`, `per_channel`, `per_token`, `mx`, `nvfp4`, `groupN`, `delayed`, `delayed:HISTORY[:max|most_recent]`, `static[:N]`)",
     ),
     (
         "policy_recipe_mismatch",

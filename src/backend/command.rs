@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Backend, BackendError, BackendKind, Executable, GraphExecutable, Timing};
 use crate::array::Array;
-use crate::export;
+use crate::export::{self, Calibration};
 use crate::measure::engine_latency;
 use crate::measure::KernelLaunches;
 use crate::model::graph::{Graph, Param};
@@ -160,10 +160,17 @@ impl Backend for CommandBackend {
         &self,
         model: &OnnxModel,
         policy: &Policy,
+        calibration: &Calibration,
         marks: &[String],
     ) -> Result<Box<dyn GraphExecutable>, BackendError> {
-        let onnx = export::user_model(model, policy, export::Precision::InGraph, marks)
-            .map_err(|e| BackendError::Unsupported(e.to_string()))?;
+        let onnx = export::user_model(
+            model,
+            policy,
+            export::Precision::InGraph,
+            calibration,
+            marks,
+        )
+        .map_err(|e| BackendError::Unsupported(e.to_string()))?;
         let folder = WorkFolder::new(&self.command)?;
         std::fs::write(folder.path(ONNX_FILE), onnx)
             .map_err(|e| failed("writing model.onnx", e))?;

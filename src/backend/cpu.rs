@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::ort::OrtModel;
 use super::{Backend, BackendError, BackendKind, Executable, GraphExecutable, Timing};
 use crate::array::Array;
-use crate::export::{self, ExportError};
+use crate::export::{self, Calibration, ExportError};
 use crate::formats::Format;
 use crate::host::HostInfo;
 use crate::model::forward::{add_row, forward, OpClass, Ops};
@@ -94,16 +94,24 @@ impl Backend for CpuBackend {
         &self,
         model: &OnnxModel,
         policy: &Policy,
+        calibration: &Calibration,
         marks: &[String],
     ) -> Result<Box<dyn GraphExecutable>, BackendError> {
         let unsupported = |e: ExportError| BackendError::Unsupported(e.to_string());
-        let marked = export::user_model(model, policy, export::Precision::InGraph, marks)
-            .map_err(unsupported)?;
+        let marked = export::user_model(
+            model,
+            policy,
+            export::Precision::InGraph,
+            calibration,
+            marks,
+        )
+        .map_err(unsupported)?;
         Ok(Box::new(OrtGraph {
             marked: OrtModel::new(&marked)?,
             plain: None,
             model: model.clone(),
             policy: policy.clone(),
+            calibration: calibration.clone(),
             quantized: policy.matmul.weights.recipe != Recipe::Cast
                 || policy.matmul.activations.recipe != Recipe::Cast,
         }))
@@ -117,6 +125,7 @@ struct OrtGraph {
     plain: Option<OrtModel>,
     model: OnnxModel,
     policy: Policy,
+    calibration: Calibration,
     quantized: bool,
 }
 
@@ -129,9 +138,14 @@ impl GraphExecutable for OrtGraph {
         let plain = match &mut self.plain {
             Some(plain) => plain,
             None => {
-                let bytes =
-                    export::user_model(&self.model, &self.policy, export::Precision::InGraph, &[])
-                        .map_err(|e| BackendError::Unsupported(e.to_string()))?;
+                let bytes = export::user_model(
+                    &self.model,
+                    &self.policy,
+                    export::Precision::InGraph,
+                    &self.calibration,
+                    &[],
+                )
+                .map_err(|e| BackendError::Unsupported(e.to_string()))?;
                 self.plain.insert(OrtModel::new(&bytes)?)
             }
         };

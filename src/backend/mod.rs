@@ -18,6 +18,7 @@ pub use cuda::CudaBackend;
 pub use trtexec::TrtexecBackend;
 
 use crate::array::Array;
+use crate::export::Calibration;
 use crate::measure::time_runs;
 use crate::measure::CacheMode;
 use crate::measure::{KernelLaunches, SmClock};
@@ -111,15 +112,17 @@ pub trait Backend: Send + Sync {
         policy: &Policy,
     ) -> Result<Box<dyn Executable>, BackendError>;
 
-    /// Builds a user's ONNX model to run as `policy` says, reporting the values `marks` names
-    /// besides its outputs (where the backend can). Unsupported by default.
+    /// Builds a user's ONNX model to run as `policy` says (activations scaled from earlier
+    /// calls with `calibration`'s static scales), reporting the values `marks` names besides its
+    /// outputs (where the backend can). Unsupported by default.
     fn prepare_graph(
         &self,
         model: &OnnxModel,
         policy: &Policy,
+        calibration: &Calibration,
         marks: &[String],
     ) -> Result<Box<dyn GraphExecutable>, BackendError> {
-        let _ = (model, policy, marks);
+        let _ = (model, policy, calibration, marks);
         Err(BackendError::Unsupported(format!(
             "the {} backend runs precheck's own blocks; ONNX models run on `cpu` (ONNX Runtime), \
              `command --onnx` and `trtexec`",

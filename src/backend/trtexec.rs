@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Backend, BackendError, BackendKind, Executable, GraphExecutable, Timing};
 use crate::array::{Array, ArrayData};
-use crate::export;
+use crate::export::{self, Calibration};
 use crate::measure::engine_latency;
 use crate::model::onnx::{Dim, OnnxModel};
 use crate::model::{Model, Weights};
@@ -184,6 +184,7 @@ impl Backend for TrtexecBackend {
         &self,
         model: &OnnxModel,
         policy: &Policy,
+        calibration: &Calibration,
         _marks: &[String],
     ) -> Result<Box<dyn GraphExecutable>, BackendError> {
         let unsupported = |e: &dyn std::fmt::Display| BackendError::Unsupported(e.to_string());
@@ -194,8 +195,8 @@ impl Backend for TrtexecBackend {
         } else {
             (export::Precision::BuilderFlags, Typing::Weak)
         };
-        let onnx =
-            export::user_model(model, policy, precision, &[]).map_err(|e| unsupported(&e))?;
+        let onnx = export::user_model(model, policy, precision, calibration, &[])
+            .map_err(|e| unsupported(&e))?;
         let mut build_flags =
             flags::flags(policy, typing, &ClassLayers::default()).map_err(|e| unsupported(&e))?;
         let dynamic = model

@@ -369,6 +369,35 @@ impl Emitter {
         Ok(self.op("DequantizeLinear", &[&q, &scale, &zero_point], attributes))
     }
 
+    /// An activation quantized per tensor with a scale fixed beforehand from `amax` (calibrated
+    /// on other inputs: TensorRT's static Q/DQ, and delayed scaling at the call measured):
+    /// values beyond it saturate, integers at ±max as precheck's recipes do.
+    pub fn quantize_activation_static(
+        &mut self,
+        x: &str,
+        spec: QuantSpec,
+        amax: f32,
+    ) -> Result<String, ExportError> {
+        let data_type = quantized_type(spec.format)?;
+        let max = spec.format.max_value();
+        let scale_value = if amax > 0.0 { amax / max } else { 1.0 };
+        let scale = self.scalar(scale_value);
+        let zero_point = self.constant("zero", data_type, &[], zero_bytes(spec.format, 1));
+        let x = match spec.format {
+            // QuantizeLinear would clamp at -128; precheck's integers are symmetric.
+            Format::Int8 | Format::Int4 => {
+                let (low, high) = (
+                    self.scalar(-max * scale_value),
+                    self.scalar(max * scale_value),
+                );
+                self.op("Clip", &[x, &low, &high], vec![])
+            }
+            _ => x.to_owned(),
+        };
+        let q = self.op("QuantizeLinear", &[&x, &scale, &zero_point], vec![]);
+        Ok(self.op("DequantizeLinear", &[&q, &scale, &zero_point], vec![]))
+    }
+
     /// Per-token quantization along the last axis, as arithmetic: `x / s` rounded to the format
     /// (ONNX's `Round` ties to even, as precheck; FP8 by a saturating cast), times `s`.
     fn fake_quantize_rows(&mut self, x: &str, spec: QuantSpec) -> Result<String, ExportError> {

@@ -18,6 +18,8 @@
 
 mod emit;
 pub mod rewrite;
+
+pub use rewrite::Calibration;
 mod upgrade;
 
 use prost::Message;
@@ -137,7 +139,7 @@ pub fn onnx(
             ports.first().map(|p| p.name.clone()).unwrap_or_default()
         };
         return Ok(Exported {
-            model: user_model(onnx, policy, precision, &[])?,
+            model: user_model(onnx, policy, precision, &Calibration::default(), &[])?,
             layers: ClassLayers::default(),
             input: first(&onnx.file.inputs),
             output: first(&onnx.file.outputs),
@@ -196,6 +198,7 @@ pub fn user_model(
     model: &OnnxModel,
     policy: &Policy,
     precision: Precision,
+    calibration: &Calibration,
     marks: &[String],
 ) -> Result<Vec<u8>, ExportError> {
     let path = &model.file.path;
@@ -215,9 +218,19 @@ pub fn user_model(
     }
     let mut held = upgrade::to_current_opset(&decoded)?;
     rewrite::hold_weights(&mut held, model.held)?;
-    let mut rewritten = rewrite::rewrite(&held, policy)?;
+    let mut rewritten = rewrite::rewrite(&held, policy, calibration)?;
     rewrite::mark(&mut rewritten, marks);
     Ok(rewritten.encode_to_vec())
+}
+
+/// The activations of a user's model that a static calibration measures.
+pub fn calibrated_values(model: &OnnxModel) -> Result<Vec<String>, ExportError> {
+    let path = &model.file.path;
+    let bytes = std::fs::read(path).map_err(|e| ExportError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(rewrite::calibrated_values(&decode(path, &bytes)?))
 }
 
 /// The values along a user's model that `localize` compares, in graph order.

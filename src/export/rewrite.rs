@@ -240,9 +240,60 @@ fn opset(model: &ModelProto) -> i64 {
         .map_or(0, |o| o.version)
 }
 
-/// `model` computing as `policy` says. Fails on a policy ONNX cannot express at the model's
-/// opset, or on weights it cannot read.
-pub fn rewrite(model: &ModelProto, policy: &Policy) -> Result<ModelProto, ExportError> {
+/// The amax of each matmul activation over calibration inputs, by value name: what static
+/// scales are made from (TensorRT's Q/DQ calibration; delayed scaling at the call measured).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Calibration {
+    amax: HashMap<String, f32>,
+}
+
+impl Calibration {
+    /// A calibration of these values' amax.
+    pub fn new(amax: HashMap<String, f32>) -> Self {
+        Calibration { amax }
+    }
+
+    /// The calibrated amax of `value`.
+    pub fn amax(&self, value: &str) -> Option<f32> {
+        self.amax.get(value).copied()
+    }
+}
+
+/// The float activations that matmul-class nodes with a constant weight quantize, in graph
+/// order, each once: what a calibration measures.
+pub fn calibrated_values(model: &ModelProto) -> Vec<String> {
+    let Some(graph) = model.graph.as_ref() else {
+        return Vec::new();
+    };
+    let floats = FloatValues::infer(graph);
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let mut values: Vec<String> = Vec::new();
+    for node in &graph.node {
+        let constant_weight = weight_input(node)
+            .and_then(|w| node.input.get(w))
+            .is_some_and(|w| initializers.contains(w.as_str()));
+        let Some(x) = node.input.first() else {
+            continue;
+        };
+        if op_class(&node.op_type) == OpClass::Matmul
+            && constant_weight
+            && floats.contains(x)
+            && !values.contains(x)
+        {
+            values.push(x.clone());
+        }
+    }
+    values
+}
+
+/// `model` computing as `policy` says, with activations scaled from earlier calls (`delayed`)
+/// quantized with the static scales of `calibration`. Fails on a policy ONNX cannot express at
+/// the model's opset, or on weights it cannot read.
+pub fn rewrite(
+    model: &ModelProto,
+    policy: &Policy,
+    calibration: &Calibration,
+) -> Result<ModelProto, ExportError> {
     let opset = opset(model);
     check_expressible(policy, opset)?;
     let mut rewritten = model.clone();
@@ -313,8 +364,26 @@ pub fn rewrite(model: &ModelProto, policy: &Policy) -> Result<ModelProto, Export
                             emit.store(node.input[w].clone(), matmul.activations.format)?;
                     }
                     if floats.contains(&original.input[0]) {
-                        node.input[0] =
-                            emit.quantize_activation(&node.input[0], matmul.activations, None)?;
+                        node.input[0] = match matmul.activations.recipe {
+                            Recipe::Delayed { .. } => {
+                                let amax =
+                                    calibration.amax(&original.input[0]).ok_or_else(|| {
+                                        ExportError::Unsupported(format!(
+                                            "the activation `{}` of node `{}` scaled from earlier \
+                                         calls ({}) without a calibration",
+                                            original.input[0], original.name, matmul.activations
+                                        ))
+                                    })?;
+                                emit.quantize_activation_static(
+                                    &node.input[0],
+                                    matmul.activations,
+                                    amax,
+                                )?
+                            }
+                            _ => {
+                                emit.quantize_activation(&node.input[0], matmul.activations, None)?
+                            }
+                        };
                     }
                 }
                 // A product of two activations: operands in the default format, as attention's
@@ -375,7 +444,24 @@ pub fn rewrite(model: &ModelProto, policy: &Policy) -> Result<ModelProto, Export
         }
     }
     graph.initializer.append(&mut emit.initializers);
+    // A weight quantized into a new initializer leaves its float original unread.
+    let mut read: HashSet<String> = HashSet::new();
+    read_values(graph, &mut read);
+    graph.initializer.retain(|t| read.contains(&t.name));
     Ok(rewritten)
+}
+
+/// Every value a node of `graph` or of its subgraphs reads, and the graph's outputs.
+fn read_values(graph: &GraphProto, read: &mut HashSet<String>) {
+    read.extend(graph.output.iter().map(|o| o.name.clone()));
+    for node in &graph.node {
+        read.extend(node.input.iter().cloned());
+        for attribute in &node.attribute {
+            for body in attribute.g.iter().chain(&attribute.graphs) {
+                read_values(body, read);
+            }
+        }
+    }
 }
 
 /// `model` with the weights and biases of its matmul-class nodes rounded to `format`, in place:
@@ -479,7 +565,7 @@ fn check_expressible(policy: &Policy, opset: i64) -> Result<(), ExportError> {
     let inexpressible = matches!(weights.recipe, Recipe::Mx | Recipe::Nvfp4)
         || !matches!(
             activations.recipe,
-            Recipe::Cast | Recipe::PerTensor | Recipe::PerToken
+            Recipe::Cast | Recipe::PerTensor | Recipe::PerToken | Recipe::Delayed { .. }
         );
     if inexpressible {
         return Err(ExportError::Unsupported(format!(
@@ -597,7 +683,10 @@ mod tests {
             ..Default::default()
         };
         let policy = crate::precision::presets::preset("int8").unwrap();
-        let graph = rewrite(&model, &policy).unwrap().graph.unwrap();
+        let graph = rewrite(&model, &policy, &Calibration::default())
+            .unwrap()
+            .graph
+            .unwrap();
         let mut names: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names.iter().filter(|n| **n == "w.quantized").count(), 1);
         let count = names.len();

@@ -371,7 +371,23 @@ impl OnnxModel {
     ) -> Result<Vec<Array>, LoadError> {
         self.inputs
             .iter()
-            .map(|input| input.make(seed, model, format))
+            .map(|input| input.make(seed, model, format, "input"))
+            .collect()
+    }
+
+    /// Calibration input set `index`: seeded inputs from their own streams
+    /// (`calibration.INDEX.NAME`), apart from the measured input; file inputs are their file.
+    pub fn make_calibration_inputs(
+        &self,
+        seed: u64,
+        model: &str,
+        format: Format,
+        index: usize,
+    ) -> Result<Vec<Array>, LoadError> {
+        let stream = format!("calibration.{index}");
+        self.inputs
+            .iter()
+            .map(|input| input.make(seed, model, format, &stream))
             .collect()
     }
 }
@@ -562,9 +578,15 @@ fn check_shape(port: &Port, shape: &[usize]) -> Result<(), String> {
 
 impl ModelInput {
     /// The input's values.
-    fn make(&self, seed: u64, model: &str, format: Format) -> Result<Array, LoadError> {
+    fn make(
+        &self,
+        seed: u64,
+        model: &str,
+        format: Format,
+        stream_name: &str,
+    ) -> Result<Array, LoadError> {
         let count: usize = self.shape.iter().product();
-        let mut rng = stream(seed, model, &format!("input.{}", self.name));
+        let mut rng = stream(seed, model, &format!("{stream_name}.{}", self.name));
         let held = |v: f64| {
             if self.element.is_float() {
                 f64::from(format.round(v as f32, Overflow::Cast))

@@ -75,7 +75,9 @@ impl Recipe {
             "per_token" => Some(Recipe::PerToken),
             "mx" => Some(Recipe::Mx),
             "nvfp4" => Some(Recipe::Nvfp4),
-            "delayed" => Some(Recipe::Delayed {
+            // Static calibration (TensorRT's Q/DQ) is delayed scaling at the call measured: the
+            // scale of the largest amax over the calibration inputs.
+            "delayed" | "static" => Some(Recipe::Delayed {
                 history: 16,
                 algorithm: AmaxAlgorithm::Max,
             }),
@@ -88,6 +90,17 @@ impl Recipe {
             return match size.parse::<usize>() {
                 Ok(size) if size > 0 => Ok(Recipe::Group { size }),
                 _ => Err(format!("`{text}`: expected a group size, as in `group64`")),
+            };
+        }
+        if let Some(history) = text.strip_prefix("static:") {
+            return match history.parse::<usize>() {
+                Ok(history) if history > 0 => Ok(Recipe::Delayed {
+                    history,
+                    algorithm: AmaxAlgorithm::Max,
+                }),
+                _ => Err(format!(
+                    "`{text}`: expected `static:N`, N calibration inputs"
+                )),
             };
         }
         if let Some(rest) = text.strip_prefix("delayed:") {
@@ -113,13 +126,15 @@ impl Recipe {
             "mx",
             "nvfp4",
             "delayed",
+            "static",
         ];
         let hint = crate::hints::nearest(text, names)
             .map(|s| format!(", did you mean `{s}`?"))
             .unwrap_or_default();
         Err(format!(
             "unknown recipe `{text}`{hint} (expected one of `cast`, `per_tensor`, `per_channel`, \
-             `per_token`, `mx`, `nvfp4`, `groupN`, `delayed`, `delayed:HISTORY[:max|most_recent]`)"
+             `per_token`, `mx`, `nvfp4`, `groupN`, `delayed`, `delayed:HISTORY[:max|most_recent]`, \
+             `static[:N]`)"
         ))
     }
 
@@ -253,6 +268,10 @@ mod tests {
         assert_eq!(
             parse("fp8_e5m2/delayed").unwrap().to_string(),
             "fp8_e5m2/delayed:16:max"
+        );
+        assert_eq!(
+            parse("int8/static:8").unwrap().to_string(),
+            "int8/delayed:8:max"
         );
     }
 

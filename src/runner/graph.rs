@@ -6,17 +6,20 @@
 //! precision, everything computed in FP32) and run by ONNX Runtime on the CPU, with every value
 //! that `localize` names marked as an output.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use super::evidence::{assess, Traces};
 use super::measurement::Measured;
 use crate::array::Array;
 use crate::backend::{Backend, BackendError, CpuBackend, Timing};
-use crate::export::{self, rewrite::Mark};
+use crate::export::{self, rewrite::Mark, Calibration};
+use crate::formats::Format;
 use crate::measure::{compare, Accuracy, CacheMode, LatencyStats};
-use crate::model::onnx::OnnxModel;
+use crate::model::onnx::{InputSource, OnnxModel};
 use crate::model::{Block, LoadError, Model};
 use crate::precision::{presets, Policy};
+use crate::quant::{AmaxAlgorithm, Recipe};
 use crate::results::{LayerAccuracy, RunSettings};
 
 /// A user's ONNX model's inputs and reference.
@@ -29,6 +32,11 @@ pub struct GraphContext {
     marks: Vec<Mark>,
     /// The reference's outputs and marked values, by name.
     reference: Vec<Array>,
+    seed: u64,
+    /// The reference precision.
+    format: Format,
+    /// Static scales made for policies that need them, by amax history and algorithm.
+    calibrations: Mutex<HashMap<(usize, AmaxAlgorithm), Arc<Calibration>>>,
 }
 
 impl GraphContext {
@@ -55,7 +63,12 @@ impl GraphContext {
         let marks = export::localized_values(onnx).map_err(|e| engine(e.to_string()))?;
         let values: Vec<String> = marks.iter().map(|m| m.value.clone()).collect();
         let reference = CpuBackend::new()
-            .prepare_graph(onnx, &presets::reference(format), &values)
+            .prepare_graph(
+                onnx,
+                &presets::reference(format),
+                &Calibration::default(),
+                &values,
+            )
             .and_then(|mut reference| reference.run(&inputs))
             .map_err(|e| engine(e.to_string()))?;
         Ok(GraphContext {
@@ -64,7 +77,75 @@ impl GraphContext {
             inputs,
             marks,
             reference,
+            seed: settings.seed,
+            format,
+            calibrations: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The static scales `policy`'s activations take: none unless they are scaled from earlier
+    /// calls (`delayed:N:ALGORITHM`); then the amax of each matmul activation in the reference
+    /// run on N calibration input sets, combined by the algorithm (the largest, or the last).
+    /// Made once per history and algorithm.
+    fn calibration(&self, policy: &Policy) -> Result<Arc<Calibration>, String> {
+        let Recipe::Delayed { history, algorithm } = policy.matmul.activations.recipe else {
+            return Ok(Arc::default());
+        };
+        let mut made = self.calibrations.lock().expect("no panic holds this lock");
+        if let Some(calibration) = made.get(&(history, algorithm)) {
+            return Ok(calibration.clone());
+        }
+        let failed = |e: &dyn std::fmt::Display| format!("calibration: {e}");
+        let values = export::calibrated_values(&self.onnx).map_err(|e| failed(&e))?;
+        let inputs: Vec<&str> = self.onnx.inputs.iter().map(|i| i.name.as_str()).collect();
+        let marks: Vec<String> = values
+            .iter()
+            .filter(|v| !inputs.contains(&v.as_str()))
+            .cloned()
+            .collect();
+        let mut reference = CpuBackend::new()
+            .prepare_graph(
+                &self.onnx,
+                &presets::reference(self.format),
+                &Calibration::default(),
+                &marks,
+            )
+            .map_err(|e| failed(&e))?;
+        // Inputs read from files are the same in every set: one run calibrates them.
+        let seeded = self
+            .onnx
+            .inputs
+            .iter()
+            .any(|i| !matches!(i.source, InputSource::File { .. }));
+        let sets = if seeded { history } else { 1 };
+        let mut amax: HashMap<String, f32> = HashMap::new();
+        for index in 0..sets {
+            let set = self
+                .onnx
+                .make_calibration_inputs(self.seed, self.model.name.as_str(), self.format, index)
+                .map_err(|e| failed(&e))?;
+            let outputs = reference.run(&set).map_err(|e| failed(&e))?;
+            for value in &values {
+                let array = set
+                    .iter()
+                    .chain(&outputs)
+                    .find(|a| &a.name == value)
+                    .ok_or_else(|| failed(&format!("no value `{value}`")))?;
+                let this = array
+                    .data
+                    .to_f32()
+                    .iter()
+                    .fold(0.0f32, |m, v| m.max(v.abs()));
+                let entry = amax.entry(value.clone()).or_insert(0.0);
+                *entry = match algorithm {
+                    AmaxAlgorithm::Max => entry.max(this),
+                    AmaxAlgorithm::MostRecent => this,
+                };
+            }
+        }
+        let calibration = Arc::new(Calibration::new(amax));
+        made.insert((history, algorithm), calibration.clone());
+        Ok(calibration)
     }
 
     fn reference(&self, name: &str) -> Option<&Array> {
@@ -133,8 +214,9 @@ pub fn measure(
         move |e| format!("{stage}: {e}")
     }
     let values: Vec<String> = ctx.marks.iter().map(|m| m.value.clone()).collect();
+    let calibration = ctx.calibration(policy)?;
     let mut executable = backend
-        .prepare_graph(&ctx.onnx, policy, &values)
+        .prepare_graph(&ctx.onnx, policy, &calibration, &values)
         .map_err(failed("build"))?;
     let outputs = executable.run(&ctx.inputs).map_err(failed("run"))?;
     let by_reference = |name: &str| ctx.reference(name).cloned();
@@ -146,7 +228,7 @@ pub fn measure(
         None
     } else {
         let emulation = CpuBackend::new()
-            .prepare_graph(&ctx.onnx, policy, &[])
+            .prepare_graph(&ctx.onnx, policy, &calibration, &[])
             .and_then(|mut e| e.run(&ctx.inputs))
             .map_err(failed("CPU emulation"))?;
         let by_emulation = |name: &str| emulation.iter().find(|a| a.name == name).cloned();
