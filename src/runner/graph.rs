@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::evidence::{assess, Traces};
-use super::measurement::Measured;
+use super::measurement::{failed, Measured};
 use crate::array::Array;
-use crate::backend::{Backend, BackendError, CpuBackend, Timing};
+use crate::backend::{Backend, CpuBackend, Timing};
 use crate::export::{self, rewrite::Mark, Calibration};
 use crate::formats::Format;
 use crate::measure::{compare, Accuracy, CacheMode, LatencyStats};
@@ -210,9 +210,6 @@ pub fn measure(
     backend: &dyn Backend,
     settings: &RunSettings,
 ) -> Result<Measured, String> {
-    fn failed(stage: &'static str) -> impl Fn(BackendError) -> String {
-        move |e| format!("{stage}: {e}")
-    }
     let values: Vec<String> = ctx.marks.iter().map(|m| m.value.clone()).collect();
     let calibration = ctx.calibration(policy)?;
     let mut executable = backend

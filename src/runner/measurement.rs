@@ -65,15 +65,17 @@ pub fn measure_guarded(
     })
 }
 
+/// A backend's error as the stage of a measurement it broke (`build: ...`).
+pub(super) fn failed(stage: &'static str) -> impl Fn(BackendError) -> String {
+    move |e| format!("{stage}: {e}")
+}
+
 fn measure(
     ctx: &BlockContext,
     policy: &Policy,
     backend: &dyn Backend,
     settings: &RunSettings,
 ) -> Result<Measured, String> {
-    fn failed(stage: &'static str) -> impl Fn(BackendError) -> String {
-        move |e| format!("{stage}: {e}")
-    }
     let mut executable = backend
         .prepare(&ctx.model, &ctx.weights, policy)
         .map_err(failed("build"))?;
