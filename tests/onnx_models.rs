@@ -340,3 +340,66 @@ fn the_readme_own_model_suite_runs_as_the_readme_says() {
     assert_eq!(code, Some(0), "{records:?}");
     assert_eq!(records.len(), 5);
 }
+
+/// MiniLM's six real BERT layers exported by precheck (FP32) run as a user's ONNX model: ONNX
+/// Runtime's output agrees with precheck's own stack evaluated exactly (cos > 0.999999), and the
+/// file goes through a suite like any model, every matmul of the six layers compared.
+#[test]
+fn minilm_exported_by_precheck_runs_as_an_onnx_model_and_agrees_with_the_stack() {
+    let loaded = precheck::suite::load(&root().join("suites/minilm.yaml")).unwrap();
+    let model = &loaded.suite.models[0];
+    let weights = model.weights(1, Format::Fp32).unwrap();
+    let input = model.input(1, Format::Fp32).unwrap();
+    let fp32 = presets::preset("fp32").unwrap();
+    let exported = export::onnx(model, &weights, &fp32, export::Precision::InGraph).unwrap();
+    let array = precheck::array::Array::new(
+        "input",
+        vec![input.rows, input.cols],
+        ArrayData::F32(input.data.clone()),
+    )
+    .unwrap();
+    let outputs = OrtModel::new(&exported.model)
+        .unwrap()
+        .run(&[array])
+        .unwrap();
+    let exact = precheck::runner::exact_reference(model, &weights, &input).unwrap();
+    let agreement =
+        precheck::measure::compare(&outputs[0].data.to_f32(), &exact.output.data).unwrap();
+    assert!(agreement.cos > 0.999_999, "{agreement:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("minilm.onnx");
+    std::fs::write(&file, &exported.model).unwrap();
+    let suite = format!(
+        "
+name: minilm_onnx
+reference: {{ precision: fp32 }}
+defaults: {{ warmup: 0, iterations: 1 }}
+models:
+  - name: minilm
+    block: onnx
+    onnx: {}
+    inputs:
+      input: {{ file: {}, tensor: input }}
+precisions: [fp32, bf16]
+gates: {{ cos_min: 0.99 }}
+",
+        file.display(),
+        root()
+            .join("tests/golden/minilm_layers.safetensors")
+            .display()
+    );
+    let (code, records) = run(dir.path(), &suite, &["--backend", "cpu"]);
+    assert_eq!(code, Some(0), "{records:?}");
+    for record in &records {
+        let matmuls = record
+            .layers
+            .iter()
+            .filter(|l| !l.name.starts_with("output "))
+            .count();
+        // Q, K, V, attention output, two MLP projections per layer; the last is the output's.
+        assert!(matmuls >= 6 * 6 - 1, "{}: {matmuls}", record.id);
+    }
+    let fp32 = record(&records, "fp32").accuracy.as_ref().unwrap();
+    assert_eq!(fp32.max_abs_err, 0.0);
+}
