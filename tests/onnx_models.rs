@@ -365,6 +365,7 @@ fn minilm_exported_by_precheck_runs_as_an_onnx_model_and_agrees_with_the_stack()
     let exact = precheck::runner::exact_reference(model, &weights, &input).unwrap();
     let agreement =
         precheck::measure::compare(&outputs[0].data.to_f32(), &exact.output.data).unwrap();
+    eprintln!("ONNX Runtime FP32 against the exact stack: {agreement:?}");
     assert!(agreement.cos > 0.999_999, "{agreement:?}");
 
     let dir = tempfile::tempdir().unwrap();
