@@ -404,3 +404,38 @@ gates: {{ cos_min: 0.99 }}
     let fp32 = record(&records, "fp32").accuracy.as_ref().unwrap();
     assert_eq!(fp32.max_abs_err, 0.0);
 }
+
+/// A model whose weights live in an external-data file (as exporters write models over 2 GB)
+/// runs as the same model inline: its data is read in, so every rewrite stands alone.
+#[test]
+fn a_model_with_external_data_runs_as_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let external = dir.path().join("external.onnx");
+    let script = "import onnx, sys
+m = onnx.load(sys.argv[1])
+onnx.save_model(m, sys.argv[2], save_as_external_data=True, all_tensors_to_one_file=True,
+                location='weights.bin', size_threshold=0)";
+    let saved = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(two_inputs())
+        .arg(&external)
+        .status()
+        .unwrap();
+    assert!(saved.success(), "python3 with onnx");
+    assert!(dir.path().join("weights.bin").is_file());
+    let inline = suite("");
+    let text = inline.replace(
+        &two_inputs().display().to_string(),
+        &external.display().to_string(),
+    );
+    let (code, records) = run(dir.path(), &text, &["--backend", "cpu"]);
+    assert_eq!(code, Some(0), "{records:?}");
+    let (_, same) = run(dir.path(), &inline, &["--backend", "cpu", "--seed", "5"]);
+    for record in &records {
+        let twin = same
+            .iter()
+            .find(|r| r.precision == record.precision)
+            .unwrap();
+        assert_eq!(record.accuracy, twin.accuracy, "{}", record.id);
+    }
+}

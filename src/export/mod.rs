@@ -201,15 +201,7 @@ pub fn user_model(
     calibration: &Calibration,
     marks: &[String],
 ) -> Result<Vec<u8>, ExportError> {
-    let path = &model.file.path;
-    let bytes = std::fs::read(path).map_err(|e| ExportError::Read {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let decoded = ModelProto::decode(bytes.as_slice()).map_err(|e| ExportError::Read {
-        path: path.display().to_string(),
-        message: format!("not an ONNX model: {e}"),
-    })?;
+    let decoded = read_user_model(&model.file.path)?;
     if precision == Precision::BuilderFlags {
         // As it is, but for its weights held in the reference precision.
         let mut held = decoded;
@@ -225,31 +217,79 @@ pub fn user_model(
 
 /// The activations of a user's model that a static calibration measures.
 pub fn calibrated_values(model: &OnnxModel) -> Result<Vec<String>, ExportError> {
-    let path = &model.file.path;
-    let bytes = std::fs::read(path).map_err(|e| ExportError::Read {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    Ok(rewrite::calibrated_values(&decode(path, &bytes)?))
+    let upgraded = upgrade::to_current_opset(&read_user_model(&model.file.path)?)?;
+    Ok(rewrite::calibrated_values(&upgraded))
 }
 
 /// The values along a user's model that `localize` compares, in graph order.
 pub fn localized_values(model: &OnnxModel) -> Result<Vec<rewrite::Mark>, ExportError> {
-    let path = &model.file.path;
-    let bytes = std::fs::read(path).map_err(|e| ExportError::Read {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    Ok(rewrite::marks(&decode(path, &bytes)?, model.localize))
+    let upgraded = upgrade::to_current_opset(&read_user_model(&model.file.path)?)?;
+    Ok(rewrite::marks(&upgraded, model.localize))
 }
 
-/// The model file's bytes decoded and brought to opset 21.
-fn decode(path: &std::path::Path, bytes: &[u8]) -> Result<ModelProto, ExportError> {
-    let decoded = ModelProto::decode(bytes).map_err(|e| ExportError::Read {
+/// The model file at `path`, decoded, with tensors it keeps in external-data files (models over
+/// 2 GB, and exporters that always write them) read into it, so that what precheck writes stands
+/// alone wherever an engine loads it.
+fn read_user_model(path: &std::path::Path) -> Result<ModelProto, ExportError> {
+    let failed = |message: String| ExportError::Read {
         path: path.display().to_string(),
-        message: format!("not an ONNX model: {e}"),
-    })?;
-    upgrade::to_current_opset(&decoded)
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    let mut model = ModelProto::decode(bytes.as_slice())
+        .map_err(|e| failed(format!("not an ONNX model: {e}")))?;
+    let folder = path.parent().unwrap_or(std::path::Path::new("."));
+    if let Some(graph) = model.graph.as_mut() {
+        for tensor in &mut graph.initializer {
+            inline_external_data(tensor, folder).map_err(&failed)?;
+        }
+    }
+    Ok(model)
+}
+
+/// Reads `tensor`'s external data (`location` relative to `folder`, `offset`, `length`) into
+/// its raw data.
+fn inline_external_data(
+    tensor: &mut crate::onnx_proto::TensorProto,
+    folder: &std::path::Path,
+) -> Result<(), String> {
+    if tensor.data_location != Some(crate::onnx_proto::DataLocation::External as i32) {
+        return Ok(());
+    }
+    let entry = |key: &str| {
+        tensor
+            .external_data
+            .iter()
+            .find(|e| e.key.as_deref() == Some(key))
+            .and_then(|e| e.value.clone())
+    };
+    let name = tensor.name.clone();
+    let location = entry("location")
+        .ok_or_else(|| format!("tensor `{name}` is external and names no `location`"))?;
+    let number = |key: &str| -> Result<Option<usize>, String> {
+        entry(key)
+            .map(|v| v.parse::<usize>())
+            .transpose()
+            .map_err(|e| format!("tensor `{name}`: external `{key}`: {e}"))
+    };
+    let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
+    let file = folder.join(&location);
+    let data = std::fs::read(&file)
+        .map_err(|e| format!("tensor `{name}`'s external data {}: {e}", file.display()))?;
+    let end = length.map_or(Some(data.len()), |l| offset.checked_add(l));
+    let bytes = end
+        .and_then(|end| data.get(offset..end))
+        .ok_or_else(|| {
+            format!(
+                "tensor `{name}`'s external data {} holds {} bytes, not offset {offset} + length {length:?}",
+                file.display(),
+                data.len()
+            )
+        })?;
+    tensor.raw_data = bytes.to_vec();
+    tensor.external_data.clear();
+    tensor.data_location = None;
+    Ok(())
 }
 
 /// Builds the ONNX graph: nodes and initializers, names made unique by a counter.
