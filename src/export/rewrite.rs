@@ -191,26 +191,32 @@ impl FloatValues {
     }
 }
 
-/// Activations written as several operators, computed and held as one, as precheck's own
-/// activations are: SiLU as `x · Sigmoid(x)`.
-struct FusedActivations {
-    /// Values inside a fused activation: not held in any format of their own.
+/// Operations written as several operators, computed and held as one, as precheck's own are:
+/// SiLU as `x · Sigmoid(x)` (an activation); LayerNorm as `(x − mean) / sqrt(var + eps)` from
+/// `ReduceMean`, `Sub`, `Pow`, `Add`, `Sqrt` and `Div` (a norm, as PyTorch exports
+/// `nn.LayerNorm` before opset 17 and Paddle2ONNX always).
+struct Fused {
+    /// Values inside a fused operation: not held in any format of their own.
     inside: HashSet<String>,
-    /// The values fused activations give: held in the activation format.
-    outputs: HashSet<String>,
+    /// The values fused operations give, with the class whose format holds them.
+    outputs: HashMap<String, OpClass>,
 }
 
-impl FusedActivations {
-    fn find(graph: &GraphProto) -> FusedActivations {
+impl Fused {
+    fn find(graph: &GraphProto) -> Fused {
         let mut consumers: HashMap<&str, Vec<&NodeProto>> = HashMap::new();
+        let mut producers: HashMap<&str, &NodeProto> = HashMap::new();
         for node in &graph.node {
             for input in &node.input {
                 consumers.entry(input.as_str()).or_default().push(node);
             }
+            for output in &node.output {
+                producers.insert(output.as_str(), node);
+            }
         }
-        let mut fused = FusedActivations {
+        let mut fused = Fused {
             inside: HashSet::new(),
-            outputs: HashSet::new(),
+            outputs: HashMap::new(),
         };
         for sigmoid in graph.node.iter().filter(|n| n.op_type == "Sigmoid") {
             let (x, s) = (&sigmoid.input[0], &sigmoid.output[0]);
@@ -220,8 +226,67 @@ impl FusedActivations {
             let operands = [&product.input[0], &product.input[1]];
             if product.op_type == "Mul" && operands.contains(&x) && operands.contains(&s) {
                 fused.inside.insert(s.clone());
-                fused.outputs.insert(product.output[0].clone());
+                fused
+                    .outputs
+                    .insert(product.output[0].clone(), OpClass::Activation);
             }
+        }
+        let made_by = |value: &str, op: &str| {
+            producers
+                .get(value)
+                .copied()
+                .filter(|node| node.op_type == op)
+        };
+        for div in graph
+            .node
+            .iter()
+            .filter(|n| n.op_type == "Div" && n.input.len() == 2)
+        {
+            // Div(d, Sqrt(Add(ReduceMean(Pow(d, 2)), eps))) with d = Sub(x, ReduceMean(x)).
+            let (d, denominator) = (&div.input[0], &div.input[1]);
+            let Some(sqrt) = made_by(denominator, "Sqrt") else {
+                continue;
+            };
+            let under = &sqrt.input[0];
+            // `+ eps` on either side, or none.
+            let (variance, add) = match made_by(under, "Add") {
+                Some(add) => match add
+                    .input
+                    .iter()
+                    .find(|i| made_by(i, "ReduceMean").is_some())
+                {
+                    Some(variance) => (variance, Some(add)),
+                    None => continue,
+                },
+                None => (under, None),
+            };
+            let Some(variance_mean) = made_by(variance, "ReduceMean") else {
+                continue;
+            };
+            let Some(pow) = made_by(&variance_mean.input[0], "Pow") else {
+                continue;
+            };
+            let Some(sub) = made_by(d, "Sub") else {
+                continue;
+            };
+            let Some(mean) = made_by(&sub.input[1], "ReduceMean") else {
+                continue;
+            };
+            if pow.input[0] != *d || mean.input[0] != sub.input[0] {
+                continue;
+            }
+            let parts = [
+                Some(mean),
+                Some(sub),
+                Some(pow),
+                Some(variance_mean),
+                add,
+                Some(sqrt),
+            ];
+            for part in parts.into_iter().flatten() {
+                fused.inside.insert(part.output[0].clone());
+            }
+            fused.outputs.insert(div.output[0].clone(), OpClass::Norm);
         }
         fused
     }
@@ -320,7 +385,7 @@ pub fn rewrite(
             }
         }
     }
-    let fused = FusedActivations::find(graph);
+    let fused = Fused::find(graph);
     let mut rounded_weights: Vec<TensorProto> = Vec::new();
     let mut weights_done: HashMap<String, String> = HashMap::new();
     let mut nodes = Vec::with_capacity(graph.node.len());
@@ -332,11 +397,11 @@ pub fn rewrite(
                 *input = new.clone();
             }
         }
-        let class = if fused.outputs.contains(&node.output[0]) {
-            OpClass::Activation
-        } else {
-            op_class(&node.op_type)
-        };
+        let class = fused
+            .outputs
+            .get(&node.output[0])
+            .copied()
+            .unwrap_or_else(|| op_class(&node.op_type));
         if class == OpClass::Matmul {
             let weight = weight_input(&node).filter(|&i| initializers.contains_key(&node.input[i]));
             match weight {
@@ -657,6 +722,57 @@ mod tests {
         assert_eq!(op_class("Reshape"), OpClass::DataMovement);
         assert_eq!(op_class("Add"), OpClass::Default);
         assert_eq!(op_class("SomeCustomOp"), OpClass::Default);
+    }
+
+    #[test]
+    fn a_layer_norm_written_out_is_held_as_one_norm() {
+        use super::super::emit::{f32_bytes, node, tensor};
+        use crate::onnx_proto::{OperatorSetIdProto, ValueInfoProto};
+        let scalar = |name: &str, v: f32| tensor(name, DataType::Float, &[], f32_bytes(&[v]));
+        let graph = GraphProto {
+            input: vec![ValueInfoProto::float("x", &[2, 8])],
+            output: vec![ValueInfoProto::float("y", &[2, 8])],
+            initializer: vec![
+                scalar("two", 2.0),
+                scalar("eps", 1e-5),
+                scalar("gamma", 1.5),
+            ],
+            node: vec![
+                node("ReduceMean", &["x"], "mean", vec![]),
+                node("Sub", &["x", "mean"], "d", vec![]),
+                node("Pow", &["d", "two"], "square", vec![]),
+                node("ReduceMean", &["square"], "variance", vec![]),
+                node("Add", &["eps", "variance"], "shifted", vec![]),
+                node("Sqrt", &["shifted"], "std", vec![]),
+                node("Div", &["d", "std"], "normed", vec![]),
+                node("Mul", &["normed", "gamma"], "y", vec![]),
+            ],
+            ..Default::default()
+        };
+        let model = ModelProto {
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 21,
+            }],
+            graph: Some(graph),
+            ..Default::default()
+        };
+        // Everything in BF16 but the norms, in FP32: the norm's inside is never rounded, its
+        // output stays FP32, and the scale after it is a default-class operation again.
+        let mut policy = crate::precision::presets::preset("bf16").unwrap();
+        policy.norm = Format::Fp32;
+        policy.output = Format::Fp32;
+        let graph = rewrite(&model, &policy, &Calibration::default())
+            .unwrap()
+            .graph
+            .unwrap();
+        let rounded: Vec<&str> = graph
+            .node
+            .iter()
+            .flat_map(|n| &n.output)
+            .filter_map(|o| o.strip_suffix("_precheck_unrounded"))
+            .collect();
+        assert_eq!(rounded, ["y"]);
     }
 
     #[test]
