@@ -439,3 +439,42 @@ onnx.save_model(m, sys.argv[2], save_as_external_data=True, all_tensors_to_one_f
         assert_eq!(record.accuracy, twin.accuracy, "{}", record.id);
     }
 }
+
+/// A golden file freezes a user's model's reference (its outputs and the values along the
+/// graph, made here by the command engine), and a run reads it instead of evaluating one: the
+/// same numbers as a run that evaluates it; a run on other inputs is refused.
+#[test]
+fn a_golden_file_freezes_an_onnx_models_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("suite.yaml");
+    std::fs::write(&file, suite("")).unwrap();
+    let golden = dir.path().join("golden.safetensors");
+    let runner = ort_runner();
+    precheck()
+        .arg("golden")
+        .arg(&file)
+        .args(["--backend", "command", "--command", &runner, "--out"])
+        .arg(&golden)
+        .assert()
+        .success();
+    let frozen = suite("").replace(
+        "name: user_model\n",
+        "name: user_model\nreference: { precision: bf16, file: golden.safetensors }\n",
+    );
+    let (code, records) = run(dir.path(), &frozen, &["--backend", "cpu"]);
+    assert_eq!(code, Some(0), "{records:?}");
+    let (_, evaluated) = run(dir.path(), &suite(""), &["--backend", "cpu", "--seed", "5"]);
+    for record in &records {
+        let twin = evaluated
+            .iter()
+            .find(|r| r.precision == record.precision)
+            .unwrap();
+        let (a, b) = (record.accuracy.unwrap(), twin.accuracy.unwrap());
+        assert!((a.cos - b.cos).abs() < 1e-9, "{}: {a:?} {b:?}", record.id);
+        assert_eq!(record.layers.len(), twin.layers.len(), "{}", record.id);
+    }
+    let (code, records) = run(dir.path(), &frozen, &["--backend", "cpu", "--seed", "6"]);
+    assert_eq!(code, Some(3));
+    let error = records[0].error.as_deref().unwrap();
+    assert!(error.contains("made for another input"), "{error}");
+}

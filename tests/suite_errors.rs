@@ -193,10 +193,6 @@ const CASES: &[(&str, &str)] = &[
         ":5:11: `models[0].onnx`: tests/bad_suites/onnx_not_a_model.yaml is not an ONNX model: failed to decode Protobuf message: invalid wire type value: 6",
     ),
     (
-        "onnx_with_golden",
-        ":6:11: `models[0].onnx`: an ONNX model's reference is evaluated by ONNX Runtime in every run, from its weights in the reference precision; a golden file holds only precheck blocks' references: leave out `reference.file`",
-    ),
-    (
         "onnx_input_two_sources",
         ":7:16: `models[0].inputs.image`: input `image` has normal and uniform sources: give one of `normal`, `uniform`, `integers`, `file`",
     ),

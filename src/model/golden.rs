@@ -17,6 +17,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::load::{self, Checkpoint, LoadError};
+use crate::array::Array;
 use crate::tensor::Tensor;
 
 /// One model's frozen reference.
@@ -28,10 +29,23 @@ pub struct GoldenOutput {
     pub input_sha256: String,
     /// What computed it, for people (`exact`, `cuda: NVIDIA H100 …`, `command …`).
     pub source: String,
-    /// The output.
-    pub output: Tensor,
-    /// The taps (a stack's layers), by name.
-    pub taps: Vec<(String, Tensor)>,
+    /// What it froze.
+    pub values: GoldenValues,
+}
+
+/// The values a golden file holds for one model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GoldenValues {
+    /// A block's output and its taps (a stack's layers), by name.
+    Block {
+        /// The output.
+        output: Tensor,
+        /// The taps.
+        taps: Vec<(String, Tensor)>,
+    },
+    /// A user's ONNX model's outputs and the values marked along it, each under its name and
+    /// with its shape.
+    Graph(Vec<Array>),
 }
 
 /// A reference read back: output and taps, as the runner compares in f64.
@@ -56,21 +70,32 @@ fn digest_key(model: &str) -> String {
 pub fn write(path: &Path, outputs: &[GoldenOutput]) -> Result<(), String> {
     let mut metadata = HashMap::new();
     let mut tensors = Vec::new();
+    let mut arrays: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     for golden in outputs {
         metadata.insert(digest_key(&golden.model), golden.input_sha256.clone());
         metadata.insert(format!("{}.source", golden.model), golden.source.clone());
-        tensors.push((golden.model.clone(), &golden.output));
-        for (tap, tensor) in &golden.taps {
-            tensors.push((format!("{}/{tap}", golden.model), tensor));
+        match &golden.values {
+            GoldenValues::Block { output, taps } => {
+                tensors.push((golden.model.clone(), output));
+                for (tap, tensor) in taps {
+                    tensors.push((format!("{}/{tap}", golden.model), tensor));
+                }
+            }
+            GoldenValues::Graph(values) => {
+                for value in values {
+                    let name = format!("{}/{}", golden.model, value.name);
+                    arrays.push((name, value.shape.clone(), value.data.to_f32()));
+                }
+            }
         }
     }
-    load::write_f32(
-        path,
-        tensors
-            .iter()
-            .map(|(name, t)| (name.as_str(), vec![t.rows, t.cols], t.data.as_slice())),
-        Some(metadata),
-    )
+    let blocks = tensors
+        .iter()
+        .map(|(name, t)| (name.as_str(), vec![t.rows, t.cols], t.data.as_slice()));
+    let graphs = arrays
+        .iter()
+        .map(|(name, shape, data)| (name.as_str(), shape.clone(), data.as_slice()));
+    load::write_f32(path, blocks.chain(graphs), Some(metadata))
 }
 
 /// The reference of `model` in the golden file `path`, checked against the run's `input` and
@@ -135,6 +160,81 @@ pub fn read(
     Ok((output.map(f64::from), taps))
 }
 
+/// A digest of a user's ONNX model's inputs: each one's name, shape, type and bytes.
+pub fn arrays_digest(inputs: &[Array]) -> String {
+    let mut hasher = Sha256::new();
+    for input in inputs {
+        hasher.update(input.name.as_bytes());
+        hasher.update([0]);
+        for &d in &input.shape {
+            hasher.update((d as u64).to_le_bytes());
+        }
+        hasher.update(input.data.element().name().as_bytes());
+        hasher.update(input.data.to_le_bytes());
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+/// A user's ONNX model's reference from the golden file at `path`: `MODEL/OUTPUT` for each of
+/// `outputs` (every one needed) and `MODEL/VALUE` for each of `marks` (all or none: a file
+/// made without them gives no comparison along the graph), made from `inputs`.
+pub fn read_values(
+    path: &Path,
+    model: &str,
+    inputs: &[Array],
+    outputs: &[String],
+    marks: &[String],
+) -> Result<Vec<Array>, LoadError> {
+    let file = Checkpoint::open(path)?;
+    let tensors = file.tensors()?;
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(file.bytes()).map_err(|e| LoadError::Format {
+            path: path.to_owned(),
+            kind: ".safetensors",
+            message: e.to_string(),
+        })?;
+    let recorded = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(&digest_key(model)).cloned());
+    let read = |value: &str| load::named_array(path, &format!("{model}/{value}"));
+    let mut values = outputs
+        .iter()
+        .map(|output| read(output))
+        .collect::<Result<Vec<Array>, LoadError>>()?;
+    if recorded.as_deref() != Some(arrays_digest(inputs).as_str()) {
+        return Err(LoadError::Stale {
+            path: path.to_owned(),
+            model: model.to_owned(),
+        });
+    }
+    let present: Vec<&String> = marks
+        .iter()
+        .filter(|m| tensors.names().contains(&format!("{model}/{m}").as_str()))
+        .collect();
+    if !present.is_empty() && present.len() < marks.len() {
+        let missing: Vec<String> = marks
+            .iter()
+            .filter(|m| !present.contains(m))
+            .map(|m| format!("{model}/{m}"))
+            .collect();
+        return Err(LoadError::MissingTaps {
+            path: path.to_owned(),
+            hint: None,
+            missing,
+            present: present.iter().map(|m| format!("{model}/{m}")).collect(),
+        });
+    }
+    for mark in present {
+        values.push(read(mark)?);
+    }
+    // The file holds FP32 values under `MODEL/NAME`; the reference is named as the graph's.
+    for value in &mut values {
+        value.name = value.name[model.len() + 1..].to_owned();
+    }
+    Ok(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,8 +244,10 @@ mod tests {
             model: model.into(),
             input_sha256: input_digest(input),
             source: "test".into(),
-            output: Tensor::new(2, 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]),
-            taps: vec![("layers.0".into(), Tensor::new(2, 1, vec![7.0, 8.0]))],
+            values: GoldenValues::Block {
+                output: Tensor::new(2, 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]),
+                taps: vec![("layers.0".into(), Tensor::new(2, 1, vec![7.0, 8.0]))],
+            },
         }
     }
 

@@ -4,7 +4,7 @@
 //!
 //! The reference is the model rewritten into the reference policy (weights held in the reference
 //! precision, everything computed in FP32) and run by ONNX Runtime on the CPU, with every value
-//! that `localize` names marked as an output.
+//! that `localize` names marked as an output; or those values as a golden file froze them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +16,7 @@ use crate::backend::{Backend, CpuBackend, Timing};
 use crate::export::{self, rewrite::Mark, Calibration};
 use crate::formats::Format;
 use crate::measure::{compare, Accuracy, CacheMode, LatencyStats};
+use crate::model::golden;
 use crate::model::onnx::{InputSource, OnnxModel};
 use crate::model::{Block, LoadError, Model};
 use crate::precision::{presets, Policy};
@@ -51,26 +52,26 @@ impl GraphContext {
             path: path.clone(),
             message,
         };
-        if settings.golden.is_some() {
-            return Err(engine(
-                "a golden file holds one output per model; an ONNX model's reference is \
-                 evaluated by ONNX Runtime in each run (leave out `reference.file`)"
-                    .into(),
-            ));
-        }
         let format = settings.reference;
         let inputs = onnx.make_inputs(settings.seed, model.name.as_str(), format)?;
         let marks = export::localized_values(onnx).map_err(|e| engine(e.to_string()))?;
         let values: Vec<String> = marks.iter().map(|m| m.value.clone()).collect();
-        let reference = CpuBackend::new()
-            .prepare_graph(
-                onnx,
-                &presets::reference(format),
-                &Calibration::default(),
-                &values,
-            )
-            .and_then(|mut reference| reference.run(&inputs))
-            .map_err(|e| engine(e.to_string()))?;
+        let reference = match &settings.golden {
+            Some(path) => {
+                let outputs: Vec<String> =
+                    onnx.file.outputs.iter().map(|p| p.name.clone()).collect();
+                golden::read_values(path, model.name.as_str(), &inputs, &outputs, &values)?
+            }
+            None => CpuBackend::new()
+                .prepare_graph(
+                    onnx,
+                    &presets::reference(format),
+                    &Calibration::default(),
+                    &values,
+                )
+                .and_then(|mut reference| reference.run(&inputs))
+                .map_err(|e| engine(e.to_string()))?,
+        };
         Ok(GraphContext {
             model: model.clone(),
             onnx: onnx.clone(),

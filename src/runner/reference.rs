@@ -2,11 +2,14 @@
 //! model in each process.
 
 use super::graph::GraphContext;
-use crate::backend::Backend;
+use crate::backend::{Backend, CpuBackend};
+use crate::export::{self, Calibration};
 use crate::formats::Format;
 use crate::model::forward::{forward, Exact, Forward};
-use crate::model::golden::{self, GoldenOutput};
+use crate::model::golden::{self, GoldenOutput, GoldenValues};
+use crate::model::onnx::OnnxModel;
 use crate::model::{seeded, Block, LoadError, Model, Weights};
+use crate::precision::presets;
 use crate::results::RunSettings;
 use crate::suite::Suite;
 use crate::tensor::Tensor;
@@ -118,8 +121,9 @@ pub fn exact_reference(
 }
 
 /// Each model's reference for a golden file: precheck's exact evaluation, or with `backend`, the
-/// suite's reference precision (its baseline policy) run there. Fails on the first model that
-/// cannot be loaded or run, and on a user's ONNX model, whose reference every run evaluates.
+/// suite's reference precision (its baseline policy) run there; a user's ONNX model's outputs
+/// and marked values, its reference rewrite run by `backend` (ONNX Runtime in process without
+/// one). Fails on the first model that cannot be loaded or run.
 pub fn golden_outputs(
     suite: &Suite,
     seed: u64,
@@ -132,6 +136,9 @@ pub fn golden_outputs(
         .iter()
         .map(|model| {
             let failed = |e: &dyn std::fmt::Display| format!("model {}: {e}", model.name);
+            if let Block::Onnx(onnx) = &model.block {
+                return graph_golden(model, onnx, seed, format, backend).map_err(|e| failed(&e));
+            }
             let weights = model.weights(seed, format).map_err(|e| failed(&e))?;
             let input = model.input(seed, format).map_err(|e| failed(&e))?;
             let (source, output, taps) = match backend {
@@ -140,12 +147,6 @@ pub fn golden_outputs(
                     let to_f32 = |t: Tensor<f64>| t.map(|v| v as f32);
                     let taps = exact.taps.into_iter().map(|(n, t)| (n, to_f32(t)));
                     ("exact".to_owned(), to_f32(exact.output), taps.collect())
-                }
-                Some(_) if matches!(model.block, Block::Onnx(_)) => {
-                    let Err(not_evaluable) = exact_reference(model, &weights, &input) else {
-                        unreachable!("ONNX models have no exact reference")
-                    };
-                    return Err(failed(&not_evaluable));
                 }
                 Some(backend) => {
                     let policy = baseline.clone();
@@ -161,9 +162,40 @@ pub fn golden_outputs(
                 model: model.name.to_string(),
                 input_sha256: golden::input_digest(&input),
                 source,
-                output,
-                taps,
+                values: GoldenValues::Block { output, taps },
             })
         })
         .collect()
+}
+
+/// A user's ONNX model's golden values: its reference rewrite (weights in `format`, computing
+/// in FP32) run on `backend`, or in ONNX Runtime in process, with its localized values marked.
+fn graph_golden(
+    model: &Model,
+    onnx: &OnnxModel,
+    seed: u64,
+    format: Format,
+    backend: Option<&dyn Backend>,
+) -> Result<GoldenOutput, String> {
+    let inputs = onnx
+        .make_inputs(seed, model.name.as_str(), format)
+        .map_err(|e| e.to_string())?;
+    let marks: Vec<String> = export::localized_values(onnx)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|m| m.value)
+        .collect();
+    let cpu = CpuBackend::new();
+    let backend = backend.unwrap_or(&cpu);
+    let policy = presets::reference(format);
+    let values = backend
+        .prepare_graph(onnx, &policy, &Calibration::default(), &marks)
+        .and_then(|mut reference| reference.run(&inputs))
+        .map_err(|e| e.to_string())?;
+    Ok(GoldenOutput {
+        model: model.name.to_string(),
+        input_sha256: golden::arrays_digest(&inputs),
+        source: format!("{} on {}", policy.name, backend.device_name()),
+        values: GoldenValues::Graph(values),
+    })
 }
