@@ -3,7 +3,8 @@
 
 A page of dark glyph-like strokes in lines on a white background (for detection,
 [1, 3, 320, 320]), one line of them (recognition, [1, 3, 48, 320]) and a shorter line (the
-direction classifier, [1, 3, 48, 192]), each normalized as PaddleOCR normalizes an image:
+direction classifier, [1, 3, 48, 192]), and four more of each to calibrate static scales on,
+each normalized as PaddleOCR normalizes an image:
 (pixel / 255 - 0.5) / 0.5, so white is 1 and black -1. Noise in [-1, 1] is no image: on it the
 detector sees no text anywhere and its output is the far tail of a sigmoid, where any rounding
 is a large relative error; strokes give it text to find.
@@ -52,6 +53,8 @@ def normalized(page):
 
 out = pathlib.Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)
-np.save(out / "page.npy", normalized(glyphs(320, 320, 20, 8, 16)))
-np.save(out / "line.npy", normalized(glyphs(48, 320, 32, 1, 8)))
-np.save(out / "word.npy", normalized(glyphs(48, 192, 32, 1, 8)))
+# The measured input, then four others to calibrate static scales on (NAME.1.npy ... NAME.4.npy).
+for suffix in ["", ".1", ".2", ".3", ".4"]:
+    np.save(out / f"page{suffix}.npy", normalized(glyphs(320, 320, 20, 8, 16)))
+    np.save(out / f"line{suffix}.npy", normalized(glyphs(48, 320, 32, 1, 8)))
+    np.save(out / f"word{suffix}.npy", normalized(glyphs(48, 192, 32, 1, 8)))

@@ -215,6 +215,11 @@ pub struct OnnxInputSpec {
     /// The array in an `.npz` or `.safetensors` file, if not named as the input.
     #[serde(default)]
     pub tensor: Option<String>,
+    /// Files to calibrate static scales on instead (each holds the array as `file` does):
+    /// without them, seeded inputs draw calibration sets of their own and a file input
+    /// calibrates on its file.
+    #[serde(default)]
+    pub calibration: Option<Vec<PathBuf>>,
 }
 
 /// Which values are compared along the graph, besides the outputs.
@@ -274,6 +279,9 @@ pub struct ModelInput {
     pub shape: Vec<usize>,
     /// Its values.
     pub source: InputSource,
+    /// The files static scales are calibrated on, one per calibration set (cycling); empty:
+    /// as [`OnnxModel::make_calibration_inputs`] says.
+    pub calibration: Vec<PathBuf>,
 }
 
 /// A user's ONNX model as a suite runs it.
@@ -371,12 +379,13 @@ impl OnnxModel {
     ) -> Result<Vec<Array>, LoadError> {
         self.inputs
             .iter()
-            .map(|input| input.make(seed, model, format, "input"))
+            .map(|input| input.make(seed, model, format, None))
             .collect()
     }
 
-    /// Calibration input set `index`: seeded inputs from their own streams
-    /// (`calibration.INDEX.NAME`), apart from the measured input; file inputs are their file.
+    /// Calibration input set `index`: an input's `calibration` files (cycling), else seeded
+    /// inputs from their own streams (`calibration.INDEX.NAME`), apart from the measured input,
+    /// and file inputs from their file.
     pub fn make_calibration_inputs(
         &self,
         seed: u64,
@@ -384,11 +393,28 @@ impl OnnxModel {
         format: Format,
         index: usize,
     ) -> Result<Vec<Array>, LoadError> {
-        let stream = format!("calibration.{index}");
         self.inputs
             .iter()
-            .map(|input| input.make(seed, model, format, &stream))
+            .map(|input| input.make(seed, model, format, Some(index)))
             .collect()
+    }
+
+    /// How many different calibration sets there are, at most `wanted`: fewer when every
+    /// input comes from a fixed number of files.
+    pub fn calibration_sets(&self, wanted: usize) -> usize {
+        let fixed: Option<Vec<usize>> = self
+            .inputs
+            .iter()
+            .map(|input| match (&input.source, input.calibration.len()) {
+                (_, n) if n > 0 => Some(n),
+                (InputSource::File { .. }, _) => Some(1),
+                _ => None,
+            })
+            .collect();
+        match fixed {
+            Some(counts) => counts.into_iter().max().unwrap_or(1).min(wanted),
+            None => wanted,
+        }
     }
 }
 
@@ -539,11 +565,18 @@ fn model_input(
             std: 1.0,
         },
     };
+    let calibration = spec
+        .calibration
+        .iter()
+        .flatten()
+        .map(|file| base.join(file))
+        .collect();
     Ok(ModelInput {
         name: port.name.clone(),
         element: port.element,
         shape,
         source,
+        calibration,
     })
 }
 
@@ -577,16 +610,20 @@ fn check_shape(port: &Port, shape: &[usize]) -> Result<(), String> {
 }
 
 impl ModelInput {
-    /// The input's values.
+    /// The input's values: the measured ones, or calibration set `calibration`'s.
     fn make(
         &self,
         seed: u64,
         model: &str,
         format: Format,
-        stream_name: &str,
+        calibration: Option<usize>,
     ) -> Result<Array, LoadError> {
         let count: usize = self.shape.iter().product();
-        let mut rng = stream(seed, model, &format!("{stream_name}.{}", self.name));
+        let stream_name = match calibration {
+            None => format!("input.{}", self.name),
+            Some(index) => format!("calibration.{index}.{}", self.name),
+        };
+        let mut rng = stream(seed, model, &stream_name);
         let held = |v: f64| {
             if self.element.is_float() {
                 f64::from(format.round(v as f32, Overflow::Cast))
@@ -594,46 +631,66 @@ impl ModelInput {
                 v
             }
         };
-        let data = match &self.source {
-            InputSource::Normal { mean, std } => ArrayData::from_f64(
+        let calibration_file = calibration
+            .filter(|_| !self.calibration.is_empty())
+            .map(|index| &self.calibration[index % self.calibration.len()]);
+        let tensor_of_files = match &self.source {
+            InputSource::File { tensor, .. } => tensor.clone(),
+            _ => self.name.clone(),
+        };
+        let data = match (&self.source, calibration_file) {
+            (_, Some(path)) => self.read(path, &tensor_of_files, held)?,
+            (InputSource::File { path, tensor }, None) => self.read(path, tensor, held)?,
+            (InputSource::Normal { mean, std }, None) => ArrayData::from_f64(
                 self.element,
                 (0..count).map(|_| held(mean + std * rng.sample::<f64, _>(StandardNormal))),
             ),
-            InputSource::Uniform { low, high } => ArrayData::from_f64(
+            (InputSource::Uniform { low, high }, None) => ArrayData::from_f64(
                 self.element,
                 (0..count).map(|_| held(rng.random_range(*low..*high))),
             ),
-            InputSource::Integers { low, high } => ArrayData::from_f64(
+            (InputSource::Integers { low, high }, None) => ArrayData::from_f64(
                 self.element,
                 (0..count).map(|_| held(rng.random_range(*low..=*high) as f64)),
             ),
-            InputSource::File { path, tensor } => {
-                let array = super::load::named_array(path, tensor)?;
-                if array.shape != self.shape {
-                    return Err(LoadError::Shape {
-                        path: path.clone(),
-                        tensor: tensor.clone(),
-                        param: format!("input {}", self.name),
-                        found: array.shape,
-                        expected: self.shape.clone(),
-                    });
-                }
-                let found = array.data.element();
-                if found.is_float() != self.element.is_float() {
-                    return Err(LoadError::Format {
-                        path: path.clone(),
-                        kind: "input",
-                        message: format!(
-                            "`{tensor}` holds {found}, the model's input `{}` is {}",
-                            self.name, self.element
-                        ),
-                    });
-                }
-                ArrayData::from_f64(self.element, array.data.to_f64().into_iter().map(held))
-            }
         };
         Ok(Array::new(&self.name, self.shape.clone(), data)
             .expect("made with the shape's number of values"))
+    }
+
+    /// Array `tensor` of the file at `path`, checked against the input's shape and kind of type
+    /// and held as `held` says.
+    fn read(
+        &self,
+        path: &Path,
+        tensor: &str,
+        held: impl Fn(f64) -> f64,
+    ) -> Result<ArrayData, LoadError> {
+        let array = super::load::named_array(path, tensor)?;
+        if array.shape != self.shape {
+            return Err(LoadError::Shape {
+                path: path.to_owned(),
+                tensor: tensor.to_owned(),
+                param: format!("input {}", self.name),
+                found: array.shape,
+                expected: self.shape.clone(),
+            });
+        }
+        let found = array.data.element();
+        if found.is_float() != self.element.is_float() {
+            return Err(LoadError::Format {
+                path: path.to_owned(),
+                kind: "input",
+                message: format!(
+                    "`{tensor}` holds {found}, the model's input `{}` is {}",
+                    self.name, self.element
+                ),
+            });
+        }
+        Ok(ArrayData::from_f64(
+            self.element,
+            array.data.to_f64().into_iter().map(held),
+        ))
     }
 }
 
@@ -754,6 +811,41 @@ mod tests {
             panic!("int64 ids")
         };
         assert!(values.iter().all(|v| (5..=9).contains(v)), "{values:?}");
+    }
+
+    #[test]
+    fn calibration_files_are_the_calibration_sets_apart_from_the_measured_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, value: f64| {
+            let data = ArrayData::from_f64(ElementType::F32, std::iter::repeat_n(value, 48));
+            let array = Array::new("image", vec![1, 3, 4, 4], data).unwrap();
+            super::super::load::write_arrays(&dir.path().join(name), &[array]).unwrap();
+        };
+        write("measured.safetensors", 1.0);
+        write("a.safetensors", 2.0);
+        write("b.safetensors", 3.0);
+        let spec = OnnxInputSpec {
+            shape: Some(vec![1, 3, 4, 4]),
+            file: Some("measured.safetensors".into()),
+            calibration: Some(vec!["a.safetensors".into(), "b.safetensors".into()]),
+            ..Default::default()
+        };
+        let model = OnnxModel::new(
+            file(vec![image()]),
+            &specs(&[("image", spec)]),
+            None,
+            Localize::Matmul,
+            Format::Bf16,
+            dir.path(),
+        )
+        .unwrap();
+        let first = |arrays: Vec<Array>| arrays[0].data.to_f64()[0];
+        assert_eq!(first(model.make_inputs(1, "m", Format::Bf16).unwrap()), 1.0);
+        let set = |i| first(model.make_calibration_inputs(1, "m", Format::Bf16, i).unwrap());
+        assert_eq!([set(0), set(1), set(2)], [2.0, 3.0, 2.0]);
+        assert_eq!(model.calibration_sets(16), 2);
+        let seeded = fixed(vec![image()], &[("image", shaped(&[1, 3, 4, 4]))]).unwrap();
+        assert_eq!(seeded.calibration_sets(16), 16);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::export::{self, rewrite::Mark, Calibration};
 use crate::formats::Format;
 use crate::measure::{compare, Accuracy, CacheMode, LatencyStats};
 use crate::model::golden;
-use crate::model::onnx::{InputSource, OnnxModel};
+use crate::model::onnx::OnnxModel;
 use crate::model::{Block, LoadError, Model};
 use crate::precision::{presets, Policy};
 use crate::quant::{AmaxAlgorithm, Recipe};
@@ -112,13 +112,8 @@ impl GraphContext {
                 &marks,
             )
             .map_err(|e| failed(&e))?;
-        // Inputs read from files are the same in every set: one run calibrates them.
-        let seeded = self
-            .onnx
-            .inputs
-            .iter()
-            .any(|i| !matches!(i.source, InputSource::File { .. }));
-        let sets = if seeded { history } else { 1 };
+        // Inputs read from files give as many sets as there are files.
+        let sets = self.onnx.calibration_sets(history);
         let mut amax: HashMap<String, f32> = HashMap::new();
         for index in 0..sets {
             let set = self
