@@ -478,3 +478,28 @@ fn a_golden_file_freezes_an_onnx_models_reference() {
     let error = records[0].error.as_deref().unwrap();
     assert!(error.contains("made for another input"), "{error}");
 }
+
+/// `calibrate: { percentile: P }` makes static scales from that percentile of each activation's
+/// magnitudes: a low one saturates much of every activation, and the static variant's accuracy
+/// says so; the other variants do not change.
+#[test]
+fn a_calibration_percentile_changes_the_static_scales_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, amax) = run(dir.path(), &suite(""), &["--backend", "cpu"]);
+    let clipped = suite("    calibrate: { percentile: 50 }");
+    let (code, percentile) = run(dir.path(), &clipped, &["--backend", "cpu", "--seed", "5"]);
+    assert!(code.is_some(), "{percentile:?}");
+    for record in &percentile {
+        let before = record_cos(&amax, &record.precision);
+        let after = record.accuracy.as_ref().unwrap().cos;
+        if record.precision == "int8_static" {
+            assert!(after < before - 1e-3, "{before} -> {after}");
+        } else {
+            assert_eq!(after, before, "{}", record.id);
+        }
+    }
+}
+
+fn record_cos(records: &[VariantRecord], precision: &str) -> f64 {
+    record(records, precision).accuracy.as_ref().unwrap().cos
+}

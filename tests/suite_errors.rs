@@ -197,6 +197,10 @@ const CASES: &[(&str, &str)] = &[
         ":7:16: `models[0].inputs.image`: input `image` has normal and uniform sources: give one of `normal`, `uniform`, `integers`, `file`",
     ),
     (
+        "onnx_calibrate_percentile",
+        ":9:30: `models[0].calibrate.percentile`: expected a percentile in (0, 100], found 150",
+    ),
+    (
         "syntax_error",
         ":4:1: `models[0].name`: found a tab character that violates indentation at line 4 column 1, while scanning a plain scalar at line 3 column 11",
     ),

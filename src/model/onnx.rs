@@ -268,6 +268,19 @@ pub enum InputSource {
     },
 }
 
+/// The `percentile`-th percentile of the magnitudes of `values` (0 < percentile <= 100): the
+/// largest at 100, the value below which that share of magnitudes lie otherwise (nearest rank).
+pub fn magnitude_percentile(values: &[f32], percentile: f64) -> f32 {
+    let mut magnitudes: Vec<f32> = values.iter().map(|v| v.abs()).collect();
+    if magnitudes.is_empty() {
+        return 0.0;
+    }
+    let rank = ((percentile / 100.0) * magnitudes.len() as f64).ceil() as usize;
+    let index = rank.clamp(1, magnitudes.len()) - 1;
+    let (_, nth, _) = magnitudes.select_nth_unstable_by(index, f32::total_cmp);
+    *nth
+}
+
 /// One input, fixed: its shape, type and source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelInput {
@@ -298,6 +311,20 @@ pub struct OnnxModel {
     /// The precision its matmul weights are held in before any variant's rewrite: the suite's
     /// reference precision, as precheck's own blocks' weights are.
     pub held: Format,
+    /// How static scales are calibrated: from each activation's amax (`None`), or from this
+    /// percentile of its magnitudes (`calibrate: { percentile: 99.99 }`), which lets the rare
+    /// largest values saturate.
+    pub percentile: Option<f64>,
+}
+
+/// `calibrate:` of an ONNX model: how static activation scales are calibrated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrateSpec {
+    /// The percentile of each activation's magnitudes its scale is made from (default: the
+    /// largest, 100).
+    #[serde(default)]
+    pub percentile: Option<f64>,
 }
 
 /// A problem with a suite's description of an ONNX model's interface: the key under the model
@@ -366,6 +393,7 @@ impl OnnxModel {
             gated,
             localize,
             held,
+            percentile: None,
         })
     }
 
@@ -814,6 +842,15 @@ mod tests {
     }
 
     #[test]
+    fn percentiles_of_magnitudes_by_nearest_rank() {
+        let values: Vec<f32> = (1..=100).map(|v| -(v as f32)).collect();
+        assert_eq!(magnitude_percentile(&values, 100.0), 100.0);
+        assert_eq!(magnitude_percentile(&values, 99.0), 99.0);
+        assert_eq!(magnitude_percentile(&values, 50.0), 50.0);
+        assert_eq!(magnitude_percentile(&values, 0.001), 1.0);
+    }
+
+    #[test]
     fn calibration_files_are_the_calibration_sets_apart_from_the_measured_input() {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, value: f64| {
@@ -841,7 +878,13 @@ mod tests {
         .unwrap();
         let first = |arrays: Vec<Array>| arrays[0].data.to_f64()[0];
         assert_eq!(first(model.make_inputs(1, "m", Format::Bf16).unwrap()), 1.0);
-        let set = |i| first(model.make_calibration_inputs(1, "m", Format::Bf16, i).unwrap());
+        let set = |i| {
+            first(
+                model
+                    .make_calibration_inputs(1, "m", Format::Bf16, i)
+                    .unwrap(),
+            )
+        };
         assert_eq!([set(0), set(1), set(2)], [2.0, 3.0, 2.0]);
         assert_eq!(model.calibration_sets(16), 2);
         let seeded = fixed(vec![image()], &[("image", shaped(&[1, 3, 4, 4]))]).unwrap();

@@ -17,7 +17,7 @@ use crate::export::{self, rewrite::Mark, Calibration};
 use crate::formats::Format;
 use crate::measure::{compare, Accuracy, CacheMode, LatencyStats};
 use crate::model::golden;
-use crate::model::onnx::OnnxModel;
+use crate::model::onnx::{magnitude_percentile, OnnxModel};
 use crate::model::{Block, LoadError, Model};
 use crate::precision::{presets, Policy};
 use crate::quant::{AmaxAlgorithm, Recipe};
@@ -127,11 +127,11 @@ impl GraphContext {
                     .chain(&outputs)
                     .find(|a| &a.name == value)
                     .ok_or_else(|| failed(&format!("no value `{value}`")))?;
-                let this = array
-                    .data
-                    .to_f32()
-                    .iter()
-                    .fold(0.0f32, |m, v| m.max(v.abs()));
+                let values = array.data.to_f32();
+                let this = match self.onnx.percentile {
+                    Some(percentile) => magnitude_percentile(&values, percentile),
+                    None => values.iter().fold(0.0f32, |m, v| m.max(v.abs())),
+                };
                 let entry = amax.entry(value.clone()).or_insert(0.0);
                 *entry = match algorithm {
                     AmaxAlgorithm::Max => entry.max(this),

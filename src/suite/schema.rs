@@ -16,7 +16,7 @@ use crate::formats::Format;
 use crate::gate::GateSpec;
 use crate::ident::Ident;
 use crate::measure::CacheMode;
-use crate::model::onnx::{Localize, OnnxInputSpec};
+use crate::model::onnx::{CalibrateSpec, Localize, OnnxInputSpec};
 use crate::model::{Activation, OutlierSpec, WeightsSpec};
 use crate::precision::PrecisionSpec;
 
@@ -219,6 +219,9 @@ pub struct ModelSpec {
     /// `off`).
     #[serde(default)]
     pub localize: Option<Localize>,
+    /// `block: onnx`: how static activation scales are calibrated (`{ percentile: 99.99 }`).
+    #[serde(default)]
+    pub calibrate: Option<CalibrateSpec>,
     /// Where the weights come from.
     #[serde(default)]
     pub weights: WeightsSpec,

@@ -175,7 +175,7 @@ const BLOCK_RULES: [BlockRules; 6] = [
         block: BlockKind::Onnx,
         required: &[],
         optional: &[],
-        options: &["onnx", "inputs", "outputs", "localize"],
+        options: &["onnx", "inputs", "outputs", "localize", "calibrate"],
     },
 ];
 
@@ -202,13 +202,14 @@ impl BlockRules {
 }
 
 /// The model keys besides `dims` that configure a block, and whether the spec sets each.
-fn options_set(spec: &ModelSpec) -> [(&'static str, bool); 12] {
+fn options_set(spec: &ModelSpec) -> [(&'static str, bool); 13] {
     [
         ("input", spec.input.is_some()),
         ("onnx", spec.onnx.is_some()),
         ("inputs", spec.inputs.is_some()),
         ("outputs", spec.outputs.is_some()),
         ("localize", spec.localize.is_some()),
+        ("calibrate", spec.calibrate.is_some()),
         ("activation", spec.activation.is_some()),
         ("gated", spec.gated.is_some()),
         ("layer", spec.layer.is_some()),
@@ -417,7 +418,7 @@ fn onnx_block(key: &str, spec: &ModelSpec, held: Format, base: &Path) -> Result<
     }
     let file =
         onnx::read(&base.join(path)).map_err(|e| problem(format!("{key}.onnx"), e.to_string()))?;
-    let model = OnnxModel::new(
+    let mut model = OnnxModel::new(
         file,
         &spec.inputs.clone().unwrap_or_default(),
         spec.outputs.as_deref(),
@@ -426,6 +427,15 @@ fn onnx_block(key: &str, spec: &ModelSpec, held: Format, base: &Path) -> Result<
         base,
     )
     .map_err(|p| problem(format!("{key}.{}", p.key), p.message))?;
+    if let Some(percentile) = spec.calibrate.and_then(|c| c.percentile) {
+        if !(percentile > 0.0 && percentile <= 100.0) {
+            return Err(problem(
+                format!("{key}.calibrate.percentile"),
+                format!("expected a percentile in (0, 100], found {percentile}"),
+            ));
+        }
+        model.percentile = Some(percentile);
+    }
     Ok(Block::Onnx(Arc::new(model)))
 }
 
