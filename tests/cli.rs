@@ -249,3 +249,24 @@ fn a_killed_run_leaves_every_finished_variant_readable() {
     assert!(records.len() < 12, "the run finished before it was killed");
     assert!(records.iter().all(|r| r.status == Status::Passed));
 }
+
+/// A timeout beyond a week is refused where it is written, before a deadline computed from it
+/// could overflow the clock (it used to panic and leave the run waiting forever).
+#[test]
+fn a_timeout_beyond_a_week_is_refused_on_the_command_line() {
+    let out = tempfile::tempdir().unwrap();
+    precheck()
+        .args([
+            "run",
+            "suites/smoke.yaml",
+            "--timeout",
+            "300000000000y",
+            "--out",
+        ])
+        .arg(out.path().join("run"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "longer than the most a variant may take, 7days",
+        ));
+}

@@ -201,6 +201,10 @@ const CASES: &[(&str, &str)] = &[
         ":9:30: `models[0].calibrate.percentile`: expected a percentile in (0, 100], found 150",
     ),
     (
+        "timeout_too_long",
+        ":2:22: `defaults.timeout`: invalid duration `18446744073709551615s`: longer than the most a variant may take, 7days",
+    ),
+    (
         "syntax_error",
         ":4:1: `models[0].name`: found a tab character that violates indentation at line 4 column 1, while scanning a plain scalar at line 3 column 11",
     ),

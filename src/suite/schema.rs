@@ -82,12 +82,17 @@ impl Default for Defaults {
     }
 }
 
-/// A positive duration, written as humantime reads it: `500ms`, `90s`, `10m`, `1h 30m`.
+/// A positive duration, written as humantime reads it: `500ms`, `90s`, `10m`, `1h 30m`; at most
+/// [`Timeout::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(into = "String")]
 pub struct Timeout(Duration);
 
 impl Timeout {
+    /// The longest a variant may be given: a week. Longer ones are refused where they are
+    /// written, before a deadline computed from them can overflow the clock.
+    pub const MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+
     /// The duration.
     pub fn get(self) -> Duration {
         self.0
@@ -99,6 +104,10 @@ impl std::str::FromStr for Timeout {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match humantime::parse_duration(text) {
+            Ok(duration) if duration > Timeout::MAX => Err(format!(
+                "invalid duration `{text}`: longer than the most a variant may take, {}",
+                humantime::format_duration(Timeout::MAX)
+            )),
             Ok(duration) if !duration.is_zero() => Ok(Timeout(duration)),
             Ok(_) => Err(format!(
                 "invalid duration `{text}`: expected more than zero"
