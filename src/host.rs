@@ -27,6 +27,32 @@ impl HostInfo {
     }
 }
 
+/// The environment variable that sets the memory a variant may need, in GiB (default: this
+/// machine's memory).
+pub const MEMORY_LIMIT_VARIABLE: &str = "PRECHECK_MEMORY_LIMIT_GIB";
+
+/// The memory a variant may need, in bytes, and where the limit comes from: the environment's
+/// [`MEMORY_LIMIT_VARIABLE`], else the machine's memory (`/proc/meminfo`); `None` where
+/// neither is known. An unreadable setting is an error naming it.
+pub fn memory_limit() -> Result<Option<(u128, &'static str)>, String> {
+    if let Ok(text) = std::env::var(MEMORY_LIMIT_VARIABLE) {
+        return match text.trim().parse::<u64>() {
+            Ok(gib) if gib > 0 => Ok(Some((u128::from(gib) << 30, MEMORY_LIMIT_VARIABLE))),
+            _ => Err(format!(
+                "{MEMORY_LIMIT_VARIABLE}={text}: expected a whole number of GiB above zero"
+            )),
+        };
+    }
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        });
+    Ok(total.map(|bytes| (bytes, "this machine's memory")))
+}
+
 /// The CPU's model name from `/proc/cpuinfo` (Linux); `None` elsewhere.
 fn cpu_model() -> Option<String> {
     let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;

@@ -270,3 +270,32 @@ fn a_timeout_beyond_a_week_is_refused_on_the_command_line() {
             "longer than the most a variant may take, 7days",
         ));
 }
+
+/// A model whose dimensions need more memory than a variant may take (a billion layers) is
+/// refused by `validate` and `run` at once, with the numbers, instead of hanging while its
+/// graph is built; `PRECHECK_MEMORY_LIMIT_GIB` sets the limit.
+#[test]
+fn a_model_beyond_the_memory_budget_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("huge.yaml");
+    std::fs::write(
+        &suite,
+        "name: huge\nmodels:\n  - { name: m, block: stack, layer: encoder, dims: { hidden: 64, intermediate: 64, heads: 4, layers: 1000000000 }, input: { tokens: 4 } }\nprecisions: [fp32]\n",
+    )
+    .unwrap();
+    for command in ["validate", "run"] {
+        let started = Instant::now();
+        precheck()
+            .arg(command)
+            .arg(&suite)
+            .env("PRECHECK_MEMORY_LIMIT_GIB", "1")
+            .current_dir(dir.path())
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(
+                "29056000000000 parameters, 4 tokens), above the 1.0 GiB a variant may take \
+                 (PRECHECK_MEMORY_LIMIT_GIB",
+            ));
+        assert!(started.elapsed() < Duration::from_secs(10), "{command}");
+    }
+}

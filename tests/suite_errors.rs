@@ -205,6 +205,10 @@ const CASES: &[(&str, &str)] = &[
         ":2:22: `defaults.timeout`: invalid duration `18446744073709551615s`: longer than the most a variant may take, 7days",
     ),
     (
+        "dims_past_counting",
+        ":3:36: `models[0].dims`: this model cannot be run: its dimensions multiply past 2^128",
+    ),
+    (
         "syntax_error",
         ":4:1: `models[0].name`: found a tab character that violates indentation at line 4 column 1, while scanning a plain scalar at line 3 column 11",
     ),

@@ -6,6 +6,7 @@
 //! rounded) cannot drift apart.
 
 pub mod blocks;
+pub mod budget;
 pub mod config;
 pub mod forward;
 pub mod golden;

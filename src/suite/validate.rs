@@ -14,6 +14,7 @@ use super::Suite;
 use crate::formats::Format;
 use crate::gate::GateSpec;
 use crate::gate::Gates;
+use crate::host;
 use crate::ident::Ident;
 use crate::model::graph::AttentionShape;
 use crate::model::onnx::{self, OnnxModel};
@@ -508,7 +509,7 @@ fn model(key: &str, spec: &ModelSpec, held: Format, base: &Path) -> Result<Model
             })
         }
     };
-    Ok(Model {
+    let model = Model {
         name: spec.name.clone(),
         block,
         tokens: input.tokens.get(),
@@ -518,7 +519,38 @@ fn model(key: &str, spec: &ModelSpec, held: Format, base: &Path) -> Result<Model
             tensor: input.tensor.clone(),
         }),
         weights,
-    })
+    };
+    within_budget(key, &model)?;
+    Ok(model)
+}
+
+/// Refuses a model whose dimensions need more memory than a variant may take ([`host::memory_limit`]),
+/// or more than can be counted, before anything is allocated.
+fn within_budget(key: &str, model: &Model) -> Result<(), Problem> {
+    let Some(cost) = model.footprint() else {
+        return Ok(());
+    };
+    let key = format!("{key}.dims");
+    let cost = cost.map_err(|e| problem(key.clone(), format!("this model cannot be run: {e}")))?;
+    let Some((limit, source)) = host::memory_limit().map_err(|e| problem(key.clone(), e))? else {
+        return Ok(());
+    };
+    if cost.bytes <= limit {
+        return Ok(());
+    }
+    let gib = |bytes: u128| bytes as f64 / f64::from(1u32 << 30);
+    Err(problem(
+        key,
+        format!(
+            "this model needs about {:.1} GiB ({} parameters, {} tokens), above the {:.1} GiB \
+             a variant may take ({source}; {} sets another limit)",
+            gib(cost.bytes),
+            cost.parameters,
+            model.tokens,
+            gib(limit),
+            host::MEMORY_LIMIT_VARIABLE
+        ),
+    ))
 }
 
 fn gates(key: &str, spec: &GateSpec, base: Gates) -> Result<Gates, Problem> {
