@@ -192,11 +192,15 @@ fn trtexec_builds_qdq_rewrites_strongly_typed_and_casts_with_builder_flags() {
     let layers = fp8.mismatch.as_ref().unwrap().layers.as_ref().unwrap();
     assert_eq!(layers.layers_checked, 2, "the conv and the matmul");
     // Static INT8 scales are Q/DQ nodes with constant scales, as TensorRT's engines take them:
-    // both products run in INT8.
+    // both products run in INT8. (The verdict may still be `suspect`: the stand-in's timings
+    // are ONNX Runtime's on a loaded CPU, and speed sanity reads them.)
     let static_int8 = record(&records, "int8_static");
     assert_eq!(static_int8.status, Status::Passed, "{static_int8:?}");
-    let verdict = static_int8.mismatch.as_ref().unwrap().verdict.summary();
-    assert_eq!(verdict, "none");
+    let evidence = static_int8.mismatch.as_ref().unwrap();
+    let layers = evidence.layers.as_ref().unwrap();
+    assert_eq!(layers.layers_checked, 2);
+    assert!(layers.above.is_empty() && layers.below.is_empty(), "{layers:?}");
+    assert!(!evidence.verdict.summary().starts_with("detected"));
     // INT8 with per-token activations is written out in float arithmetic, not Q/DQ: a
     // strongly typed engine runs its products in FP32, and the layer report says so.
     let int8 = record(&records, "int8");
