@@ -199,7 +199,10 @@ fn trtexec_builds_qdq_rewrites_strongly_typed_and_casts_with_builder_flags() {
     let evidence = static_int8.mismatch.as_ref().unwrap();
     let layers = evidence.layers.as_ref().unwrap();
     assert_eq!(layers.layers_checked, 2);
-    assert!(layers.above.is_empty() && layers.below.is_empty(), "{layers:?}");
+    assert!(
+        layers.above.is_empty() && layers.below.is_empty(),
+        "{layers:?}"
+    );
     assert!(!evidence.verdict.summary().starts_with("detected"));
     // INT8 with per-token activations is written out in float arithmetic, not Q/DQ: a
     // strongly typed engine runs its products in FP32, and the layer report says so.
