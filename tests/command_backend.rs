@@ -234,3 +234,52 @@ fn an_engine_whose_layer_report_shows_fp16_fails_its_fp32_variant() {
     let bf16 = records.iter().find(|r| r.id == "m/bf16/command").unwrap();
     assert_eq!(bf16.status, Status::Passed);
 }
+
+/// [`SUITE`] with `command` as the engine (a shell line; the work folder is its last argument).
+fn run_command(command: &str) -> (Option<i32>, Vec<VariantRecord>) {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("engine.yaml");
+    std::fs::write(&suite, SUITE).unwrap();
+    let out = dir.path().join("run");
+    let status = precheck()
+        .arg("run")
+        .arg(&suite)
+        .args(["--backend", "command", "--command", command, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap()
+        .status;
+    let (records, _) = read_records(&out.join(RESULTS_FILE)).unwrap();
+    (status.code(), records)
+}
+
+/// An engine that floods stderr (10 MB) before it fails: the record keeps the end, where the
+/// error is, and says how much came before; the worker holds kilobytes of it, not megabytes.
+#[test]
+fn a_flood_of_stderr_keeps_the_error_at_its_end() {
+    let flood = "f() { head -c 10000000 /dev/zero | tr '\\0' x >&2; echo 'the real error' >&2; exit 1; }; f";
+    let (code, records) = run_command(flood);
+    assert_eq!(code, Some(3));
+    for error in errors(&records) {
+        assert!(
+            error.contains("earlier bytes dropped") && error.ends_with("the real error"),
+            "{}",
+            &error[error.len().saturating_sub(200)..]
+        );
+        assert!(error.len() < 3000, "{} bytes", error.len());
+    }
+}
+
+/// An engine that exits 0 but leaves a child holding its stderr open is done when it exits: its
+/// variants are measured, not timed out.
+#[test]
+fn an_engine_is_done_when_it_exits_not_when_its_pipes_close() {
+    let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runners/linear.py");
+    let lingering = format!(
+        "f() {{ python3 {} \"$1\" || return 1; sleep 60 & return 0; }}; f",
+        runner.display()
+    );
+    let (code, records) = run_command(&lingering);
+    assert_eq!(code, Some(0), "{records:?}");
+    assert!(records.iter().all(|r| r.status == Status::Passed));
+}

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, BackendError, BackendKind, Executable, GraphExecutable, Timing};
+use super::{capture, Backend, BackendError, BackendKind, Executable, GraphExecutable, Timing};
 use crate::array::Array;
 use crate::export::{self, Calibration};
 use crate::measure::engine_latency;
@@ -325,23 +325,18 @@ impl WorkFolder {
             .arg("-c")
             .arg(format!("{} \"$0\"", self.command))
             .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stdin(Stdio::null());
         die_with_parent(&mut command);
-        let output = command
-            .output()
+        let (status, _, stderr) = capture::run(&mut command, STDERR_TAIL)
             .map_err(|e| failed(&format!("starting `{}`", self.command), e))?;
-        if output.status.success() {
+        if status.success() {
             return Ok(());
         }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail = super::text_tail(&stderr, STDERR_TAIL);
         Err(BackendError::Failed(format!(
             "command `{}` {}: {}",
             self.command,
-            output.status,
-            tail.trim()
+            status,
+            stderr.text().trim()
         )))
     }
 

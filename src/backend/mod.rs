@@ -2,6 +2,7 @@
 //! [`Backend::prepare`] builds an executable for a model in a precision (an engine build: weights
 //! converted once), and [`Executable::run`] runs it on an input.
 
+pub mod capture;
 mod command;
 mod cpu;
 #[cfg(feature = "cuda")]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Backend, BackendError, BackendKind, Executable, GraphExecutable, Timing};
+use super::{capture, Backend, BackendError, BackendKind, Executable, GraphExecutable, Timing};
 use crate::array::{Array, ArrayData};
 use crate::export::{self, Calibration};
 use crate::measure::engine_latency;
@@ -300,20 +300,17 @@ fn build(
 
 /// Runs trtexec with `args`; its output's tail is the error when it fails.
 fn run(program: &Path, args: &[String], what: &str) -> Result<(), BackendError> {
-    let output = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
+    let mut command = Command::new(program);
+    command.args(args).stdin(Stdio::null());
+    let (status, stdout, stderr) = capture::run(&mut command, OUTPUT_TAIL)
         .map_err(|e| failed(&format!("starting {}", program.display()), e))?;
-    if output.status.success() {
+    if status.success() {
         return Ok(());
     }
-    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    let text = format!("{}{}", stdout.text(), stderr.text());
     let tail = super::text_tail(&text, OUTPUT_TAIL);
     Err(BackendError::Failed(format!(
-        "trtexec {what} {}: {}",
-        output.status,
+        "trtexec {what} {status}: {}",
         tail.trim()
     )))
 }

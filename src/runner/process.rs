@@ -2,13 +2,14 @@
 //! threads (a chatty worker can never block on a full pipe), a deadline, and an end that is always
 //! the whole group's: SIGTERM, a grace period, then SIGKILL.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::backend::capture;
 use crate::results::WorkerExit;
 
 /// How long a worker has between SIGTERM and SIGKILL: enough for a CUDA context to tear down.
@@ -93,17 +94,18 @@ pub fn run(mut command: Command, timeout: Duration, stop: &AtomicBool) -> io::Re
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = command.spawn()?;
-    let stdout = drain(child.stdout.take().expect("piped"), usize::MAX);
-    let stderr = drain(child.stderr.take().expect("piped"), STDERR_TAIL_BYTES);
+    let stdout = capture::drain(child.stdout.take().expect("piped"), usize::MAX);
+    let stderr = capture::drain(child.stderr.take().expect("piped"), STDERR_TAIL_BYTES);
     let how = wait(&mut child, Instant::now() + timeout, stop)?;
     // The group, not just the worker: a process the worker started may still hold the pipes open.
     signal_group(&child, libc::SIGKILL);
-    let stdout = stdout.join().expect("the drain thread does not panic");
-    let stderr = stderr.join().expect("the drain thread does not panic");
+    let deadline = Instant::now() + capture::AFTER_EXIT;
+    let stdout = stdout.finish(deadline).kept;
+    let stderr = stderr.finish(deadline);
     Ok(Ended {
         how,
         stdout,
-        stderr_tail: String::from_utf8_lossy(&stderr).trim_end().to_owned(),
+        stderr_tail: String::from_utf8_lossy(&stderr.kept).trim_end().to_owned(),
     })
 }
 
@@ -145,24 +147,6 @@ fn signal_group(child: &Child, signal: i32) {
     // own (process_group(0)), so nothing else is touched. It fails harmlessly (ESRCH) once the
     // group is gone.
     unsafe { libc::kill(-group, signal) };
-}
-
-/// Reads `pipe` to its end on a thread, keeping the last `keep` bytes.
-fn drain(mut pipe: impl Read + Send + 'static, keep: usize) -> JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut kept = Vec::new();
-        let mut buffer = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buffer) {
-            if n == 0 {
-                break;
-            }
-            kept.extend_from_slice(&buffer[..n]);
-            if kept.len() > keep {
-                kept.drain(..kept.len() - keep);
-            }
-        }
-        kept
-    })
 }
 
 #[cfg(test)]
