@@ -283,3 +283,60 @@ fn an_engine_is_done_when_it_exits_not_when_its_pipes_close() {
     assert_eq!(code, Some(0), "{records:?}");
     assert!(records.iter().all(|r| r.status == Status::Passed));
 }
+
+/// Whether process `pid` is gone (or a zombie waiting for a reaper: it runs nothing).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// `kill -9` of a run whose engine hangs with a child of its own: the worker dies with the run,
+/// and the engine's process group (the engine and its child) dies with the worker, instead of
+/// running on under PID 1.
+#[test]
+fn a_killed_run_takes_its_engine_and_the_engines_children_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let hanging = format!(
+        "f() {{ sleep 300 & echo $! > {0}.tmp; echo $$ >> {0}.tmp; mv {0}.tmp {0}; wait; }}; f",
+        pids.display()
+    );
+    let suite = dir.path().join("engine.yaml");
+    std::fs::write(&suite, SUITE.replace("timeout: 5s", "timeout: 5m")).unwrap();
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_precheck"))
+        .arg("run")
+        .arg(&suite)
+        .args(["--backend", "command", "--command", &hanging, "--out"])
+        .arg(dir.path().join("run"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !pids.exists() {
+        assert!(started.elapsed().as_secs() < 60, "the engine never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let engine: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(engine.len(), 2);
+    assert!(engine.iter().all(|&pid| !gone(pid)), "the engine runs");
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let killed = std::time::Instant::now();
+    while !engine.iter().all(|&pid| gone(pid)) {
+        assert!(
+            killed.elapsed().as_secs() < 10,
+            "the engine {engine:?} outlived its run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

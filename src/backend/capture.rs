@@ -1,10 +1,17 @@
-//! An engine's output captured in bounded memory: each pipe drained on a thread of its own,
-//! keeping its last bytes and counting the rest, so that an engine writing a gigabyte to stderr
-//! costs kilobytes; and an engine's exit, not its pipes, ends the capture, so that a background
-//! child still holding stderr open cannot stall the run.
+//! Running an engine: in a process group of its own that dies with it and with this process,
+//! its output captured in bounded memory.
+//!
+//! - Each pipe is drained on a thread of its own, keeping its last bytes and counting the rest,
+//!   so that an engine writing a gigabyte to stderr costs kilobytes; the engine's exit, not its
+//!   pipes, ends the capture, so that a child still holding stderr open cannot stall the run.
+//! - The engine leads a new process group. When it exits, the group is killed: nothing it started
+//!   runs on. A watcher (`sh`, told by Linux's `PR_SET_PDEATHSIG` when this process dies, even of
+//!   `kill -9`) kills the group if this process dies first, so that an engine and its children do
+//!   not outlive a killed run on the GPU.
 
 use std::io::{self, Read};
-use std::process::{Command, ExitStatus, Stdio};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -76,15 +83,57 @@ impl Drain {
     }
 }
 
-/// Runs `command` to its exit with stdout and stderr captured, each to its last `keep` bytes.
+/// Runs `command` to its exit in a process group of its own, with stdout and stderr captured,
+/// each to its last `keep` bytes; then kills what is left of the group.
 pub fn run(command: &mut Command, keep: usize) -> io::Result<(ExitStatus, Tail, Tail)> {
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = command.spawn()?;
+    let group = i32::try_from(child.id()).expect("process ids fit in pid_t");
+    let watcher = watch(group);
     let stdout = drain(child.stdout.take().expect("piped"), keep);
     let stderr = drain(child.stderr.take().expect("piped"), keep);
-    let status = child.wait()?;
+    let status = child.wait();
+    kill_group(group);
+    if let Ok(mut watcher) = watcher {
+        let _ = watcher.kill();
+        let _ = watcher.wait();
+    }
+    let status = status?;
     let deadline = Instant::now() + AFTER_EXIT;
     Ok((status, stdout.finish(deadline), stderr.finish(deadline)))
+}
+
+fn kill_group(group: i32) {
+    // SAFETY: kill(2) with a negative pid signals that process group, the engine's own (it was
+    // started with process_group(0)); it fails harmlessly (ESRCH) once the group is gone.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
+}
+
+/// A watcher that kills process group `group` when this process dies: `sh`, sent SIGTERM by
+/// the kernel when its parent (this process) dies, traps it and kills the group; it ends by
+/// itself once the group is gone. (`kill -SIG -PGID` without `--`: dash takes no `--` there.)
+fn watch(group: i32) -> io::Result<Child> {
+    let script = format!(
+        "trap 'kill -KILL -{group} 2>/dev/null; exit 0' TERM; \
+         while kill -0 -{group} 2>/dev/null; do sleep 1; done"
+    );
+    let mut watcher = Command::new("sh");
+    watcher
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and takes plain integers.
+    unsafe {
+        watcher.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    watcher.spawn()
 }
 
 #[cfg(test)]
