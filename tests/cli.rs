@@ -299,3 +299,31 @@ fn a_model_beyond_the_memory_budget_is_refused_before_any_work() {
         assert!(started.elapsed() < Duration::from_secs(10), "{command}");
     }
 }
+
+/// The work folders a killed run leaves in the temporary folder (its workers' scratch, engines'
+/// files inside) are removed by the next run; those of a run still alive are not.
+#[test]
+fn a_run_sweeps_the_work_folders_of_killed_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    // No process has id 999999999 (Linux's limit is 2^22).
+    let stale = tmp.path().join("precheck-worker-999999999-a1b2c3");
+    std::fs::create_dir_all(stale.join("precheck-command-x")).unwrap();
+    std::fs::write(
+        stale.join("precheck-command-x/weights.safetensors"),
+        b"left",
+    )
+    .unwrap();
+    let live = tmp
+        .path()
+        .join(format!("precheck-worker-{}-d4e5f6", std::process::id()));
+    std::fs::create_dir_all(&live).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    precheck()
+        .args(["run", "suites/smoke.yaml", "--iterations", "1", "--out"])
+        .arg(out.path().join("run"))
+        .env("TMPDIR", tmp.path())
+        .assert()
+        .success();
+    assert!(!stale.exists(), "the killed run's folder is swept");
+    assert!(live.exists(), "a live run's folder is kept");
+}

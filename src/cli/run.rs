@@ -82,6 +82,10 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         stop: &stop,
         skip: backend.skip_reason(),
     };
+    let swept = runner::worker::sweep_stale_scratch();
+    if swept > 0 {
+        tracing::info!("removed {swept} work folders that killed runs left behind");
+    }
     let workers = Workers {
         exe: std::env::current_exe().context("finding the precheck binary for its workers")?,
         suite: loaded.path.clone(),

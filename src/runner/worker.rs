@@ -6,7 +6,7 @@
 //! `results.jsonl`) appends the variant's record after the worker has ended, whatever the way:
 //! reply, crash or timeout. A run killed before that append runs the variant again on `--resume`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -120,6 +120,36 @@ fn exit_with_parent(parent: u32) {
     }
 }
 
+/// How a worker's scratch folder is named in the system's temporary folder, before the run's
+/// process id: `precheck-worker-PID-XXXXXX`.
+const SCRATCH_PREFIX: &str = "precheck-worker-";
+
+/// Removes the scratch folders of runs whose process is gone (a run killed with `kill -9`
+/// cannot remove its own), from the system's temporary folder; returns how many. A folder whose
+/// process id is alive, whatever runs under it now, is left alone.
+pub fn sweep_stale_scratch() -> usize {
+    // Whether a process lives is read from /proc: without one, nothing is known dead.
+    if !Path::new("/proc/self").exists() {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            let name = entry.file_name();
+            let owner = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(SCRATCH_PREFIX))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            owner.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .filter(|entry| std::fs::remove_dir_all(entry.path()).is_ok())
+        .count()
+}
+
 /// Runs each variant in a `precheck worker` process (the binary `exe`), ended after the suite's
 /// timeout or when `stop` is set.
 pub struct Workers<'a> {
@@ -157,7 +187,7 @@ impl Executor for Workers<'_> {
         // go to a folder this process removes when the worker ends, however it ends: a killed
         // worker cannot clean up after itself.
         let scratch = match tempfile::Builder::new()
-            .prefix("precheck-worker-")
+            .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
             .tempdir()
         {
             Ok(scratch) => scratch,
