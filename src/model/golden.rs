@@ -112,22 +112,7 @@ pub fn read(
     let shape = [input.rows, output_cols];
     let view = load::find(path, &tensors, model, "reference output", &shape)?;
     let output = Tensor::new(input.rows, output_cols, load::values(&view));
-    let (_, header) =
-        safetensors::SafeTensors::read_metadata(file.bytes()).map_err(|e| LoadError::Format {
-            path: path.to_owned(),
-            kind: ".safetensors",
-            message: e.to_string(),
-        })?;
-    let recorded = header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(&digest_key(model)).cloned());
-    if recorded.as_deref() != Some(input_digest(input).as_str()) {
-        return Err(LoadError::Stale {
-            path: path.to_owned(),
-            model: model.to_owned(),
-        });
-    }
+    check_fresh(path, &file, model, &input_digest(input))?;
     let prefix = format!("{model}/");
     let present: Vec<String> = tensors
         .names()
@@ -160,6 +145,29 @@ pub fn read(
     Ok((output.map(f64::from), taps))
 }
 
+/// Fails unless the golden file `file` (at `path`) records `digest` as the digest of the input
+/// `model`'s reference was made from: a changed seed or input cannot pass silently.
+fn check_fresh(path: &Path, file: &Checkpoint, model: &str, digest: &str) -> Result<(), LoadError> {
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(file.bytes()).map_err(|e| LoadError::Format {
+            path: path.to_owned(),
+            kind: ".safetensors",
+            message: e.to_string(),
+        })?;
+    let recorded = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(&digest_key(model)).cloned());
+    if recorded.as_deref() == Some(digest) {
+        Ok(())
+    } else {
+        Err(LoadError::Stale {
+            path: path.to_owned(),
+            model: model.to_owned(),
+        })
+    }
+}
+
 /// A digest of a user's ONNX model's inputs: each one's name, shape, type and bytes.
 pub fn arrays_digest(inputs: &[Array]) -> String {
     let mut hasher = Sha256::new();
@@ -187,27 +195,12 @@ pub fn read_values(
 ) -> Result<Vec<Array>, LoadError> {
     let file = Checkpoint::open(path)?;
     let tensors = file.tensors()?;
-    let (_, header) =
-        safetensors::SafeTensors::read_metadata(file.bytes()).map_err(|e| LoadError::Format {
-            path: path.to_owned(),
-            kind: ".safetensors",
-            message: e.to_string(),
-        })?;
-    let recorded = header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(&digest_key(model)).cloned());
-    let read = |value: &str| load::named_array(path, &format!("{model}/{value}"));
+    let read = |value: &str| load::safetensors_array(path, &tensors, &format!("{model}/{value}"));
     let mut values = outputs
         .iter()
         .map(|output| read(output))
         .collect::<Result<Vec<Array>, LoadError>>()?;
-    if recorded.as_deref() != Some(arrays_digest(inputs).as_str()) {
-        return Err(LoadError::Stale {
-            path: path.to_owned(),
-            model: model.to_owned(),
-        });
-    }
+    check_fresh(path, &file, model, &arrays_digest(inputs))?;
     let present: Vec<&String> = marks
         .iter()
         .filter(|m| tensors.names().contains(&format!("{model}/{m}").as_str()))

@@ -256,19 +256,26 @@ pub fn write_f32<'a>(
     std::fs::write(path, encoded).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
+/// Each element type with its safetensors type.
+const SAFETENSORS_TYPES: [(ElementType, Dtype); 9] = [
+    (ElementType::F32, Dtype::F32),
+    (ElementType::F64, Dtype::F64),
+    (ElementType::F16, Dtype::F16),
+    (ElementType::Bf16, Dtype::BF16),
+    (ElementType::I64, Dtype::I64),
+    (ElementType::I32, Dtype::I32),
+    (ElementType::I8, Dtype::I8),
+    (ElementType::U8, Dtype::U8),
+    (ElementType::Bool, Dtype::BOOL),
+];
+
 /// The safetensors type of an element type.
 fn safetensors_dtype(element: ElementType) -> Dtype {
-    match element {
-        ElementType::F32 => Dtype::F32,
-        ElementType::F64 => Dtype::F64,
-        ElementType::F16 => Dtype::F16,
-        ElementType::Bf16 => Dtype::BF16,
-        ElementType::I64 => Dtype::I64,
-        ElementType::I32 => Dtype::I32,
-        ElementType::I8 => Dtype::I8,
-        ElementType::U8 => Dtype::U8,
-        ElementType::Bool => Dtype::BOOL,
-    }
+    SAFETENSORS_TYPES
+        .iter()
+        .find(|(e, _)| *e == element)
+        .map(|(_, dtype)| *dtype)
+        .expect("every element type has a safetensors type")
 }
 
 /// Writes `arrays` to a `.safetensors` file, each in its own element type, under its name.
@@ -297,7 +304,7 @@ pub fn read_arrays(path: &Path) -> Result<Vec<Array>, LoadError> {
     names.sort_unstable();
     names
         .into_iter()
-        .map(|name| named_array(path, name))
+        .map(|name| safetensors_array(path, &tensors, name))
         .collect()
 }
 
@@ -460,12 +467,6 @@ fn read_npy(path: &Path, expected: [usize; 2]) -> Result<Vec<f32>, LoadError> {
 /// The array `tensor` of an input file, of any shape and element type: a `.npy` file holds one
 /// array, an `.npz` or `.safetensors` file an array by that name.
 pub(super) fn named_array(path: &Path, tensor: &str) -> Result<Array, LoadError> {
-    let missing = |names: Vec<String>| LoadError::Missing {
-        path: path.to_owned(),
-        tensor: tensor.to_owned(),
-        param: format!("input {tensor}"),
-        hint: crate::hints::did_you_mean(tensor, names.iter().map(String::as_str)),
-    };
     match path.extension().and_then(|e| e.to_str()) {
         Some("npy") => {
             let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
@@ -490,43 +491,53 @@ pub(super) fn named_array(path: &Path, tensor: &str) -> Result<Array, LoadError>
             let file = archive
                 .by_name(tensor)
                 .map_err(invalid)?
-                .ok_or_else(|| missing(names))?;
+                .ok_or_else(|| missing_array(path, tensor, names.iter().map(String::as_str)))?;
             typed_npy(path, tensor, file)
         }
         Some("safetensors") => {
             let checkpoint = Checkpoint::open(path)?;
-            let tensors = checkpoint.tensors()?;
-            let view = tensors
-                .tensor(tensor)
-                .map_err(|_| missing(tensors.names().into_iter().map(str::to_owned).collect()))?;
-            let element = match view.dtype() {
-                Dtype::F32 => ElementType::F32,
-                Dtype::F64 => ElementType::F64,
-                Dtype::F16 => ElementType::F16,
-                Dtype::BF16 => ElementType::Bf16,
-                Dtype::I64 => ElementType::I64,
-                Dtype::I32 => ElementType::I32,
-                Dtype::I8 => ElementType::I8,
-                Dtype::U8 => ElementType::U8,
-                Dtype::BOOL => ElementType::Bool,
-                other => {
-                    return Err(LoadError::Dtype {
-                        path: path.to_owned(),
-                        tensor: tensor.to_owned(),
-                        found: format!("{other:?}"),
-                    })
-                }
-            };
-            let data = array_data_from_le(element, view.data());
-            Array::new(tensor, view.shape().to_vec(), data).map_err(|message| LoadError::Format {
-                path: path.to_owned(),
-                kind: ".safetensors",
-                message,
-            })
+            safetensors_array(path, &checkpoint.tensors()?, tensor)
         }
         _ => Err(LoadError::Extension {
             path: path.to_owned(),
         }),
+    }
+}
+
+/// Array `tensor` of the open `.safetensors` file `path`, in its own element type.
+pub(super) fn safetensors_array(
+    path: &Path,
+    tensors: &SafeTensors,
+    tensor: &str,
+) -> Result<Array, LoadError> {
+    let view = tensors.tensor(tensor).map_err(|_| {
+        let names: Vec<&str> = tensors.names();
+        missing_array(path, tensor, names.into_iter())
+    })?;
+    let element = SAFETENSORS_TYPES
+        .iter()
+        .find(|(_, dtype)| *dtype == view.dtype())
+        .map(|(element, _)| *element)
+        .ok_or_else(|| LoadError::Dtype {
+            path: path.to_owned(),
+            tensor: tensor.to_owned(),
+            found: format!("{:?}", view.dtype()),
+        })?;
+    let data = array_data_from_le(element, view.data());
+    Array::new(tensor, view.shape().to_vec(), data).map_err(|message| LoadError::Format {
+        path: path.to_owned(),
+        kind: ".safetensors",
+        message,
+    })
+}
+
+/// The error for an array `tensor` that the file `path` lacks, with the nearest of `names`.
+fn missing_array<'a>(path: &Path, tensor: &str, names: impl Iterator<Item = &'a str>) -> LoadError {
+    LoadError::Missing {
+        path: path.to_owned(),
+        tensor: tensor.to_owned(),
+        param: format!("input {tensor}"),
+        hint: crate::hints::did_you_mean(tensor, names),
     }
 }
 
