@@ -32,7 +32,7 @@ use crate::trtexec::layers::EngineLayer;
 /// Which backend a run uses, as chosen on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
-    /// precheck's CPU emulation of each precision.
+    /// precheck's CPU emulation of each precision (a user's ONNX model: ONNX Runtime in process).
     Cpu,
     /// CUDA GPUs.
     Cuda,
