@@ -286,3 +286,31 @@ fn a_missing_file_names_the_file() {
         "{error}"
     );
 }
+
+/// 200 models × 200 precisions × 500 GPUs in 26 KB of YAML: 20 million variants, which took
+/// `validate` past 8 GB before the matrix was counted ahead of its expansion.
+#[test]
+fn a_matrix_past_the_bound_is_refused_before_it_is_expanded() {
+    let mut text = String::from("name: big\nmodels:\n");
+    for i in 0..200 {
+        text += &format!(
+            "  - {{ name: m{i}, block: linear, dims: {{ hidden: 8 }}, input: {{ tokens: 2 }} }}\n"
+        );
+    }
+    text += "precisions:\n";
+    for i in 0..200 {
+        text += &format!("  - {{ name: p{i}, base: bf16 }}\n");
+    }
+    let gpus: Vec<String> = (0..500).map(|i| format!("cuda:{i}")).collect();
+    text += &format!("gpus: [{}]\n", gpus.join(", "));
+
+    let started = std::time::Instant::now();
+    let error = suite::from_str(Path::new("big.yaml"), &text).unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "`matrix`: 200 models × 200 precisions × 500 gpus (+ 0 includes) is more than the 100000 variants one suite may plan"
+        ),
+        "{error}"
+    );
+    assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+}

@@ -60,13 +60,20 @@ pub struct MatrixError {
     pub message: String,
 }
 
-/// Expands `axes` into variants, applying `exclude` then `include`.
+/// The most variants one suite may plan. A nightly matrix of a hundred models × twenty
+/// precisions × eight GPUs is 16,000; a suite past this bound is a typo or a generator gone wrong,
+/// and expanding it would take the memory before saying so.
+pub const MAX_VARIANTS: u64 = 100_000;
+
+/// Expands `axes` into variants, applying `exclude` then `include`. The product is counted
+/// before anything is allocated: past [`MAX_VARIANTS`] it is an error with the numbers.
 pub fn expand(
     axes: &Axes<'_>,
     exclude: &[ExcludeEntry],
     include: &[IncludeEntry],
     gates: Gates,
 ) -> Result<Vec<Variant>, MatrixError> {
+    check_size(axes, include)?;
     let mut variants: Vec<Variant> = Vec::new();
     for model in axes.models {
         for precision in axes.precisions {
@@ -105,6 +112,31 @@ pub fn expand(
     }
     check_unique(&variants[original..], original, &variants)?;
     Ok(variants)
+}
+
+fn check_size(axes: &Axes<'_>, include: &[IncludeEntry]) -> Result<(), MatrixError> {
+    let [models, precisions, gpus, includes] = [
+        axes.models.len(),
+        axes.precisions.len(),
+        axes.gpus.len(),
+        include.len(),
+    ]
+    .map(|n| n as u64);
+    let planned = models
+        .checked_mul(precisions)
+        .and_then(|n| n.checked_mul(gpus))
+        .and_then(|n| n.checked_add(includes));
+    match planned {
+        Some(n) if n <= MAX_VARIANTS => Ok(()),
+        _ => Err(MatrixError {
+            key: "matrix".into(),
+            message: format!(
+                "{models} models × {precisions} precisions × {gpus} gpus (+ {includes} includes) \
+                 is more than the {MAX_VARIANTS} variants one suite may plan, before `exclude`; \
+                 split the suite or shorten an axis"
+            ),
+        }),
+    }
 }
 
 fn matches<T: PartialEq>(wanted: &Option<T>, value: &T) -> bool {
