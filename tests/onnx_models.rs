@@ -510,3 +510,48 @@ fn a_calibration_percentile_changes_the_static_scales_only() {
 fn record_cos(records: &[VariantRecord], precision: &str) -> f64 {
     record(records, precision).accuracy.as_ref().unwrap().cos
 }
+
+/// Found by fuzzing (`fuzz/corpus/onnx_model/regress-*`): a node without an output, and an
+/// initializer whose data is shorter than its shape, panicked in the rewrite; each is refused
+/// naming what is wrong.
+#[test]
+fn a_model_that_breaks_the_formats_rules_is_refused_naming_the_node_or_tensor() {
+    use precheck::onnx_proto::ModelProto;
+    use prost::Message;
+    let original = ModelProto::decode(std::fs::read(two_inputs()).unwrap().as_slice()).unwrap();
+    let mut no_output = original.clone();
+    no_output.graph.as_mut().unwrap().node[0].output.clear();
+    let mut short = original;
+    let weight = &mut short.graph.as_mut().unwrap().initializer[0];
+    let kept = weight.raw_data.len() - 6;
+    weight.raw_data.truncate(kept);
+    let cases = [
+        (no_output, "node #0 `conv` (Conv) has no output"),
+        (
+            short,
+            "malformed model: the initializer `conv.weight` of shape [8, 3, 3, 3] holds 858 bytes of data",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let int8 = presets::preset("int8").unwrap();
+    for (index, (model, expected)) in cases.into_iter().enumerate() {
+        let path = dir.path().join(format!("{index}.onnx"));
+        std::fs::write(&path, model.encode_to_vec()).unwrap();
+        let model = OnnxModel {
+            file: onnx::read(&path).unwrap(),
+            inputs: Vec::new(),
+            gated: Vec::new(),
+            localize: Localize::All,
+            held: Format::Bf16,
+            percentile: None,
+        };
+        let error = export::localized_values(&model)
+            .and_then(|marks| {
+                let marks: Vec<String> = marks.into_iter().map(|m| m.value).collect();
+                let none = export::Calibration::default();
+                export::user_model(&model, &int8, export::Precision::InGraph, &none, &marks)
+            })
+            .unwrap_err();
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+}

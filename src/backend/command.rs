@@ -301,22 +301,7 @@ impl WorkFolder {
         let path = self.path("timings.json");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| failed("reading timings.json (the command wrote none)", e))?;
-        let timings: Timings =
-            serde_json::from_str(&text).map_err(|e| failed("reading timings.json", e))?;
-        if timings.latency_ms.len() != iterations {
-            return Err(failed(
-                "timings.json",
-                format!(
-                    "{} latencies for {iterations} iterations",
-                    timings.latency_ms.len()
-                ),
-            ));
-        }
-        timings
-            .latency_ms
-            .iter()
-            .map(|&ms| engine_latency(ms).map_err(|e| failed("timings.json", e)))
-            .collect()
+        parse_timings(&text, iterations).map_err(|e| failed("timings.json", e))
     }
 
     fn run_command(&self) -> Result<(), BackendError> {
@@ -357,19 +342,40 @@ impl WorkFolder {
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Ok(None);
         };
-        let kernels: Vec<Kernel> =
-            serde_json::from_str(&text).map_err(|e| failed("reading kernels.json", e))?;
-        Ok(Some(
-            kernels
-                .into_iter()
-                .map(|k| KernelLaunches {
-                    name: k.name,
-                    launches: 1,
-                    total_us: k.duration_us,
-                })
-                .collect(),
-        ))
+        parse_kernels(&text)
+            .map(Some)
+            .map_err(|e| failed("reading kernels.json", e))
     }
+}
+
+/// An engine's `timings.json` for a call that timed `iterations`: one finite, positive latency
+/// per iteration, or an error saying what is wrong.
+pub fn parse_timings(text: &str, iterations: usize) -> Result<Vec<Duration>, String> {
+    let timings: Timings = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if timings.latency_ms.len() != iterations {
+        return Err(format!(
+            "{} latencies for {iterations} iterations",
+            timings.latency_ms.len()
+        ));
+    }
+    timings
+        .latency_ms
+        .iter()
+        .map(|&ms| engine_latency(ms).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// An engine's `kernels.json`: the kernels one call launched, each with its duration.
+pub fn parse_kernels(text: &str) -> Result<Vec<KernelLaunches>, String> {
+    let kernels: Vec<Kernel> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    Ok(kernels
+        .into_iter()
+        .map(|k| KernelLaunches {
+            name: k.name,
+            launches: 1,
+            total_us: k.duration_us,
+        })
+        .collect())
 }
 
 impl CommandExecutable {

@@ -12,7 +12,7 @@ mod trtexec;
 
 use std::time::Duration;
 
-pub use command::CommandBackend;
+pub use command::{parse_kernels, parse_timings, CommandBackend};
 pub use cpu::{CpuBackend, MatmulOverride};
 #[cfg(feature = "cuda")]
 pub use cuda::CudaBackend;

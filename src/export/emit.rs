@@ -102,14 +102,27 @@ pub(super) fn float_values(tensor: &TensorProto) -> Result<Vec<f32>, ExportError
             tensor.name
         )));
     }
-    if tensor.raw_data.is_empty() {
-        return Ok(tensor.float_data.clone());
+    let values: Vec<f32> = if tensor.raw_data.is_empty() {
+        tensor.float_data.clone()
+    } else {
+        tensor
+            .raw_data
+            .chunks(4)
+            .map(|b| b.try_into().map_or(f32::NAN, f32::from_le_bytes))
+            .collect()
+    };
+    let elements = tensor.dims.iter().try_fold(1usize, |n, &d| {
+        usize::try_from(d).ok().and_then(|d| n.checked_mul(d))
+    });
+    if elements != Some(values.len()) || tensor.raw_data.len() % 4 != 0 {
+        return Err(ExportError::Malformed(format!(
+            "the initializer `{}` of shape {:?} holds {} bytes of data",
+            tensor.name,
+            tensor.dims,
+            tensor.raw_data.len().max(4 * tensor.float_data.len())
+        )));
     }
-    Ok(tensor
-        .raw_data
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
+    Ok(values)
 }
 
 /// The ONNX type of a quantized format.

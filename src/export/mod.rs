@@ -49,6 +49,9 @@ pub enum ExportError {
     /// way precheck does not rewrite).
     #[error("cannot bring the model to opset 21: {0}")]
     Upgrade(String),
+    /// A model that breaks the ONNX format's own rules (data that does not fit its shape).
+    #[error("malformed model: {0}")]
+    Malformed(String),
     /// An ONNX model file that cannot be read.
     #[error("cannot read {path}: {message}")]
     Read {
@@ -238,6 +241,7 @@ fn read_user_model(path: &std::path::Path) -> Result<ModelProto, ExportError> {
     let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
     let mut model = ModelProto::decode(bytes.as_slice())
         .map_err(|e| failed(format!("not an ONNX model: {e}")))?;
+    check_arity(&model).map_err(&failed)?;
     let folder = path.parent().unwrap_or(std::path::Path::new("."));
     if let Some(graph) = model.graph.as_mut() {
         for tensor in &mut graph.initializer {
@@ -245,6 +249,30 @@ fn read_user_model(path: &std::path::Path) -> Result<ModelProto, ExportError> {
         }
     }
     Ok(model)
+}
+
+/// Every node has an output, and every operator the upgrade and the rewrite read by position
+/// has the inputs they read: the checker's rule, which a hand-made or truncated model can break.
+fn check_arity(model: &ModelProto) -> Result<(), String> {
+    let nodes = model.graph.iter().flat_map(|g| g.node.iter());
+    for (index, node) in nodes.enumerate() {
+        let least = rewrite::LEAST_INPUTS
+            .iter()
+            .find(|(op, _)| *op == node.op_type)
+            .map_or(0, |&(_, n)| n);
+        let problem = if node.output.is_empty() {
+            "has no output".to_owned()
+        } else if node.input.len() < least {
+            format!("has {} inputs, fewer than its {least}", node.input.len())
+        } else {
+            continue;
+        };
+        return Err(format!(
+            "node #{index} `{}` ({}) {problem}",
+            node.name, node.op_type
+        ));
+    }
+    Ok(())
 }
 
 /// Reads `tensor`'s external data (`location` relative to `folder`, `offset`, `length`) into

@@ -106,6 +106,26 @@ const OP_CLASSES: &[(&str, OpClass)] = &[
     ("Constant", OpClass::DataMovement),
 ];
 
+/// Operators whose inputs the upgrade and the rewrite read by position, and how many each must
+/// have: a node with fewer is refused when the model is read, naming it.
+pub(super) const LEAST_INPUTS: &[(&str, usize)] = &[
+    ("MatMul", 2),
+    ("Gemm", 2),
+    ("Conv", 2),
+    ("ConvTranspose", 2),
+    ("Einsum", 1),
+    ("Mul", 2),
+    ("Div", 2),
+    ("Sub", 2),
+    ("Add", 2),
+    ("Pow", 2),
+    ("Sigmoid", 1),
+    ("Sqrt", 1),
+    ("ReduceMean", 1),
+    ("Softmax", 1),
+    ("LogSoftmax", 1),
+];
+
 /// The class of an ONNX operator type.
 pub fn op_class(op_type: &str) -> OpClass {
     OP_CLASSES

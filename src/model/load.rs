@@ -466,7 +466,7 @@ fn read_npy(path: &Path, expected: [usize; 2]) -> Result<Vec<f32>, LoadError> {
 
 /// The array `tensor` of an input file, of any shape and element type: a `.npy` file holds one
 /// array, an `.npz` or `.safetensors` file an array by that name.
-pub(super) fn named_array(path: &Path, tensor: &str) -> Result<Array, LoadError> {
+pub fn named_array(path: &Path, tensor: &str) -> Result<Array, LoadError> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("npy") => {
             let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
