@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::backend::BackendKind;
 use crate::host::HostInfo;
-use crate::measure::CacheMode;
+use crate::measure::{AgreementMode, CacheMode};
 use crate::results::{RunInfo, RunSettings, SuiteInfo};
 use crate::shard::Shard;
 use crate::suite::{DeviceSelector, LoadedSuite, Suite, Variant};
@@ -27,6 +27,8 @@ pub struct Overrides {
     pub timeout: Option<Duration>,
     /// `--cache`.
     pub cache: Option<CacheMode>,
+    /// `--cpu-agreement`.
+    pub cpu_agreement: AgreementMode,
     /// `--shard`, or the scheduler's array index: this run's slice of the selected variants.
     pub shard: Option<Shard>,
 }
@@ -219,6 +221,7 @@ pub fn plan(
                 .as_secs_f64(),
             shard: overrides.shard,
             cache: overrides.cache.unwrap_or(suite.defaults.cache),
+            cpu_agreement: overrides.cpu_agreement,
         },
     })
 }

@@ -8,7 +8,7 @@ use common::{precheck, Fake, Plant};
 use precheck::backend::{Backend, CpuBackend, Executable, MatmulOverride};
 use precheck::formats::{Format, Overflow};
 use precheck::ident::Ident;
-use precheck::mismatch::fingerprint::fingerprint;
+use precheck::mismatch::fingerprint::{fingerprint, fingerprint_where_undecided};
 use precheck::mismatch::Direction;
 use precheck::model::graph::AttentionShape;
 use precheck::model::{seeded, AttentionBlock, Block, MlpShape, Model, Weights};
@@ -493,4 +493,61 @@ fn an_engine_layer_report_with_fp32_layers_fails_an_fp8_variant() {
     assert!(precheck::report::explain::explain(fp8).contains("Engine layer report"));
     let bf16 = records.iter().find(|r| r.id == "m/bf16/cpu").unwrap();
     assert_eq!(bf16.mismatch.as_ref().unwrap().verdict, Verdict::None);
+}
+
+/// Alternatives emulated only where they can decide: over 20 seeds, on honest outputs and planted
+/// faults, with a trace that agrees with the request (the case that skips them), the verdict is
+/// the full fingerprint's, and an output that is the request itself costs no alternative.
+#[test]
+fn the_lazy_fingerprint_gives_the_full_verdict_over_20_seeds() {
+    let bf16 = presets::preset("bf16").unwrap();
+    let fp8 = presets::preset("fp8_e4m3").unwrap();
+    let mut skipped = 0;
+    for seed in 0..20 {
+        let model = mlp();
+        let (weights, input) = setup(&model, seed);
+        let mut cases = Vec::new();
+        for policy in [&bf16, &fp8] {
+            let requested = emulate(&model, &weights, &input, policy);
+            cases.push((policy, requested.data.clone(), requested.clone()));
+            let noisy = honest_with_noise(&model, &weights, &input, policy, seed);
+            cases.push((policy, noisy, requested));
+        }
+        let planted = faulty(
+            &model,
+            &weights,
+            &input,
+            &bf16,
+            "up_proj.weight",
+            "fp8_e4m3/per_tensor",
+        );
+        cases.push((
+            &bf16,
+            planted.data,
+            emulate(&model, &weights, &input, &bf16),
+        ));
+        let planted = faulty(&model, &weights, &input, &fp8, "down_proj.weight", "fp32");
+        cases.push((&fp8, planted.data, emulate(&model, &weights, &input, &fp8)));
+        for (index, (policy, output, requested)) in cases.iter().enumerate() {
+            let full = fingerprint(&model, &weights, &input, policy, output, requested).unwrap();
+            let lazy = fingerprint_where_undecided(
+                &model, &weights, &input, policy, output, requested, true,
+            )
+            .unwrap();
+            assert_eq!(lazy.detected, full.detected, "seed {seed} {}", policy.name);
+            if lazy.not_evaluated.is_some() {
+                assert!(lazy.alternatives.is_empty());
+                skipped += 1;
+            }
+            if output == &requested.data {
+                assert!(lazy.not_evaluated.is_some(), "seed {seed} {}", policy.name);
+            }
+            let planted = index >= 4;
+            assert_eq!(lazy.detected.is_some(), planted, "seed {seed} case {index}");
+        }
+    }
+    assert!(
+        skipped >= 40,
+        "{skipped} of 120 fingerprints skipped their alternatives"
+    );
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::backend::{BackendChoice, CommandBackend, Engines, TrtexecBackend};
-use crate::measure::CacheMode;
+use crate::measure::{AgreementMode, CacheMode};
 use crate::shard::Shard;
 use crate::suite::Timeout;
 
@@ -106,4 +106,9 @@ pub(super) struct RunArgs {
     /// [default: the suite's, or warm].
     #[arg(long, value_enum)]
     pub(super) cache: Option<CacheMode>,
+    /// Which variants on an engine other than the CPU emulation are also emulated on the CPU,
+    /// for their agreement and numeric fingerprint: `every`; `sample`, the first of each policy
+    /// and those whose kernel trace cannot vouch for their GEMMs; or `off`.
+    #[arg(long, value_enum, default_value = "sample")]
+    pub(super) cpu_agreement: AgreementMode,
 }

@@ -44,6 +44,7 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         filters: args.filter.clone(),
         timeout: args.timeout.map(Timeout::get),
         cache: args.cache,
+        cpu_agreement: args.cpu_agreement,
         shard,
     };
     let plan = plan::plan(suite, backend.kind(), &backend.device_name(), &overrides)?;
@@ -101,8 +102,13 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         folder.info.finished_at = Some(Utc::now());
     }
     folder.writer.write_run_info(&folder.info)?;
+    let wall_s = (Utc::now() - started_at).as_seconds_f64();
+    let this_run = terminal::time_line(&outcome.records, wall_s);
     let records = [folder.recorded, outcome.records].concat();
     print_summary(&records, &out);
+    if let Some(line) = this_run {
+        println!("time: {line}");
+    }
     #[cfg(feature = "report")]
     write_reports(&out);
     if outcome.interrupted {

@@ -72,6 +72,9 @@ pub struct FingerprintEvidence {
     pub alternatives: Vec<Alternative>,
     /// The alternative the output matches, if it is clearly closer than the request.
     pub detected: Option<Alternative>,
+    /// Why the alternatives were not emulated, when they were not ([`fingerprint_where_undecided`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_evaluated: Option<String>,
 }
 
 /// The alternatives for a policy's matmuls, each as an engine would run it: a quantized matmul
@@ -238,5 +241,39 @@ pub fn fingerprint(
         requested_distance,
         alternatives: compared,
         detected,
+        not_evaluated: None,
     })
+}
+
+/// [`fingerprint`], with its alternatives emulated only where they can decide something. An
+/// output within the noise floor of the request can match no alternative (a detection needs the
+/// output above the floor); when, besides, the kernel trace has classified every GEMM as the
+/// policy asks (`trace_agrees`), nothing is left for the alternatives to say, and each of them is
+/// a whole CPU emulation. Without a trace, or with one that shows a mismatch or kernels it cannot
+/// classify, they are emulated as ever, so that the evidence says which operation ran in what.
+pub fn fingerprint_where_undecided(
+    model: &Model,
+    weights: &Weights,
+    input: &Tensor,
+    policy: &Policy,
+    output: &[f32],
+    requested: &Tensor,
+    trace_agrees: bool,
+) -> Result<FingerprintEvidence, BackendError> {
+    let requested_distance = compare(output, &requested.map(f64::from).data)
+        .map(|a| 1.0 - a.cos)
+        .map_err(|e| BackendError::Failed(format!("fingerprint: {e}")))?;
+    let floor = noise_floor(math_precision(policy.matmul.weights.format), policy.output);
+    if trace_agrees && requested_distance <= floor {
+        return Ok(FingerprintEvidence {
+            requested_distance,
+            alternatives: Vec::new(),
+            detected: None,
+            not_evaluated: Some(format!(
+                "the output is within the noise floor ({floor:e}) of the request and the kernel \
+                 trace shows every GEMM in the requested precision"
+            )),
+        });
+    }
+    fingerprint(model, weights, input, policy, output, requested)
 }

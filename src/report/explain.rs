@@ -171,6 +171,9 @@ fn evidence(text: &mut String, mismatch: &Mismatch) {
         if more > 0 {
             let _ = writeln!(text, "  … {more} more alternatives, farther");
         }
+        if let Some(why) = &fingerprint.not_evaluated {
+            let _ = writeln!(text, "  alternatives not emulated: {why}");
+        }
     }
     if let Some(layers) = &mismatch.layers {
         let _ = writeln!(

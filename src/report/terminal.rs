@@ -4,6 +4,7 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, Table};
 
 use super::cells::{self, VariantRow};
+use crate::measure::Phases;
 use crate::results::{Status, VariantRecord};
 
 /// Whether terminal output is coloured: on a terminal, unless `NO_COLOR` is set (no-color.org).
@@ -95,6 +96,51 @@ pub fn problems(records: &[VariantRecord], style: Style) -> Vec<String> {
             ),
         })
         .collect()
+}
+
+/// Where a run's `wall_s` seconds went: the device's share (the timed iterations of variants that
+/// ran on a device, not an emulation) and the phases' sums, largest first. None when no record
+/// has phases.
+pub fn time_line(records: &[VariantRecord], wall_s: f64) -> Option<String> {
+    let measured: Vec<(&Phases, bool)> = records
+        .iter()
+        .filter_map(|r| r.phases.as_ref().map(|p| (p, r.emulated)))
+        .collect();
+    if measured.is_empty() {
+        return None;
+    }
+    let mut sums: Vec<(&str, f64)> = Phases::default().named().to_vec();
+    for (phases, _) in &measured {
+        for (sum, (_, seconds)) in sums.iter_mut().zip(phases.named()) {
+            sum.1 += seconds;
+        }
+    }
+    sums.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let largest: Vec<String> = sums
+        .iter()
+        .filter(|(_, seconds)| *seconds >= 0.05)
+        .take(4)
+        .map(|(name, seconds)| format!("{name} {seconds:.1} s"))
+        .collect();
+    let on_device: Vec<f64> = measured
+        .iter()
+        .filter(|(_, emulated)| !emulated)
+        .map(|(phases, _)| phases.timed)
+        .collect();
+    let device = match on_device.is_empty() {
+        true => "timed on the CPU emulation, not a device".to_owned(),
+        false => {
+            let busy: f64 = on_device.iter().sum();
+            format!(
+                "device busy {busy:.2} s in timed iterations ({:.1} % of the wall time)",
+                100.0 * busy / wall_s.max(f64::MIN_POSITIVE)
+            )
+        }
+    };
+    Some(format!(
+        "{wall_s:.1} s wall; {device}; most time in {}",
+        largest.join(", ")
+    ))
 }
 
 /// The closing line: counts per verdict.

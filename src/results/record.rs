@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
 use crate::gate::{GateFailure, Gates};
-use crate::measure::{Accuracy, CacheMode, Clocks, KernelLaunches, LatencyStats};
+use crate::measure::{Accuracy, CacheMode, Clocks, KernelLaunches, LatencyStats, Phases};
 use crate::mismatch::Mismatch;
 use crate::precision::Policy;
 
@@ -136,6 +136,9 @@ pub struct VariantRecord {
     /// setting where the backend could honour it, else `warm`. None without a timing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheMode>,
+    /// Where the variant's wall time went, seconds per phase, when it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Phases>,
     /// Why the variant errored.
     pub error: Option<String>,
     /// How its worker process ended, when that, not the measurement, is why it errored.

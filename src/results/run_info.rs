@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::BackendKind;
 use crate::formats::Format;
 use crate::host::HostInfo;
-use crate::measure::CacheMode;
+use crate::measure::{AgreementMode, CacheMode};
 use crate::shard::Shard;
 
 /// The suite a run came from.
@@ -46,6 +46,9 @@ pub struct RunSettings {
     /// backend could do).
     #[serde(default)]
     pub cache: CacheMode,
+    /// Which variants on an engine are also emulated on the CPU (`--cpu-agreement`).
+    #[serde(default)]
+    pub cpu_agreement: AgreementMode,
 }
 
 /// For `run.json` files older than the field: the suite's default.

@@ -5,7 +5,9 @@ use super::reference::BlockContext;
 use crate::measure::KernelLaunches;
 use crate::mismatch::{self, fingerprint::FingerprintEvidence, Mismatch};
 use crate::model::Block;
-use crate::precision::kernels::{evidence, expected_gemm_precision, math_precision};
+use crate::precision::kernels::{
+    evidence, expected_gemm_precision, math_precision, KernelEvidence,
+};
 use crate::precision::Policy;
 use crate::tensor::Tensor;
 use crate::trtexec::layers::EngineLayer;
@@ -16,27 +18,31 @@ pub(super) struct Traces<'a> {
     pub(super) layers: Option<&'a [EngineLayer]>,
 }
 
-/// The fingerprint of `output` and the readings of the kernel trace and the engine's layer
-/// report, as one verdict.
+/// The fingerprint of `output` against its CPU `emulation` (when there is one) and the readings
+/// of the kernel trace and the engine's layer report, as one verdict.
 pub(super) fn precision_evidence(
     ctx: &BlockContext,
     policy: &Policy,
     output: &Tensor,
-    emulation: &Tensor,
+    emulation: Option<&Tensor>,
     traces: Traces,
     emulated: bool,
 ) -> Result<Mismatch, String> {
-    let fingerprint = Some(
-        mismatch::fingerprint::fingerprint(
-            &ctx.model,
-            &ctx.weights,
-            &ctx.input,
-            policy,
-            &output.data,
-            emulation,
-        )
-        .map_err(|e| format!("fingerprint: {e}"))?,
-    );
+    let trace_agrees = traces.agree(&ctx.model.block, policy, emulated);
+    let fingerprint = emulation
+        .map(|emulation| {
+            mismatch::fingerprint::fingerprint_where_undecided(
+                &ctx.model,
+                &ctx.weights,
+                &ctx.input,
+                policy,
+                &output.data,
+                emulation,
+                trace_agrees,
+            )
+            .map_err(|e| format!("fingerprint: {e}"))
+        })
+        .transpose()?;
     Ok(assess(
         fingerprint,
         &ctx.model.block,
@@ -46,9 +52,41 @@ pub(super) fn precision_evidence(
     ))
 }
 
+impl Traces<'_> {
+    /// Whether the kernel trace shows GEMMs, every one of them in the precision `policy` asks of
+    /// `block`, and nothing it cannot classify: a trace that vouches for the GEMMs.
+    pub(super) fn agree(&self, block: &Block, policy: &Policy, emulated: bool) -> bool {
+        self.kernels.is_some_and(|kernels| {
+            let found = kernel_evidence(kernels, block, policy, emulated);
+            found.gemm_us.contains_key(&found.expected)
+                && found.above.is_empty()
+                && found.below.is_empty()
+                && found.unclassified.is_empty()
+                && found.unproven.is_empty()
+        })
+    }
+}
+
+/// The kernel trace read for `block` in `policy`; in a block with attention, attention's own
+/// products run in the policy's default format.
+fn kernel_evidence(
+    kernels: &[KernelLaunches],
+    block: &Block,
+    policy: &Policy,
+    emulated: bool,
+) -> KernelEvidence {
+    let attention = block
+        .has_attention()
+        .then(|| math_precision(policy.default));
+    evidence(
+        kernels,
+        expected_gemm_precision(policy, emulated),
+        attention,
+    )
+}
+
 /// The verdict of a fingerprint (if any) and the readings of the kernel trace and the engine's
-/// layer report for `block` run in `policy`; in a block with attention, attention's own products
-/// run in the policy's default format.
+/// layer report for `block` run in `policy`.
 pub(super) fn assess(
     fingerprint: Option<FingerprintEvidence>,
     block: &Block,
@@ -56,11 +94,9 @@ pub(super) fn assess(
     traces: Traces,
     emulated: bool,
 ) -> Mismatch {
-    let expected = expected_gemm_precision(policy, emulated);
-    let attention = block
-        .has_attention()
-        .then(|| math_precision(policy.default));
-    let kernels = traces.kernels.map(|k| evidence(k, expected, attention));
+    let kernels = traces
+        .kernels
+        .map(|k| kernel_evidence(k, block, policy, emulated));
     let layers = traces.layers.map(|l| mismatch::layers::evidence(l, policy));
     mismatch::assess(fingerprint, kernels, layers)
 }

@@ -59,6 +59,7 @@ impl Executor for InProcess<'_> {
         policy: &Policy,
         settings: &RunSettings,
     ) -> Execution {
+        let started = std::time::Instant::now();
         let ctx = {
             let mut cached = self.context.lock().expect("no panic holds this lock");
             match cached.as_ref() {
@@ -69,11 +70,11 @@ impl Executor for InProcess<'_> {
                 },
             }
         };
-        Execution::Finished(Box::new(measure_guarded(
-            &ctx,
-            policy,
-            self.backend,
-            settings,
-        )))
+        let reference_s = started.elapsed().as_secs_f64();
+        let outcome = measure_guarded(&ctx, policy, self.backend, settings).map(|mut m| {
+            m.phases.reference = reference_s;
+            m
+        });
+        Execution::Finished(Box::new(outcome))
     }
 }

@@ -15,7 +15,7 @@ use crate::array::Array;
 use crate::backend::{Backend, CpuBackend, Timing};
 use crate::export::{self, rewrite::Mark, Calibration};
 use crate::formats::Format;
-use crate::measure::{compare, Accuracy, CacheMode, LatencyStats};
+use crate::measure::{compare, Accuracy, CacheMode, LatencyStats, Phases};
 use crate::model::golden;
 use crate::model::onnx::{magnitude_percentile, OnnxModel};
 use crate::model::{Block, LoadError, Model};
@@ -206,31 +206,49 @@ pub fn measure(
     backend: &dyn Backend,
     settings: &RunSettings,
 ) -> Result<Measured, String> {
+    let mut phases = Phases::default();
     let values: Vec<String> = ctx.marks.iter().map(|m| m.value.clone()).collect();
-    let calibration = ctx.calibration(policy)?;
-    let mut executable = backend
-        .prepare_graph(&ctx.onnx, policy, &calibration, &values)
+    let calibration = phases.time(|p| &mut p.calibration, || ctx.calibration(policy))?;
+    let mut executable = phases
+        .time(
+            |p| &mut p.build,
+            || backend.prepare_graph(&ctx.onnx, policy, &calibration, &values),
+        )
         .map_err(failed("build"))?;
-    let outputs = executable.run(&ctx.inputs).map_err(failed("run"))?;
-    let by_reference = |name: &str| ctx.reference(name).cloned();
-    let accuracy = worst(gated_outputs(ctx, &outputs, by_reference)?)
-        .ok_or_else(|| "accuracy: the model has no gated output".to_owned())?;
-    let layers = along_the_graph(ctx, &outputs)?;
-    // Another backend's outputs are checked against ONNX Runtime's run of the same rewrite.
-    let cpu_agreement = if backend.is_emulation() {
-        None
-    } else {
-        let emulation = CpuBackend::new()
-            .prepare_graph(&ctx.onnx, policy, &calibration, &[])
-            .and_then(|mut e| e.run(&ctx.inputs))
-            .map_err(failed("CPU emulation"))?;
-        let by_emulation = |name: &str| emulation.iter().find(|a| a.name == name).cloned();
-        let agreement = gated_outputs(ctx, &outputs, by_emulation)
-            .map_err(|e| format!("CPU agreement: {e}"))?;
-        worst(agreement)
+    let (outputs, accuracy, layers) = phases.time(
+        |p| &mut p.run,
+        || -> Result<_, String> {
+            let outputs = executable.run(&ctx.inputs).map_err(failed("run"))?;
+            let by_reference = |name: &str| ctx.reference(name).cloned();
+            let accuracy = worst(gated_outputs(ctx, &outputs, by_reference)?)
+                .ok_or_else(|| "accuracy: the model has no gated output".to_owned())?;
+            let layers = along_the_graph(ctx, &outputs)?;
+            Ok((outputs, accuracy, layers))
+        },
+    )?;
+    // Another backend's outputs are checked against ONNX Runtime's run of the same rewrite,
+    // where the run's `--cpu-agreement` says (no engine here reports its kernels).
+    let checked = !backend.is_emulation() && settings.cpu_agreement.emulates(false);
+    let cpu_agreement = match checked {
+        false => None,
+        true => phases.time(
+            |p| &mut p.agreement,
+            || -> Result<_, String> {
+                let emulation = CpuBackend::new()
+                    .prepare_graph(&ctx.onnx, policy, &calibration, &[])
+                    .and_then(|mut e| e.run(&ctx.inputs))
+                    .map_err(failed("CPU emulation"))?;
+                let by_emulation = |name: &str| emulation.iter().find(|a| a.name == name).cloned();
+                let agreement = gated_outputs(ctx, &outputs, by_emulation)
+                    .map_err(|e| format!("CPU agreement: {e}"))?;
+                Ok(worst(agreement))
+            },
+        )?,
     };
     drop(outputs);
-    let engine_layers = executable.layer_report().map_err(failed("layer report"))?;
+    let engine_layers = phases
+        .time(|p| &mut p.trace, || executable.layer_report())
+        .map_err(failed("layer report"))?;
     let traces = Traces {
         kernels: None,
         layers: engine_layers.as_deref(),
@@ -247,9 +265,10 @@ pub fn measure(
         iterations: settings.iterations,
         cache: CacheMode::Warm,
     };
-    let samples = executable
-        .time(&ctx.inputs, timing)
+    let samples = phases
+        .time(|p| &mut p.timing, || executable.time(&ctx.inputs, timing))
         .map_err(failed("timing"))?;
+    phases.timed = samples.iter().map(|t| t.as_secs_f64()).sum();
     let latency = LatencyStats::from_samples(&samples)
         .ok_or_else(|| "timing: the backend returned no samples".to_owned())?;
     Ok(Measured {
@@ -262,6 +281,7 @@ pub fn measure(
         layers,
         clocks: None,
         cache: CacheMode::Warm,
+        phases,
     })
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::evidence::{precision_evidence, Traces};
 use super::reference::{BlockContext, ModelContext};
 use crate::backend::{Backend, BackendError, CpuBackend, Timing};
-use crate::measure::{compare, Accuracy, CacheMode, Clocks, KernelLaunches, LatencyStats};
+use crate::measure::{compare, Accuracy, CacheMode, Clocks, KernelLaunches, LatencyStats, Phases};
 use crate::mismatch::Mismatch;
 use crate::precision::Policy;
 use crate::results::{LayerAccuracy, RunSettings};
@@ -39,6 +39,9 @@ pub struct Measured {
     /// See [`VariantRecord::cache`].
     #[serde(default)]
     pub cache: CacheMode,
+    /// See [`VariantRecord::phases`].
+    #[serde(default)]
+    pub phases: Phases,
 }
 
 /// A measurement, or why there is none.
@@ -76,22 +79,57 @@ fn measure(
     backend: &dyn Backend,
     settings: &RunSettings,
 ) -> Result<Measured, String> {
-    let mut executable = backend
-        .prepare(&ctx.model, &ctx.weights, policy)
+    let mut phases = Phases::default();
+    let mut executable = phases
+        .time(
+            |p| &mut p.build,
+            || backend.prepare(&ctx.model, &ctx.weights, policy),
+        )
         .map_err(failed("build"))?;
-    for index in 0..executable.calibration_runs() {
-        executable
-            .run(&ctx.calibration_input(index))
-            .map_err(failed("calibration"))?;
-    }
-    let output = executable.run(&ctx.input).map_err(failed("run"))?;
-    let accuracy =
-        compare(&output.data, &ctx.reference.data).map_err(|e| format!("accuracy: {e}"))?;
-    let layers = layer_accuracy(ctx, executable.taps())?;
-    // The CPU backend is the emulation itself: agreement and fingerprints only mean something
-    // for other backends.
+    phases.time(
+        |p| &mut p.calibration,
+        || {
+            (0..executable.calibration_runs()).try_for_each(|index| {
+                executable
+                    .run(&ctx.calibration_input(index))
+                    .map(drop)
+                    .map_err(failed("calibration"))
+            })
+        },
+    )?;
+    let (output, accuracy, layers) = phases.time(
+        |p| &mut p.run,
+        || -> Result<_, String> {
+            let output = executable.run(&ctx.input).map_err(failed("run"))?;
+            let accuracy =
+                compare(&output.data, &ctx.reference.data).map_err(|e| format!("accuracy: {e}"))?;
+            let layers = layer_accuracy(ctx, executable.taps())?;
+            Ok((output, accuracy, layers))
+        },
+    )?;
+    let (kernels, engine_layers) = phases.time(
+        |p| &mut p.trace,
+        || -> Result<_, String> {
+            let kernels = executable.kernel_trace().map_err(failed("kernel trace"))?;
+            let layers = executable.layer_report().map_err(failed("layer report"))?;
+            Ok((kernels, layers))
+        },
+    )?;
+    let traces = Traces {
+        kernels: kernels.as_deref(),
+        layers: engine_layers.as_deref(),
+    };
+    let emulated = executable.emulated();
+    // The CPU backend is the emulation itself: agreement and evidence only mean something for
+    // other backends, which are emulated where the run's `--cpu-agreement` says.
     let checked = !backend.is_emulation();
-    let emulation = checked.then(|| cpu_emulation(ctx, policy)).transpose()?;
+    let emulates =
+        settings
+            .cpu_agreement
+            .emulates(traces.agree(&ctx.model.block, policy, emulated));
+    let emulation = (checked && emulates)
+        .then(|| phases.time(|p| &mut p.agreement, || cpu_emulation(ctx, policy)))
+        .transpose()?;
     let cpu_agreement = emulation
         .as_ref()
         .map(|emulation| {
@@ -99,22 +137,11 @@ fn measure(
                 .map_err(|e| format!("CPU agreement: {e}"))
         })
         .transpose()?;
-    let kernels = executable.kernel_trace().map_err(failed("kernel trace"))?;
-    let engine_layers = executable.layer_report().map_err(failed("layer report"))?;
-    let traces = Traces {
-        kernels: kernels.as_deref(),
-        layers: engine_layers.as_deref(),
-    };
-    let mismatch = emulation
-        .as_ref()
-        .map(|emulation| {
-            precision_evidence(
-                ctx,
-                policy,
-                &output,
-                emulation,
-                traces,
-                executable.emulated(),
+    let mismatch = checked
+        .then(|| {
+            phases.time(
+                |p| &mut p.fingerprint,
+                || precision_evidence(ctx, policy, &output, emulation.as_ref(), traces, emulated),
             )
         })
         .transpose()?;
@@ -131,9 +158,10 @@ fn measure(
         cache,
     };
     let clock_before = executable.sm_clock();
-    let samples = executable
-        .time(&ctx.input, timing)
+    let samples = phases
+        .time(|p| &mut p.timing, || executable.time(&ctx.input, timing))
         .map_err(failed("timing"))?;
+    phases.timed = samples.iter().map(|t| t.as_secs_f64()).sum();
     let clocks = clock_before
         .zip(executable.sm_clock())
         .map(|(before, after)| Clocks { before, after });
@@ -142,13 +170,14 @@ fn measure(
     Ok(Measured {
         accuracy,
         latency,
-        emulated: executable.emulated(),
+        emulated,
         cpu_agreement,
         kernels,
         mismatch,
         layers,
         clocks,
         cache,
+        phases,
     })
 }
 

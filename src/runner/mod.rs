@@ -18,6 +18,7 @@ mod schedule;
 mod spec;
 pub mod worker;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -32,7 +33,9 @@ pub use reference::{exact_reference, golden_outputs, BlockContext, ModelContext}
 pub use spec::RunSpec;
 pub use worker::{serve, WorkerJob, WorkerReply, Workers};
 
-use crate::results::{ResultsError, ResultsWriter, Status, VariantRecord};
+use crate::measure::AgreementMode;
+use crate::precision::Policy;
+use crate::results::{ResultsError, ResultsWriter, RunSettings, Status, VariantRecord};
 use crate::suite::Variant;
 use record::{blank_record, check_speed, conclude, stranded_record};
 use schedule::{index_of, schedule, task_subject, Task};
@@ -71,6 +74,20 @@ struct TaskEnd {
     wall_s: f64,
 }
 
+/// The settings a task runs with: under `--cpu-agreement sample`, the first task of each policy
+/// (`sampled` holds the policies seen) is emulated on the CPU whatever its kernel trace says.
+fn task_settings(
+    settings: &RunSettings,
+    policy: &Policy,
+    sampled: &mut HashSet<String>,
+) -> RunSettings {
+    let mut settings = settings.clone();
+    if settings.cpu_agreement == AgreementMode::Sample && sampled.insert(policy.name.clone()) {
+        settings.cpu_agreement = AgreementMode::Every;
+    }
+    settings
+}
+
 /// How often the run looks at its stop flag while variants run.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -98,6 +115,7 @@ pub fn run(
     let mut records = Vec::new();
     let mut failure = None;
     let mut interrupted = false;
+    let mut sampled = HashSet::new();
     let (sender, receiver) = mpsc::channel::<TaskEnd>();
     std::thread::scope(|scope| {
         let mut running = 0;
@@ -111,12 +129,12 @@ pub fn run(
                     started += 1;
                 }
                 let (model, policy) = task_subject(spec, pending.item);
+                let settings = task_settings(&spec.plan.settings, &policy, &mut sampled);
                 let sender = sender.clone();
                 let slot_info = scheduler.slots()[slot].clone();
                 scope.spawn(move || {
                     let (started_at, clock) = (Utc::now(), Instant::now());
-                    let execution =
-                        executor.execute(&slot_info, model, &policy, &spec.plan.settings);
+                    let execution = executor.execute(&slot_info, model, &policy, &settings);
                     let wall_s = clock.elapsed().as_secs_f64();
                     let ended = TaskEnd {
                         slot,

@@ -48,6 +48,7 @@ pub(super) fn blank_record(spec: &RunSpec, index: usize, slot: &Slot) -> Variant
         baseline: None,
         emulated: false,
         cpu_agreement: None,
+        phases: None,
         kernels: None,
         mismatch: None,
         layers: Vec::new(),
@@ -105,6 +106,7 @@ pub(super) fn conclude(
             record.layers = measured.layers;
             record.clocks = measured.clocks;
             record.cache = Some(measured.cache);
+            record.phases = Some(measured.phases);
         }
         Err(message) => record.error = Some(message),
     }

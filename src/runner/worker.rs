@@ -100,8 +100,15 @@ pub fn serve(job: &WorkerJob) -> Result<WorkerReply, WorkerError> {
             })
         }
     };
+    let started = std::time::Instant::now();
     let outcome = match ModelContext::new(model, &job.settings) {
-        Ok(ctx) => measure_guarded(&ctx, &job.policy, backend.as_ref(), &job.settings),
+        Ok(ctx) => {
+            let reference_s = started.elapsed().as_secs_f64();
+            measure_guarded(&ctx, &job.policy, backend.as_ref(), &job.settings).map(|mut m| {
+                m.phases.reference = reference_s;
+                m
+            })
+        }
         Err(error) => Err(format!("model: {error}")),
     };
     Ok(WorkerReply { outcome })
