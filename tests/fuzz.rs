@@ -137,8 +137,12 @@ fn fuzz(name: &str) {
     let corpus: Vec<Vec<u8>> = targets::corpus(Path::new("fuzz/corpus"), name)
         .into_iter()
         .map(|(path, bytes)| {
+            let started = std::time::Instant::now();
             let replayed = std::panic::catch_unwind(|| target(&bytes));
             assert!(replayed.is_ok(), "{} fails `{name}`", path.display());
+            // A hang is a finding too: every input is answered in well under this, unoptimized.
+            let took = started.elapsed();
+            assert!(took.as_secs() < 10, "{} took {took:?}", path.display());
             bytes
         })
         .collect();

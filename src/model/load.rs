@@ -421,7 +421,7 @@ fn read_npy(path: &Path, expected: [usize; 2]) -> Result<Vec<f32>, LoadError> {
         kind: ".npy",
         message,
     };
-    let array = npyz::NpyFile::new(&bytes[..]).map_err(|e| invalid(e.to_string()))?;
+    let array = checked_npy(path, ".npy", &bytes)?;
     let mut shape: Vec<usize> = array.shape().iter().map(|&d| d as usize).collect();
     if shape.len() == 3 && shape[0] == 1 {
         shape.remove(0);
@@ -473,26 +473,11 @@ pub fn named_array(path: &Path, tensor: &str) -> Result<Array, LoadError> {
                 path: path.to_owned(),
                 source,
             })?;
-            let array = npyz::NpyFile::new(&bytes[..]).map_err(|e| LoadError::Format {
-                path: path.to_owned(),
-                kind: ".npy",
-                message: e.to_string(),
-            })?;
-            typed_npy(path, tensor, array)
+            typed_npy(path, tensor, checked_npy(path, ".npy", &bytes)?)
         }
         Some("npz") => {
-            let invalid = |e: std::io::Error| LoadError::Format {
-                path: path.to_owned(),
-                kind: ".npz",
-                message: e.to_string(),
-            };
-            let mut archive = npyz::npz::NpzArchive::open(path).map_err(invalid)?;
-            let names: Vec<String> = archive.array_names().map(str::to_owned).collect();
-            let file = archive
-                .by_name(tensor)
-                .map_err(invalid)?
-                .ok_or_else(|| missing_array(path, tensor, names.iter().map(String::as_str)))?;
-            typed_npy(path, tensor, file)
+            let bytes = npz_member(path, tensor)?;
+            typed_npy(path, tensor, checked_npy(path, ".npz", &bytes)?)
         }
         Some("safetensors") => {
             let checkpoint = Checkpoint::open(path)?;
@@ -560,6 +545,100 @@ pub fn array_data_from_le(element: ElementType, bytes: &[u8]) -> ArrayData {
         ElementType::U8 => ArrayData::U8(bytes.to_vec()),
         ElementType::Bool => ArrayData::Bool(bytes.iter().map(|&b| b != 0).collect()),
     }
+}
+
+/// The deepest a `.npy` header may nest brackets: its dict holds the shape's tuple (2); a
+/// structured dtype, which precheck does not read, nests deeper. npyz's header parser backtracks
+/// exponentially on deep nesting (a 300-byte header of `{` took it past 15 seconds: found by
+/// fuzzing), so a deeper header is refused before it is parsed.
+const NPY_HEADER_DEPTH: usize = 3;
+
+/// The `.npy` array in `bytes` (a file, or a member of the `.npz` file `path`), its header
+/// checked before npyz parses it.
+fn checked_npy<'a>(
+    path: &Path,
+    kind: &'static str,
+    bytes: &'a [u8],
+) -> Result<npyz::NpyFile<&'a [u8]>, LoadError> {
+    let invalid = |message: String| LoadError::Format {
+        path: path.to_owned(),
+        kind,
+        message,
+    };
+    // Magic, version, then the header's length: 2 bytes in version 1, 4 in versions 2 and 3.
+    let header = match bytes {
+        [0x93, b'N', b'U', b'M', b'P', b'Y', 1, _, a, b, rest @ ..] => {
+            rest.get(..usize::from(u16::from_le_bytes([*a, *b])))
+        }
+        [0x93, b'N', b'U', b'M', b'P', b'Y', 2 | 3, _, a, b, c, d, rest @ ..] => {
+            let length = u32::from_le_bytes([*a, *b, *c, *d]);
+            usize::try_from(length).ok().and_then(|n| rest.get(..n))
+        }
+        _ => None,
+    };
+    if let Some(header) = header {
+        let (mut depth, mut deepest) = (0usize, 0usize);
+        for byte in header {
+            match byte {
+                b'(' | b'[' | b'{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if deepest > NPY_HEADER_DEPTH {
+            return Err(invalid(format!(
+                "its header nests brackets {deepest} deep; an array's header nests at most \
+                 {NPY_HEADER_DEPTH}"
+            )));
+        }
+    }
+    npyz::NpyFile::new(bytes).map_err(|e| invalid(e.to_string()))
+}
+
+/// The bytes of the array `tensor` (`TENSOR.npy`) of the `.npz` file `path`. A member that says
+/// it unpacks to more than the file could hold uncompressed (deflate packs at most 1032:1) is
+/// refused before it is unpacked.
+fn npz_member(path: &Path, tensor: &str) -> Result<Vec<u8>, LoadError> {
+    let invalid = |message: String| LoadError::Format {
+        path: path.to_owned(),
+        kind: ".npz",
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|source| LoadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file_size = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| invalid(e.to_string()))?;
+    let names: Vec<String> = archive
+        .file_names()
+        .filter_map(|name| name.strip_suffix(".npy"))
+        .map(str::to_owned)
+        .collect();
+    let mut member = match archive.by_name(&format!("{tensor}.npy")) {
+        Ok(member) => member,
+        Err(zip::result::ZipError::FileNotFound) => {
+            return Err(missing_array(
+                path,
+                tensor,
+                names.iter().map(String::as_str),
+            ))
+        }
+        Err(e) => return Err(invalid(e.to_string())),
+    };
+    let size = member.size();
+    if size > file_size.saturating_mul(1032) {
+        return Err(invalid(format!(
+            "`{tensor}.npy` says it unpacks to {size} bytes from a {file_size}-byte file"
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut member, size), &mut bytes)
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(bytes)
 }
 
 /// A `.npy` array in its own element type, C order (a Fortran-order array is transposed).
@@ -644,6 +723,40 @@ fn quoted(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `.npy` header of a hundred nested braces took npyz's parser past 15 seconds (found by
+    /// fuzzing: `fuzz/corpus/arrays/regress-npy-header-nested-deep`).
+    #[test]
+    fn a_deeply_nested_npy_header_is_refused_before_it_is_parsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = format!("{{'descr':{}'<f8'}}", "{".repeat(100));
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        for (name, file) in [("x.npy", bytes.clone()), ("y.npz", npz(&bytes))] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, file).unwrap();
+            let started = std::time::Instant::now();
+            let error = named_array(&path, "x").unwrap_err().to_string();
+            assert!(
+                error.contains("its header nests brackets 101 deep"),
+                "{error}"
+            );
+            assert!(started.elapsed().as_secs() < 2);
+        }
+    }
+
+    /// `x.npy` holding `bytes`, as an `.npz` archive.
+    fn npz(bytes: &[u8]) -> Vec<u8> {
+        let mut buffer = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut buffer);
+        zip.start_file("x.npy", zip::write::FileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut zip, bytes).unwrap();
+        zip.finish().unwrap();
+        drop(zip);
+        buffer.into_inner()
+    }
 
     #[test]
     fn stack_layers_fill_the_prefix_and_map_renames() {
