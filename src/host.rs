@@ -31,6 +31,16 @@ impl HostInfo {
 /// machine's memory).
 pub const MEMORY_LIMIT_VARIABLE: &str = "PRECHECK_MEMORY_LIMIT_GIB";
 
+/// precheck's folder in the user's cache: `$XDG_CACHE_HOME/precheck`, else
+/// `~/.cache/precheck`, else in the system's temporary folder.
+pub fn cache_home() -> std::path::PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("precheck")
+}
+
 /// The memory a variant may need, in bytes, and where the limit comes from: the environment's
 /// [`MEMORY_LIMIT_VARIABLE`], else the machine's memory (`/proc/meminfo`); `None` where
 /// neither is known. An unreadable setting is an error naming it.

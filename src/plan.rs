@@ -29,6 +29,8 @@ pub struct Overrides {
     pub cache: Option<CacheMode>,
     /// `--cpu-agreement`.
     pub cpu_agreement: AgreementMode,
+    /// `--store`, or none with `--no-store`.
+    pub store: Option<std::path::PathBuf>,
     /// `--shard`, or the scheduler's array index: this run's slice of the selected variants.
     pub shard: Option<Shard>,
 }
@@ -222,6 +224,7 @@ pub fn plan(
             shard: overrides.shard,
             cache: overrides.cache.unwrap_or(suite.defaults.cache),
             cpu_agreement: overrides.cpu_agreement,
+            store: overrides.store.clone(),
         },
     })
 }

@@ -84,12 +84,7 @@ impl TrtexecBackend {
 
     /// The default engine cache: `$XDG_CACHE_HOME/precheck/engines` or `~/.cache/...`.
     pub fn default_cache() -> PathBuf {
-        std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir)
-            .join("precheck")
-            .join("engines")
+        crate::host::cache_home().join("engines")
     }
 
     fn program(&self) -> Result<&Path, BackendError> {

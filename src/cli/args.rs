@@ -111,4 +111,12 @@ pub(super) struct RunArgs {
     /// and those whose kernel trace cannot vouch for their GEMMs; or `off`.
     #[arg(long, value_enum, default_value = "sample")]
     pub(super) cpu_agreement: AgreementMode,
+    /// The reference store: references and CPU emulations kept under a key of everything they
+    /// depend on, for later variants, runs and farm nodes sharing the folder
+    /// [default: ~/.cache/precheck/references].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_store")]
+    pub(super) store: Option<PathBuf>,
+    /// Compute every reference and emulation, keeping none.
+    #[arg(long)]
+    pub(super) no_store: bool,
 }

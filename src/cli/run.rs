@@ -13,6 +13,7 @@ use super::args::RunArgs;
 use super::catalog::load;
 use crate::backend::{self};
 use crate::exit_code::ExitCode;
+use crate::host;
 use crate::plan::{self, Overrides};
 #[cfg(feature = "report")]
 use crate::report;
@@ -45,6 +46,14 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         timeout: args.timeout.map(Timeout::get),
         cache: args.cache,
         cpu_agreement: args.cpu_agreement,
+        store: match args.no_store {
+            true => None,
+            false => Some(
+                args.store
+                    .clone()
+                    .unwrap_or_else(|| host::cache_home().join("references")),
+            ),
+        },
         shard,
     };
     let plan = plan::plan(suite, backend.kind(), &backend.device_name(), &overrides)?;

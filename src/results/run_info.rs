@@ -49,6 +49,9 @@ pub struct RunSettings {
     /// Which variants on an engine are also emulated on the CPU (`--cpu-agreement`).
     #[serde(default)]
     pub cpu_agreement: AgreementMode,
+    /// The reference store's folder (`--store`); none: every reference is computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<std::path::PathBuf>,
 }
 
 /// For `run.json` files older than the field: the suite's default.

@@ -201,10 +201,12 @@ fn layer_accuracy(
 /// The CPU backend's emulation of `policy` on the same inputs: what other backends' outputs are
 /// checked against, for agreement and for the fingerprint.
 fn cpu_emulation(ctx: &BlockContext, policy: &Policy) -> Result<Tensor, String> {
-    let failed = |e: BackendError| format!("CPU emulation: {e}");
-    CpuBackend::new()
-        .prepare(&ctx.model, &ctx.weights, policy)
-        .map_err(failed)?
-        .run(&ctx.input)
-        .map_err(failed)
+    ctx.stored_emulation(policy, || {
+        let failed = |e: BackendError| format!("CPU emulation: {e}");
+        CpuBackend::new()
+            .prepare(&ctx.model, &ctx.weights, policy)
+            .map_err(failed)?
+            .run(&ctx.input)
+            .map_err(failed)
+    })
 }

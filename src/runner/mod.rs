@@ -16,6 +16,7 @@ mod record;
 pub mod reference;
 mod schedule;
 mod spec;
+pub mod store;
 pub mod worker;
 
 use std::collections::HashSet;

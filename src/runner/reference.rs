@@ -1,15 +1,18 @@
 //! The reference a variant is compared with, and the weights and input it runs on: built once per
 //! model in each process.
 
+use sha2::{Digest, Sha256};
+
 use super::graph::GraphContext;
+use super::store::{Store, StoreKey, StoredTensors};
 use crate::backend::{Backend, CpuBackend};
 use crate::export::{self, Calibration};
 use crate::formats::Format;
 use crate::model::forward::{forward, Exact, Forward};
 use crate::model::golden::{self, GoldenOutput, GoldenValues};
 use crate::model::onnx::OnnxModel;
-use crate::model::{seeded, Block, LoadError, Model, Weights};
-use crate::precision::presets;
+use crate::model::{seeded, Block, LoadError, Model, Weights, WeightsSpec};
+use crate::precision::{presets, Policy};
 use crate::results::RunSettings;
 use crate::suite::Suite;
 use crate::tensor::Tensor;
@@ -52,6 +55,8 @@ pub struct BlockContext {
     pub(super) reference_taps: Vec<(String, Tensor<f64>)>,
     seed: u64,
     format: Format,
+    /// The reference store and this model's key in it, when the run keeps one.
+    stored: Option<(Store, StoreKey)>,
 }
 
 impl BlockContext {
@@ -63,6 +68,14 @@ impl BlockContext {
         let format = settings.reference;
         let weights = model.weights(settings.seed, format)?;
         let input = model.input(settings.seed, format)?;
+        let stored = settings
+            .store
+            .as_deref()
+            .and_then(Store::open)
+            .map(|store| {
+                let key = reference_key(model, settings, &weights, &input);
+                (store, key)
+            });
         let (reference, reference_taps) = match &settings.golden {
             Some(path) => {
                 let graph = model.block.graph();
@@ -70,10 +83,7 @@ impl BlockContext {
                 let name = model.name.as_str();
                 golden::read(path, name, &input, graph.output_features(), &taps)?
             }
-            None => {
-                let exact = exact_reference(model, &weights, &input)?;
-                (exact.output, exact.taps)
-            }
+            None => stored_or_exact(model, &weights, &input, stored.as_ref())?,
         };
         Ok(BlockContext {
             model: model.clone(),
@@ -83,7 +93,29 @@ impl BlockContext {
             reference_taps,
             seed: settings.seed,
             format,
+            stored,
         })
+    }
+
+    /// The CPU emulation of `policy` on this context's input: read from the reference store, or
+    /// made by `emulate` and kept there.
+    pub(super) fn stored_emulation(
+        &self,
+        policy: &Policy,
+        emulate: impl FnOnce() -> Result<Tensor, String>,
+    ) -> Result<Tensor, String> {
+        let Some((store, key)) = &self.stored else {
+            return emulate();
+        };
+        let key = key.derived("emulation", &[&format!("{policy:?}")]);
+        let (rows, cols) = (self.reference.rows, self.reference.cols);
+        if let Some(mut found) = store.load(&key, &[("output", rows, cols)]) {
+            let (_, output) = found.remove(0);
+            return Ok(output.map(|v| v as f32));
+        }
+        let emulation = emulate()?;
+        store.save(&key, &[("output", &emulation.map(f64::from))]);
+        Ok(emulation)
     }
 
     /// Calibration input `index`: seeded like the measured input, from another stream.
@@ -95,6 +127,69 @@ impl BlockContext {
             &format!("calibration.{index}"),
         )
     }
+}
+
+/// The key of `model`'s reference: the model as the suite gives it, the seed, the reference
+/// format, the input's bytes and, for weights from a checkpoint, theirs (seeded weights follow
+/// from the model and the seed).
+fn reference_key(
+    model: &Model,
+    settings: &RunSettings,
+    weights: &Weights,
+    input: &Tensor,
+) -> StoreKey {
+    let weights_digest = match model.weights {
+        WeightsSpec::Seeded => "seeded".to_owned(),
+        WeightsSpec::Safetensors(_) => {
+            let mut hasher = Sha256::new();
+            for (name, tensor) in &weights.tensors {
+                hasher.update(name.as_bytes());
+                hasher.update(golden::input_digest(tensor).as_bytes());
+            }
+            format!("{:x}", hasher.finalize())
+        }
+    };
+    StoreKey::new(
+        "reference",
+        &[
+            &format!("{model:?}"),
+            &settings.seed.to_string(),
+            &settings.reference.to_string(),
+            &golden::input_digest(input),
+            &weights_digest,
+        ],
+    )
+}
+
+/// The exact reference's output and taps, from the store when it holds them, else computed (and
+/// kept there).
+fn stored_or_exact(
+    model: &Model,
+    weights: &Weights,
+    input: &Tensor,
+    stored: Option<&(Store, StoreKey)>,
+) -> Result<(Tensor<f64>, StoredTensors), LoadError> {
+    let graph = model.block.graph();
+    let mut shapes = vec![("output", input.rows, graph.output_features())];
+    shapes.extend(
+        graph
+            .taps
+            .iter()
+            .map(|(name, value)| (name.as_str(), input.rows, graph.features(*value))),
+    );
+    if let Some((store, key)) = stored {
+        if let Some(mut found) = store.load(key, &shapes) {
+            let (_, output) = found.remove(0);
+            return Ok((output, found));
+        }
+    }
+    let exact = exact_reference(model, weights, input)?;
+    if let Some((store, key)) = stored {
+        let mut tensors = vec![("output", &exact.output)];
+        tensors.extend(exact.taps.iter().map(|(name, t)| (name.as_str(), t)));
+        store.save(key, &tensors);
+    }
+    Ok((exact.output, exact.taps))
 }
 
 /// `model` evaluated exactly: f64 products of the weights and input as held, no rounding. An
