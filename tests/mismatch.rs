@@ -530,10 +530,14 @@ fn the_lazy_fingerprint_gives_the_full_verdict_over_20_seeds() {
         cases.push((&fp8, planted.data, emulate(&model, &weights, &input, &fp8)));
         for (index, (policy, output, requested)) in cases.iter().enumerate() {
             let full = fingerprint(&model, &weights, &input, policy, output, requested).unwrap();
-            let lazy = fingerprint_where_undecided(
-                &model, &weights, &input, policy, output, requested, true,
-            )
-            .unwrap();
+            let cpu = CpuBackend::new();
+            let mut emulate = |policy: &Policy, overrides: &[(String, MatmulOverride)]| {
+                cpu.prepare_with_overrides(&model, &weights, policy, overrides)
+                    .run(&input)
+            };
+            let lazy =
+                fingerprint_where_undecided(&model, policy, output, requested, true, &mut emulate)
+                    .unwrap();
             assert_eq!(lazy.detected, full.detected, "seed {seed} {}", policy.name);
             if lazy.not_evaluated.is_some() {
                 assert!(lazy.alternatives.is_empty());

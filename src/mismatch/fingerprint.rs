@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Direction;
-use crate::backend::{Backend, BackendError, CpuBackend, Executable, MatmulOverride};
+use crate::backend::{BackendError, CpuBackend, Executable, MatmulOverride};
 use crate::formats::Format;
 use crate::measure::compare;
 use crate::model::blocks::split_layer;
@@ -166,6 +166,12 @@ fn lowered_classes(model: &Model, policy: &Policy) -> Vec<(&'static str, Policy)
         .collect()
 }
 
+/// The CPU emulation of a policy with some matmuls overridden, on the weights and input the
+/// output came from: what each alternative is compared through (the runner reads them from its
+/// reference store when it can).
+pub type Emulate<'a> =
+    &'a mut dyn FnMut(&Policy, &[(String, MatmulOverride)]) -> Result<Tensor, BackendError>;
+
 /// Compares `output` of `model` run as `policy` with `requested`, the CPU emulation of the
 /// request (which the caller has already computed for its agreement check), and with the
 /// emulation of every alternative, on the same `weights` and `input`.
@@ -178,6 +184,26 @@ pub fn fingerprint(
     requested: &Tensor,
 ) -> Result<FingerprintEvidence, BackendError> {
     let cpu = CpuBackend::new();
+    fingerprint_with(
+        model,
+        policy,
+        output,
+        requested,
+        &mut |policy, overrides| {
+            cpu.prepare_with_overrides(model, weights, policy, overrides)
+                .run(input)
+        },
+    )
+}
+
+/// [`fingerprint`], each alternative emulated by `emulate`.
+pub fn fingerprint_with(
+    model: &Model,
+    policy: &Policy,
+    output: &[f32],
+    requested: &Tensor,
+    emulate: Emulate<'_>,
+) -> Result<FingerprintEvidence, BackendError> {
     let distance = |emulation: &Tensor| -> Result<f64, BackendError> {
         compare(output, &emulation.map(f64::from).data)
             .map(|a| 1.0 - a.cos)
@@ -191,9 +217,7 @@ pub fn fingerprint(
         for alternative in alternatives(policy) {
             let overrides: Vec<(String, MatmulOverride)> =
                 members.iter().map(|m| (m.clone(), alternative)).collect();
-            let emulation = cpu
-                .prepare_with_overrides(model, weights, policy, &overrides)
-                .run(input)?;
+            let emulation = emulate(policy, &overrides)?;
             let direction = if math_precision(alternative.operands.format) > requested {
                 Direction::Higher
             } else {
@@ -209,7 +233,7 @@ pub fn fingerprint(
         }
     }
     for (operation, lowered) in lowered_classes(model, policy) {
-        let emulation = cpu.prepare(model, weights, &lowered)?.run(input)?;
+        let emulation = emulate(&lowered, &[])?;
         compared.push(Alternative {
             operation: operation.to_owned(),
             spec: lowered.default.to_string(),
@@ -253,12 +277,11 @@ pub fn fingerprint(
 /// classify, they are emulated as ever, so that the evidence says which operation ran in what.
 pub fn fingerprint_where_undecided(
     model: &Model,
-    weights: &Weights,
-    input: &Tensor,
     policy: &Policy,
     output: &[f32],
     requested: &Tensor,
     trace_agrees: bool,
+    emulate: Emulate<'_>,
 ) -> Result<FingerprintEvidence, BackendError> {
     let requested_distance = compare(output, &requested.map(f64::from).data)
         .map(|a| 1.0 - a.cos)
@@ -275,5 +298,5 @@ pub fn fingerprint_where_undecided(
             )),
         });
     }
-    fingerprint(model, weights, input, policy, output, requested)
+    fingerprint_with(model, policy, output, requested, emulate)
 }

@@ -2,6 +2,7 @@
 //! emulation, the kernel trace and the engine's layer report.
 
 use super::reference::BlockContext;
+use crate::backend::{CpuBackend, Executable, MatmulOverride};
 use crate::measure::KernelLaunches;
 use crate::mismatch::{self, fingerprint::FingerprintEvidence, Mismatch};
 use crate::model::Block;
@@ -29,16 +30,22 @@ pub(super) fn precision_evidence(
     emulated: bool,
 ) -> Result<Mismatch, String> {
     let trace_agrees = traces.agree(&ctx.model.block, policy, emulated);
+    let cpu = CpuBackend::new();
+    let mut emulate = |policy: &Policy, overrides: &[(String, MatmulOverride)]| {
+        ctx.stored_emulation(policy, overrides, || {
+            cpu.prepare_with_overrides(&ctx.model, &ctx.weights, policy, overrides)
+                .run(&ctx.input)
+        })
+    };
     let fingerprint = emulation
         .map(|emulation| {
             mismatch::fingerprint::fingerprint_where_undecided(
                 &ctx.model,
-                &ctx.weights,
-                &ctx.input,
                 policy,
                 &output.data,
                 emulation,
                 trace_agrees,
+                &mut emulate,
             )
             .map_err(|e| format!("fingerprint: {e}"))
         })

@@ -201,7 +201,7 @@ fn layer_accuracy(
 /// The CPU backend's emulation of `policy` on the same inputs: what other backends' outputs are
 /// checked against, for agreement and for the fingerprint.
 fn cpu_emulation(ctx: &BlockContext, policy: &Policy) -> Result<Tensor, String> {
-    ctx.stored_emulation(policy, || {
+    ctx.stored_emulation(policy, &[], || {
         let failed = |e: BackendError| format!("CPU emulation: {e}");
         CpuBackend::new()
             .prepare(&ctx.model, &ctx.weights, policy)

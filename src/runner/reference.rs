@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use super::graph::GraphContext;
 use super::store::{Store, StoreKey, StoredTensors};
-use crate::backend::{Backend, CpuBackend};
+use crate::backend::{Backend, CpuBackend, MatmulOverride};
 use crate::export::{self, Calibration};
 use crate::formats::Format;
 use crate::model::forward::{forward, Exact, Forward};
@@ -97,17 +97,21 @@ impl BlockContext {
         })
     }
 
-    /// The CPU emulation of `policy` on this context's input: read from the reference store, or
-    /// made by `emulate` and kept there.
-    pub(super) fn stored_emulation(
+    /// The CPU emulation of `policy` (with some matmuls `overridden`, for the fingerprint) on this
+    /// context's input: read from the reference store, or made by `emulate` and kept there.
+    pub(super) fn stored_emulation<E>(
         &self,
         policy: &Policy,
-        emulate: impl FnOnce() -> Result<Tensor, String>,
-    ) -> Result<Tensor, String> {
+        overridden: &[(String, MatmulOverride)],
+        emulate: impl FnOnce() -> Result<Tensor, E>,
+    ) -> Result<Tensor, E> {
         let Some((store, key)) = &self.stored else {
             return emulate();
         };
-        let key = key.derived("emulation", &[&format!("{policy:?}")]);
+        let key = key.derived(
+            "emulation",
+            &[&format!("{policy:?}"), &format!("{overridden:?}")],
+        );
         let (rows, cols) = (self.reference.rows, self.reference.cols);
         if let Some(mut found) = store.load(&key, &[("output", rows, cols)]) {
             let (_, output) = found.remove(0);
