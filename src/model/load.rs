@@ -566,17 +566,27 @@ fn checked_npy<'a>(
         message,
     };
     // Magic, version, then the header's length: 2 bytes in version 1, 4 in versions 2 and 3.
+    // npyz allocates the length it reads before reading the header (4 GiB, for a length of
+    // 0xffffffff: found by fuzzing), so a length past the file's end is refused first.
     let header = match bytes {
         [0x93, b'N', b'U', b'M', b'P', b'Y', 1, _, a, b, rest @ ..] => {
-            rest.get(..usize::from(u16::from_le_bytes([*a, *b])))
+            Some((u64::from(u16::from_le_bytes([*a, *b])), rest))
         }
         [0x93, b'N', b'U', b'M', b'P', b'Y', 2 | 3, _, a, b, c, d, rest @ ..] => {
-            let length = u32::from_le_bytes([*a, *b, *c, *d]);
-            usize::try_from(length).ok().and_then(|n| rest.get(..n))
+            Some((u64::from(u32::from_le_bytes([*a, *b, *c, *d])), rest))
         }
         _ => None,
     };
-    if let Some(header) = header {
+    if let Some((length, rest)) = header {
+        let header = usize::try_from(length)
+            .ok()
+            .and_then(|n| rest.get(..n))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "its header says it is {length} bytes long; {} bytes follow",
+                    rest.len()
+                ))
+            })?;
         let (mut depth, mut deepest) = (0usize, 0usize);
         for byte in header {
             match byte {
@@ -744,6 +754,23 @@ mod tests {
             );
             assert!(started.elapsed().as_secs() < 2);
         }
+    }
+
+    /// A version-2 header that says it is 4 GiB long made npyz allocate 4 GiB before reading it
+    /// (found by fuzzing: `fuzz/corpus/arrays/regress-npy-header-length-past-the-end`).
+    #[test]
+    fn a_header_longer_than_the_file_is_refused_before_it_is_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = b"\x93NUMPY\x02\x00".to_vec();
+        bytes.extend(u32::MAX.to_le_bytes());
+        bytes.extend(b"{'descr': '<f4'}");
+        let path = dir.path().join("x.npy");
+        std::fs::write(&path, bytes).unwrap();
+        let error = named_array(&path, "x").unwrap_err().to_string();
+        assert!(
+            error.contains("its header says it is 4294967295 bytes long; 16 bytes follow"),
+            "{error}"
+        );
     }
 
     /// `x.npy` holding `bytes`, as an `.npz` archive.
