@@ -105,7 +105,11 @@ fn entries_are_read_under_their_key_and_recomputed_when_stale_or_corrupt() {
     let emulations = entries(&store, "emulation").len();
     assert!(emulations > 4, "{emulations}");
     let _ = run(Some(&store), 1, &dir.path().join("second"));
-    assert_eq!(entries(&store, "emulation").len(), emulations, "all read back");
+    assert_eq!(
+        entries(&store, "emulation").len(),
+        emulations,
+        "all read back"
+    );
 
     // Read, not recomputed: entries shifted under their key change what the next run reports.
     for path in entries(&store, "reference")

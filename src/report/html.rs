@@ -98,7 +98,19 @@ pub fn environment(run: &RecordedRun) -> Vec<Fact> {
                 .map_or_else(|| "never: interrupted".to_owned(), |t| t.to_rfc3339()),
         ),
         fact("run folder", run.dir.display().to_string()),
+        fact("where the time went", time_spent(run)),
     ]
+}
+
+/// The run's wall time (start to end, or its variants' sum when it never ended), the device's
+/// busy share and the largest phases.
+fn time_spent(run: &RecordedRun) -> String {
+    let wall_s = match run.info.finished_at {
+        Some(end) => (end - run.info.started_at).as_seconds_f64(),
+        None => run.records.iter().map(|r| r.wall_s).sum(),
+    };
+    super::terminal::time_line(&run.records, wall_s)
+        .unwrap_or_else(|| "not recorded (records older than `phases`)".to_owned())
 }
 
 /// The charts of a run report; a chart is absent when no variant has its numbers.
