@@ -314,3 +314,29 @@ fn a_matrix_past_the_bound_is_refused_before_it_is_expanded() {
     );
     assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
 }
+
+/// Found by fuzzing: where serde_yaml reads a multi-line quoted scalar that yaml-rust2 (which
+/// locates keys) stops at, the error still names its line and column.
+#[test]
+fn a_problem_past_where_the_locator_stops_reading_still_has_a_location() {
+    let text = "name: bad
+models:
+  - name: bert
+    block: stack
+    layer: encoder
+    dims: { hidden: 384, intermediate: 1536, heads: 12, layers: 6 }
+    input: { tokens: 4 }
+    weights:
+      safetensors: model.safetensors
+      prefix: \"encoder.
+  - layer.0.\"
+precisions: [fp16]
+";
+    let error = suite::from_str(Path::new("s.yaml"), text).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("s.yaml:10:7: `models[0].weights.prefix`"),
+        "{error}"
+    );
+}

@@ -91,12 +91,13 @@ fn from_yaml_error(file: &Path, text: &str, path: &str, error: &serde_yaml::Erro
         None => SuiteErrorKind::Invalid(message),
     };
     // serde_yaml places errors raised by our own checks (`try_from`) at the enclosing mapping; the
-    // index finds the value itself. A text the index cannot parse has a syntax error, which
-    // serde_yaml locates exactly.
-    let location = match LocationIndex::new(text) {
-        Some(index) if at_key => index.key(&key).or(yaml_location),
-        Some(index) => index.value(&key).or(yaml_location),
-        None => yaml_location,
+    // index finds the value itself. A text the index cannot read to its end has a syntax error,
+    // which serde_yaml locates exactly.
+    let index = LocationIndex::new(text);
+    let location = match index.is_complete() {
+        false => yaml_location.or_else(|| index.key(&key)),
+        true if at_key => index.key(&key).or(yaml_location),
+        true => index.value(&key).or(yaml_location),
     };
     SuiteError {
         file: file.to_owned(),

@@ -23,16 +23,25 @@ pub struct Location {
 pub struct LocationIndex {
     keys: HashMap<String, Location>,
     values: HashMap<String, Location>,
+    complete: bool,
 }
 
 impl LocationIndex {
-    /// Indexes `text`; `None` when it is not valid YAML (serde_yaml then reports the syntax error
-    /// with its own location).
-    pub fn new(text: &str) -> Option<Self> {
+    /// Indexes `text`. A text yaml-rust2 stops reading partway (where it and serde_yaml's parser
+    /// disagree, as on some multi-line quoted scalars: found by fuzzing) is indexed as far as it
+    /// was read, so that a problem there still gets its key's or an ancestor's location.
+    pub fn new(text: &str) -> Self {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
-        parser.load(&mut builder, false).ok()?;
-        Some(builder.index)
+        // Events before a scan error are located correctly; the keys after it fall back to their
+        // nearest indexed ancestor.
+        builder.index.complete = parser.load(&mut builder, false).is_ok();
+        builder.index
+    }
+
+    /// Whether the whole text was read (it is YAML as yaml-rust2 reads it).
+    pub fn is_complete(&self) -> bool {
+        self.complete
     }
 
     /// Where the value at `path` starts, else where its key is.
@@ -173,7 +182,8 @@ mod tests {
 
     #[test]
     fn finds_keys_and_values_by_path() {
-        let index = LocationIndex::new(TEXT).unwrap();
+        let index = LocationIndex::new(TEXT);
+        assert!(index.is_complete());
         assert_eq!(index.key("name"), Some(Location { line: 1, column: 1 }));
         assert_eq!(index.value("name"), Some(Location { line: 1, column: 7 }));
         assert_eq!(
@@ -196,6 +206,8 @@ mod tests {
             index.nearest("models[1].dims.heads"),
             index.value("models[1].dims")
         );
-        assert!(LocationIndex::new("a: [1, 2").is_none());
+        let partial = LocationIndex::new("a: [1, 2");
+        assert!(!partial.is_complete());
+        assert_eq!(partial.key("a"), Some(Location { line: 1, column: 1 }));
     }
 }

@@ -99,7 +99,7 @@ pub fn from_str(file: &Path, text: &str) -> Result<Suite, SuiteError> {
     let base = file.parent().unwrap_or(Path::new(""));
     validate::validate(raw, base).map_err(|problem| SuiteError {
         file: file.to_owned(),
-        location: LocationIndex::new(text).and_then(|index| index.nearest(&problem.key)),
+        location: LocationIndex::new(text).nearest(&problem.key),
         key: problem.key,
         kind: Box::new(SuiteErrorKind::Invalid(problem.message)),
     })
