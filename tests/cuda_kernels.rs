@@ -42,3 +42,34 @@ fn every_kernel_compiles_with_nvrtc_for_ada_and_hopper_and_is_in_the_kernel_tabl
         }
     }
 }
+
+/// Workers after the first read the PTX from the kernel cache: the same text as NVRTC's, without
+/// NVRTC; an unreadable entry is compiled again and rewritten.
+#[test]
+fn the_kernel_cache_gives_nvrtcs_ptx_and_survives_a_broken_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let compiled = kernels::compile(9, 0).unwrap().to_src();
+    let first = kernels::compile_cached(9, 0, dir.path()).unwrap().to_src();
+    assert_eq!(first, compiled);
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        kernels::compile_cached(9, 0, dir.path()).unwrap().to_src(),
+        compiled
+    );
+    assert!(
+        started.elapsed().as_millis() < 200,
+        "{:?}",
+        started.elapsed()
+    );
+    std::fs::write(&entries[0], "garbage").unwrap();
+    assert_eq!(
+        kernels::compile_cached(9, 0, dir.path()).unwrap().to_src(),
+        compiled
+    );
+    assert_eq!(std::fs::read_to_string(&entries[0]).unwrap(), compiled);
+}

@@ -1,11 +1,14 @@
 //! The NVRTC-compiled kernels of `kernels.cu`, compiled once per backend, and their launches.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaStream, LaunchConfig, PushKernelArg,
 };
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
+
+use sha2::{Digest, Sha256};
 
 use crate::backend::BackendError;
 use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
@@ -51,19 +54,47 @@ impl Elem {
 /// conversions need it).
 pub fn compile(major: i32, minor: i32) -> Result<Ptx, String> {
     let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
-    compile_ptx_with_opts(
-        SOURCE,
-        CompileOptions {
-            arch: Some(arch),
-            // IEEE division and square root: the kernels must round as the CPU emulation does.
-            prec_div: Some(true),
-            prec_sqrt: Some(true),
-            fmad: Some(false),
-            name: Some("precheck_kernels.cu".into()),
-            ..Default::default()
-        },
-    )
-    .map_err(|e| format!("NVRTC could not compile precheck's kernels: {e}"))
+    compile_ptx_with_opts(SOURCE, options(arch))
+        .map_err(|e| format!("NVRTC could not compile precheck's kernels: {e}"))
+}
+
+fn options(arch: &'static str) -> CompileOptions {
+    CompileOptions {
+        arch: Some(arch),
+        // IEEE division and square root: the kernels must round as the CPU emulation does.
+        prec_div: Some(true),
+        prec_sqrt: Some(true),
+        fmad: Some(false),
+        name: Some("precheck_kernels.cu".into()),
+        ..Default::default()
+    }
+}
+
+/// [`compile`], kept in the folder `cache` (`~/.cache/precheck/kernels`) under the SHA-256 of the
+/// source and the options: each variant's worker after the first loads the PTX instead of
+/// running NVRTC again (a second or more per worker). A cache entry that cannot be read or
+/// written is passed over.
+pub fn compile_cached(major: i32, minor: i32, cache: &Path) -> Result<Ptx, String> {
+    let mut hasher = Sha256::new();
+    hasher.update(SOURCE.as_bytes());
+    hasher.update(format!("{:?}", options("")).as_bytes());
+    hasher.update(format!("compute_{major}{minor}").as_bytes());
+    let path = cache.join(format!("{:x}.ptx", hasher.finalize()));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if text.contains(".entry") {
+            return Ok(Ptx::from_src(text));
+        }
+    }
+    let ptx = compile(major, minor)?;
+    let kept = std::fs::create_dir_all(cache).and_then(|()| {
+        let mut file = tempfile::NamedTempFile::new_in(cache)?;
+        std::io::Write::write_all(&mut file, ptx.to_src().as_bytes())?;
+        file.persist(&path).map(drop).map_err(|e| e.error)
+    });
+    if let Err(e) = kept {
+        tracing::debug!("kernel cache {}: {e}", cache.display());
+    }
+    Ok(ptx)
 }
 
 /// The loaded kernels.
@@ -120,7 +151,8 @@ impl Kernels {
         let (major, minor) = ctx
             .compute_capability()
             .map_err(failed("compute capability"))?;
-        let ptx = compile(major, minor).map_err(BackendError::Failed)?;
+        let cache = crate::host::cache_home().join("kernels");
+        let ptx = compile_cached(major, minor, &cache).map_err(BackendError::Failed)?;
         let module = ctx.load_module(ptx).map_err(failed("loading kernels"))?;
         let function = |name: &str| module.load_function(name).map_err(failed(name));
         let sms = ctx
