@@ -24,6 +24,10 @@ use crate::tensor::Tensor;
 /// The SHA-256 of the sources and lock file this precheck was built from (`build.rs`).
 pub const SOURCE_DIGEST: &str = env!("PRECHECK_SOURCE_DIGEST");
 
+/// Entries not read or written for this long are removed when a store is opened: every build of
+/// precheck keys its own entries, so a nightly farm's store would otherwise only grow.
+pub const KEPT_UNUSED: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
 /// The metadata key an entry's own key is written under.
 const KEY_METADATA: &str = "precheck_store_key";
 
@@ -79,13 +83,17 @@ pub struct Store {
 }
 
 impl Store {
-    /// The store in `dir`, made if it does not exist; None, said once, when it cannot be made
-    /// (the run then computes everything, as without a store).
+    /// The store in `dir`, made if it does not exist, its entries unused for [`KEPT_UNUSED`]
+    /// (and temporary files a killed writer left, after a day) removed; None, said once, when it
+    /// cannot be made (the run then computes everything, as without a store).
     pub fn open(dir: &Path) -> Option<Store> {
         match std::fs::create_dir_all(dir) {
-            Ok(()) => Some(Store {
-                dir: dir.to_owned(),
-            }),
+            Ok(()) => {
+                prune(dir, std::time::SystemTime::now());
+                Some(Store {
+                    dir: dir.to_owned(),
+                })
+            }
             Err(e) => {
                 tracing::warn!(
                     "reference store {}: {e}; computing without it",
@@ -109,7 +117,17 @@ impl Store {
             }
         };
         match decode(&bytes, key, shapes) {
-            Ok(tensors) => Some(tensors),
+            Ok(tensors) => {
+                // Used: kept another KEPT_UNUSED.
+                let touched = std::fs::File::options()
+                    .append(true)
+                    .open(&path)
+                    .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+                if let Err(e) = touched {
+                    tracing::debug!("reference store: touching {}: {e}", path.display());
+                }
+                Some(tensors)
+            }
             Err(why) => {
                 tracing::warn!(
                     "reference store: {} is unusable ({why}); recomputing it",
@@ -153,6 +171,33 @@ impl Store {
         file.write_all(&encoded).map_err(|e| e.to_string())?;
         file.persist(path).map_err(|e| e.to_string())?;
         Ok(())
+    }
+}
+
+/// Removes from `dir` the entries last used more than [`KEPT_UNUSED`] before `now`, and the
+/// temporary files (`.tmp*`) of writers killed more than a day before. Entries of other runs
+/// that vanish meanwhile are not an error.
+fn prune(dir: &Path, now: std::time::SystemTime) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let kept = if name.ends_with(".safetensors") {
+            KEPT_UNUSED
+        } else if name.starts_with(".tmp") {
+            std::time::Duration::from_secs(24 * 3600)
+        } else {
+            continue;
+        };
+        let age = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| now.duration_since(modified).ok());
+        if age.is_some_and(|age| age > kept) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -266,6 +311,42 @@ mod tests {
         let other = StoreKey::new("reference", &["n"]);
         std::fs::copy(&path, dir.path().join(other.file_name())).unwrap();
         assert!(store.load(&other, &[("output", 2, 2)]).is_none());
+    }
+
+    #[test]
+    fn entries_unused_for_two_weeks_and_stale_temporary_files_are_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (old, used, fresh) = (
+            StoreKey::new("reference", &["old"]),
+            StoreKey::new("reference", &["used"]),
+            StoreKey::new("reference", &["fresh"]),
+        );
+        let output = tensor(2, 2, 0.0);
+        for key in [&old, &used, &fresh] {
+            store.save(key, &[("output", &output)]);
+        }
+        let leftover = dir.path().join(".tmpKILLED");
+        std::fs::write(&leftover, b"half an entry").unwrap();
+        let month_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86400);
+        for path in [
+            dir.path().join(old.file_name()),
+            dir.path().join(used.file_name()),
+            leftover.clone(),
+        ] {
+            let file = std::fs::File::options().append(true).open(&path).unwrap();
+            file.set_modified(month_ago).unwrap();
+        }
+        // Reading an entry keeps it.
+        assert!(store.load(&used, &[("output", 2, 2)]).is_some());
+        let reopened = Store::open(dir.path()).unwrap();
+        assert!(
+            reopened.load(&old, &[("output", 2, 2)]).is_none(),
+            "unused for a month"
+        );
+        assert!(reopened.load(&used, &[("output", 2, 2)]).is_some());
+        assert!(reopened.load(&fresh, &[("output", 2, 2)]).is_some());
+        assert!(!leftover.exists());
     }
 
     #[test]
