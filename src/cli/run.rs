@@ -187,7 +187,7 @@ pub(super) fn merge(run_dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode
 }
 
 pub(super) fn print_summary(records: &[VariantRecord], out: &Path) {
-    println!("{}", terminal::summary_table(records));
+    println!("{}", terminal::summary_table(records, None));
     let style = terminal::Style::new(
         std::io::stdout().is_terminal(),
         std::env::var_os("NO_COLOR"),

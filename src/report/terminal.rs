@@ -1,7 +1,7 @@
 //! The compact table printed at the end of a run, and the one-line verdict per variant.
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
-use comfy_table::{CellAlignment, Table};
+use comfy_table::{CellAlignment, ColumnConstraint, ContentArrangement, Table};
 
 use super::cells::{self, VariantRow};
 use crate::measure::Phases;
@@ -37,34 +37,90 @@ impl Style {
     }
 }
 
-/// The summary table: variant, cos, max abs err, median latency, speed-up, verdict.
-pub fn summary_table(records: &[VariantRecord]) -> String {
+/// The summary table's columns, in the order they are dropped when the table is too wide for its
+/// terminal: the spread, the max error, then 1 − cos (the verdict and cos always stay).
+const COLUMNS: [&str; 8] = [
+    "variant",
+    "cos",
+    "1 − cos",
+    "max abs err",
+    "median ms",
+    "p10–p90 ms",
+    "speedup",
+    "verdict",
+];
+const DROPPED_FIRST: [usize; 3] = [5, 3, 2];
+
+/// The variant ids wrap down to this width before a column is dropped.
+const ID_MIN_WIDTH: usize = 24;
+
+/// The summary table: variant, cos, 1 − cos, max abs err, median and p10–p90 latency, speed-up,
+/// verdict. At most `width` columns wide (the terminal's width when printed to one and `width` is
+/// None): numbers are never broken; the ids wrap, and where that is not enough the spread, the
+/// max error and 1 − cos are left out, in that order.
+pub fn summary_table(records: &[VariantRecord], width: Option<u16>) -> String {
+    let rows: Vec<[String; 8]> = records
+        .iter()
+        .map(VariantRow::of)
+        .map(|row| {
+            [
+                row.id,
+                row.cos,
+                row.one_minus_cos,
+                row.max_abs_err,
+                row.median_ms,
+                row.spread_ms,
+                row.speedup,
+                row.verdict.to_owned(),
+            ]
+        })
+        .collect();
     let mut table = Table::new();
-    table.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
-        "variant",
-        "cos",
-        "1 − cos",
-        "max abs err",
-        "median ms",
-        "p10–p90 ms",
-        "speedup",
-        "verdict",
-    ]);
-    for row in records.iter().map(VariantRow::of) {
-        table.add_row(vec![
-            row.id,
-            row.cos,
-            row.one_minus_cos,
-            row.max_abs_err,
-            row.median_ms,
-            row.spread_ms,
-            row.speedup,
-            row.verdict.to_owned(),
-        ]);
+    let width = width.or_else(|| table.width()).map(usize::from);
+    let content = |column: usize| {
+        rows.iter()
+            .map(|row| row[column].chars().count())
+            .chain([COLUMNS[column].chars().count()])
+            .max()
+            .unwrap_or(0)
+    };
+    // Each column takes its content plus 3 (a space either side and a rule), and the table 1.
+    let needed = |kept: &[usize]| {
+        1 + kept
+            .iter()
+            .map(|&c| {
+                3 + if c == 0 {
+                    content(0).min(ID_MIN_WIDTH)
+                } else {
+                    content(c)
+                }
+            })
+            .sum::<usize>()
+    };
+    let mut kept: Vec<usize> = (0..COLUMNS.len()).collect();
+    if let Some(width) = width {
+        for dropped in DROPPED_FIRST {
+            if needed(&kept) <= width {
+                break;
+            }
+            kept.retain(|&c| c != dropped);
+        }
+        table
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(u16::try_from(width).unwrap_or(u16::MAX));
     }
-    for column in 1..=6 {
-        if let Some(c) = table.column_mut(column) {
-            c.set_cell_alignment(CellAlignment::Right);
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_header(kept.iter().map(|&c| COLUMNS[c]).collect::<Vec<_>>());
+    for row in &rows {
+        table.add_row(kept.iter().map(|&c| row[c].clone()).collect::<Vec<_>>());
+    }
+    for (index, &column) in kept.iter().enumerate().skip(1) {
+        if let Some(c) = table.column_mut(index) {
+            c.set_constraint(ColumnConstraint::ContentWidth);
+            if column <= 6 {
+                c.set_cell_alignment(CellAlignment::Right);
+            }
         }
     }
     table.to_string()
@@ -162,6 +218,33 @@ pub fn verdict_line(records: &[VariantRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_fits_the_width_it_is_given() {
+        let records: Vec<VariantRecord> =
+            include_str!("../../tests/fixtures/runs/base/results.jsonl")
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect();
+        let wide = summary_table(&records, None);
+        assert!(wide.lines().any(|l| l.chars().count() > 80), "{wide}");
+        for width in [100, 80, 60] {
+            let narrow = summary_table(&records, Some(width));
+            for line in narrow.lines() {
+                assert!(
+                    line.chars().count() <= usize::from(width),
+                    "{width}: {line}\n{narrow}"
+                );
+            }
+            // Every variant is there, its numbers whole.
+            for record in &records {
+                let row = VariantRow::of(record);
+                assert!(narrow.contains(&row.cos), "{width}: {}\n{narrow}", row.cos);
+                assert!(narrow.contains(&row.median_ms), "{narrow}");
+            }
+        }
+        assert!(!summary_table(&records, Some(60)).contains("p10–p90"));
+    }
 
     /// The first record of a recorded run, as `status` with `error`.
     fn record(id: &str, status: Status, error: &str) -> VariantRecord {
