@@ -204,12 +204,27 @@ pub fn fingerprint_with(
     requested: &Tensor,
     emulate: Emulate<'_>,
 ) -> Result<FingerprintEvidence, BackendError> {
-    let distance = |emulation: &Tensor| -> Result<f64, BackendError> {
-        compare(output, &emulation.map(f64::from).data)
-            .map(|a| 1.0 - a.cos)
-            .map_err(|e| BackendError::Failed(format!("fingerprint: {e}")))
-    };
-    let requested_distance = distance(requested)?;
+    let requested_distance = distance(output, requested)?;
+    against_alternatives(model, policy, output, requested_distance, emulate)
+}
+
+/// `1 − cos` of `output` to `emulation`.
+fn distance(output: &[f32], emulation: &Tensor) -> Result<f64, BackendError> {
+    compare(output, &emulation.map(f64::from).data)
+        .map(|a| 1.0 - a.cos)
+        .map_err(|e| BackendError::Failed(format!("fingerprint: {e}")))
+}
+
+/// The fingerprint of `output`, `requested_distance` from the request's emulation, against
+/// every alternative that `emulate` runs.
+fn against_alternatives(
+    model: &Model,
+    policy: &Policy,
+    output: &[f32],
+    requested_distance: f64,
+    emulate: Emulate<'_>,
+) -> Result<FingerprintEvidence, BackendError> {
+    let distance = |emulation: &Tensor| distance(output, emulation);
     let requested = math_precision(policy.matmul.weights.format);
     let mut compared = Vec::new();
     let groups = matmul_groups(&model.block.graph().matmuls().collect::<Vec<_>>());
@@ -283,9 +298,7 @@ pub fn fingerprint_where_undecided(
     trace_agrees: bool,
     emulate: Emulate<'_>,
 ) -> Result<FingerprintEvidence, BackendError> {
-    let requested_distance = compare(output, &requested.map(f64::from).data)
-        .map(|a| 1.0 - a.cos)
-        .map_err(|e| BackendError::Failed(format!("fingerprint: {e}")))?;
+    let requested_distance = distance(output, requested)?;
     let floor = noise_floor(math_precision(policy.matmul.weights.format), policy.output);
     if trace_agrees && requested_distance <= floor {
         return Ok(FingerprintEvidence {
@@ -298,5 +311,5 @@ pub fn fingerprint_where_undecided(
             )),
         });
     }
-    fingerprint_with(model, policy, output, requested, emulate)
+    against_alternatives(model, policy, output, requested_distance, emulate)
 }

@@ -20,16 +20,16 @@ pub(super) struct Traces<'a> {
 }
 
 /// The fingerprint of `output` against its CPU `emulation` (when there is one) and the readings
-/// of the kernel trace and the engine's layer report, as one verdict.
+/// of the kernel trace and the engine's layer report, as one verdict; `trace_agrees` is
+/// [`Traces::agree`] of `traces`, which the caller has read already.
 pub(super) fn precision_evidence(
     ctx: &BlockContext,
     policy: &Policy,
     output: &Tensor,
     emulation: Option<&Tensor>,
-    traces: Traces,
+    (traces, trace_agrees): (Traces, bool),
     emulated: bool,
 ) -> Result<Mismatch, String> {
-    let trace_agrees = traces.agree(&ctx.model.block, policy, emulated);
     let cpu = CpuBackend::new();
     let mut emulate = |policy: &Policy, overrides: &[(String, MatmulOverride)]| {
         ctx.stored_emulation(policy, overrides, || {

@@ -123,10 +123,8 @@ fn measure(
     // The CPU backend is the emulation itself: agreement and evidence only mean something for
     // other backends, which are emulated where the run's `--cpu-agreement` says.
     let checked = !backend.is_emulation();
-    let emulates =
-        settings
-            .cpu_agreement
-            .emulates(traces.agree(&ctx.model.block, policy, emulated));
+    let trace_agrees = traces.agree(&ctx.model.block, policy, emulated);
+    let emulates = settings.cpu_agreement.emulates(trace_agrees);
     let emulation = (checked && emulates)
         .then(|| phases.time(|p| &mut p.agreement, || cpu_emulation(ctx, policy)))
         .transpose()?;
@@ -141,7 +139,10 @@ fn measure(
         .then(|| {
             phases.time(
                 |p| &mut p.fingerprint,
-                || precision_evidence(ctx, policy, &output, emulation.as_ref(), traces, emulated),
+                || {
+                    let traces = (traces, trace_agrees);
+                    precision_evidence(ctx, policy, &output, emulation.as_ref(), traces, emulated)
+                },
             )
         })
         .transpose()?;
