@@ -92,6 +92,9 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         stop: &stop,
         skip: backend.skip_reason(),
     };
+    if let Some(store) = &plan.settings.store {
+        runner::store::prune(store);
+    }
     let swept = runner::worker::sweep_stale_scratch();
     if swept > 0 {
         tracing::info!("removed {swept} work folders that killed runs left behind");

@@ -24,7 +24,7 @@ use crate::tensor::Tensor;
 /// The SHA-256 of the sources and lock file this precheck was built from (`build.rs`).
 pub const SOURCE_DIGEST: &str = env!("PRECHECK_SOURCE_DIGEST");
 
-/// Entries not read or written for this long are removed when a store is opened: every build of
+/// Entries not read or written for this long are removed when a run starts: every build of
 /// precheck keys its own entries, so a nightly farm's store would otherwise only grow.
 pub const KEPT_UNUSED: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
 
@@ -83,17 +83,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// The store in `dir`, made if it does not exist, its entries unused for [`KEPT_UNUSED`]
-    /// (and temporary files a killed writer left, after a day) removed; None, said once, when it
-    /// cannot be made (the run then computes everything, as without a store).
+    /// The store in `dir`, made if it does not exist; None, said once, when it cannot be made
+    /// (the run then computes everything, as without a store).
     pub fn open(dir: &Path) -> Option<Store> {
         match std::fs::create_dir_all(dir) {
-            Ok(()) => {
-                prune(dir, std::time::SystemTime::now());
-                Some(Store {
-                    dir: dir.to_owned(),
-                })
-            }
+            Ok(()) => Some(Store {
+                dir: dir.to_owned(),
+            }),
             Err(e) => {
                 tracing::warn!(
                     "reference store {}: {e}; computing without it",
@@ -174,10 +170,12 @@ impl Store {
     }
 }
 
-/// Removes from `dir` the entries last used more than [`KEPT_UNUSED`] before `now`, and the
-/// temporary files (`.tmp*`) of writers killed more than a day before. Entries of other runs
-/// that vanish meanwhile are not an error.
-fn prune(dir: &Path, now: std::time::SystemTime) {
+/// Removes from the store `dir` the entries last used more than [`KEPT_UNUSED`] ago, and the
+/// temporary files (`.tmp*`) of writers killed more than a day ago: once per run, at its start
+/// (each variant's worker opens the store again). Entries of other runs that vanish meanwhile
+/// are not an error.
+pub fn prune(dir: &Path) {
+    let now = std::time::SystemTime::now();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -314,7 +312,7 @@ mod tests {
     }
 
     #[test]
-    fn entries_unused_for_two_weeks_and_stale_temporary_files_are_removed_on_open() {
+    fn entries_unused_for_two_weeks_and_stale_temporary_files_are_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let (old, used, fresh) = (
@@ -339,6 +337,7 @@ mod tests {
         }
         // Reading an entry keeps it.
         assert!(store.load(&used, &[("output", 2, 2)]).is_some());
+        prune(dir.path());
         let reopened = Store::open(dir.path()).unwrap();
         assert!(
             reopened.load(&old, &[("output", 2, 2)]).is_none(),
