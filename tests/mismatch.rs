@@ -507,11 +507,12 @@ fn the_lazy_fingerprint_gives_the_full_verdict_over_20_seeds() {
         let model = mlp();
         let (weights, input) = setup(&model, seed);
         let mut cases = Vec::new();
-        for policy in [&bf16, &fp8] {
-            let requested = emulate(&model, &weights, &input, policy);
+        let [bf16_requested, fp8_requested] =
+            [&bf16, &fp8].map(|policy| emulate(&model, &weights, &input, policy));
+        for (policy, requested) in [(&bf16, &bf16_requested), (&fp8, &fp8_requested)] {
             cases.push((policy, requested.data.clone(), requested.clone()));
             let noisy = honest_with_noise(&model, &weights, &input, policy, seed);
-            cases.push((policy, noisy, requested));
+            cases.push((policy, noisy, requested.clone()));
         }
         let planted = faulty(
             &model,
@@ -521,13 +522,9 @@ fn the_lazy_fingerprint_gives_the_full_verdict_over_20_seeds() {
             "up_proj.weight",
             "fp8_e4m3/per_tensor",
         );
-        cases.push((
-            &bf16,
-            planted.data,
-            emulate(&model, &weights, &input, &bf16),
-        ));
+        cases.push((&bf16, planted.data, bf16_requested));
         let planted = faulty(&model, &weights, &input, &fp8, "down_proj.weight", "fp32");
-        cases.push((&fp8, planted.data, emulate(&model, &weights, &input, &fp8)));
+        cases.push((&fp8, planted.data, fp8_requested));
         for (index, (policy, output, requested)) in cases.iter().enumerate() {
             let full = fingerprint(&model, &weights, &input, policy, output, requested).unwrap();
             let cpu = CpuBackend::new();

@@ -142,7 +142,34 @@ pub struct VariantRow {
     pub why: String,
 }
 
+/// The summary table's columns, as the terminal and `summary.md` print them
+/// ([`VariantRow::summary_cells`]).
+pub const SUMMARY_COLUMNS: [&str; 8] = [
+    "variant",
+    "cos",
+    "1 − cos",
+    "max abs err",
+    "median ms",
+    "p10–p90 ms",
+    "speed-up",
+    "verdict",
+];
+
 impl VariantRow {
+    /// The row's cells under [`SUMMARY_COLUMNS`].
+    pub fn summary_cells(&self) -> [String; 8] {
+        [
+            self.id.clone(),
+            self.cos.clone(),
+            self.one_minus_cos.clone(),
+            self.max_abs_err.clone(),
+            self.median_ms.clone(),
+            self.spread_ms.clone(),
+            self.speedup.clone(),
+            self.verdict.to_owned(),
+        ]
+    }
+
     /// The row of `record`.
     pub fn of(record: &VariantRecord) -> VariantRow {
         VariantRow {

@@ -68,32 +68,9 @@ pub fn summary(run: &RecordedRun) -> String {
         text += "**The run was interrupted**: these are the variants that finished.\n\n";
     }
     let rows = cells::failing_first(&run.records);
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.clone(),
-                r.cos.clone(),
-                r.one_minus_cos.clone(),
-                r.max_abs_err.clone(),
-                r.median_ms.clone(),
-                r.spread_ms.clone(),
-                r.speedup.clone(),
-                r.verdict.to_owned(),
-            ]
-        })
-        .collect();
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| r.summary_cells().to_vec()).collect();
     text += &table(
-        &[
-            "variant",
-            "cos",
-            "1 − cos",
-            "max abs err",
-            "median ms",
-            "p10–p90 ms",
-            "speed-up",
-            "verdict",
-        ],
+        &cells::SUMMARY_COLUMNS,
         &[false, true, true, true, true, true, true, false],
         &cells,
     );

@@ -3,7 +3,7 @@
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, ColumnConstraint, ContentArrangement, Table};
 
-use super::cells::{self, VariantRow};
+use super::cells::{self, VariantRow, SUMMARY_COLUMNS};
 use crate::measure::Phases;
 use crate::results::{Status, VariantRecord};
 
@@ -37,18 +37,9 @@ impl Style {
     }
 }
 
-/// The summary table's columns, in the order they are dropped when the table is too wide for its
-/// terminal: the spread, the max error, then 1 − cos (the verdict and cos always stay).
-const COLUMNS: [&str; 8] = [
-    "variant",
-    "cos",
-    "1 − cos",
-    "max abs err",
-    "median ms",
-    "p10–p90 ms",
-    "speedup",
-    "verdict",
-];
+/// The summary table's columns (of [`SUMMARY_COLUMNS`]) in the order they are dropped when the
+/// table is too wide for its terminal: the spread, the max error, then 1 − cos (the verdict and
+/// cos always stay).
 const DROPPED_FIRST: [usize; 3] = [5, 3, 2];
 
 /// The variant ids wrap down to this width before a column is dropped.
@@ -61,26 +52,14 @@ const ID_MIN_WIDTH: usize = 24;
 pub fn summary_table(records: &[VariantRecord], width: Option<u16>) -> String {
     let rows: Vec<[String; 8]> = records
         .iter()
-        .map(VariantRow::of)
-        .map(|row| {
-            [
-                row.id,
-                row.cos,
-                row.one_minus_cos,
-                row.max_abs_err,
-                row.median_ms,
-                row.spread_ms,
-                row.speedup,
-                row.verdict.to_owned(),
-            ]
-        })
+        .map(|record| VariantRow::of(record).summary_cells())
         .collect();
     let mut table = Table::new();
     let width = width.or_else(|| table.width()).map(usize::from);
     let content = |column: usize| {
         rows.iter()
             .map(|row| row[column].chars().count())
-            .chain([COLUMNS[column].chars().count()])
+            .chain([SUMMARY_COLUMNS[column].chars().count()])
             .max()
             .unwrap_or(0)
     };
@@ -97,7 +76,7 @@ pub fn summary_table(records: &[VariantRecord], width: Option<u16>) -> String {
             })
             .sum::<usize>()
     };
-    let mut kept: Vec<usize> = (0..COLUMNS.len()).collect();
+    let mut kept: Vec<usize> = (0..SUMMARY_COLUMNS.len()).collect();
     if let Some(width) = width {
         for dropped in DROPPED_FIRST {
             if needed(&kept) <= width {
@@ -111,7 +90,7 @@ pub fn summary_table(records: &[VariantRecord], width: Option<u16>) -> String {
     }
     table
         .load_preset(UTF8_BORDERS_ONLY)
-        .set_header(kept.iter().map(|&c| COLUMNS[c]).collect::<Vec<_>>());
+        .set_header(kept.iter().map(|&c| SUMMARY_COLUMNS[c]).collect::<Vec<_>>());
     for row in &rows {
         table.add_row(kept.iter().map(|&c| row[c].clone()).collect::<Vec<_>>());
     }
