@@ -69,12 +69,23 @@ NodeName=$host CPUs=$cpus RealMemory=$memory_mb State=UNKNOWN
 PartitionName=ci Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 
+# slurmctld writes its state into the spool as it shuts down, so the daemons are waited for before
+# the folder goes (a CI run once failed on `rm: Directory not empty` when it raced them), and the
+# cleanup never changes the script's verdict.
 stop_daemons() {
+  local pids=()
   for pidfile in "$work/slurmd.pid" "$work/slurmctld.pid"; do
-    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    if [ -f "$pidfile" ]; then
+      pids+=("$(cat "$pidfile")")
+      kill "${pids[-1]}" 2>/dev/null || true
+    fi
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
   done
 }
-trap 'stop_daemons; rm -rf "$work"' EXIT
+trap 'status=$?; stop_daemons; rm -rf "$work" || say "could not remove $work"; exit $status' EXIT
 stop_daemons
 slurmctld -c -i || fail "slurmctld did not start"
 slurmd -c || fail "slurmd did not start"
