@@ -31,6 +31,16 @@ pub struct Tail {
 }
 
 impl Tail {
+    /// What the pipe carried after its first `offset` bytes, as far as it is kept.
+    pub fn since(mut self, offset: u64) -> Tail {
+        let skip = offset
+            .saturating_sub(self.dropped)
+            .min(self.kept.len() as u64) as usize;
+        self.kept.drain(..skip);
+        self.dropped = self.dropped.max(offset);
+        self
+    }
+
     /// The kept bytes as text (invalid UTF-8 replaced, never a panic), saying how much was
     /// dropped before them.
     pub fn text(&self) -> String {
@@ -74,6 +84,12 @@ pub fn drain(mut pipe: impl Read + Send + 'static, keep: usize) -> Drain {
 }
 
 impl Drain {
+    /// How many bytes the pipe has carried so far.
+    pub fn written(&self) -> u64 {
+        let tail = self.tail.lock().expect("no panic holds this lock");
+        tail.dropped + tail.kept.len() as u64
+    }
+
     /// What the pipe carried, once it reached its end or `deadline` passed, whichever is first.
     pub fn finish(self, deadline: Instant) -> Tail {
         let _ = self

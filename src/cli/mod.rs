@@ -64,13 +64,10 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Run one variant in this process and print its measurement (what `run` starts per variant).
+    /// Serve variants on stdin, one JSON job per line, each measurement a line on stdout (what
+    /// `run` starts per device).
     #[command(hide = true)]
-    Worker {
-        /// The job, as JSON.
-        #[arg(long)]
-        job: String,
-    },
+    Worker,
     /// Print a variant's precision evidence for a person: fingerprint, kernel trace, verdict.
     Explain {
         /// Run folder (holding results.jsonl).
@@ -146,7 +143,7 @@ pub fn main() -> ExitCode {
         Command::Validate { suites } => Ok(validate(&suites)),
         Command::List { suite } => list(&suite),
         Command::Merge { run_dirs, out } => merge(&run_dirs, &out),
-        Command::Worker { job } => worker(&job),
+        Command::Worker => worker(),
         Command::Explain { run_dir, variant } => explain(&run_dir, &variant),
         Command::Export { suite, out, seed } => export(&suite, &out, seed),
         Command::Golden(args) => golden(&args),

@@ -19,8 +19,8 @@ use crate::plan::{self, Overrides};
 use crate::report;
 use crate::report::terminal;
 use crate::results::{self, VariantRecord};
+use crate::runner::Workers;
 use crate::runner::{self, Observer, RunSpec};
-use crate::runner::{WorkerJob, Workers};
 use crate::shard::Shard;
 use crate::suite::Timeout;
 use crate::suite::Variant;
@@ -99,16 +99,18 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if swept > 0 {
         tracing::info!("removed {swept} work folders that killed runs left behind");
     }
-    let workers = Workers {
-        exe: std::env::current_exe().context("finding the precheck binary for its workers")?,
-        suite: loaded.path.clone(),
-        sha256: loaded.sha256.clone(),
+    let workers = Workers::new(
+        std::env::current_exe().context("finding the precheck binary for its workers")?,
+        loaded.path.clone(),
+        loaded.sha256.clone(),
         engines,
-        stop: &stop,
-    };
+        stop.clone(),
+    );
     let mut progress = Progress::new(plan.variants.len(), folder.recorded.len());
     let outcome = runner::run(&spec, &workers, &mut folder.writer, &mut progress)
         .context("writing results")?;
+    // The workers end before the reports: they hold a GPU context and memory each.
+    drop(workers);
     progress.bar.finish_and_clear();
     if !outcome.interrupted {
         folder.info.finished_at = Some(Utc::now());
@@ -150,14 +152,9 @@ pub(super) fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// `precheck worker`: one variant, its reply on stdout.
-pub(super) fn worker(job: &str) -> anyhow::Result<ExitCode> {
-    let job: WorkerJob = serde_json::from_str(job).context("reading the worker's job")?;
-    let reply = runner::serve(&job)?;
-    println!(
-        "{}",
-        serde_json::to_string(&reply).expect("replies serialize")
-    );
+/// `precheck worker`: the jobs on stdin, a reply line each on stdout.
+pub(super) fn worker() -> anyhow::Result<ExitCode> {
+    runner::serve(std::io::stdin().lock(), std::io::stdout().lock())?;
     Ok(ExitCode::Success)
 }
 

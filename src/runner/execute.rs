@@ -34,11 +34,67 @@ pub trait Executor: Sync {
     ) -> Execution;
 }
 
+/// The last model's context, kept for the next variant that needs the same one: a model's
+/// variants run one after another, and its weights, input and reference are the same for all.
+#[derive(Default)]
+pub(super) struct ContextCache {
+    last: Option<(ContextKey, Arc<ModelContext>)>,
+}
+
+/// What a model's context is made of: the model and the run settings its weights, input and
+/// reference depend on (not, say, the iterations, or whether its variant is emulated on the CPU).
+#[derive(PartialEq)]
+struct ContextKey {
+    model: Model,
+    seed: u64,
+    reference: crate::formats::Format,
+    golden: Option<std::path::PathBuf>,
+    store: Option<std::path::PathBuf>,
+}
+
+impl ContextCache {
+    /// Measures `policy` of `model` on `backend`, making the model's context unless the last one
+    /// fits; the record's `reference` phase is the time spent making it (0 when it was kept).
+    pub(super) fn measure(
+        &mut self,
+        backend: &dyn Backend,
+        model: &Model,
+        policy: &Policy,
+        settings: &RunSettings,
+    ) -> Outcome {
+        let started = std::time::Instant::now();
+        let key = ContextKey {
+            model: model.clone(),
+            seed: settings.seed,
+            reference: settings.reference,
+            golden: settings.golden.clone(),
+            store: settings.store.clone(),
+        };
+        let ctx = match &self.last {
+            Some((kept, ctx)) if *kept == key => ctx.clone(),
+            _ => {
+                // The old context goes first: two models' weights need not fit at once.
+                self.last = None;
+                let ctx = Arc::new(
+                    ModelContext::new(model, settings).map_err(|e| format!("model: {e}"))?,
+                );
+                self.last = Some((key, ctx.clone()));
+                ctx
+            }
+        };
+        let reference_s = started.elapsed().as_secs_f64();
+        measure_guarded(&ctx, policy, backend, settings).map(|mut m| {
+            m.phases.reference = reference_s;
+            m
+        })
+    }
+}
+
 /// Runs variants in this process on one backend: no isolation, no timeout (a hang hangs the run),
 /// for library use and tests of backends. Keeps the last model's context for the next variant.
 pub struct InProcess<'a> {
     backend: &'a dyn Backend,
-    context: Mutex<Option<Arc<ModelContext>>>,
+    contexts: Mutex<ContextCache>,
 }
 
 impl<'a> InProcess<'a> {
@@ -46,7 +102,7 @@ impl<'a> InProcess<'a> {
     pub fn new(backend: &'a dyn Backend) -> Self {
         InProcess {
             backend,
-            context: Mutex::new(None),
+            contexts: Mutex::new(ContextCache::default()),
         }
     }
 }
@@ -59,22 +115,8 @@ impl Executor for InProcess<'_> {
         policy: &Policy,
         settings: &RunSettings,
     ) -> Execution {
-        let started = std::time::Instant::now();
-        let ctx = {
-            let mut cached = self.context.lock().expect("no panic holds this lock");
-            match cached.as_ref() {
-                Some(ctx) if ctx.model() == model => ctx.clone(),
-                _ => match ModelContext::new(model, settings) {
-                    Ok(ctx) => cached.insert(Arc::new(ctx)).clone(),
-                    Err(e) => return Execution::Finished(Box::new(Err(format!("model: {e}")))),
-                },
-            }
-        };
-        let reference_s = started.elapsed().as_secs_f64();
-        let outcome = measure_guarded(&ctx, policy, self.backend, settings).map(|mut m| {
-            m.phases.reference = reference_s;
-            m
-        });
+        let mut contexts = self.contexts.lock().expect("no panic holds this lock");
+        let outcome = contexts.measure(self.backend, model, policy, settings);
         Execution::Finished(Box::new(outcome))
     }
 }

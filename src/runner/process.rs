@@ -1,11 +1,13 @@
-//! Running one worker process: its own process group, stdout and stderr drained on their own
-//! threads (a chatty worker can never block on a full pipe), a deadline, and an end that is always
-//! the whole group's: SIGTERM, a grace period, then SIGKILL.
+//! A worker process that serves jobs: its own process group, a job as one line on its stdin and
+//! the reply as one line on its stdout, stdout and stderr drained on their own threads (a chatty
+//! worker can never block on a full pipe), a deadline per job, and an end that is always the whole
+//! group's: SIGTERM, a grace period, then SIGKILL.
 
-use std::io;
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,9 +26,7 @@ const POLL: Duration = Duration::from_millis(20);
 pub struct Ended {
     /// Why it ended.
     pub how: How,
-    /// Everything it wrote to stdout.
-    pub stdout: Vec<u8>,
-    /// The end of what it wrote to stderr.
+    /// The end of what it wrote to stderr while serving its last job.
     pub stderr_tail: String,
 }
 
@@ -86,59 +86,138 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-/// Runs `command` in a process group of its own until it exits, `timeout` passes, or `stop` is set.
-pub fn run(mut command: Command, timeout: Duration, stop: &AtomicBool) -> io::Result<Ended> {
-    command
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn()?;
-    let stdout = capture::drain(child.stdout.take().expect("piped"), usize::MAX);
-    let stderr = capture::drain(child.stderr.take().expect("piped"), STDERR_TAIL_BYTES);
-    let how = wait(&mut child, Instant::now() + timeout, stop)?;
-    // The group, not just the worker: a process the worker started may still hold the pipes open.
-    signal_group(&child, libc::SIGKILL);
-    let deadline = Instant::now() + capture::AFTER_EXIT;
-    let stdout = stdout.finish(deadline).kept;
-    let stderr = stderr.finish(deadline);
-    Ok(Ended {
-        how,
-        stdout,
-        stderr_tail: String::from_utf8_lossy(&stderr.kept).trim_end().to_owned(),
-    })
+/// A worker process serving jobs, one at a time.
+pub struct Live {
+    child: Child,
+    /// Closed (taken) to tell the worker that no job will come.
+    stdin: Option<ChildStdin>,
+    /// Its stdout, line by line.
+    lines: Receiver<String>,
+    stderr: Option<capture::Drain>,
 }
 
-fn wait(child: &mut Child, deadline: Instant, stop: &AtomicBool) -> io::Result<How> {
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(How::Exited(status));
-        }
-        let how = if stop.load(Ordering::SeqCst) {
-            How::Stopped
-        } else if Instant::now() >= deadline {
-            How::TimedOut
-        } else {
-            thread::sleep(POLL);
-            continue;
+impl Live {
+    /// Starts `command` in a process group of its own, its stdin and stdout the job protocol's.
+    pub fn spawn(mut command: Command) -> io::Result<Live> {
+        command
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn()?;
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let (sender, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = capture::drain(child.stderr.take().expect("piped"), STDERR_TAIL_BYTES);
+        Ok(Live {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stderr: Some(stderr),
+        })
+    }
+
+    /// Sends `job` (one line) and waits for the worker's reply line, until `timeout` passes or
+    /// `stop` is set. When no reply comes, the worker has ended or is ended, and how is returned.
+    pub fn ask(
+        &mut self,
+        job: &str,
+        timeout: Duration,
+        stop: &AtomicBool,
+    ) -> Result<String, Ended> {
+        let deadline = Instant::now() + timeout;
+        let since = self.stderr.as_ref().map_or(0, capture::Drain::written);
+        let sent = match self.stdin.as_mut() {
+            Some(stdin) => writeln!(stdin, "{job}").and_then(|()| stdin.flush()),
+            None => Err(io::ErrorKind::BrokenPipe.into()),
         };
-        end(child)?;
-        return Ok(how);
+        let how = match sent {
+            // A worker that is gone cannot read its job: how it went is read below.
+            Err(_) => self.exited(),
+            Ok(()) => loop {
+                match self.lines.recv_timeout(POLL) {
+                    Ok(line) if line.trim().is_empty() => continue,
+                    Ok(line) => return Ok(line),
+                    // Its stdout is closed: it is exiting, or has exited.
+                    Err(RecvTimeoutError::Disconnected) => break self.exited(),
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+                let how = if stop.load(Ordering::SeqCst) {
+                    How::Stopped
+                } else if Instant::now() >= deadline {
+                    How::TimedOut
+                } else {
+                    continue;
+                };
+                end(&mut self.child);
+                break how;
+            },
+        };
+        // The group, not just the worker: a process the worker started may still hold the pipes.
+        signal_group(&self.child, libc::SIGKILL);
+        let stderr = self
+            .stderr
+            .take()
+            .map(|drain| {
+                drain
+                    .finish(Instant::now() + capture::AFTER_EXIT)
+                    .since(since)
+            })
+            .unwrap_or_default();
+        Err(Ended {
+            how,
+            stderr_tail: String::from_utf8_lossy(&stderr.kept).trim_end().to_owned(),
+        })
+    }
+
+    /// How the worker ended, once it has ([`GRACE`] at most; then it is ended).
+    fn exited(&mut self) -> How {
+        let deadline = Instant::now() + GRACE;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return How::Exited(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(POLL),
+                _ => {
+                    end(&mut self.child);
+                    return match self.child.try_wait() {
+                        Ok(Some(status)) => How::Exited(status),
+                        _ => How::TimedOut,
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Live {
+    /// Tells the worker that no job will come (it exits), gives it [`GRACE`] to, then ends its
+    /// group: nothing it started outlives it.
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        self.exited();
+        signal_group(&self.child, libc::SIGKILL);
     }
 }
 
 /// SIGTERM to the group, [`GRACE`] to exit, then SIGKILL.
-fn end(child: &mut Child) -> io::Result<()> {
+fn end(child: &mut Child) {
     signal_group(child, libc::SIGTERM);
     let deadline = Instant::now() + GRACE;
     while Instant::now() < deadline {
-        if child.try_wait()?.is_some() {
-            return Ok(());
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
         }
         thread::sleep(POLL);
     }
     signal_group(child, libc::SIGKILL);
-    child.wait().map(drop)
+    let _ = child.wait();
 }
 
 fn signal_group(child: &Child, signal: i32) {
@@ -151,39 +230,57 @@ fn signal_group(child: &Child, signal: i32) {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
-    fn sh(script: &str) -> Command {
+    fn sh(script: &str) -> Live {
         let mut command = Command::new("sh");
         command.args(["-c", script]);
-        command
+        Live::spawn(command).unwrap()
+    }
+
+    const LONG: Duration = Duration::from_secs(20);
+
+    #[test]
+    fn jobs_are_answered_in_turn_by_one_process() {
+        let stop = AtomicBool::new(false);
+        let mut live = sh("echo $$ >&2; while read job; do echo \"$job done by $$\"; done");
+        let first = live.ask("a", LONG, &stop).unwrap();
+        let second = live.ask("b", LONG, &stop).unwrap();
+        let pid = first.strip_prefix("a done by ").unwrap();
+        assert_eq!(second, format!("b done by {pid}"));
     }
 
     #[test]
-    fn output_is_collected_and_the_stderr_tail_kept() {
+    fn a_crash_keeps_the_stderr_tail_of_its_own_job() {
         let stop = AtomicBool::new(false);
-        let script =
-            "echo reply; i=0; while [ $i -lt 2000 ]; do echo line $i >&2; i=$((i+1)); done; exit 4";
-        let ended = run(sh(script), Duration::from_secs(20), &stop).unwrap();
-        assert_eq!(ended.stdout, b"reply\n");
+        let script = "read job; echo 'an old warning' >&2; echo ok; read job; \
+            i=0; while [ $i -lt 2000 ]; do echo line $i >&2; i=$((i+1)); done; exit 4";
+        let mut live = sh(script);
+        assert_eq!(live.ask("a", LONG, &stop).unwrap(), "ok");
+        let ended = live.ask("b", LONG, &stop).unwrap_err();
         assert!(ended.stderr_tail.ends_with("line 1999"));
+        assert!(!ended.stderr_tail.contains("old warning"));
         assert!(ended.stderr_tail.len() <= STDERR_TAIL_BYTES);
         let exit = WorkerExit::of(&ended);
         assert_eq!((exit.exit_code, exit.signal), (Some(4), None));
         assert_eq!(exit.describe(Duration::ZERO), "exited with status 4");
+
+        let mut live = sh("read job; echo 'only this job' >&2; exit 1");
+        let ended = live.ask("a", LONG, &stop).unwrap_err();
+        assert_eq!(ended.stderr_tail, "only this job");
     }
 
     #[test]
     fn a_timeout_ends_the_whole_group() {
         let stop = AtomicBool::new(false);
         let started = Instant::now();
-        // The grandchild holds stderr open: unless the group is killed, draining never ends.
-        let ended = run(
-            sh("sleep 30 & echo started >&2; wait"),
-            Duration::from_millis(300),
-            &stop,
-        )
-        .unwrap();
+        // The grandchild holds the pipes open: unless the group is killed, draining never ends.
+        let mut live = sh("sleep 30 & echo started >&2; wait");
+        let ended = live
+            .ask("a", Duration::from_millis(300), &stop)
+            .unwrap_err();
         assert_eq!(ended.how, How::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(10));
         let exit = WorkerExit::of(&ended);
@@ -197,7 +294,7 @@ mod tests {
     #[test]
     fn a_signal_is_named() {
         let stop = AtomicBool::new(false);
-        let ended = run(sh("kill -SEGV $$"), Duration::from_secs(20), &stop).unwrap();
+        let ended = sh("kill -SEGV $$").ask("a", LONG, &stop).unwrap_err();
         let exit = WorkerExit::of(&ended);
         assert_eq!(exit.signal, Some(libc::SIGSEGV));
         assert_eq!(
@@ -209,7 +306,32 @@ mod tests {
     #[test]
     fn a_stop_ends_the_worker() {
         let stop = AtomicBool::new(true);
-        let ended = run(sh("sleep 30"), Duration::from_secs(60), &stop).unwrap();
+        let ended = sh("sleep 30")
+            .ask("a", Duration::from_secs(60), &stop)
+            .unwrap_err();
         assert_eq!(ended.how, How::Stopped);
+    }
+
+    #[test]
+    fn a_dropped_worker_is_told_to_exit_and_its_group_ends() {
+        let stop = AtomicBool::new(false);
+        let marker = tempfile::NamedTempFile::new().unwrap();
+        let script = format!(
+            "sleep 60 & echo $! > {}; read job; echo ok; while read job; do :; done",
+            marker.path().display()
+        );
+        let mut live = sh(&script);
+        assert_eq!(live.ask("a", LONG, &stop).unwrap(), "ok");
+        let started = Instant::now();
+        drop(live);
+        assert!(started.elapsed() < GRACE, "it exited when its stdin closed");
+        let child = std::fs::read_to_string(marker.path()).unwrap();
+        let proc = format!("/proc/{}", child.trim());
+        // Killed, it is reaped by init a moment later.
+        let gone = (0..100).any(|_| {
+            thread::sleep(POLL);
+            !Path::new(&proc).exists()
+        });
+        assert!(gone, "the worker's child went with its group");
     }
 }

@@ -1,24 +1,34 @@
-//! Isolated workers: each variant runs in a `precheck worker` process of its own, so that a crash,
-//! a CUDA error that poisons the context, or a hung kernel ends that variant only.
+//! Isolated workers: variants run in `precheck worker` processes, so that a crash, a CUDA error
+//! that poisons the context, or a hung kernel ends that variant only.
 //!
-//! The protocol cannot lose or duplicate a record: the worker writes nothing to the run folder; it
-//! prints one JSON [`WorkerReply`] on stdout and exits. The run (the only writer of
-//! `results.jsonl`) appends the variant's record after the worker has ended, whatever the way:
-//! reply, crash or timeout. A run killed before that append runs the variant again on `--resume`.
+//! A worker serves one device: it reads jobs on stdin, one JSON [`WorkerJob`] per line, and
+//! answers each with one JSON [`WorkerReply`] line on stdout. It keeps what the next variant can
+//! reuse (the backend with its CUDA context and kernels, the model's weights, input and
+//! reference), so a model's variants pay for them once. A worker whose variant failed exits, and
+//! the next variant starts a fresh one: a failed GPU context is never reused.
+//!
+//! The protocol cannot lose or duplicate a record: the worker writes nothing to the run folder.
+//! The run (the only writer of `results.jsonl`) appends the variant's record after the worker has
+//! answered or ended, whatever the way: reply, crash or timeout. A run killed before that append
+//! runs the variant again on `--resume`.
 
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::execute::{Execution, Executor};
-use super::measurement::{measure_guarded, Outcome};
+use super::execute::{ContextCache, Execution, Executor};
+use super::measurement::Outcome;
 use super::pool::{Placement, Slot};
-use super::process::{self, How};
-use super::reference::ModelContext;
-use crate::backend::Engines;
+use super::process::{How, Live};
+use crate::backend::{Backend, Engines};
 use crate::model::Model;
 use crate::precision::Policy;
 use crate::results::{RunSettings, WorkerExit};
@@ -74,44 +84,88 @@ pub enum WorkerError {
     NoModel(String),
 }
 
-/// Runs `job` in this process (the worker's side) and returns the reply to print.
-pub fn serve(job: &WorkerJob) -> Result<WorkerReply, WorkerError> {
-    exit_with_parent(job.parent);
-    let loaded = suite::load(&job.suite)?;
-    if loaded.sha256 != job.sha256 {
-        return Err(WorkerError::SuiteChanged {
-            path: job.suite.clone(),
-            now: loaded.sha256,
-            then: job.sha256.clone(),
-        });
+/// A job a worker cannot read: it exits with status 2 and says why on stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// Reading stdin or writing stdout failed.
+    #[error("the worker's pipes: {0}")]
+    Pipe(#[from] std::io::Error),
+    /// A line that is not a job.
+    #[error("not a job: {0}")]
+    Job(#[from] serde_json::Error),
+    /// The job cannot be started on.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
+
+/// The worker's side: serves the jobs on `jobs`, one reply line each on `replies`, until `jobs`
+/// ends or a variant fails (a failure may leave the device unusable, so the next variant gets a
+/// fresh worker).
+pub fn serve(jobs: impl BufRead, mut replies: impl Write) -> Result<(), ProtocolError> {
+    let mut kept = Kept::default();
+    for line in jobs.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let job: WorkerJob = serde_json::from_str(&line)?;
+        let outcome = kept.measure(&job)?;
+        let failed = outcome.is_err();
+        let reply = WorkerReply { outcome };
+        writeln!(
+            replies,
+            "{}",
+            serde_json::to_string(&reply).expect("replies serialize")
+        )?;
+        replies.flush()?;
+        if failed {
+            break;
+        }
     }
-    let model = loaded
-        .suite
-        .models
-        .iter()
-        .find(|m| m.name.as_str() == job.model)
-        .ok_or_else(|| WorkerError::NoModel(job.model.clone()))?;
-    super::fault::inject(&job.policy.name);
-    let backend = match job.device.open(&job.engines) {
-        Ok(backend) => backend,
-        Err(error) => {
-            return Ok(WorkerReply {
-                outcome: Err(format!("backend: {error}")),
-            })
+    Ok(())
+}
+
+/// What a worker keeps from one job for the next.
+#[derive(Default)]
+struct Kept {
+    /// The backend, with the device and outside engines it was opened for.
+    backend: Option<(Placement, Engines, Box<dyn Backend>)>,
+    contexts: ContextCache,
+}
+
+impl Kept {
+    fn measure(&mut self, job: &WorkerJob) -> Result<Outcome, WorkerError> {
+        exit_with_parent(job.parent);
+        let loaded = suite::load(&job.suite)?;
+        if loaded.sha256 != job.sha256 {
+            return Err(WorkerError::SuiteChanged {
+                path: job.suite.clone(),
+                now: loaded.sha256,
+                then: job.sha256.clone(),
+            });
         }
-    };
-    let started = std::time::Instant::now();
-    let outcome = match ModelContext::new(model, &job.settings) {
-        Ok(ctx) => {
-            let reference_s = started.elapsed().as_secs_f64();
-            measure_guarded(&ctx, &job.policy, backend.as_ref(), &job.settings).map(|mut m| {
-                m.phases.reference = reference_s;
-                m
-            })
+        let model = loaded
+            .suite
+            .models
+            .iter()
+            .find(|m| m.name.as_str() == job.model)
+            .ok_or_else(|| WorkerError::NoModel(job.model.clone()))?;
+        super::fault::inject(&job.policy.name);
+        let fits = |(device, engines, _): &(Placement, Engines, Box<dyn Backend>)| {
+            *device == job.device && *engines == job.engines
+        };
+        if !self.backend.as_ref().is_some_and(fits) {
+            self.backend = None;
+            match job.device.open(&job.engines) {
+                Ok(backend) => self.backend = Some((job.device, job.engines.clone(), backend)),
+                Err(error) => return Ok(Err(format!("backend: {error}"))),
+            }
         }
-        Err(error) => Err(format!("model: {error}")),
-    };
-    Ok(WorkerReply { outcome })
+        let (_, _, backend) = self.backend.as_ref().expect("opened above");
+        Ok(self
+            .contexts
+            .measure(backend.as_ref(), model, &job.policy, &job.settings))
+    }
 }
 
 /// Asks Linux to kill this worker when the run dies (a `kill -9` of the run must not leave a
@@ -157,22 +211,155 @@ pub fn sweep_stale_scratch() -> usize {
         .count()
 }
 
-/// Runs each variant in a `precheck worker` process (the binary `exe`), ended after the suite's
-/// timeout or when `stop` is set.
-pub struct Workers<'a> {
+/// Runs variants in `precheck worker` processes (the binary `exe`), one per device, each job
+/// ended after the suite's timeout or when `stop` is set. Dropping it ends the workers.
+pub struct Workers {
     /// The precheck binary.
-    pub exe: PathBuf,
+    exe: PathBuf,
     /// The suite file, as the run read it.
-    pub suite: PathBuf,
+    suite: PathBuf,
     /// Its SHA-256.
-    pub sha256: String,
+    sha256: String,
     /// The outside engines, for their variants.
-    pub engines: Engines,
+    engines: Engines,
     /// Set by Ctrl-C or SIGTERM.
-    pub stop: &'a AtomicBool,
+    stop: Arc<AtomicBool>,
+    /// Each device's keeper: the thread that owns its worker.
+    keepers: Mutex<HashMap<Placement, Keeper>>,
 }
 
-impl Executor for Workers<'_> {
+/// The thread that owns a device's worker process. The worker is started from it and dies with
+/// it (Linux's parent-death signal follows the thread that started a process, and a task's
+/// thread ends with its variant, while a worker serves many).
+struct Keeper {
+    jobs: Sender<Request>,
+    thread: JoinHandle<()>,
+}
+
+/// A job for a keeper, and where its execution goes.
+struct Request {
+    job: WorkerJob,
+    timeout: Duration,
+    answer: Sender<Execution>,
+}
+
+impl Workers {
+    /// Workers of the precheck binary `exe` for the suite at `suite` (read with this SHA-256).
+    pub fn new(
+        exe: PathBuf,
+        suite: PathBuf,
+        sha256: String,
+        engines: Engines,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        Workers {
+            exe,
+            suite,
+            sha256,
+            engines,
+            stop,
+            keepers: Mutex::default(),
+        }
+    }
+
+    /// The sender of `device`'s keeper, started on first use.
+    fn keeper(&self, device: Placement) -> Sender<Request> {
+        let mut keepers = self.keepers.lock().expect("no panic holds this lock");
+        let keeper = keepers.entry(device).or_insert_with(|| {
+            let (jobs, requests) = mpsc::channel::<Request>();
+            let (exe, stop) = (self.exe.clone(), self.stop.clone());
+            let thread = std::thread::spawn(move || {
+                let mut worker = None;
+                for request in requests {
+                    let execution = serve_on(&mut worker, &exe, &request, &stop);
+                    let _ = request.answer.send(execution);
+                }
+            });
+            Keeper { jobs, thread }
+        });
+        keeper.jobs.clone()
+    }
+}
+
+impl Drop for Workers {
+    /// Ends every worker (each exits when its stdin closes) and waits for them.
+    fn drop(&mut self) {
+        let keepers = std::mem::take(self.keepers.get_mut().expect("no panic holds this lock"));
+        for (_, keeper) in keepers {
+            drop(keeper.jobs);
+            let _ = keeper.thread.join();
+        }
+    }
+}
+
+/// A worker process and its scratch folder, which goes when the worker has (fields drop in
+/// order).
+struct Running {
+    live: Live,
+    _scratch: tempfile::TempDir,
+}
+
+/// Runs `request` on the keeper's `worker`, started first when there is none; the worker is kept
+/// for the next job only when it measured this one.
+fn serve_on(
+    worker: &mut Option<Running>,
+    exe: &Path,
+    request: &Request,
+    stop: &AtomicBool,
+) -> Execution {
+    let mut running = match worker.take() {
+        Some(running) => running,
+        None => match start(exe) {
+            Ok(running) => running,
+            Err(message) => return Execution::Finished(Box::new(Err(message))),
+        },
+    };
+    let job = serde_json::to_string(&request.job).expect("jobs serialize");
+    match running.live.ask(&job, request.timeout, stop) {
+        Ok(line) => match serde_json::from_str::<WorkerReply>(&line) {
+            Ok(reply) => {
+                if reply.outcome.is_ok() {
+                    *worker = Some(running);
+                }
+                Execution::Finished(Box::new(reply.outcome))
+            }
+            Err(error) => {
+                let exit = WorkerExit {
+                    exit_code: None,
+                    signal: None,
+                    timed_out: false,
+                    stderr_tail: String::new(),
+                };
+                Execution::Failed(format!("worker sent no result ({error}): {line}"), exit)
+            }
+        },
+        Err(ended) if ended.how == How::Stopped => Execution::Interrupted,
+        Err(ended) => {
+            let exit = WorkerExit::of(&ended);
+            Execution::Failed(failure_message(&exit, request.timeout), exit)
+        }
+    }
+}
+
+/// Starts a worker. Its temporary files (an engine's work folder, what the engine itself writes)
+/// go to a folder of its own that is removed when it ends, however it ends: a killed worker
+/// cannot clean up after itself.
+fn start(exe: &Path) -> Result<Running, String> {
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
+        .tempdir()
+        .map_err(|e| format!("could not create the worker's temporary folder: {e}"))?;
+    let mut command = Command::new(exe);
+    command.arg("worker").env("TMPDIR", scratch.path());
+    let live = Live::spawn(command)
+        .map_err(|e| format!("could not start a worker ({}): {e}", exe.display()))?;
+    Ok(Running {
+        live,
+        _scratch: scratch,
+    })
+}
+
+impl Executor for Workers {
     fn execute(
         &self,
         slot: &Slot,
@@ -190,47 +377,18 @@ impl Executor for Workers<'_> {
             engines: self.engines.clone(),
             parent: std::process::id(),
         };
-        // The worker's temporary files (an engine's work folder, what the engine itself writes)
-        // go to a folder this process removes when the worker ends, however it ends: a killed
-        // worker cannot clean up after itself.
-        let scratch = match tempfile::Builder::new()
-            .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
-            .tempdir()
-        {
-            Ok(scratch) => scratch,
-            Err(error) => {
-                return Execution::Finished(Box::new(Err(format!(
-                    "could not create the worker's temporary folder: {error}"
-                ))))
-            }
+        let (answer, execution) = mpsc::channel();
+        let request = Request {
+            job,
+            timeout: Duration::from_secs_f64(settings.timeout_s),
+            answer,
         };
-        let mut command = Command::new(&self.exe);
-        command
-            .arg("worker")
-            .arg("--job")
-            .arg(serde_json::to_string(&job).expect("jobs serialize"))
-            .env("TMPDIR", scratch.path());
-        let timeout = Duration::from_secs_f64(settings.timeout_s);
-        let ended = match process::run(command, timeout, self.stop) {
-            Ok(ended) => ended,
-            Err(error) => {
-                return Execution::Finished(Box::new(Err(format!(
-                    "could not start a worker ({}): {error}",
-                    self.exe.display()
-                ))))
-            }
-        };
-        let exit = WorkerExit::of(&ended);
-        match ended.how {
-            How::Stopped => Execution::Interrupted,
-            How::Exited(status) if status.success() => {
-                match serde_json::from_slice::<WorkerReply>(&ended.stdout) {
-                    Ok(reply) => Execution::Finished(Box::new(reply.outcome)),
-                    Err(e) => Execution::Failed(format!("worker sent no result ({e})"), exit),
-                }
-            }
-            _ => Execution::Failed(failure_message(&exit, timeout), exit),
+        if self.keeper(slot.device).send(request).is_err() {
+            return Execution::Finished(Box::new(Err("the device's worker keeper ended".into())));
         }
+        execution.recv().unwrap_or_else(|_| {
+            Execution::Finished(Box::new(Err("the device's worker keeper ended".into())))
+        })
     }
 }
 
