@@ -11,6 +11,7 @@
 //! suite's model is defined in that precision, as a BF16 checkpoint is.
 
 use rand::seq::index::sample;
+use rayon::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -38,13 +39,15 @@ fn normal_tensor(rng: &mut ChaCha8Rng, rows: usize, cols: usize, std: f32) -> Te
     Tensor::new(rows, cols, data)
 }
 
-/// The model's seeded weights, rounded to `format`.
+/// The model's seeded weights, rounded to `format`. The tensors are drawn in parallel (each has
+/// its own stream, so the values are the same), which matters for large blocks: a PaliGemma MLP
+/// is 100 M draws.
 pub fn weights(model: &Model, seed: u64, format: Format) -> Weights {
     let tensors = model
         .block
         .graph()
         .params
-        .into_iter()
+        .into_par_iter()
         .map(|param| {
             let (rows, cols) = param.matrix_shape();
             let random = |std: f32| {

@@ -127,7 +127,7 @@ impl MatmulGroup {
         let mut parts = Vec::new();
         for group in groups {
             let rows: usize = group.iter().map(|o| o.values.rows).sum();
-            let bytes: Vec<u8> = group.iter().flat_map(|o| operand_bytes(route, o)).collect();
+            let bytes = operand_bytes(route, &group);
             let data = arena.upload(&device.stream, &bytes)?;
             let scales = if is_fp8 && !accumulates {
                 Some((
