@@ -252,7 +252,8 @@ mod tests {
     fn operands_are_encoded_in_the_matmuls_type_one_after_another() {
         let long: Vec<f32> = (0..70_001).map(|i| (i % 7) as f32 - 3.0).collect();
         let (first, second) = (operand(vec![1.0, -2.0]), operand(long.clone()));
-        let cases: [(&str, fn(f32) -> Vec<u8>); 5] = [
+        type Expected = fn(f32) -> Vec<u8>;
+        let cases: [(&str, Expected); 5] = [
             ("fp32", |v| v.to_le_bytes().to_vec()),
             ("bf16", |v| half::bf16::from_f32(v).to_le_bytes().to_vec()),
             ("fp16", |v| half::f16::from_f32(v).to_le_bytes().to_vec()),
