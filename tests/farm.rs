@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::precheck;
+use common::{junit, precheck};
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -118,6 +118,7 @@ fn crashed_hung_and_cuda_failed_workers_become_error_records_and_the_rest_pass()
     }
     // JUnit shows the crashed worker's stderr where CI servers look for it.
     let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert_eq!(junit::check_strict(&junit), Ok(()), "{junit}");
     assert_eq!(junit.matches("<system-err>").count(), 2, "{junit}");
     assert!(junit.contains("CUDA_ERROR_ILLEGAL_ADDRESS"), "{junit}");
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::precheck;
+use common::{junit, precheck};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,9 @@ struct Case {
 /// The `<testsuite>` name and every `<testcase>` of a JUnit file, attributes unescaped.
 fn parse_junit(path: &Path) -> (String, Vec<Case>) {
     let text = fs::read_to_string(path).unwrap();
+    if let Err(problem) = junit::check_strict(&text) {
+        panic!("{} is not valid JUnit: {problem}\n{text}", path.display());
+    }
     let mut reader = quick_xml::Reader::from_str(&text);
     let (mut suite, mut cases) = (String::new(), Vec::<Case>::new());
     loop {
@@ -469,4 +472,44 @@ fn compare_says_what_differs_and_refuses_runs_with_nothing_in_common() {
     assert!(stderr.contains("different seeds"), "{stderr}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("0 variants compared"), "{stdout}");
+}
+
+/// The checker itself: each rule of the strict schema that precheck's JUnit once broke, or could.
+#[test]
+fn the_junit_rules_refuse_what_jenkins_strict_schema_refuses() {
+    let case = |inside: &str| {
+        format!(
+            "<testsuites><testsuite name=\"s\" tests=\"1\"><testcase name=\"c\">{inside}</testcase></testsuite></testsuites>"
+        )
+    };
+    assert_eq!(
+        junit::check_strict(&case("<system-out>x</system-out>")),
+        Ok(())
+    );
+    let refused = [
+        (
+            case("<skipped message=\"m\"/>"),
+            "cannot have the attribute `message`",
+        ),
+        (case("<failure/><skipped/>"), "<skipped> after <failure>"),
+        (case("<skipped/><skipped/>"), "more than 1 <skipped>"),
+        (
+            case("<system-out>\u{1b}[31mred</system-out>"),
+            "control character",
+        ),
+        (case("<flaky/>"), "not in the schema"),
+        (
+            "<testsuites><testsuite name=\"s\" tests=\"0\"><properties/></testsuite></testsuites>"
+                .into(),
+            "needs a <property>",
+        ),
+        (
+            "<testsuite tests=\"0\"/>".into(),
+            "lacks the attribute `name`",
+        ),
+    ];
+    for (xml, problem) in refused {
+        let error = junit::check_strict(&xml).unwrap_err();
+        assert!(error.contains(problem), "{xml}: {error}");
+    }
 }

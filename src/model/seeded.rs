@@ -11,10 +11,10 @@
 //! suite's model is defined in that precision, as a BF16 checkpoint is.
 
 use rand::seq::index::sample;
-use rayon::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::graph::ParamKind;

@@ -1,10 +1,14 @@
 //! `junit.xml`: one test case per variant, so that GitLab, Jenkins and GitHub test reporters show
 //! precheck's verdicts next to the unit tests.
 //!
-//! Layout (the de facto JUnit schema those tools read): `<testsuites>` → one `<testsuite>` named
-//! after the suite → a `<testcase name="ID" classname="SUITE.MODEL">` per variant, holding
-//! `<failure type="GATE" message="…">` when a gate failed, `<error message="…">` when it errored,
-//! and its numbers in `<system-out>`.
+//! Layout: valid against Jenkins' strict JUnit schema (its xunit plugin's `junit-4.xsd`), which
+//! GitLab and GitHub reporters read too. `<testsuites>` → one `<testsuite>` named after the suite →
+//! a `<testcase name="ID" classname="SUITE.MODEL">` per variant, holding, in the schema's order,
+//! `<skipped>why</skipped>` (the schema gives it no attributes), `<error type="error"
+//! message="first line">whole message</error>` when it errored, `<failure type="GATE"
+//! message="…">` when a gate failed, its numbers in `<system-out>` when it was measured, and in
+//! `<system-err>` a crashed worker's stderr or an engine's error output. Terminal escapes are
+//! removed from everything an engine wrote.
 
 use serde::Serialize;
 use tera::{Context, Tera};
@@ -37,55 +41,84 @@ struct Case {
     failure: Option<Problem>,
     error: Option<Problem>,
     skipped: Option<String>,
-    output: String,
-    /// The end of a crashed or hung worker's stderr, terminal escapes removed.
+    /// The variant's numbers, when it was measured.
+    output: Option<String>,
+    /// A crashed or hung worker's stderr, or an errored variant's whole message (an engine's
+    /// output is in it).
     stderr: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 struct Problem {
     kind: String,
+    /// One line, for the reporters that show only the attribute.
     message: String,
+    /// The whole text.
+    text: String,
 }
+
+impl Problem {
+    fn new(kind: String, text: &str) -> Self {
+        let text = strip_terminal_escapes(text.trim());
+        Problem {
+            kind,
+            message: first_line(&text),
+            text,
+        }
+    }
+}
+
+/// The first line of `text`, at most [`MESSAGE_CHARS`] characters.
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
+    }
+}
+
+/// How long a `message` attribute may be: reporters show it on one line.
+const MESSAGE_CHARS: usize = 300;
 
 fn case(suite: &str, record: &VariantRecord) -> Case {
     let row = VariantRow::of(record);
-    let problem = || Problem {
-        kind: record
+    let gates = || {
+        record
             .failures
             .iter()
             .map(|f| f.gate.as_str())
             .collect::<Vec<_>>()
-            .join(","),
-        message: row.why.clone(),
+            .join(",")
+    };
+    let measured = matches!(record.status, Status::Passed | Status::Failed);
+    let worker_stderr = record.worker.as_ref().map(|w| w.stderr_tail.as_str());
+    let stderr = match (record.status, worker_stderr) {
+        (_, Some(tail)) if !tail.trim().is_empty() => Some(tail),
+        (Status::Error, _) => record.error.as_deref(),
+        _ => None,
     };
     Case {
         name: record.id.clone(),
         classname: format!("{suite}.{}", record.model),
         time: record.wall_s,
-        failure: (record.status == Status::Failed).then(problem),
-        error: (record.status == Status::Error).then(|| Problem {
-            kind: "error".to_owned(),
-            message: row.why.clone(),
+        failure: (record.status == Status::Failed).then(|| Problem::new(gates(), &row.why)),
+        error: (record.status == Status::Error).then(|| Problem::new("error".into(), &row.why)),
+        skipped: (record.status == Status::Skipped).then(|| strip_terminal_escapes(&row.why)),
+        stderr: stderr.map(strip_terminal_escapes),
+        output: measured.then(|| {
+            format!(
+                "precision {} ({}) on {}: cos {}, 1 - cos {}, max abs err {}, median {} ms (p10-p90 {}), speed-up {}",
+                record.precision,
+                record.policy,
+                record.device_name,
+                row.cos,
+                row.one_minus_cos,
+                row.max_abs_err,
+                row.median_ms,
+                row.spread_ms,
+                row.speedup,
+            )
         }),
-        skipped: (record.status == Status::Skipped).then(|| row.why.clone()),
-        stderr: record
-            .worker
-            .as_ref()
-            .map(|w| strip_terminal_escapes(&w.stderr_tail))
-            .filter(|s| !s.trim().is_empty()),
-        output: format!(
-            "precision {} ({}) on {}: cos {}, 1 - cos {}, max abs err {}, median {} ms (p10-p90 {}), speed-up {}",
-            record.precision,
-            record.policy,
-            record.device_name,
-            row.cos,
-            row.one_minus_cos,
-            row.max_abs_err,
-            row.median_ms,
-            row.spread_ms,
-            row.speedup,
-        ),
     }
 }
 
@@ -154,12 +187,9 @@ pub fn junit(run: &RecordedRun) -> Result<String, ReportError> {
         ),
         time: 0.0,
         failure: None,
-        error: Some(Problem {
-            kind: "incomplete".to_owned(),
-            message: why_missing.to_owned(),
-        }),
+        error: Some(Problem::new("incomplete".to_owned(), why_missing)),
         skipped: None,
-        output: String::new(),
+        output: None,
         stderr: None,
     }));
     let suite = Suite {

@@ -2,6 +2,8 @@
 //! this process. Each test crate uses part of it, hence `dead_code` is allowed.
 #![allow(dead_code)]
 
+pub mod junit;
+
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
