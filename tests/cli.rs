@@ -327,3 +327,115 @@ fn a_run_sweeps_the_work_folders_of_killed_runs() {
     assert!(!stale.exists(), "the killed run's folder is swept");
     assert!(live.exists(), "a live run's folder is kept");
 }
+
+/// `precheck --format json COMMAND ...`: its stdout, which must be one JSON document and nothing
+/// else, and its exit code.
+fn json_of(args: &[&str]) -> (serde_json::Value, i32) {
+    let output = precheck()
+        .arg("--format")
+        .arg("json")
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{args:?} printed more or less than JSON ({e}):\n{stdout}"));
+    (value, output.status.code().unwrap())
+}
+
+#[test]
+fn every_command_that_prints_speaks_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (run, code) = json_of(&[
+        "run",
+        "suites/smoke.yaml",
+        "--iterations",
+        "2",
+        "--warmup",
+        "0",
+        "--out",
+        &path("runs/a"),
+    ]);
+    assert_eq!((code, run["exit_code"].as_i64()), (0, Some(0)), "{run}");
+    assert_eq!(run["passed"], 6);
+    let ids: Vec<&str> = run["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 6);
+    assert!(run["variants"][0]["cos"].as_f64().unwrap() > 0.99);
+    assert_eq!(run["reports"].as_array().unwrap().len(), 4, "{run}");
+
+    let (report, code) = json_of(&["report", &path("runs/a")]);
+    assert_eq!((code, &report["variants"]), (0, &run["variants"]));
+    let (merged, code) = json_of(&["merge", &path("runs/a"), "--out", &path("merged")]);
+    assert_eq!((code, merged["passed"].as_i64()), (0, Some(6)), "{merged}");
+    let (compared, code) = json_of(&["compare", &path("runs/a"), &path("merged")]);
+    assert_eq!(
+        (code, compared["exit_code"].as_i64()),
+        (0, Some(0)),
+        "{compared}"
+    );
+    assert_eq!(compared["variants"].as_array().unwrap().len(), 6);
+    let (history, code) = json_of(&["history", &path("runs")]);
+    assert_eq!(
+        (code, &history["suites"][0][0]),
+        (0, &serde_json::json!("smoke"))
+    );
+    let (explained, code) = json_of(&["explain", &path("runs/a"), ids[0]]);
+    assert_eq!((code, explained["id"].as_str()), (0, Some(ids[0])));
+
+    let (listed, code) = json_of(&["list", "suites/smoke.yaml"]);
+    assert_eq!((code, listed["variants"].as_array().unwrap().len()), (0, 6));
+    let mut listed_ids: Vec<&str> = listed["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    let mut run_ids = ids.clone();
+    listed_ids.sort_unstable();
+    run_ids.sort_unstable();
+    assert_eq!(listed_ids, run_ids, "the run ran what list planned");
+    let bad = "tests/bad_suites/unknown_key_typo.yaml";
+    let (validated, code) = json_of(&["validate", "suites/smoke.yaml", bad]);
+    assert_eq!(code, 2);
+    assert_eq!(validated[0]["variants"], 6);
+    assert!(validated[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown_key_typo.yaml:"));
+    let (devices, code) = json_of(&["devices"]);
+    assert_eq!(
+        (code, &devices[0]["backend"]),
+        (0, &serde_json::json!("cpu"))
+    );
+    assert_eq!(devices[0]["available"], true);
+    let (presets, code) = json_of(&["precisions"]);
+    assert_eq!(code, 0);
+    assert!(presets
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "fp8_e4m3"));
+    let (exported, code) = json_of(&["export", "suites/smoke.yaml", "--out", &path("onnx")]);
+    assert_eq!(code, 0);
+    assert!(
+        !exported["written"].as_array().unwrap().is_empty(),
+        "{exported}"
+    );
+    let (golden, code) = json_of(&[
+        "golden",
+        "suites/smoke.yaml",
+        "--out",
+        &path("g.safetensors"),
+    ]);
+    assert_eq!(
+        (code, golden["models"].as_array().unwrap().len()),
+        (0, 2),
+        "{golden}"
+    );
+}

@@ -4,8 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use serde::Serialize;
 
 use super::args::GoldenArgs;
+use super::output::{print_json, OutputFormat};
 use crate::backend::{self};
 use crate::exit_code::ExitCode;
 use crate::export;
@@ -20,37 +22,109 @@ pub(super) fn load(path: &Path) -> anyhow::Result<LoadedSuite> {
     suite::load(path).map_err(anyhow::Error::new)
 }
 
-pub(super) fn validate(paths: &[PathBuf]) -> ExitCode {
-    let mut code = ExitCode::Success;
-    for path in paths {
-        let checked = suite::load(path)
-            .map_err(|e| e.to_string())
-            .and_then(|loaded| {
-                for model in &loaded.suite.models {
-                    model
-                        .check_files()
-                        .map_err(|e| format!("{}: model `{}`: {e}", path.display(), model.name))?;
+/// One suite as `validate` found it.
+#[derive(Serialize)]
+struct Checked<'a> {
+    suite: &'a Path,
+    /// Its variants, when it is valid.
+    variants: Option<usize>,
+    /// What is wrong with it, when it is not.
+    error: Option<String>,
+}
+
+pub(super) fn validate(paths: &[PathBuf], format: OutputFormat) -> ExitCode {
+    let checked: Vec<Checked> = paths
+        .iter()
+        .map(|path| {
+            let outcome = suite::load(path)
+                .map_err(|e| e.to_string())
+                .and_then(|loaded| {
+                    for model in &loaded.suite.models {
+                        model.check_files().map_err(|e| {
+                            format!("{}: model `{}`: {e}", path.display(), model.name)
+                        })?;
+                    }
+                    Ok(loaded.suite.variants.len())
+                });
+            Checked {
+                suite: path,
+                variants: outcome.as_ref().ok().copied(),
+                error: outcome.err(),
+            }
+        })
+        .collect();
+    match format {
+        OutputFormat::Json => print_json(&checked),
+        OutputFormat::Text => {
+            for check in &checked {
+                match (&check.error, check.variants) {
+                    (Some(error), _) => eprintln!("error: {error}"),
+                    (None, variants) => println!(
+                        "ok    {}: {} variants",
+                        check.suite.display(),
+                        variants.unwrap_or_default()
+                    ),
                 }
-                Ok(loaded)
-            });
-        match checked {
-            Ok(loaded) => println!(
-                "ok    {}: {} variants",
-                path.display(),
-                loaded.suite.variants.len()
-            ),
-            Err(error) => {
-                eprintln!("error: {error}");
-                code = ExitCode::UsageOrSuiteError;
             }
         }
     }
-    code
+    if checked.iter().any(|c| c.error.is_some()) {
+        ExitCode::UsageOrSuiteError
+    } else {
+        ExitCode::Success
+    }
 }
 
-pub(super) fn list(path: &Path) -> anyhow::Result<ExitCode> {
+/// What `list` prints in JSON.
+#[derive(Serialize)]
+struct Listing<'a> {
+    suite: &'a str,
+    /// The reference's format, and its golden file if it has one.
+    reference: String,
+    golden_file: Option<&'a Path>,
+    variants: Vec<Listed<'a>>,
+}
+
+#[derive(Serialize)]
+struct Listed<'a> {
+    id: &'a str,
+    model: &'a str,
+    block: &'static str,
+    tokens: usize,
+    flops: f64,
+    device: String,
+    gates: &'a crate::gate::Gates,
+    policy: &'a Policy,
+}
+
+pub(super) fn list(path: &Path, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let loaded = load(path)?;
     let suite = &loaded.suite;
+    if format == OutputFormat::Json {
+        print_json(&Listing {
+            suite: suite.name.as_str(),
+            reference: suite.reference.precision.format().to_string(),
+            golden_file: suite.reference.file.as_deref(),
+            variants: suite
+                .variants
+                .iter()
+                .map(|variant| {
+                    let model = suite.model(&variant.model).expect("validated");
+                    Listed {
+                        id: &variant.id,
+                        model: variant.model.as_str(),
+                        block: model.block.kind_name(),
+                        tokens: model.tokens,
+                        flops: model.block.flops(model.tokens),
+                        device: variant.device.to_string(),
+                        gates: &variant.gates,
+                        policy: &variant.precision,
+                    }
+                })
+                .collect(),
+        });
+        return Ok(ExitCode::Success);
+    }
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
@@ -81,15 +155,28 @@ pub(super) fn list(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Success)
 }
 
-pub(super) fn export(path: &Path, out: &Path, seed: Option<u64>) -> anyhow::Result<ExitCode> {
+/// What `export` prints in JSON.
+#[derive(Serialize, Default)]
+struct Exported {
+    written: Vec<PathBuf>,
+    /// `model/precision` and why it has no ONNX form.
+    skipped: Vec<(String, String)>,
+}
+
+pub(super) fn export(
+    path: &Path,
+    out: &Path,
+    seed: Option<u64>,
+    format: OutputFormat,
+) -> anyhow::Result<ExitCode> {
     let loaded = load(path)?;
     let suite = &loaded.suite;
     let seed = seed.unwrap_or(suite.defaults.seed);
-    let format = suite.reference.precision.format();
-    let mut written = 0;
+    let reference = suite.reference.precision.format();
+    let mut exported = Exported::default();
     for model in &suite.models {
         let weights = model
-            .weights(seed, format)
+            .weights(seed, reference)
             .with_context(|| format!("model {}", model.name))?;
         let mut policies: Vec<&Policy> = Vec::new();
         for variant in suite.variants.iter().filter(|v| v.model == model.name) {
@@ -99,21 +186,30 @@ pub(super) fn export(path: &Path, out: &Path, seed: Option<u64>) -> anyhow::Resu
         }
         for outcome in export::write_files(model, &weights, &policies, out)? {
             match outcome {
-                export::Written::File(file) => {
-                    println!("wrote   {}", file.display());
-                    written += 1;
-                }
-                export::Written::Skipped(policy, why) => {
-                    println!("skipped {}/{policy}: {why}", model.name)
-                }
+                export::Written::File(file) => exported.written.push(file),
+                export::Written::Skipped(policy, why) => exported
+                    .skipped
+                    .push((format!("{}/{policy}", model.name), why.to_string())),
             }
         }
     }
-    println!("{written} models written to {}", out.display());
+    match format {
+        OutputFormat::Json => print_json(&exported),
+        OutputFormat::Text => {
+            for file in &exported.written {
+                println!("wrote   {}", file.display());
+            }
+            for (variant, why) in &exported.skipped {
+                println!("skipped {variant}: {why}");
+            }
+            let count = exported.written.len();
+            println!("{count} models written to {}", out.display());
+        }
+    }
     Ok(ExitCode::Success)
 }
 
-pub(super) fn golden(args: &GoldenArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn golden(args: &GoldenArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.suite)?;
     let suite = &loaded.suite;
     let engines = args.engines.engines(args.backend);
@@ -128,6 +224,22 @@ pub(super) fn golden(args: &GoldenArgs) -> anyhow::Result<ExitCode> {
     let seed = args.seed.unwrap_or(suite.defaults.seed);
     let outputs = runner::golden_outputs(suite, seed, backend).map_err(anyhow::Error::msg)?;
     golden::write(&args.out, &outputs).map_err(anyhow::Error::msg)?;
+    if format == OutputFormat::Json {
+        #[derive(Serialize)]
+        struct Frozen<'a> {
+            file: &'a Path,
+            /// Each model, and where its reference came from.
+            models: Vec<(&'a str, &'a str)>,
+        }
+        print_json(&Frozen {
+            file: &args.out,
+            models: outputs
+                .iter()
+                .map(|o| (o.model.as_str(), o.source.as_str()))
+                .collect(),
+        });
+        return Ok(ExitCode::Success);
+    }
     for output in &outputs {
         println!("{}: {}", output.model, output.source);
     }
@@ -139,21 +251,62 @@ pub(super) fn golden(args: &GoldenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Success)
 }
 
-pub(super) fn devices() -> ExitCode {
-    for (kind, status) in backend::describe_all() {
-        match status {
-            Ok(devices) => {
-                for device in devices {
-                    println!("{:5} available: {device}", kind.name());
+/// A backend as `devices` reports it.
+#[derive(Serialize)]
+struct BackendStatus {
+    backend: &'static str,
+    available: bool,
+    devices: Vec<String>,
+    /// Why it cannot be used here, when it cannot.
+    why: Option<String>,
+}
+
+pub(super) fn devices(format: OutputFormat) -> ExitCode {
+    let statuses: Vec<BackendStatus> = backend::describe_all()
+        .into_iter()
+        .map(|(kind, status)| BackendStatus {
+            backend: kind.name(),
+            available: status.is_ok(),
+            devices: status.clone().unwrap_or_default(),
+            why: status.err(),
+        })
+        .collect();
+    if format == OutputFormat::Json {
+        print_json(&statuses);
+        return ExitCode::Success;
+    }
+    for status in &statuses {
+        match &status.why {
+            Some(why) => println!("{:5} unavailable: {why}", status.backend),
+            None => {
+                for device in &status.devices {
+                    println!("{:5} available: {device}", status.backend);
                 }
             }
-            Err(why) => println!("{:5} unavailable: {why}", kind.name()),
         }
     }
     ExitCode::Success
 }
 
-pub(super) fn precisions() -> ExitCode {
+pub(super) fn precisions(format: OutputFormat) -> ExitCode {
+    if format == OutputFormat::Json {
+        #[derive(Serialize)]
+        struct Preset {
+            name: &'static str,
+            policy: Policy,
+            models: &'static str,
+        }
+        let presets: Vec<Preset> = presets::describe()
+            .into_iter()
+            .map(|(name, about)| Preset {
+                name,
+                policy: presets::preset(name).expect("described presets exist"),
+                models: about,
+            })
+            .collect();
+        print_json(&presets);
+        return ExitCode::Success;
+    }
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)

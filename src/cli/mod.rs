@@ -2,12 +2,14 @@
 
 mod args;
 mod catalog;
+mod output;
 mod reports;
 mod run;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+pub use output::OutputFormat;
 
 use crate::exit_code::ExitCode;
 use args::{GoldenArgs, RunArgs};
@@ -33,6 +35,9 @@ pub struct Cli {
     /// More log output (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// What commands print on stdout: text for people, or one JSON document.
+    #[arg(long, value_enum, global = true, default_value_t)]
+    format: OutputFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -138,27 +143,28 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
+    let format = cli.format;
     let result = match cli.command {
-        Command::Run(args) => run(&args),
-        Command::Validate { suites } => Ok(validate(&suites)),
-        Command::List { suite } => list(&suite),
-        Command::Merge { run_dirs, out } => merge(&run_dirs, &out),
+        Command::Run(args) => run(&args, format),
+        Command::Validate { suites } => Ok(validate(&suites, format)),
+        Command::List { suite } => list(&suite, format),
+        Command::Merge { run_dirs, out } => merge(&run_dirs, &out, format),
         Command::Worker => worker(),
-        Command::Explain { run_dir, variant } => explain(&run_dir, &variant),
-        Command::Export { suite, out, seed } => export(&suite, &out, seed),
-        Command::Golden(args) => golden(&args),
-        Command::Devices => Ok(devices()),
-        Command::Precisions => Ok(precisions()),
+        Command::Explain { run_dir, variant } => explain(&run_dir, &variant, format),
+        Command::Export { suite, out, seed } => export(&suite, &out, seed, format),
+        Command::Golden(args) => golden(&args, format),
+        Command::Devices => Ok(devices(format)),
+        Command::Precisions => Ok(precisions(format)),
         #[cfg(feature = "report")]
-        Command::Report { run_dir } => report(&run_dir),
+        Command::Report { run_dir } => report(&run_dir, format),
         #[cfg(feature = "report")]
         Command::Compare {
             base_run,
             head_run,
             out,
-        } => compare(&base_run, &head_run, out.as_deref()),
+        } => compare(&base_run, &head_run, out.as_deref(), format),
         #[cfg(feature = "report")]
-        Command::History { reports_dir, out } => history(&reports_dir, out.as_deref()),
+        Command::History { reports_dir, out } => history(&reports_dir, out.as_deref(), format),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

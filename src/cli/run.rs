@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::args::RunArgs;
 use super::catalog::load;
+use super::output::{print_json, OutputFormat, RunSummary};
 use crate::backend::{self};
 use crate::exit_code::ExitCode;
 use crate::host;
@@ -25,7 +26,7 @@ use crate::shard::Shard;
 use crate::suite::Timeout;
 use crate::suite::Variant;
 
-pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: &RunArgs, format: OutputFormat) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.suite)?;
     let suite = &loaded.suite;
     let engines = args.engines.engines(Some(args.backend));
@@ -119,12 +120,30 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let wall_s = (Utc::now() - started_at).as_seconds_f64();
     let this_run = terminal::time_line(&outcome.records, wall_s);
     let records = [folder.recorded, outcome.records].concat();
-    print_summary(&records, &out);
-    if let Some(line) = this_run {
-        println!("time: {line}");
-    }
     #[cfg(feature = "report")]
-    write_reports(&out);
+    let reports = write_reports(&out);
+    #[cfg(not(feature = "report"))]
+    let reports = Vec::new();
+    let code = match outcome.interrupted {
+        true => ExitCode::Interrupted,
+        false => ExitCode::of_records(&records),
+    };
+    match format {
+        OutputFormat::Json => {
+            let mut summary = RunSummary::new(&out, &records, code, outcome.interrupted);
+            summary.reports = reports;
+            print_json(&summary);
+        }
+        OutputFormat::Text => {
+            print_summary(&records, &out);
+            if let Some(line) = this_run {
+                println!("time: {line}");
+            }
+            if !reports.is_empty() {
+                println!("reports: {}", display_paths(&reports));
+            }
+        }
+    }
     if outcome.interrupted {
         eprintln!(
             "interrupted: {} of {} variants recorded; `precheck run {} --resume {}` (with the same options) runs the rest",
@@ -133,9 +152,8 @@ pub(super) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             args.suite.display(),
             out.display()
         );
-        return Ok(ExitCode::Interrupted);
     }
-    Ok(ExitCode::of_records(&records))
+    Ok(code)
 }
 
 /// A flag that the first Ctrl-C or SIGTERM sets, so that the run ends its workers, keeps its
@@ -159,7 +177,11 @@ pub(super) fn worker() -> anyhow::Result<ExitCode> {
 }
 
 /// `precheck merge`: exits 3 when a variant or shard is missing or doubled, else as `run` would.
-pub(super) fn merge(run_dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode> {
+pub(super) fn merge(
+    run_dirs: &[PathBuf],
+    out: &Path,
+    format: OutputFormat,
+) -> anyhow::Result<ExitCode> {
     let merged = results::merge(run_dirs, out, std::env::args().collect())?;
     for warning in &merged.warnings {
         eprintln!("warning: {warning}");
@@ -177,13 +199,28 @@ pub(super) fn merge(run_dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode
             eprintln!("error: {what}: {item}");
         }
     }
-    print_summary(&merged.records, out);
     #[cfg(feature = "report")]
-    write_reports(out);
-    if !merged.complete() {
-        return Ok(ExitCode::VariantError);
+    let reports = write_reports(out);
+    #[cfg(not(feature = "report"))]
+    let reports = Vec::new();
+    let code = match merged.complete() {
+        true => ExitCode::of_records(&merged.records),
+        false => ExitCode::VariantError,
+    };
+    match format {
+        OutputFormat::Json => {
+            let mut summary = RunSummary::new(out, &merged.records, code, false);
+            summary.reports = reports;
+            print_json(&summary);
+        }
+        OutputFormat::Text => {
+            print_summary(&merged.records, out);
+            if !reports.is_empty() {
+                println!("reports: {}", display_paths(&reports));
+            }
+        }
     }
-    Ok(ExitCode::of_records(&merged.records))
+    Ok(code)
 }
 
 pub(super) fn print_summary(records: &[VariantRecord], out: &Path) {
@@ -199,21 +236,24 @@ pub(super) fn print_summary(records: &[VariantRecord], out: &Path) {
     println!("results: {}", out.display());
 }
 
-/// Writes the run's reports at the end of `run`. A report that cannot be written is said, but
-/// leaves the exit code to the gates: their verdict stands on results.jsonl, which is complete,
-/// and `precheck report` rebuilds the reports from it. (Exit 2 would claim nothing was gated.)
+/// Writes the run's reports at the end of `run` and returns their paths. A report that cannot be
+/// written is said, but leaves the exit code to the gates: their verdict stands on results.jsonl,
+/// which is complete, and `precheck report` rebuilds the reports from it. (Exit 2 would claim
+/// nothing was gated.)
 #[cfg(feature = "report")]
-pub(super) fn write_reports(out: &Path) {
+fn write_reports(out: &Path) -> Vec<PathBuf> {
     match report::RecordedRun::load(out).and_then(|run| report::write_run_reports(&run)) {
-        Ok(paths) => println!("reports: {}", display_paths(&paths)),
-        Err(error) => eprintln!(
-            "error: writing the reports: {error} (the results are complete: `precheck report {}` retries)",
-            out.display()
-        ),
+        Ok(paths) => paths,
+        Err(error) => {
+            eprintln!(
+                "error: writing the reports: {error} (the results are complete: `precheck report {}` retries)",
+                out.display()
+            );
+            Vec::new()
+        }
     }
 }
 
-#[cfg(feature = "report")]
 pub(super) fn display_paths(paths: &[PathBuf]) -> String {
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     names.join(", ")

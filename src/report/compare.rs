@@ -239,7 +239,7 @@ impl VariantChange {
 }
 
 /// The comparison of two runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     /// The base run folder.
     pub base_dir: PathBuf,

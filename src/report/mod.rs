@@ -34,6 +34,7 @@ pub mod table;
 #[cfg(feature = "report")]
 mod write;
 
+pub use cells::why;
 #[cfg(feature = "report")]
 pub use error::ReportError;
 #[cfg(feature = "report")]
