@@ -163,6 +163,60 @@ fn check_against_records(dir: &Path, records: &[VariantRecord]) {
             .collect();
         assert_eq!(values, recorded);
     }
+    check_every_field_is_a_typed_column(&table, records);
+}
+
+/// Every field of the record is in the table: flattened (accuracy, latency, baseline) or as it is,
+/// nested where the record nests, each typed (no number or structure as text).
+fn check_every_field_is_a_typed_column(table: &DataFrame, records: &[VariantRecord]) {
+    use polars::prelude::DataType;
+    let has = |column: &str| table.column(column).is_ok();
+    for record in records {
+        let json = serde_json::to_value(record).unwrap();
+        for (field, value) in json.as_object().unwrap() {
+            let flattened: Vec<String> = match field.as_str() {
+                "accuracy" | "latency" => value
+                    .as_object()
+                    .map(|o| o.keys().cloned().collect())
+                    .unwrap_or_default(),
+                "baseline" => vec![
+                    "baseline_id".into(),
+                    "baseline_median_ms".into(),
+                    "speedup".into(),
+                ],
+                _ => vec![field.clone()],
+            };
+            for column in flattened {
+                assert!(
+                    has(&column),
+                    "record field `{field}` has no column `{column}`"
+                );
+            }
+        }
+    }
+    let dtype = |column: &str| table.column(column).unwrap().dtype().clone();
+    assert_eq!(dtype("tokens"), DataType::UInt64);
+    assert_eq!(dtype("schema"), DataType::Int64);
+    assert_eq!(dtype("emulated"), DataType::Boolean);
+    assert!(
+        matches!(dtype("policy"), DataType::Struct(_)),
+        "{:?}",
+        dtype("policy")
+    );
+    assert!(matches!(dtype("gates"), DataType::Struct(_)));
+    if records.iter().any(|r| r.phases.is_some()) {
+        assert!(matches!(dtype("phases"), DataType::Struct(_)));
+    }
+    assert!(matches!(dtype("failures"), DataType::List(_)));
+    // The policy's fields read back as the record has them.
+    let policy = table.column("policy").unwrap().struct_().unwrap().clone();
+    let names = policy.field_by_name("name").unwrap();
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!(
+            names.str().unwrap().get(i),
+            Some(record.policy.name.as_str())
+        );
+    }
 }
 
 #[test]

@@ -22,6 +22,8 @@ pub mod junit;
 #[cfg(feature = "report")]
 pub mod markdown;
 #[cfg(feature = "report")]
+mod nested;
+#[cfg(feature = "report")]
 pub mod parquet;
 #[cfg(feature = "report")]
 mod recorded_run;

@@ -3,7 +3,9 @@
 //!
 //! Conventions: a metric that was not measured (an errored variant) is null; a metric that was
 //! measured as NaN (a non-finite output) stays NaN; `samples_ms` keeps every timed iteration as a
-//! list; gates that are not set are null.
+//! list. The record's other fields follow as typed, nested
+//! columns ([`super::nested`]): `policy` and `phases` as structs, `failures`, `kernels` and
+//! `layers` as lists of structs, and so on, so that the table holds every field of the record.
 
 use polars::prelude::*;
 
@@ -18,11 +20,14 @@ pub fn records_table(suite: &str, records: &[VariantRecord]) -> PolarsResult<Dat
         text("model", records, |r| r.model.clone()),
         text("block", records, |r| r.block.clone()),
         text("precision", records, |r| r.precision.clone()),
-        text("policy", records, |r| r.policy.to_string()),
         text("device", records, |r| r.device.clone()),
         text("backend", records, |r| r.backend.name().to_owned()),
         text("device_name", records, |r| r.device_name.clone()),
-        number("tokens", records, |r| Some(r.tokens as f64)),
+        Series::new(
+            "tokens".into(),
+            records.iter().map(|r| r.tokens as u64).collect::<Vec<_>>(),
+        )
+        .into_column(),
         number("flops", records, |r| Some(r.flops)),
         text("status", records, |r| {
             super::cells::status_class(r.status).to_owned()
@@ -32,7 +37,14 @@ pub fn records_table(suite: &str, records: &[VariantRecord]) -> PolarsResult<Dat
         accuracy("max_abs_err", records, |a| a.max_abs_err),
         accuracy("mean_abs_err", records, |a| a.mean_abs_err),
         accuracy("rel_l2", records, |a| a.rel_l2),
-        accuracy("nonfinite", records, |a| a.nonfinite as f64),
+        Series::new(
+            "nonfinite".into(),
+            records
+                .iter()
+                .map(|r| r.accuracy.map(|a| a.nonfinite as u64))
+                .collect::<Vec<_>>(),
+        )
+        .into_column(),
         latency("median_ms", records, |l| l.median_ms),
         latency("p10_ms", records, |l| l.p10_ms),
         latency("p90_ms", records, |l| l.p90_ms),
@@ -50,19 +62,41 @@ pub fn records_table(suite: &str, records: &[VariantRecord]) -> PolarsResult<Dat
         number("speedup", records, |r| {
             r.baseline.as_ref().map(|b| b.speedup)
         }),
-        number("gate_cos_min", records, |r| Some(r.gates.cos_min)),
-        number("gate_max_abs_err", records, |r| r.gates.max_abs_err),
-        number("gate_rel_l2_max", records, |r| r.gates.rel_l2_max),
-        number("gate_latency_min_effect", records, |r| {
-            Some(r.gates.latency_min_effect)
-        }),
-        text("failures", records, super::cells::failures),
         optional_text("error", records, |r| r.error.clone()),
         text("started_at", records, |r| r.started_at.to_rfc3339()),
         number("wall_s", records, |r| Some(r.wall_s)),
     ];
-    DataFrame::new(records.len(), columns)
+    let json: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| serde_json::to_value(r).expect("records serialize"))
+        .collect();
+    let nested = NESTED
+        .iter()
+        .map(|field| {
+            let values: Vec<&serde_json::Value> = json.iter().map(|r| &r[*field]).collect();
+            super::nested::column(field, &values)
+        })
+        .collect::<PolarsResult<Vec<Column>>>()?;
+    DataFrame::new(records.len(), [columns, nested].concat())
 }
+
+/// The record's fields that are columns as they are in the record, nested where it nests (the
+/// others are flattened above, into columns of their own).
+const NESTED: [&str; 13] = [
+    "schema",
+    "policy",
+    "failures",
+    "emulated",
+    "cpu_agreement",
+    "kernels",
+    "mismatch",
+    "layers",
+    "clocks",
+    "cache",
+    "phases",
+    "worker",
+    "gates",
+];
 
 fn text(name: &str, records: &[VariantRecord], cell: impl Fn(&VariantRecord) -> String) -> Column {
     let values: Vec<String> = records.iter().map(cell).collect();
