@@ -10,7 +10,7 @@ use crate::measure::Accuracy;
 use crate::mismatch::{Mismatch, Verdict};
 
 /// Resolved thresholds for one variant.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Gates {
     /// Smallest cosine similarity to the reference that passes.
     pub cos_min: f64,
@@ -27,7 +27,9 @@ pub struct Gates {
 }
 
 /// What a detected precision mismatch does (`gates.precision_mismatch`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MismatchGate {
     /// The variant fails (the default: a silent fallback is the failure that hurts most).
@@ -52,7 +54,7 @@ impl Default for Gates {
 }
 
 /// One gate a variant did not meet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GateFailure {
     /// The gate's name as in suites (`cos_min`, `max_abs_err`, `rel_l2_max`, `finite`).
     pub gate: String,
@@ -60,6 +62,7 @@ pub struct GateFailure {
     pub threshold: f64,
     /// The measured value (NaN when the output held NaN).
     #[serde(with = "crate::nan_as_null")]
+    #[schemars(with = "Option<f64>")]
     pub value: f64,
 }
 

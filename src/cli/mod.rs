@@ -99,6 +99,8 @@ enum Command {
     Devices,
     /// Show the precision presets a suite can name.
     Precisions,
+    /// Print the JSON Schema of a `results.jsonl` record (the committed copy is in `schema/`).
+    Schema,
     /// Write a run folder's reports: report.html, summary.md, junit.xml, results.parquet.
     #[cfg(feature = "report")]
     #[command(after_help = EXIT_CODES)]
@@ -155,6 +157,10 @@ pub fn main() -> ExitCode {
         Command::Golden(args) => golden(&args, format),
         Command::Devices => Ok(devices(format)),
         Command::Precisions => Ok(precisions(format)),
+        Command::Schema => {
+            output::print_json(&crate::results::record_schema());
+            Ok(ExitCode::Success)
+        }
         #[cfg(feature = "report")]
         Command::Report { run_dir } => report(&run_dir, format),
         #[cfg(feature = "report")]

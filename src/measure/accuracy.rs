@@ -3,19 +3,23 @@
 use serde::{Deserialize, Serialize};
 
 /// How far an output is from the reference.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Accuracy {
     /// Cosine similarity `⟨y, r⟩ / (‖y‖ ‖r‖)`; NaN when the output holds NaN or infinity.
     #[serde(with = "crate::nan_as_null")]
+    #[schemars(with = "Option<f64>")]
     pub cos: f64,
     /// Largest `|y − r|`.
     #[serde(with = "crate::nan_as_null")]
+    #[schemars(with = "Option<f64>")]
     pub max_abs_err: f64,
     /// Mean `|y − r|`.
     #[serde(with = "crate::nan_as_null")]
+    #[schemars(with = "Option<f64>")]
     pub mean_abs_err: f64,
     /// `‖y − r‖ / ‖r‖`.
     #[serde(with = "crate::nan_as_null")]
+    #[schemars(with = "Option<f64>")]
     pub rel_l2: f64,
     /// Output values that are NaN or infinite.
     pub nonfinite: usize,

@@ -3,7 +3,18 @@
 use serde::{Deserialize, Serialize};
 
 /// What the GPU's L2 cache holds when a timed iteration starts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Deserialize,
+    Serialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheMode {
     /// Whatever the previous iteration left (weights of a small block stay resident), as in a

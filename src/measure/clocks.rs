@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One reading of a GPU's SM clock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SmClock {
     /// The SM clock, MHz.
     pub sm_mhz: u32,
@@ -20,7 +20,7 @@ pub struct SmClock {
 }
 
 /// The SM clock around a variant's timing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Clocks {
     /// Before the warm-up.
     pub before: SmClock,

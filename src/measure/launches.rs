@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The launches of one kernel in one forward pass.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KernelLaunches {
     /// The kernel's name as the driver reports it (`nvjet_sm90_qqtst_...`).
     pub name: String,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Seconds a variant spent in each phase. The GPU works in `timing` (and in `run` and `trace`);
 /// the rest is host work that a farm pays GPU hours for while the GPU waits.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Phases {
     /// Weights, input and the reference: made, or read from the reference store.
     pub reference: f64,

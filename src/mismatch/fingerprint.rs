@@ -43,7 +43,7 @@ fn noise_floor(requested: MathPrecision, output: Format) -> f64 {
 }
 
 /// One alternative the output was compared with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Alternative {
     /// The operation: a matmul (named by its weight), a group of them, or an operation class
     /// (`softmax`, `norm`, `activation`).
@@ -59,14 +59,16 @@ pub struct Alternative {
     pub alike: Vec<String>,
     /// `1 − cos` of the output to this emulation (NaN when the output holds NaN).
     #[serde(with = "crate::nan_as_null")]
+    #[schemars(with = "Option<f64>")]
     pub distance: f64,
 }
 
 /// The fingerprint of one output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FingerprintEvidence {
     /// `1 − cos` of the output to the emulation of the requested policy.
     #[serde(with = "crate::nan_as_null")]
+    #[schemars(with = "Option<f64>")]
     pub requested_distance: f64,
     /// Every alternative, nearest first.
     pub alternatives: Vec<Alternative>,

@@ -279,7 +279,7 @@ pub fn expected(kind: LayerClass, policy: &Policy) -> Option<MathPrecision> {
 }
 
 /// What an engine's layer report shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LayerEvidence {
     /// Layers whose math ran above the precision their class asked for.
     pub above: Vec<String>,

@@ -19,7 +19,7 @@ use fingerprint::FingerprintEvidence;
 use layers::LayerEvidence;
 
 /// Which way a mismatch goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// More precise than asked for: the precision paid for did not run (a silent fallback).
@@ -29,7 +29,7 @@ pub enum Direction {
 }
 
 /// The verdict on one variant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "verdict")]
 pub enum Verdict {
     /// The evidence shows the requested precision.
@@ -69,7 +69,7 @@ impl Verdict {
 }
 
 /// Everything precheck found about a variant's precision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Mismatch {
     /// The verdict.
     pub verdict: Verdict,

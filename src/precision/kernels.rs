@@ -16,7 +16,19 @@ use crate::precision::Policy;
 /// though both keep 11 significant bits: other ranges, other kernels), and they are ordered from
 /// the lowest to the highest, as "above" and "below" a request compare them: by significant bits,
 /// and of FP16 and TF32, TF32 (FP32 data, FP32's range) is the higher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MathPrecision {
     /// FP4 operands.
@@ -261,7 +273,7 @@ pub fn classify(name: &str) -> KernelClass {
 }
 
 /// What a variant's kernel trace shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KernelEvidence {
     /// The precision the policy's GEMMs should run in.
     pub expected: MathPrecision,

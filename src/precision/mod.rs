@@ -22,7 +22,7 @@ use crate::ident::Ident;
 use crate::quant::QuantSpec;
 
 /// How the operations of a block compute.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Policy {
     /// The name in variant ids.
     pub name: String,
@@ -47,7 +47,7 @@ pub struct Policy {
 
 /// Faults a suite can plant, to prove that precision-mismatch detection catches them. Never for
 /// real runs: a variant with a planted fault measures something other than its name says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PlantedFault {
     /// The CUDA backend runs an FP8 policy's matmuls on BF16 operands (a non-FP8 cuBLASLt path),
@@ -56,7 +56,7 @@ pub enum PlantedFault {
 }
 
 /// How matmuls run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MatmulPolicy {
     /// How weights are quantized (once, when the variant is built).
     pub weights: QuantSpec,

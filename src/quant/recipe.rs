@@ -179,7 +179,7 @@ impl fmt::Display for Recipe {
 }
 
 /// A format and the recipe that scales tensors into it: `fp8_e4m3/per_channel` in suites.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct QuantSpec {
     /// The element format.

@@ -60,6 +60,24 @@ impl Kind {
     }
 }
 
+/// The column type of `kind`.
+fn dtype(kind: &Kind) -> DataType {
+    match kind {
+        Kind::Bool => DataType::Boolean,
+        Kind::Int => DataType::Int64,
+        Kind::Float => DataType::Float64,
+        Kind::Text | Kind::Null => DataType::String,
+        Kind::Struct(fields) if fields.is_empty() => DataType::String,
+        Kind::List(inner) => DataType::List(Box::new(dtype(inner))),
+        Kind::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|(name, kind)| Field::new(name.as_str().into(), dtype(kind)))
+                .collect(),
+        ),
+    }
+}
+
 /// A column named `name` of `values` (one per record; null where the record has none).
 pub fn column(name: &str, values: &[&Value]) -> PolarsResult<Column> {
     let kind = values.iter().fold(Kind::Null, |kind, v| kind.with(v));
@@ -72,7 +90,8 @@ fn series(name: &str, values: &[&Value], kind: &Kind) -> PolarsResult<Series> {
         Kind::Bool => Series::new(name, values.iter().map(|v| v.as_bool()).collect::<Vec<_>>()),
         Kind::Int => Series::new(name, values.iter().map(|v| v.as_i64()).collect::<Vec<_>>()),
         Kind::Float => Series::new(name, values.iter().map(|v| v.as_f64()).collect::<Vec<_>>()),
-        // Text, and a column no record has a value in (typed as text, all null).
+        // Text, a column no record has a value in (typed as text, all null), and objects that
+        // are always empty (a struct needs a field): their JSON.
         Kind::Text | Kind::Null => Series::new(
             name,
             values
@@ -96,10 +115,20 @@ fn series(name: &str, values: &[&Value], kind: &Kind) -> PolarsResult<Series> {
                     Ok(v.is_array().then_some(row))
                 })
                 .collect::<PolarsResult<Vec<Option<Series>>>>()?;
-            let mut list: ListChunked = rows.into_iter().collect();
-            list.rename(name);
-            list.into_series()
+            // Built for the element type: collecting would take the type from the first row,
+            // and an empty row has none.
+            let mut builder = polars::chunked_array::builder::get_list_builder(
+                &dtype(inner),
+                0,
+                rows.len(),
+                name,
+            );
+            for row in &rows {
+                builder.append_opt_series(row.as_ref())?;
+            }
+            builder.finish().into_series()
         }
+        Kind::Struct(fields) if fields.is_empty() => series(name.as_str(), values, &Kind::Text)?,
         Kind::Struct(fields) => {
             let children = fields
                 .iter()
@@ -128,8 +157,8 @@ mod tests {
     #[test]
     fn values_take_one_type_per_column_nested_as_they_are() {
         let rows = [
-            json!({"n": 1, "x": 1, "tags": [], "worker": null}),
-            json!({"n": 2, "x": 2.5, "tags": [{"name": "a", "count": 3}], "worker": {"code": 9, "dead": true}}),
+            json!({"n": 1, "x": 1, "tags": [{"name": "b", "count": 1, "alike": []}], "worker": null, "empty": {}}),
+            json!({"n": 2, "x": 2.5, "tags": [{"name": "a", "count": 3, "alike": ["c"]}], "worker": {"code": 9, "dead": true}}),
         ];
         let table = |field: &str| {
             let values: Vec<&Value> = rows.iter().map(|r| &r[field]).collect();
@@ -159,5 +188,10 @@ mod tests {
         let worker = worker.struct_().unwrap().clone();
         let dead = worker.field_by_name("dead").unwrap();
         assert_eq!(dead.bool().unwrap().get(1), Some(true));
+        assert_eq!(
+            table("empty").dtype(),
+            &DataType::String,
+            "a struct needs a field"
+        );
     }
 }

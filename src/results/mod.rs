@@ -7,6 +7,7 @@ mod lock;
 mod merge;
 mod record;
 mod run_info;
+mod schema;
 mod writer;
 
 pub use folder::{resume, start, ResumeError, RunFolder};
@@ -14,4 +15,5 @@ pub use lock::{FolderLock, LockError, LOCK_FILE};
 pub use merge::{merge, MergeError, Merged};
 pub use record::{Baseline, LayerAccuracy, Status, VariantRecord, WorkerExit, RECORD_SCHEMA};
 pub use run_info::{RunInfo, RunSettings, SuiteInfo};
+pub use schema::{record_schema, SCHEMA_FILE};
 pub use writer::{read_records, ResultsError, ResultsWriter, RESULTS_FILE, RUN_INFO_FILE};

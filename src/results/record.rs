@@ -13,7 +13,7 @@ use crate::precision::Policy;
 pub const RECORD_SCHEMA: u32 = 1;
 
 /// A variant's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Every gate met.
@@ -40,7 +40,7 @@ impl Status {
 }
 
 /// What a variant's speed is compared with: the reference precision on the same device.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Baseline {
     /// Id of the baseline (`model/bf16/cpu`); it may be a variant of the run or timed only for this.
     pub id: String,
@@ -51,7 +51,7 @@ pub struct Baseline {
 }
 
 /// Accuracy of one intermediate output (a stack's layer) against the reference's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LayerAccuracy {
     /// The tap's name (`layer.3`).
     pub name: String,
@@ -60,7 +60,7 @@ pub struct LayerAccuracy {
 }
 
 /// How a variant's worker process ended, when it returned no result: crashed, killed, timed out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkerExit {
     /// Its exit code, when it exited.
     pub exit_code: Option<i32>,
@@ -73,7 +73,7 @@ pub struct WorkerExit {
 }
 
 /// Everything recorded about one variant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VariantRecord {
     /// [`RECORD_SCHEMA`] of the writer.
     pub schema: u32,
