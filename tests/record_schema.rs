@@ -1,4 +1,4 @@
-//! The record's JSON Schema (`schema/record-v1.schema.json`): the committed copy is the one the
+//! The record's JSON Schema (`schema/record-v2.schema.json`): the committed copy is the one the
 //! record's types give, and real records validate against it: recorded runs, a fresh run, a run
 //! whose workers crashed, and a record with a NaN cosine.
 

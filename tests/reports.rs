@@ -247,9 +247,17 @@ fn a_smoke_run_writes_every_report_and_they_agree_with_the_records() {
     assert!(html.contains("PASS · suite smoke"));
     assert_eq!(
         html.matches("<svg").count(),
-        3,
-        "cosine, latency, accuracy vs speed"
+        2,
+        "cosine and latency; no accuracy against speed for a CPU run's emulated timings"
     );
+    assert!(html.contains("Not performance: 6 variants were timed as an emulation"));
+    for record in &records {
+        let expected = if record.emulated { "emulated" } else { "—" };
+        assert_eq!(record.emulated, record.precision != "fp32", "{}", record.id);
+        let row = html.split(&cell(&record.id)).nth(1).unwrap();
+        let speedup = row.split("<td class=\"num\">").nth(7).unwrap();
+        assert!(speedup.starts_with(expected), "{}: {speedup}", record.id);
+    }
     // Self-contained: no script, nothing fetched.
     for forbidden in ["<script", "src=\"http", "href=\"http", "<link"] {
         assert!(!html.contains(forbidden), "{forbidden}");

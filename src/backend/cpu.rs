@@ -284,6 +284,11 @@ impl Executable for CpuExecutable {
         std::mem::take(&mut self.taps)
     }
 
+    /// Every precision but FP32 is emulated here: rounded or quantized, then computed in FP32.
+    fn emulated(&self) -> bool {
+        self.ops.policy.narrower_than_fp32()
+    }
+
     fn calibration_runs(&self) -> usize {
         let recipe = self.ops.policy.matmul.activations.recipe;
         match recipe {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::formats::Format;
 use crate::ident::Ident;
-use crate::quant::QuantSpec;
+use crate::quant::{QuantSpec, Recipe};
 
 /// How the operations of a block compute.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -64,6 +64,26 @@ pub struct MatmulPolicy {
     pub activations: QuantSpec,
     /// The format of the matmul's output.
     pub output: Format,
+}
+
+impl Policy {
+    /// Whether running this policy rounds or scales anything away from FP32: what a host CPU,
+    /// which computes in FP32, can only emulate.
+    pub fn narrower_than_fp32(&self) -> bool {
+        let formats = [
+            self.default,
+            self.matmul.weights.format,
+            self.matmul.activations.format,
+            self.matmul.output,
+            self.activation,
+            self.softmax,
+            self.norm,
+            self.output,
+        ];
+        formats.iter().any(|f| *f != Format::Fp32)
+            || self.matmul.weights.recipe != Recipe::Cast
+            || self.matmul.activations.recipe != Recipe::Cast
+    }
 }
 
 impl fmt::Display for Policy {

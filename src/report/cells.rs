@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::backend::BackendKind;
 use crate::measure::Clocks;
 use crate::mismatch::Verdict;
 use crate::results::{Status, VariantRecord};
@@ -45,12 +46,23 @@ pub fn spread_ms(record: &VariantRecord) -> String {
         .map_or_else(String::new, |l| format!("{:.3}–{:.3}", l.p10_ms, l.p90_ms))
 }
 
-/// Speed-up against the reference precision.
+/// Speed-up against the reference precision, where the timings are the precision's own
+/// ([`timed_natively`]): "emulated" for an emulation, "—" for FP32 on the CPU backend (its
+/// baseline is an emulation).
 pub fn speedup(record: &VariantRecord) -> String {
-    record
-        .baseline
-        .as_ref()
-        .map_or_else(String::new, |b| format!("{:.2}x", b.speedup))
+    match &record.baseline {
+        None => String::new(),
+        Some(_) if record.emulated => "emulated".to_owned(),
+        Some(_) if !timed_natively(record) => "—".to_owned(),
+        Some(b) => format!("{:.2}x", b.speedup),
+    }
+}
+
+/// Whether a variant's timings are its precision's own: not emulated, and not on the CPU
+/// backend, which emulates every precision but FP32, the reference precision its speed-ups
+/// divide by included.
+pub fn timed_natively(record: &VariantRecord) -> bool {
+    !record.emulated && record.backend != BackendKind::Cpu
 }
 
 /// Why a variant did not pass (the gates it failed, or its error); for one that passed, a

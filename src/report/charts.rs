@@ -249,10 +249,12 @@ pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
 /// Accuracy against speed: `1 − cos` (log) against median latency, each variant labelled, and
 /// each model's Pareto front (its precisions that no other precision beats on both) ringed and
 /// joined. Fronts are per model: a small model is faster than a large one at any precision. `None`
-/// when no variant has both numbers.
+/// when no variant has both numbers from a native run: an emulation's speed is not its
+/// precision's ([`super::cells::timed_natively`]).
 pub fn accuracy_vs_speed(records: &[VariantRecord]) -> Result<Option<String>, ReportError> {
     let plotted: Vec<(&VariantRecord, (f64, f64))> = records
         .iter()
+        .filter(|r| super::cells::timed_natively(r))
         .filter_map(|r| {
             let error = one_minus_cos(r.accuracy?.cos)?;
             Some((r, (r.latency.as_ref()?.median_ms, error)))

@@ -9,6 +9,9 @@
 //!   `1 + latency_min_effect` (the head's gate, default 3 %) with p < [`ALPHA`], and the median
 //!   grew by more than that effect.
 //!
+//! Latencies of emulated variants (a precision rounded or quantized, then computed in a wider
+//! format) are shown and never a finding: they are the emulation's speed, not the precision's.
+//!
 //! The test sees the noise within each run, not drift between runs (another load on the host, a
 //! warmer GPU): `latency_min_effect` must be larger than the drift between two runs of one build
 //! on the machines compared.
@@ -140,6 +143,9 @@ pub struct LatencyChange {
     pub p_faster: f64,
     /// The smallest change that may count (the head's `latency_min_effect`).
     pub min_effect: f64,
+    /// Whether either run's timings are an emulation's: shown, never a finding (an emulation's
+    /// speed says nothing about its precision's).
+    pub emulated: bool,
 }
 
 impl LatencyChange {
@@ -161,11 +167,14 @@ impl LatencyChange {
             p_slower: stats::mann_whitney_greater(&beyond_margin(&b.samples_ms), &h.samples_ms)?,
             p_faster: stats::mann_whitney_greater(&beyond_margin(&h.samples_ms), &b.samples_ms)?,
             min_effect,
+            emulated: base.emulated || head.emulated,
         })
     }
 
     fn finding(&self) -> Option<Finding> {
-        if self.p_slower < ALPHA && self.change > self.min_effect {
+        if self.emulated {
+            None
+        } else if self.p_slower < ALPHA && self.change > self.min_effect {
             Some(Finding::Slower {
                 change: self.change,
                 p: self.p_slower,
@@ -600,6 +609,7 @@ mod tests {
             p_slower: p,
             p_faster: 1.0 - p,
             min_effect: 0.03,
+            emulated: false,
         }
     }
 
@@ -617,5 +627,14 @@ mod tests {
             latency(-0.10, 0.999).finding(),
             Some(Finding::Faster { .. })
         ));
+        let emulated = LatencyChange {
+            emulated: true,
+            ..latency(0.50, 1e-9)
+        };
+        assert_eq!(
+            emulated.finding(),
+            None,
+            "an emulation's slowdown is not the precision's"
+        );
     }
 }

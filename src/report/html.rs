@@ -120,6 +120,8 @@ struct RunCharts {
     latency: Option<String>,
     accuracy_vs_speed: Option<String>,
     depth: Option<String>,
+    /// Ids of the timed variants whose timings are an emulation's, not their precision's.
+    emulated: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -148,6 +150,12 @@ pub fn run_report(run: &RecordedRun) -> Result<String, ReportError> {
             latency: charts::latency(&run.records)?,
             accuracy_vs_speed: charts::accuracy_vs_speed(&run.records)?,
             depth: charts::depth(&run.records)?,
+            emulated: run
+                .records
+                .iter()
+                .filter(|r| r.latency.is_some() && !cells::timed_natively(r))
+                .map(|r| r.id.clone())
+                .collect(),
         },
         depth: rows::DepthTable::of(&run.records),
         evidence: rows::evidence(&run.records),

@@ -9,8 +9,10 @@ use crate::measure::{Accuracy, CacheMode, Clocks, KernelLaunches, LatencyStats, 
 use crate::mismatch::Mismatch;
 use crate::precision::Policy;
 
-/// Version of the record layout; bumped when a field changes meaning.
-pub const RECORD_SCHEMA: u32 = 1;
+/// Version of the record layout; bumped when a field changes meaning. 2: `emulated` is true for
+/// every precision but FP32 on the CPU backend (1: only for quantized recipes, and never for a
+/// built-in block there).
+pub const RECORD_SCHEMA: u32 = 2;
 
 /// A variant's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -109,8 +111,9 @@ pub struct VariantRecord {
     pub latency: Option<LatencyStats>,
     /// Speed against the reference precision, when both were timed.
     pub baseline: Option<Baseline>,
-    /// Whether the backend emulated the precision (quantized values multiplied in a wider format)
-    /// instead of running it natively.
+    /// Whether the backend emulated the precision (rounded or quantized values computed in a wider
+    /// format) instead of running it natively: on the CPU backend, every precision but FP32. An
+    /// emulation's latency is not its precision's speed.
     #[serde(default)]
     pub emulated: bool,
     /// On a backend other than the CPU: this output against the CPU backend's emulation of the

@@ -6,7 +6,7 @@
 use super::record::{VariantRecord, RECORD_SCHEMA};
 
 /// Where the repository keeps the schema of the current record version.
-pub const SCHEMA_FILE: &str = "schema/record-v1.schema.json";
+pub const SCHEMA_FILE: &str = "schema/record-v2.schema.json";
 
 /// The JSON Schema of one line of `results.jsonl`.
 pub fn record_schema() -> serde_json::Value {
