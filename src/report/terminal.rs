@@ -134,12 +134,16 @@ pub fn problems(records: &[VariantRecord], style: Style) -> Vec<String> {
 }
 
 /// Where a run's `wall_s` seconds went: the device's share (the timed iterations of variants that
-/// ran on a device, not an emulation) and the phases' sums, largest first. None when no record
-/// has phases.
+/// ran on a device, not on the host CPU or as an emulation) and the phases' sums, largest first.
+/// None when no record has phases.
 pub fn time_line(records: &[VariantRecord], wall_s: f64) -> Option<String> {
     let measured: Vec<(&Phases, bool)> = records
         .iter()
-        .filter_map(|r| r.phases.as_ref().map(|p| (p, r.emulated)))
+        .filter_map(|r| {
+            r.phases
+                .as_ref()
+                .map(|p| (p, !super::cells::timed_natively(r)))
+        })
         .collect();
     if measured.is_empty() {
         return None;
@@ -159,11 +163,11 @@ pub fn time_line(records: &[VariantRecord], wall_s: f64) -> Option<String> {
         .collect();
     let on_device: Vec<f64> = measured
         .iter()
-        .filter(|(_, emulated)| !emulated)
+        .filter(|(_, off_device)| !off_device)
         .map(|(phases, _)| phases.timed)
         .collect();
     let device = match on_device.is_empty() {
-        true => "timed on the CPU emulation, not a device".to_owned(),
+        true => "timed on the host CPU or as an emulation, not on a device".to_owned(),
         false => {
             let busy: f64 = on_device.iter().sum();
             format!(
@@ -197,6 +201,37 @@ pub fn verdict_line(records: &[VariantRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a device's timed iterations count as the device busy: not the host CPU's, not an
+    /// emulation's.
+    #[test]
+    fn the_busy_share_counts_device_timings_only() {
+        let line = include_str!("../../tests/fixtures/runs/base/results.jsonl")
+            .lines()
+            .next()
+            .unwrap();
+        let mut record: VariantRecord = serde_json::from_str(line).unwrap();
+        record.phases = Some(Phases {
+            timed: 1.0,
+            ..Phases::default()
+        });
+        let on = |backend, emulated| {
+            let mut record = record.clone();
+            record.backend = backend;
+            record.emulated = emulated;
+            time_line(&[record], 4.0).unwrap()
+        };
+        use crate::backend::BackendKind;
+        assert!(
+            on(BackendKind::Cuda, false).contains("device busy 1.00 s in timed iterations (25.0 %")
+        );
+        for (backend, emulated) in [(BackendKind::Cuda, true), (BackendKind::Cpu, false)] {
+            assert!(
+                on(backend, emulated).contains("not on a device"),
+                "{backend:?} {emulated}"
+            );
+        }
+    }
 
     #[test]
     fn the_table_fits_the_width_it_is_given() {
