@@ -67,10 +67,10 @@ pub struct MatmulPolicy {
 }
 
 impl Policy {
-    /// Whether running this policy rounds or scales anything away from FP32: what a host CPU,
-    /// which computes in FP32, can only emulate.
-    pub fn narrower_than_fp32(&self) -> bool {
-        let formats = [
+    /// Every format the policy names: the default, the matmul's operands and output, and each
+    /// class's.
+    pub fn formats(&self) -> [Format; 8] {
+        [
             self.default,
             self.matmul.weights.format,
             self.matmul.activations.format,
@@ -79,8 +79,13 @@ impl Policy {
             self.softmax,
             self.norm,
             self.output,
-        ];
-        formats.iter().any(|f| *f != Format::Fp32)
+        ]
+    }
+
+    /// Whether running this policy rounds or scales anything away from FP32: what a host CPU,
+    /// which computes in FP32, can only emulate.
+    pub fn narrower_than_fp32(&self) -> bool {
+        self.formats().iter().any(|f| *f != Format::Fp32)
             || self.matmul.weights.recipe != Recipe::Cast
             || self.matmul.activations.recipe != Recipe::Cast
     }

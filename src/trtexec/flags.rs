@@ -134,16 +134,7 @@ pub fn flags(
     typing: Typing,
     layers: &ClassLayers,
 ) -> Result<Vec<String>, FlagsError> {
-    let used = [
-        policy.default,
-        policy.matmul.weights.format,
-        policy.matmul.activations.format,
-        policy.matmul.output,
-        policy.activation,
-        policy.softmax,
-        policy.norm,
-        policy.output,
-    ];
+    let used = policy.formats();
     let mut flags = Vec::new();
     if typing == Typing::Strong {
         flags.push("--stronglyTyped".to_owned());
