@@ -785,6 +785,29 @@ mod tests {
         buffer.into_inner()
     }
 
+    /// A zip bomb's member says it unpacks to far more than deflate could make of the file: it is
+    /// refused from the size it declares, before anything is unpacked.
+    #[test]
+    fn an_npz_member_claiming_more_than_the_file_can_hold_is_refused_unread() {
+        let mut archive = npz(&fortran_npy("(2,)", &[1.0, 2.0]));
+        // The central directory's record of `x.npy`: its uncompressed size is at byte 24.
+        let at = archive
+            .windows(4)
+            .position(|w| w == b"PK\x01\x02")
+            .expect("a central directory")
+            + 24;
+        archive[at..at + 4].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.npz");
+        std::fs::write(&path, &archive).unwrap();
+        let error = named_array(&path, "x").unwrap_err().to_string();
+        let expected = format!(
+            "`x.npy` says it unpacks to 4294967280 bytes from a {}-byte file",
+            archive.len()
+        );
+        assert!(error.contains(&expected), "{error}");
+    }
+
     #[test]
     fn stack_layers_fill_the_prefix_and_map_renames() {
         let spec = CheckpointSpec {
