@@ -3,14 +3,13 @@
 
 mod common;
 
-use common::{junit, precheck};
+use common::{junit, precheck, quick_smoke};
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use precheck::results::{read_records, RunInfo, Status, VariantRecord};
 use predicates::prelude::*;
 
@@ -36,22 +35,6 @@ fn smoke_ids() -> Vec<String> {
         .collect();
     ids.sort();
     ids
-}
-
-fn quick_smoke(out: &Path) -> Command {
-    let mut command = precheck();
-    command
-        .args([
-            "run",
-            "suites/smoke.yaml",
-            "--iterations",
-            "2",
-            "--warmup",
-            "0",
-        ])
-        .arg("--out")
-        .arg(out);
-    command
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::precheck;
+use common::{precheck, quick_smoke};
 
 use std::fs;
 use std::path::Path;
@@ -71,17 +71,7 @@ fn recorded_fresh_crashed_and_nan_records_validate() {
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, fault: &str| {
         let out = dir.path().join(name);
-        precheck()
-            .args([
-                "run",
-                "suites/smoke.yaml",
-                "--iterations",
-                "2",
-                "--warmup",
-                "0",
-                "--out",
-            ])
-            .arg(&out)
+        quick_smoke(&out)
             .env("PRECHECK_TEST_WORKER_FAULT", fault)
             .output()
             .unwrap();

@@ -24,6 +24,24 @@ pub fn precheck() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("precheck").unwrap()
 }
 
+/// `precheck run suites/smoke.yaml` with 2 timed iterations and no warm-up, into `out`: the
+/// quickest whole run.
+pub fn quick_smoke(out: &Path) -> assert_cmd::Command {
+    let mut command = precheck();
+    command
+        .args([
+            "run",
+            "suites/smoke.yaml",
+            "--iterations",
+            "2",
+            "--warmup",
+            "0",
+        ])
+        .arg("--out")
+        .arg(out);
+    command
+}
+
 /// How a [`Fake`] backend's executable departs from the CPU backend's for one policy.
 #[derive(Clone, Default)]
 pub struct Plant {
