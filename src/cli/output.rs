@@ -62,12 +62,13 @@ pub(super) struct VariantSummary<'a> {
 }
 
 impl<'a> RunSummary<'a> {
-    /// The summary of `records` in `run_dir`, exiting with `exit_code`.
+    /// The summary of `records` in `run_dir`, exiting with `exit_code`, its reports at `reports`.
     pub fn new(
         run_dir: &'a Path,
         records: &'a [VariantRecord],
         exit_code: ExitCode,
         interrupted: bool,
+        reports: Vec<PathBuf>,
     ) -> Self {
         let count = |status| records.iter().filter(|r| r.status == status).count();
         RunSummary {
@@ -91,7 +92,7 @@ impl<'a> RunSummary<'a> {
                     why: report::why(r),
                 })
                 .collect(),
-            reports: Vec::new(),
+            reports,
         }
     }
 }

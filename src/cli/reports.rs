@@ -46,9 +46,13 @@ pub(super) fn report(run_dir: &Path, format: OutputFormat) -> anyhow::Result<Exi
     let code = run.exit_code();
     match format {
         OutputFormat::Json => {
-            let mut summary = RunSummary::new(run_dir, &run.records, code, run.interrupted());
-            summary.reports = paths;
-            print_json(&summary);
+            print_json(&RunSummary::new(
+                run_dir,
+                &run.records,
+                code,
+                run.interrupted(),
+                paths,
+            ));
         }
         OutputFormat::Text => {
             print_summary(&run.records, run_dir);

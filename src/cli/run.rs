@@ -130,9 +130,13 @@ pub(super) fn run(args: &RunArgs, format: OutputFormat) -> anyhow::Result<ExitCo
     };
     match format {
         OutputFormat::Json => {
-            let mut summary = RunSummary::new(&out, &records, code, outcome.interrupted);
-            summary.reports = reports;
-            print_json(&summary);
+            print_json(&RunSummary::new(
+                &out,
+                &records,
+                code,
+                outcome.interrupted,
+                reports,
+            ));
         }
         OutputFormat::Text => {
             print_summary(&records, &out);
@@ -209,9 +213,7 @@ pub(super) fn merge(
     };
     match format {
         OutputFormat::Json => {
-            let mut summary = RunSummary::new(out, &merged.records, code, false);
-            summary.reports = reports;
-            print_json(&summary);
+            print_json(&RunSummary::new(out, &merged.records, code, false, reports));
         }
         OutputFormat::Text => {
             print_summary(&merged.records, out);

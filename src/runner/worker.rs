@@ -383,12 +383,13 @@ impl Executor for Workers {
             timeout: Duration::from_secs_f64(settings.timeout_s),
             answer,
         };
+        // A keeper ends only when the Workers are dropped; one that panicked fails the variant.
+        let ended =
+            || Execution::Finished(Box::new(Err("the device's worker keeper ended".into())));
         if self.keeper(slot.device).send(request).is_err() {
-            return Execution::Finished(Box::new(Err("the device's worker keeper ended".into())));
+            return ended();
         }
-        execution.recv().unwrap_or_else(|_| {
-            Execution::Finished(Box::new(Err("the device's worker keeper ended".into())))
-        })
+        execution.recv().unwrap_or_else(|_| ended())
     }
 }
 
