@@ -439,3 +439,15 @@ fn every_command_that_prints_speaks_json() {
         "{golden}"
     );
 }
+
+/// A worker fed a line that is not a job says so and exits 2, with no reply on stdout.
+#[test]
+fn a_worker_given_a_line_that_is_not_a_job_exits_2_saying_so() {
+    precheck()
+        .arg("worker")
+        .write_stdin("{\"suite\": 3}\n")
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("error: not a job: "));
+}
