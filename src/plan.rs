@@ -28,7 +28,7 @@ pub struct Overrides {
     /// `--cache`.
     pub cache: Option<CacheMode>,
     /// `--cpu-agreement`.
-    pub cpu_agreement: AgreementMode,
+    pub cpu_agreement: Option<AgreementMode>,
     /// `--store`, or none with `--no-store`.
     pub store: Option<std::path::PathBuf>,
     /// `--shard`, or the scheduler's array index: this run's slice of the selected variants.
@@ -223,7 +223,9 @@ pub fn plan(
                 .as_secs_f64(),
             shard: overrides.shard,
             cache: overrides.cache.unwrap_or(suite.defaults.cache),
-            cpu_agreement: overrides.cpu_agreement,
+            cpu_agreement: overrides
+                .cpu_agreement
+                .unwrap_or(suite.defaults.cpu_agreement),
             store: overrides.store.clone(),
         },
     })
@@ -296,6 +298,24 @@ gpus: [h100, h200]
             error.to_string().contains("its gpus: h100, h200"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn cpu_agreement_comes_from_the_suite_unless_the_command_line_says() {
+        use crate::measure::AgreementMode;
+        let text = SUITE.replace("name: t\n", "name: t\ndefaults: { cpu_agreement: off }\n");
+        let suite = crate::suite::from_str(Path::new("t.yaml"), &text).unwrap();
+        let from_suite = plan(&suite, BackendKind::Cpu, "cpu", &Overrides::default()).unwrap();
+        assert_eq!(from_suite.settings.cpu_agreement, AgreementMode::Off);
+        let overrides = Overrides {
+            cpu_agreement: Some(AgreementMode::Every),
+            ..Overrides::default()
+        };
+        let from_flag = plan(&suite, BackendKind::Cpu, "cpu", &overrides).unwrap();
+        assert_eq!(from_flag.settings.cpu_agreement, AgreementMode::Every);
+        let default = crate::suite::from_str(Path::new("t.yaml"), SUITE).unwrap();
+        let default = plan(&default, BackendKind::Cpu, "cpu", &Overrides::default()).unwrap();
+        assert_eq!(default.settings.cpu_agreement, AgreementMode::Sample);
     }
 
     #[test]

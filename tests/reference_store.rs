@@ -53,7 +53,7 @@ fn run(store: Option<&Path>, seed: u64, out: &Path) -> Vec<VariantRecord> {
     let overrides = Overrides {
         store: store.map(Path::to_owned),
         seed: Some(seed),
-        cpu_agreement: precheck::measure::AgreementMode::Every,
+        cpu_agreement: Some(precheck::measure::AgreementMode::Every),
         ..Overrides::default()
     };
     let engine = Fake {

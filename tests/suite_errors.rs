@@ -222,7 +222,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown_key_typo",
-        ":10:3: `defaults.iteratons`: unknown key `iteratons`, did you mean `iterations`? (expected one of `seed`, `warmup`, `iterations`, `timeout`, `cache`)",
+        ":10:3: `defaults.iteratons`: unknown key `iteratons`, did you mean `iterations`? (expected one of `seed`, `warmup`, `iterations`, `timeout`, `cache`, `cpu_agreement`)",
     ),
     (
         "unknown_precision",

@@ -108,9 +108,10 @@ pub(super) struct RunArgs {
     pub(super) cache: Option<CacheMode>,
     /// Which variants on an engine other than the CPU emulation are also emulated on the CPU,
     /// for their agreement and numeric fingerprint: `every`; `sample`, the first of each policy
-    /// and those whose kernel trace cannot vouch for their GEMMs; or `off`.
-    #[arg(long, value_enum, default_value = "sample")]
-    pub(super) cpu_agreement: AgreementMode,
+    /// and those whose kernel trace cannot vouch for their GEMMs; or `off`. Overrides the
+    /// suite's `defaults.cpu_agreement` [default: sample].
+    #[arg(long, value_enum)]
+    pub(super) cpu_agreement: Option<AgreementMode>,
     /// The reference store: references and CPU emulations kept under a key of everything they
     /// depend on, for later variants, runs and farm nodes sharing the folder
     /// [default: ~/.cache/precheck/references].

@@ -79,6 +79,22 @@ pub enum LayerKind {
 }
 
 impl LayerKind {
+    /// Where a layer of this kind keeps its parameters.
+    pub fn names(self) -> LayerNames {
+        match self {
+            LayerKind::Decoder => LayerNames {
+                attention: &DECODER_ATTENTION,
+                mlp: &DECODER_MLP,
+                norms: DECODER_NORMS,
+            },
+            LayerKind::Encoder => LayerNames {
+                attention: &ENCODER_ATTENTION,
+                mlp: &ENCODER_MLP,
+                norms: ENCODER_NORMS,
+            },
+        }
+    }
+
     /// The name used in suites.
     pub fn name(self) -> &'static str {
         match self {
@@ -107,33 +123,58 @@ pub struct LayerSpec {
     pub rope_theta: f64,
 }
 
-/// The parameter names of one layout's attention.
-struct AttentionNames {
-    q: &'static str,
-    k: &'static str,
-    v: &'static str,
-    o: &'static str,
+/// The parameter names of one layout's attention (each `{name}.weight`, and `{name}.bias` where
+/// the layout has biases).
+#[derive(Debug)]
+pub struct AttentionNames {
+    /// The query projection.
+    pub q: &'static str,
+    /// The key projection.
+    pub k: &'static str,
+    /// The value projection.
+    pub v: &'static str,
+    /// The output projection.
+    pub o: &'static str,
 }
 
 /// The parameter names of one layout's MLP; `gate` only in gated MLPs.
-struct MlpNames {
-    gate: Option<&'static str>,
-    up: &'static str,
-    down: &'static str,
+#[derive(Debug)]
+pub struct MlpNames {
+    /// The gate projection.
+    pub gate: Option<&'static str>,
+    /// The up projection (`fc1`).
+    pub up: &'static str,
+    /// The down projection (`fc2`).
+    pub down: &'static str,
 }
 
-const STANDALONE_ATTENTION: AttentionNames = AttentionNames {
+/// The parameter names of one transformer layer layout.
+#[derive(Debug)]
+pub struct LayerNames {
+    /// Its attention.
+    pub attention: &'static AttentionNames,
+    /// Its MLP.
+    pub mlp: &'static MlpNames,
+    /// Its two norms (`{name}.weight`, and `{name}.bias` for LayerNorm): before (decoder) or
+    /// after (encoder) the attention, then the MLP.
+    pub norms: [&'static str; 2],
+}
+
+/// A standalone `attention` block's names.
+pub const STANDALONE_ATTENTION: AttentionNames = AttentionNames {
     q: "q_proj",
     k: "k_proj",
     v: "v_proj",
     o: "o_proj",
 };
-const GATED_MLP: MlpNames = MlpNames {
+/// A gated `mlp` block's names.
+pub const GATED_MLP: MlpNames = MlpNames {
     gate: Some("gate_proj"),
     up: "up_proj",
     down: "down_proj",
 };
-const PLAIN_MLP: MlpNames = MlpNames {
+/// A plain `mlp` block's names.
+pub const PLAIN_MLP: MlpNames = MlpNames {
     gate: None,
     up: "fc1",
     down: "fc2",
@@ -301,6 +342,7 @@ fn transformer_layer(b: &mut GraphBuilder, x: Value, layer: LayerSpec) -> Value 
         activation: layer.activation,
         gated: layer.kind == LayerKind::Decoder,
     };
+    let names = layer.kind.names();
     match layer.kind {
         LayerKind::Decoder => {
             let block = AttentionBlock {
@@ -308,12 +350,12 @@ fn transformer_layer(b: &mut GraphBuilder, x: Value, layer: LayerSpec) -> Value 
                 shape: layer.attention,
                 rope_theta: Some(layer.rope_theta),
             };
-            let [attention_norm, mlp_norm] = DECODER_NORMS;
+            let [attention_norm, mlp_norm] = names.norms;
             let normed = b.rms_norm(x, attention_norm, layer.norm_eps);
-            let attended = attention(b, normed, &DECODER_ATTENTION, block, false);
+            let attended = attention(b, normed, names.attention, block, false);
             let h = b.add(x, attended);
             let normed = b.rms_norm(h, mlp_norm, layer.norm_eps);
-            let transformed = mlp(b, normed, &DECODER_MLP, mlp_shape, false);
+            let transformed = mlp(b, normed, names.mlp, mlp_shape, false);
             b.add(h, transformed)
         }
         LayerKind::Encoder => {
@@ -322,11 +364,11 @@ fn transformer_layer(b: &mut GraphBuilder, x: Value, layer: LayerSpec) -> Value 
                 shape: layer.attention,
                 rope_theta: None,
             };
-            let [attention_norm, mlp_norm] = ENCODER_NORMS;
-            let attended = attention(b, x, &ENCODER_ATTENTION, block, true);
+            let [attention_norm, mlp_norm] = names.norms;
+            let attended = attention(b, x, names.attention, block, true);
             let sum = b.add(attended, x);
             let h = b.layer_norm(sum, attention_norm, layer.norm_eps);
-            let transformed = mlp(b, h, &ENCODER_MLP, mlp_shape, true);
+            let transformed = mlp(b, h, names.mlp, mlp_shape, true);
             let sum = b.add(transformed, h);
             b.layer_norm(sum, mlp_norm, layer.norm_eps)
         }

@@ -262,6 +262,8 @@ static RULES: &[(Matcher, KernelClass, &str)] = &[
     (Matcher::Exactly("rescale_rotary"), Auxiliary, OWN),
     (Matcher::Exactly("rotary"), Auxiliary, OWN),
     (Matcher::Exactly("softmax_rows"), Auxiliary, OWN),
+    (Matcher::Exactly("activation"), Auxiliary, OWN),
+    (Matcher::Exactly("add_norm"), Auxiliary, OWN),
 ];
 
 /// The class of the kernel called `name`.

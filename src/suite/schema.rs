@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::formats::Format;
 use crate::gate::GateSpec;
 use crate::ident::Ident;
-use crate::measure::CacheMode;
+use crate::measure::{AgreementMode, CacheMode};
 use crate::model::onnx::{CalibrateSpec, Localize, OnnxInputSpec};
 use crate::model::{Activation, OutlierSpec, WeightsSpec};
 use crate::precision::PrecisionSpec;
@@ -68,6 +68,9 @@ pub struct Defaults {
     pub timeout: Timeout,
     /// What the GPU's L2 cache holds when each timed iteration starts.
     pub cache: CacheMode,
+    /// Which variants on a real engine are also emulated on the CPU (`every`, `sample`, `off`):
+    /// a model too large to emulate on the host in reasonable time says `off` here.
+    pub cpu_agreement: AgreementMode,
 }
 
 impl Default for Defaults {
@@ -78,6 +81,7 @@ impl Default for Defaults {
             iterations: Count(NonZeroUsize::new(20).expect("20 is not zero")),
             timeout: Timeout(Duration::from_secs(600)),
             cache: CacheMode::Warm,
+            cpu_agreement: AgreementMode::Sample,
         }
     }
 }

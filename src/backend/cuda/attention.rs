@@ -4,7 +4,8 @@
 //! `q·kᵀ / sqrt(head_dim)` as one strided-batched cuBLASLt product per key/value head (its query
 //! heads are the batch; the key is shared, batch stride 0), stored in the softmax format; the
 //! softmax; `p·v` batched the same way, written straight into the merged-heads context; the
-//! output projection.
+//! output projection. An encoder's attention (BERT) adds each projection's bias as its matmul group applies
+//! the scales.
 //!
 //! The scores and probabilities are materialised (`[heads, tokens, tokens]`): at the lengths
 //! precheck measures (a few thousand tokens) they fit the GPU's memory easily, and the products
@@ -13,14 +14,17 @@
 use cudarc::cublaslt::sys::cublasComputeType_t as Compute;
 use cudarc::driver::CudaStream;
 
+use super::block::Pass;
 use super::gemm::{data_type, Gemm, GemmTypes, Layout, Problem};
 use super::groups::{Fp8Grouping, MatmulGroup, Planner};
 use super::kernels::{Elem, Kernels, Matrix};
+use super::params::Params;
 use super::quantizer::Quantizer;
 use super::route::MatmulRoute;
 use crate::backend::BackendError;
+use crate::model::blocks::AttentionNames;
 use crate::model::forward::rotary_tables;
-use crate::model::{AttentionBlock, Weights};
+use crate::model::AttentionBlock;
 use crate::precision::Policy;
 
 /// An attention block planned for the GPU.
@@ -61,12 +65,18 @@ fn softmax_elem(policy: &Policy) -> Result<Elem, BackendError> {
 }
 
 impl AttentionProgram {
-    /// Plans `block` with `weights`.
+    /// Plans `block` with the parameters `names` in `params`, with biases if `biased`.
     pub(super) fn new(
         plan: &mut Planner,
         block: &AttentionBlock,
-        weights: &Weights,
+        (params, names): (Params, &AttentionNames),
+        biased: bool,
     ) -> Result<Self, BackendError> {
+        if biased && block.rope_theta.is_some() {
+            return Err(BackendError::Unsupported(
+                "the CUDA attention adds projection biases only without rotary embedding".into(),
+            ));
+        }
         let (route, tokens, workspace) = (plan.route, plan.tokens, plan.workspace);
         let lt = plan.device.lt;
         let shape = block.shape;
@@ -80,9 +90,14 @@ impl AttentionProgram {
         let elem = route.elem();
         let softmax = softmax_elem(plan.policy)?;
         let quantize_x = plan.quantizer(block.hidden)?;
-        let projections =
-            ["q_proj", "k_proj", "v_proj"].map(|p| weights.get(&format!("{p}.weight")));
-        let qkv = plan.group(&projections, &quantize_x, Fp8Grouping::Accumulate)?;
+        let projections = [names.q, names.k, names.v];
+        let qkv_bias = biased.then(|| params.biases(&projections));
+        let qkv = plan.group(
+            &projections.map(|p| params.weight(p)),
+            &quantize_x,
+            Fp8Grouping::Accumulate,
+            qkv_bias.as_deref(),
+        )?;
         // Rows up to `padded(tokens)`, never written: zero keys and values for the padding.
         let qkv_out = plan.alloc(padded(tokens) * layout.qkv_width() * elem.size())?;
         let rotary = match block.rope_theta {
@@ -105,10 +120,12 @@ impl AttentionProgram {
         let scores_product = Gemm::new(lt, scores_types, layout.scores(), None, workspace)?;
         let values_product = Gemm::new(lt, types, layout.values(), None, workspace)?;
         let quantize_context = plan.quantizer(heads * head_dim)?;
+        let output_bias = biased.then(|| params.biases(&[names.o]));
         let output = plan.group(
-            &[weights.get("o_proj.weight")],
+            &[params.weight(names.o)],
             &quantize_context,
             Fp8Grouping::PerWeight,
+            output_bias.as_deref(),
         )?;
         Ok(AttentionProgram {
             heads: layout,
@@ -128,9 +145,10 @@ impl AttentionProgram {
             output,
         })
     }
+}
 
-    /// Enqueues one forward pass from `input` `[tokens, hidden]` to `output`.
-    pub(super) fn enqueue(
+impl Pass for AttentionProgram {
+    fn enqueue(
         &self,
         k: &Kernels,
         s: &CudaStream,

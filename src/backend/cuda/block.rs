@@ -10,20 +10,34 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaGraph, CudaSlice, DevicePtr};
+use cudarc::driver::{CudaGraph, CudaSlice, CudaStream, DevicePtr};
 
 use super::arena::Arena;
 use super::attention::AttentionProgram;
 use super::groups::{Fp8Grouping, MatmulGroup, Planner};
-use super::kernels::{Elem, Matrix};
-use super::mlp::MlpProgram;
+use super::kernels::{Elem, Kernels, Matrix};
+use super::layer::{mlp_pass, LayerProgram};
+use super::params::Params;
 use super::quantizer::Quantizer;
 use super::route::MatmulRoute;
 use super::Gpu;
 use crate::backend::BackendError;
-use crate::model::{Block, MlpShape, Model, Weights};
+use crate::model::blocks::{layer_prefix, GATED_MLP, PLAIN_MLP, STANDALONE_ATTENTION};
+use crate::model::{Block, Model, Weights};
 use crate::precision::Policy;
 use crate::tensor::Tensor;
+
+/// A planned program: the kernels and matmuls of one forward pass over `[tokens, features]`.
+pub(super) trait Pass {
+    /// Enqueues one forward pass on `s`, from the device tensor `input` to `output`.
+    fn enqueue(
+        &self,
+        k: &Kernels,
+        s: &CudaStream,
+        input: u64,
+        output: u64,
+    ) -> Result<(), BackendError>;
+}
 
 /// The block's forward pass on the device.
 enum Program {
@@ -31,8 +45,14 @@ enum Program {
         quantize: Quantizer,
         matmul: MatmulGroup,
     },
-    Mlp(Box<MlpProgram>),
-    Attention(Box<AttentionProgram>),
+    /// An MLP, an attention or a transformer layer.
+    Block(Box<dyn Pass>),
+    /// Layer `i` reads layer `i − 1`'s output (the block's input for the first) and writes
+    /// `outputs[i]`; the last writes the block's output.
+    Stack {
+        layers: Vec<LayerProgram>,
+        outputs: Vec<u64>,
+    },
 }
 
 /// A model built for one policy on one GPU.
@@ -99,19 +119,46 @@ impl CudaBlock {
             Block::Linear { .. } => {
                 let quantize = plan.quantizer(in_features)?;
                 let weight = weights.get("weight");
-                let matmul = plan.group(&[weight], &quantize, Fp8Grouping::PerWeight)?;
+                let matmul = plan.group(&[weight], &quantize, Fp8Grouping::PerWeight, None)?;
                 Program::Linear { quantize, matmul }
             }
-            &Block::Mlp(shape) if shape.gated => {
-                Program::Mlp(Box::new(MlpProgram::new(&mut plan, shape, weights)?))
+            &Block::Mlp(shape) => {
+                let names = if shape.gated { &GATED_MLP } else { &PLAIN_MLP };
+                Program::Block(mlp_pass(&mut plan, shape, Params::of(weights), names)?)
             }
             Block::Attention(block) => {
-                Program::Attention(Box::new(AttentionProgram::new(&mut plan, block, weights)?))
+                let params = (Params::of(weights), &STANDALONE_ATTENTION);
+                let program = AttentionProgram::new(&mut plan, block, params, false)?;
+                Program::Block(Box::new(program))
             }
-            other => {
-                let runs = "the CUDA backend runs `linear`, gated `mlp` and `attention` blocks";
-                let why = format!("{runs} so far, not {}", describe(other));
-                return Err(BackendError::Unsupported(why));
+            Block::Layer(layer) => {
+                let program = LayerProgram::new(&mut plan, layer, Params::of(weights))?;
+                Program::Block(Box::new(program))
+            }
+            Block::Stack { layer, layers } => {
+                let mut programs = Vec::with_capacity(*layers);
+                let mut outputs = Vec::with_capacity(*layers);
+                for index in 0..*layers {
+                    let prefix = layer_prefix(index);
+                    let params = Params::under(weights, &prefix);
+                    programs.push(LayerProgram::new(&mut plan, layer, params)?);
+                    outputs.push(if index + 1 == *layers {
+                        output
+                    } else {
+                        plan.alloc(tokens * out_features * elem.size())?
+                    });
+                }
+                Program::Stack {
+                    layers: programs,
+                    outputs,
+                }
+            }
+            Block::Onnx(_) => {
+                return Err(BackendError::Unsupported(
+                    "the CUDA backend runs precheck's blocks; an ONNX model runs on `ort` or \
+                     `trtexec`"
+                        .into(),
+                ))
             }
         };
         let staging_len = tokens * in_features.max(out_features);
@@ -144,8 +191,15 @@ impl CudaBlock {
                 let x = quantize.enqueue(k, s, input, false)?;
                 matmul.enqueue(k, s, x, self.output)
             }
-            Program::Mlp(mlp) => mlp.enqueue(k, s, input, self.output),
-            Program::Attention(attention) => attention.enqueue(k, s, input, self.output),
+            Program::Block(pass) => pass.enqueue(k, s, input, self.output),
+            Program::Stack { layers, outputs } => {
+                let mut x = input;
+                for (layer, &output) in layers.iter().zip(outputs) {
+                    layer.enqueue(k, s, x, output)?;
+                    x = output;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -200,12 +254,30 @@ impl CudaBlock {
         Ok(())
     }
 
-    /// Runs once and returns the output as f32.
+    /// The last forward pass's output, as f32.
     pub fn output(&mut self) -> Result<Tensor, BackendError> {
+        self.download(self.output)
+    }
+
+    /// The last forward pass's layer outputs (`layer.N`) of a stack; none for other blocks.
+    pub fn taps(&mut self) -> Result<Vec<(String, Tensor)>, BackendError> {
+        let outputs = match &self.program {
+            Program::Stack { outputs, .. } => outputs.clone(),
+            _ => return Ok(Vec::new()),
+        };
+        outputs
+            .into_iter()
+            .enumerate()
+            .map(|(index, ptr)| Ok((format!("layer.{index}"), self.download(ptr)?)))
+            .collect()
+    }
+
+    /// A `[tokens, output features]` tensor of the block in the tensors' format, as f32.
+    fn download(&mut self, ptr: u64) -> Result<Tensor, BackendError> {
         let s = self.device.stream.clone();
         let n = self.tokens * self.block.output_features();
         let output = Matrix {
-            ptr: self.output,
+            ptr,
             elem: self.route.elem(),
             rows: self.tokens,
             cols: self.block.output_features(),
@@ -217,7 +289,7 @@ impl CudaBlock {
         // SAFETY: `host` holds `n` f32s, `n * 4` initialised bytes, borrowed mutably only here.
         let bytes =
             unsafe { std::slice::from_raw_parts_mut(host.as_mut_ptr().cast::<u8>(), n * 4) };
-        // SAFETY: `staging_out` holds the `n` f32 outputs the conversion above wrote on stream
+        // SAFETY: `staging_out` holds the `n` f32 values the conversion above wrote on stream
         // `s`, and `bytes` lives until `synchronize` below has waited for the copy.
         unsafe {
             cudarc::driver::result::memcpy_dtoh_async(bytes, self.staging_out, s.cu_stream())
@@ -231,11 +303,3 @@ impl CudaBlock {
 
 /// cuBLASLt workspace per matmul group: what its Hopper kernels ask for at these sizes.
 const WORKSPACE_BYTES: usize = 32 << 20;
-
-/// A block as a person names it in an error: `attention`, or `mlp` (plain).
-fn describe(block: &Block) -> String {
-    match block {
-        Block::Mlp(MlpShape { gated: false, .. }) => "a plain `mlp`".to_owned(),
-        other => format!("`{}`", other.kind_name()),
-    }
-}

@@ -6,7 +6,7 @@ use cudarc::driver::CudaStream;
 
 use super::arena::Arena;
 use super::gemm::{Gemm, GemmTypes, Shape};
-use super::kernels::{Accumulator, Elem, Kernels, Matrix, Scales};
+use super::kernels::{Accumulator, Kernels, Matrix, Scales};
 use super::quantizer::{operand_bytes, weight_spec, DeviceWeight, QuantizedInput, Quantizer};
 use super::route::MatmulRoute;
 use super::Gpu;
@@ -48,14 +48,16 @@ impl Planner<'_> {
         )
     }
 
-    /// The linears of `weights`, reading the activations `input` quantizes.
+    /// The linears of `weights`, reading the activations `input` quantizes, with their `bias`
+    /// (the linears' biases side by side) if they have one.
     pub fn group(
         &mut self,
         weights: &[&Tensor],
         input: &Quantizer,
         fp8: Fp8Grouping,
+        bias: Option<&[f32]>,
     ) -> Result<MatmulGroup, BackendError> {
-        MatmulGroup::new(self, weights, input.scale, fp8)
+        MatmulGroup::new(self, weights, (input.scale, fp8), bias)
     }
 }
 
@@ -74,6 +76,8 @@ pub(super) struct MatmulGroup {
     accumulator: Option<u64>,
     /// Per-column weight scales, for groups with an accumulator.
     col_scales: u64,
+    /// The linears' f32 biases side by side (0: none), added with the scales.
+    bias: u64,
 }
 
 /// Whether a group of FP8 linears runs as one GEMM into an f32 accumulator (each weight keeps
@@ -94,11 +98,16 @@ impl MatmulGroup {
     /// one (each is its own tensor to the policy), then concatenated into one matmul unless FP8
     /// runs `PerWeight`: the gate and up projections become one GEMM of twice the width, which
     /// reads the input once.
+    ///
+    /// A group with biases keeps its products in f32 (or int32) and adds the bias as it applies
+    /// the scales, rounding once, as the CPU rounds a linear's output after its bias: adding the
+    /// bias to an output already rounded to BF16 would round twice, and FP8 amplifies such
+    /// last-bit differences through the next quantization.
     pub(super) fn new(
         plan: &mut Planner,
         weights: &[&Tensor],
-        input_scale: u64,
-        fp8: Fp8Grouping,
+        (input_scale, fp8): (u64, Fp8Grouping),
+        bias: Option<&[f32]>,
     ) -> Result<Self, BackendError> {
         let (route, policy, tokens) = (plan.route, plan.policy, plan.tokens);
         let (device, workspace) = (plan.device, plan.workspace);
@@ -110,13 +119,14 @@ impl MatmulGroup {
             .map(|w| quant::quantize(w, weight_spec(route, policy), &mut AmaxHistory::default()))
             .collect();
         let is_fp8 = matches!(route, MatmulRoute::Fp8 { .. });
-        let accumulates = route.rescales() || (is_fp8 && fp8 == Fp8Grouping::Accumulate);
+        let accumulates =
+            route.rescales() || (is_fp8 && fp8 == Fp8Grouping::Accumulate) || bias.is_some();
         let groups: Vec<Vec<&Operand>> = if is_fp8 && !accumulates {
             operands.iter().map(|o| vec![o]).collect()
         } else {
             vec![operands.iter().collect()]
         };
-        let types = if accumulates && is_fp8 {
+        let types = if accumulates && !route.rescales() {
             GemmTypes {
                 d: Data::CUDA_R_32F,
                 ..route.types()
@@ -155,6 +165,10 @@ impl MatmulGroup {
         } else {
             (None, 0)
         };
+        let bias = match bias {
+            Some(bias) => arena.upload_f32(&device.stream, bias)?,
+            None => 0,
+        };
         Ok(MatmulGroup {
             route,
             tokens,
@@ -162,6 +176,7 @@ impl MatmulGroup {
             parts,
             accumulator,
             col_scales,
+            bias,
         })
     }
 
@@ -183,11 +198,11 @@ impl MatmulGroup {
             let acc = self.enqueue_products(s, x)?;
             let out = Matrix {
                 ptr: out,
-                elem: Elem::Bf16,
+                elem: self.route.elem(),
                 rows: self.tokens,
                 cols: self.cols,
             };
-            return k.rescale(s, acc, out);
+            return k.rescale(s, acc, self.bias, out);
         }
         let bytes = self.route.elem().size();
         let mut column = 0;
@@ -212,11 +227,18 @@ impl MatmulGroup {
         for (weight, gemm) in &self.parts {
             gemm.run(s, weight.data, x.data, acc)?;
         }
+        // Scales of the input applied after the GEMM: INT8's per token, FP8's and NVFP4's per
+        // tensor. Other inputs are in the tensors' format (carriers, weight-only) or have their
+        // block scales folded in (MX): a null scale is 1.
+        let input_scaled = matches!(
+            self.route,
+            MatmulRoute::Int8 | MatmulRoute::Fp8 { .. } | MatmulRoute::Nvfp4
+        );
         Ok(Accumulator {
             ptr: acc,
             is_int: self.route == MatmulRoute::Int8,
             rows: Scales {
-                ptr: x.scale,
+                ptr: if input_scaled { x.scale } else { 0 },
                 stride: i32::from(self.route == MatmulRoute::Int8),
             },
             cols: Scales {

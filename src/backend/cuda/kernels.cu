@@ -385,17 +385,21 @@ extern "C" __global__ void quantize_int8_rows(const void* x, int fmt, long cols,
     }
 }
 
-// out[r, c] = acc[r, c] * (row_scale[r * row_stride] * col_scale[c * col_stride]), rounded to
-// out_fmt; acc is int32 (acc_is_int) or f32. A stride of 0 makes a scale per tensor.
-// Grid: (column blocks, rows).
+// out[r, c] = acc[r, c] * (row_scale[r * row_stride] * col_scale[c * col_stride]) (+ bias[c]),
+// rounded once to out_fmt, as the CPU rounds a linear's output after its bias; acc is int32
+// (acc_is_int) or f32. A stride of 0 makes a scale per tensor; a null scale is 1 (an unscaled
+// product kept in f32 for its bias), a null bias none. Grid: (column blocks, rows).
 extern "C" __global__ void rescale(const void* acc, int acc_is_int, int cols, const float* row_scale,
-                                   int row_stride, const float* col_scale, int col_stride, void* out,
-                                   int out_fmt) {
+                                   int row_stride, const float* col_scale, int col_stride, const float* bias,
+                                   void* out, int out_fmt) {
     const long r = blockIdx.y;
-    const float rs = row_scale[r * row_stride];
+    const float rs = row_scale != 0 ? row_scale[r * row_stride] : 1.0f;
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
         const long i = r * cols + c;
-        store(out, i, rescaled(acc, acc_is_int, i, rs, col_scale[(long)c * col_stride], out_fmt), out_fmt);
+        const float cs = col_scale != 0 ? col_scale[(long)c * col_stride] : 1.0f;
+        const float a = acc_is_int ? (float)((const int*)acc)[i] : ((const float*)acc)[i];
+        const float v = bias != 0 ? a * (rs * cs) + bias[c] : a * (rs * cs);
+        store(out, i, v, out_fmt);
     }
 }
 
@@ -645,5 +649,95 @@ extern "C" __global__ void amax_history_push(const float* current, float* histor
     if (threadIdx.x == 0) {
         state[0] = (float)(steps + 1);
         state[1] = most_recent ? *current : m;
+    }
+}
+
+// An activation function in f32. act: 0 = SiLU, 1 = GELU (tanh), 2 = GELU (erf), 3 = ReLU.
+__device__ __forceinline__ float activate(float x, int act) {
+    if (act == 0) return x / (1.0f + expf(-x));
+    if (act == 1) return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    if (act == 2) return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    return fmaxf(x, 0.0f);
+}
+
+// An activation function in place on y (n values of fmt), stored rounded to fmt, as the CPU
+// stores an activation's output. With amax non-null, also accumulates max |y| (for the next
+// matmul's current scaling).
+extern "C" __global__ void activation(void* y, int fmt, long n, int act, float* amax_out) {
+    float m = 0.0f;
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        const float v = round_to(activate(load(y, i, fmt), act), fmt);
+        store(y, i, v, fmt);
+        m = nan_max(m, fabsf(v));
+    }
+    if (amax_out != 0) {
+        m = block_max(m);
+        if (threadIdx.x == 0) atomic_amax(amax_out, m);
+    }
+}
+
+// The sum of v over the block, for every thread of the block.
+__device__ float block_sum(float v) {
+    __shared__ float warp_sums[32];
+    v = warp_sum(v);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) warp_sums[warp] = v;
+    __syncthreads();
+    int warps = (blockDim.x + 31) >> 5;
+    v = threadIdx.x < warps ? warp_sums[threadIdx.x] : 0.0f;
+    if (warp == 0) {
+        v = warp_sum(v);
+        if (lane == 0) warp_sums[0] = v;
+    }
+    __syncthreads();
+    v = warp_sums[0];
+    __syncthreads();
+    return v;
+}
+
+// Row r of a residual sum: a, or round(a + b) when b is non-null (the CPU stores the sum).
+__device__ __forceinline__ float residual(const void* a, const void* b, long i, int fmt) {
+    return b != 0 ? round_to(load(a, i, fmt) + load(b, i, fmt), fmt) : load(a, i, fmt);
+}
+
+// A residual add and a normalisation of its rows, one block per row: s = a (+ b), stored into
+// sum_out when non-null; then with norm = 1 LayerNorm, 2 RMSNorm (0 none) of s, times weight (+
+// shift for LayerNorm), all in f32 as the CPU computes it (mean first, then the variance about
+// it), stored into norm_out and accumulating max |out| into amax_out when non-null. Every
+// tensor is in fmt.
+extern "C" __global__ void add_norm(const void* a, const void* b, int fmt, int cols, void* sum_out, int norm,
+                                    const float* weight, const float* shift, float eps, void* norm_out,
+                                    float* amax_out) {
+    const long base = (long)blockIdx.x * cols;
+    float first = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        const float s = residual(a, b, base + c, fmt);
+        if (sum_out != 0) store(sum_out, base + c, s, fmt);
+        first += norm == 1 ? s : s * s;
+    }
+    if (norm == 0) return;
+    const float moment = block_sum(first) / cols;
+    float mean = 0.0f, inv;
+    if (norm == 1) {
+        mean = moment;
+        float second = 0.0f;
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+            const float d = residual(a, b, base + c, fmt) - mean;
+            second += d * d;
+        }
+        inv = 1.0f / sqrtf(block_sum(second) / cols + eps);
+    } else {
+        inv = 1.0f / sqrtf(moment + eps);
+    }
+    float m = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float v = (residual(a, b, base + c, fmt) - mean) * inv * weight[c];
+        if (norm == 1) v += shift[c];
+        store(norm_out, base + c, v, fmt);
+        m = nan_max(m, fabsf(round_to(v, fmt)));
+    }
+    if (amax_out != 0) {
+        m = block_max(m);
+        if (threadIdx.x == 0) atomic_amax(amax_out, m);
     }
 }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::backend::BackendError;
 use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
 use crate::formats::Format;
+use crate::model::Activation;
 
 /// The kernel source, also compiled by CI through NVRTC without a GPU.
 pub const SOURCE: &str = include_str!("kernels.cu");
@@ -114,11 +115,23 @@ pub struct Kernels {
     nvfp4_dequant: CudaFunction,
     rotary: CudaFunction,
     softmax_rows: CudaFunction,
+    activation: CudaFunction,
+    add_norm: CudaFunction,
     /// Blocks for grid-stride loops: enough to fill every SM several times.
     grid: u32,
 }
 
 const THREADS: u32 = 256;
+
+/// `kernels.cu`'s id of an activation function (`activate`; the gated kernels take the first two).
+pub fn activation_id(activation: Activation) -> i32 {
+    match activation {
+        Activation::Silu => 0,
+        Activation::GeluTanh => 1,
+        Activation::Gelu => 2,
+        Activation::Relu => 3,
+    }
+}
 
 /// Whether [`Kernels::gated_act_int8_rows`] takes rows of `inter` columns.
 pub fn fused_int8_fits(inter: usize) -> bool {
@@ -175,6 +188,8 @@ impl Kernels {
             nvfp4_dequant: function("nvfp4_dequant")?,
             rotary: function("rotary")?,
             softmax_rows: function("softmax_rows")?,
+            activation: function("activation")?,
+            add_norm: function("add_norm")?,
             _module: module,
             grid: (sms.max(1) as u32) * 8,
         })
@@ -338,12 +353,13 @@ impl Kernels {
             .map_err(failed("quantize_int8_rows"))
     }
 
-    /// `out = acc * row scale * column scale`, rounded to `out`'s format (`out` has the
-    /// accumulator's shape).
+    /// `out = acc * row scale * column scale (+ bias)`, rounded once to `out`'s format (`out` has
+    /// the accumulator's shape); `bias` (0: none) is `out.cols` f32.
     pub fn rescale(
         &self,
         s: &CudaStream,
         acc: Accumulator,
+        bias: u64,
         out: Matrix,
     ) -> Result<(), BackendError> {
         let (acc_is_int, n_cols, out_elem) =
@@ -357,11 +373,13 @@ impl Kernels {
             .arg(&acc.rows.stride)
             .arg(&acc.cols.ptr)
             .arg(&acc.cols.stride)
+            .arg(&bias)
             .arg(&out.ptr)
             .arg(&out_elem);
-        // SAFETY: the nine args match `rescale` in kernels.cu (int strides); a grid row per `out`
+        // SAFETY: the ten args match `rescale` in kernels.cu (int strides); a grid row per `out`
         // row; `acc.ptr` and `out.ptr` hold `out.elements()` values, the row/column scales
-        // `out.rows`/`out.cols` f32 (one at stride 0); all live until the stream syncs.
+        // `out.rows`/`out.cols` f32 (one at stride 0) or are 0, `bias` `out.cols` f32 or 0; all
+        // live until the stream syncs.
         unsafe { launch.launch(self.rows(out.rows, out.cols)) }
             .map(drop)
             .map_err(failed("rescale"))
@@ -601,6 +619,67 @@ impl Kernels {
             .map_err(failed("softmax_rows"))
     }
 
+    /// The activation `act` (`kernels.cu`'s id) of `y` in place, rounded to its format; `amax`
+    /// (0: none) accumulates max |y|.
+    pub fn activation(
+        &self,
+        s: &CudaStream,
+        y: Matrix,
+        act: i32,
+        amax: u64,
+    ) -> Result<(), BackendError> {
+        let (elem, n) = (y.elem as i32, y.elements() as i64);
+        let mut launch = s.launch_builder(&self.activation);
+        launch.arg(&y.ptr).arg(&elem).arg(&n).arg(&act).arg(&amax);
+        // SAFETY: args match `activation(y, fmt, n, act, amax_out)` in kernels.cu; `y` holds `n`
+        // values of its format, `amax` one f32 or 0; grid-stride loop; both live until the
+        // stream syncs.
+        unsafe { launch.launch(self.strided(y.elements())) }
+            .map(drop)
+            .map_err(failed("activation"))
+    }
+
+    /// The residual sum `a (+ b)` of `[rows, cols]` tensors in `a.elem`, stored into `sum` (0:
+    /// not kept), and its normalisation `norm` into `out` with `amax` (0: none) accumulating
+    /// max |out|.
+    pub fn add_norm(
+        &self,
+        s: &CudaStream,
+        (a, b): (Matrix, Option<u64>),
+        sum: u64,
+        norm: Option<&Norm>,
+        (out, amax): (u64, u64),
+    ) -> Result<(), BackendError> {
+        let (elem, cols) = (a.elem as i32, a.cols as i32);
+        let b = b.unwrap_or(0);
+        let (kind, weight, shift, eps) = match norm {
+            None => (0i32, 0u64, 0u64, 0f32),
+            Some(n) => (n.kind as i32, n.weight, n.shift, n.eps),
+        };
+        let mut launch = s.launch_builder(&self.add_norm);
+        launch
+            .arg(&a.ptr)
+            .arg(&b)
+            .arg(&elem)
+            .arg(&cols)
+            .arg(&sum)
+            .arg(&kind)
+            .arg(&weight)
+            .arg(&shift)
+            .arg(&eps)
+            .arg(&out)
+            .arg(&amax);
+        let threads = (a.cols as u32).next_multiple_of(32).clamp(32, ROW_THREADS);
+        // SAFETY: args match `add_norm(a, b, fmt, cols, sum_out, norm, weight, shift, eps,
+        // norm_out, amax_out)` in kernels.cu; a block per row of `a`, its threads a multiple of
+        // 32 (the reductions use whole warps); `a`, `b`, `sum` and `out` hold `a.rows * cols`
+        // values of `a.elem` or are 0 where the kernel reads them only when non-null, `weight`
+        // and `shift` `cols` f32 (`shift` for LayerNorm only); all live until the stream syncs.
+        unsafe { launch.launch(grid((a.rows as u32, 1), threads)) }
+            .map(drop)
+            .map_err(failed("add_norm"))
+    }
+
     /// One thread per item, in blocks of [`THREADS`].
     fn blocks_of(threads: usize) -> LaunchConfig {
         grid(((threads as u32).div_ceil(THREADS), 1), THREADS)
@@ -630,6 +709,28 @@ impl Matrix {
     pub fn with(self, ptr: u64, elem: Elem) -> Matrix {
         Matrix { ptr, elem, ..self }
     }
+}
+
+/// Which normalisation [`Kernels::add_norm`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormKind {
+    /// `(x − mean) / sqrt(var + eps) · weight + shift`.
+    Layer = 1,
+    /// `x / sqrt(mean(x²) + eps) · weight`.
+    Rms = 2,
+}
+
+/// A normalisation's parameters on the device.
+#[derive(Debug, Clone, Copy)]
+pub struct Norm {
+    /// LayerNorm or RMSNorm.
+    pub kind: NormKind,
+    /// `[cols]` f32 scale.
+    pub weight: u64,
+    /// `[cols]` f32 shift (LayerNorm), else 0.
+    pub shift: u64,
+    /// Added to the variance or mean square.
+    pub eps: f32,
 }
 
 /// How [`Kernels::quantize_fp8`] quantizes.

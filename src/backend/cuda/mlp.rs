@@ -1,17 +1,24 @@
-//! The gated MLP on the GPU: `down(act(gate(x)) · up(x))`, the gate and up projections as one
-//! matmul group, the gated activation as one kernel that also does what the next step needs of
-//! it (the amax of FP8's current scaling; INT8's scales and per-token quantization), the down
-//! projection.
+//! MLPs on the GPU.
+//!
+//! The gated MLP, `down(act(gate(x)) · up(x))`: the gate and up projections as one matmul group,
+//! the gated activation as one kernel that also does what the next step needs of it (the amax of
+//! FP8's current scaling; INT8's scales and per-token quantization), the down projection.
+//!
+//! The plain MLP with biases, `fc2(act(fc1(x) + b1)) + b2` (BERT, SigLIP): each projection with
+//! its bias (added as the group applies its scales), the activation as one kernel that also
+//! takes the amax the next quantization needs.
 
 use cudarc::driver::CudaStream;
 
+use super::block::Pass;
 use super::groups::{Fp8Grouping, MatmulGroup, Planner};
-use super::kernels::{fused_int8_fits, Kernels, Matrix};
+use super::kernels::{activation_id, fused_int8_fits, Kernels, Matrix};
+use super::params::Params;
 use super::quantizer::Quantizer;
 use super::route::MatmulRoute;
 use crate::backend::BackendError;
-use crate::model::Activation;
-use crate::model::{MlpShape, Weights};
+use crate::model::blocks::MlpNames;
+use crate::model::{Activation, MlpShape};
 
 /// A gated MLP planned for the GPU.
 pub(super) struct MlpProgram {
@@ -31,15 +38,17 @@ pub(super) struct MlpProgram {
 }
 
 impl MlpProgram {
-    /// Plans the gated MLP `shape` with `weights`.
+    /// Plans the gated MLP `shape` with the parameters `names` in `params`.
     pub(super) fn new(
         plan: &mut Planner,
         shape: MlpShape,
-        weights: &Weights,
+        (params, names): (Params, &MlpNames),
     ) -> Result<Self, BackendError> {
+        let gate = names
+            .gate
+            .expect("a gated MLP's names include its gate projection");
         let activation = match shape.activation {
-            Activation::Silu => 0,
-            Activation::GeluTanh => 1,
+            Activation::Silu | Activation::GeluTanh => activation_id(shape.activation),
             other => {
                 return Err(BackendError::Unsupported(format!(
                     "the CUDA backend's gated MLP runs silu and gelu_tanh, not {}",
@@ -50,12 +59,10 @@ impl MlpProgram {
         let (tokens, inter, elem) = (plan.tokens, shape.intermediate, plan.route.elem());
         let quantize_x = plan.quantizer(shape.hidden)?;
         let gate_up = plan.group(
-            &[
-                weights.get("gate_proj.weight"),
-                weights.get("up_proj.weight"),
-            ],
+            &[params.weight(gate), params.weight(names.up)],
             &quantize_x,
             Fp8Grouping::PerWeight,
+            None,
         )?;
         let gate_up_out = if gate_up.accumulates() {
             0
@@ -65,9 +72,10 @@ impl MlpProgram {
         let hidden = plan.alloc(tokens * inter * elem.size())?;
         let quantize_h = plan.quantizer(inter)?;
         let down = plan.group(
-            &[weights.get("down_proj.weight")],
+            &[params.weight(names.down)],
             &quantize_h,
             Fp8Grouping::PerWeight,
+            None,
         )?;
         Ok(MlpProgram {
             route: plan.route,
@@ -82,9 +90,10 @@ impl MlpProgram {
             down,
         })
     }
+}
 
-    /// Enqueues one forward pass from `input` `[tokens, hidden]` to `output`.
-    pub(super) fn enqueue(
+impl Pass for MlpProgram {
+    fn enqueue(
         &self,
         k: &Kernels,
         s: &CudaStream,
@@ -118,6 +127,81 @@ impl MlpProgram {
             k.gated_act(s, gu, act, self.hidden, amax)?;
         }
         let h = self.quantize_h.enqueue(k, s, self.hidden, amax != 0)?;
+        self.down.enqueue(k, s, h, output)
+    }
+}
+
+/// A plain MLP with biases, planned for the GPU.
+pub(super) struct PlainMlpProgram {
+    route: MatmulRoute,
+    tokens: usize,
+    inter: usize,
+    activation: i32,
+    quantize_x: Quantizer,
+    up: MatmulGroup,
+    /// `act(fc1(x) + b1)`, `[tokens, inter]`.
+    inner: u64,
+    quantize_inner: Quantizer,
+    down: MatmulGroup,
+}
+
+impl PlainMlpProgram {
+    /// Plans the plain MLP `shape` with the parameters `names` in `params`.
+    pub(super) fn new(
+        plan: &mut Planner,
+        shape: MlpShape,
+        (params, names): (Params, &MlpNames),
+    ) -> Result<Self, BackendError> {
+        let (tokens, inter) = (plan.tokens, shape.intermediate);
+        let quantize_x = plan.quantizer(shape.hidden)?;
+        let up = plan.group(
+            &[params.weight(names.up)],
+            &quantize_x,
+            Fp8Grouping::PerWeight,
+            Some(&params.biases(&[names.up])),
+        )?;
+        let inner = plan.alloc(tokens * inter * plan.route.elem().size())?;
+        let quantize_inner = plan.quantizer(inter)?;
+        let down = plan.group(
+            &[params.weight(names.down)],
+            &quantize_inner,
+            Fp8Grouping::PerWeight,
+            Some(&params.biases(&[names.down])),
+        )?;
+        Ok(PlainMlpProgram {
+            route: plan.route,
+            tokens,
+            inter,
+            activation: activation_id(shape.activation),
+            quantize_x,
+            up,
+            inner,
+            quantize_inner,
+            down,
+        })
+    }
+}
+
+impl Pass for PlainMlpProgram {
+    fn enqueue(
+        &self,
+        k: &Kernels,
+        s: &CudaStream,
+        input: u64,
+        output: u64,
+    ) -> Result<(), BackendError> {
+        let elem = self.route.elem();
+        let x = self.quantize_x.enqueue(k, s, input, false)?;
+        self.up.enqueue(k, s, x, self.inner)?;
+        let inner = Matrix {
+            ptr: self.inner,
+            elem,
+            rows: self.tokens,
+            cols: self.inter,
+        };
+        let amax = self.quantize_inner.prepare_amax(s)?.unwrap_or(0);
+        k.activation(s, inner, self.activation, amax)?;
+        let h = self.quantize_inner.enqueue(k, s, self.inner, amax != 0)?;
         self.down.enqueue(k, s, h, output)
     }
 }

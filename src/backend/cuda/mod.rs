@@ -12,7 +12,9 @@ mod clocks;
 mod gemm;
 mod groups;
 pub mod kernels;
+mod layer;
 mod mlp;
+mod params;
 mod quantizer;
 mod route;
 mod trace;
@@ -197,6 +199,7 @@ impl Backend for CudaBackend {
         Ok(Box::new(CudaExecutable {
             block,
             device: self.device.clone(),
+            taps: Vec::new(),
         }))
     }
 }
@@ -204,13 +207,20 @@ impl Backend for CudaBackend {
 struct CudaExecutable {
     block: CudaBlock,
     device: Arc<Gpu>,
+    /// The last run's layer outputs (a stack's).
+    taps: Vec<(String, Tensor)>,
 }
 
 impl Executable for CudaExecutable {
     fn run(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
         self.block.set_input(input)?;
         self.block.launch(0)?;
+        self.taps = self.block.taps()?;
         self.block.output()
+    }
+
+    fn taps(&mut self) -> Vec<(String, Tensor)> {
+        std::mem::take(&mut self.taps)
     }
 
     /// CUDA events around each graph launch on the block's stream, rotating among the block's

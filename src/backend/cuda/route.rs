@@ -77,10 +77,15 @@ impl MatmulRoute {
     fn requested(policy: &Policy) -> Result<MatmulRoute, BackendError> {
         let unsupported =
             |why: &str| Err(BackendError::Unsupported(format!("{}: {why}", policy.name)));
-        // The softmax's format is the attention's business (its own buffers); the blocks this
-        // backend runs have no norm, so the norm format changes nothing. Activations, outputs and
-        // matmul outputs live in the buffers between operations, in the default format.
-        let classes = [policy.activation, policy.output, policy.matmul.output];
+        // The softmax's format is the attention's business (its own buffers). Activations, norms,
+        // outputs and matmul outputs live in the buffers between operations, in the default
+        // format.
+        let classes = [
+            policy.activation,
+            policy.norm,
+            policy.output,
+            policy.matmul.output,
+        ];
         if classes.iter().any(|&f| f != policy.default) {
             return unsupported(
                 "per-class formats other than the default are not implemented on CUDA yet",
@@ -324,10 +329,16 @@ mod tests {
         fp32_activation.activation = Format::Fp32;
         let error = MatmulRoute::of(&fp32_activation).unwrap_err().to_string();
         assert!(error.contains("per-class formats"), "{error}");
+        // Norms store into the tensors between operations too.
+        let mut fp32_norm = presets::preset("bf16").unwrap();
+        fp32_norm.norm = Format::Fp32;
+        let error = MatmulRoute::of(&fp32_norm).unwrap_err().to_string();
+        assert!(error.contains("per-class formats"), "{error}");
         let mut fp8_over_fp16 = presets::preset("fp8_e4m3").unwrap();
         for format in [
             &mut fp8_over_fp16.default,
             &mut fp8_over_fp16.activation,
+            &mut fp8_over_fp16.norm,
             &mut fp8_over_fp16.output,
             &mut fp8_over_fp16.matmul.output,
         ] {
