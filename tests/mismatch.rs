@@ -408,10 +408,10 @@ fn a_silent_fallback_fails_the_precision_mismatch_gate() {
     .unwrap();
     precheck().arg("report").arg(dir.path()).assert().code(1);
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
-    assert!(html.contains("<h2>Precision evidence</h2>"));
+    assert!(html.contains("<h2>Each variant</h2>"));
     // (tera escapes `/` in ids as `&#x2F;`.)
-    assert!(html.contains("m&#x2F;fp8_e4m3&#x2F;cpu</span>: detected (higher)"));
-    assert!(html.contains("m&#x2F;bf16&#x2F;cpu</span>: none"));
+    assert!(html.contains("m&#x2F;fp8_e4m3&#x2F;cpu</span>: FAIL · mismatch: detected (higher)"));
+    assert!(html.contains("m&#x2F;bf16&#x2F;cpu</span>: pass · mismatch: none"));
     let unknown = explain("m/fp8_e4m3/gpu");
     assert_eq!(unknown.status.code(), Some(2));
     let error = String::from_utf8(unknown.stderr).unwrap();

@@ -247,9 +247,28 @@ fn a_smoke_run_writes_every_report_and_they_agree_with_the_records() {
     assert!(html.contains("PASS · suite smoke"));
     assert_eq!(
         html.matches("<svg").count(),
-        2,
-        "cosine and latency; no accuracy against speed for a CPU run's emulated timings"
+        2 + records.len(),
+        "cosine and latency, no accuracy against speed for a CPU run's emulated timings; and \
+         each variant's histogram of timed iterations"
     );
+    // Each variant in detail: its percentiles, and whether they time an emulation.
+    for record in &records {
+        let detail = html
+            .split(&format!(
+                "<summary><span class=\"id\">{}",
+                escaped(&record.id)
+            ))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{} has no detail", record.id));
+        let latency = detail.split("<p>").nth(1).unwrap();
+        assert!(
+            latency.starts_with("3 timed iterations, ms: p50 "),
+            "{latency}"
+        );
+        assert!(latency.contains(" · p99 "), "{latency}");
+        let emulation = latency.split("</p>").next().unwrap().contains("emulation");
+        assert_eq!(emulation, record.emulated, "{}: {latency}", record.id);
+    }
     assert!(html.contains("Not performance: 6 variants were timed as an emulation"));
     for record in &records {
         let expected = if record.emulated { "emulated" } else { "—" };

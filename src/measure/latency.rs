@@ -55,7 +55,7 @@ impl LatencyStats {
 }
 
 /// The `q`-quantile of sorted values, interpolating linearly between ranks (NumPy's default).
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     let rank = q * (sorted.len() - 1) as f64;
     let low = rank.floor() as usize;
     let high = rank.ceil() as usize;

@@ -13,6 +13,6 @@ pub use accuracy::{compare, Accuracy, MetricError};
 pub use agreement::AgreementMode;
 pub use cache::CacheMode;
 pub use clocks::{Clocks, SmClock};
-pub use latency::{engine_latency, time_runs, LatencyStats};
+pub use latency::{engine_latency, percentile, time_runs, LatencyStats};
 pub use launches::KernelLaunches;
 pub use phases::Phases;

@@ -126,12 +126,6 @@ pub fn failures(record: &VariantRecord) -> String {
 pub struct VariantRow {
     /// `model/precision/device`.
     pub id: String,
-    /// Model name.
-    pub model: String,
-    /// Precision name.
-    pub precision: String,
-    /// Device of the variant.
-    pub device: String,
     /// `pass`, `FAIL`, `ERROR`.
     pub verdict: &'static str,
     /// CSS class: `passed`, `failed`, `error`.
@@ -186,9 +180,6 @@ impl VariantRow {
     pub fn of(record: &VariantRecord) -> VariantRow {
         VariantRow {
             id: record.id.clone(),
-            model: record.model.clone(),
-            precision: record.precision.clone(),
-            device: record.device.clone(),
             verdict: record.status.name(),
             class: status_class(record.status),
             cos: cos(record),

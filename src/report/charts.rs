@@ -18,14 +18,31 @@ type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 const WIDTH: u32 = 900;
 const ROW_HEIGHT: u32 = 26;
 const FONT: &str = "sans-serif";
+/// Font size of every label and axis text. plotters writes a size `s` as `s / 1.24` pixels in
+/// SVG: 15 draws at 12.1 px, the smallest text a report has.
+const TEXT: u32 = 15;
+/// Font size of chart titles (16 px).
+const TITLE: u32 = 20;
 /// `1 − cos` at or below this (an exact match, or a cosine rounded above 1) is drawn here.
 pub const ONE_MINUS_COS_FLOOR: f64 = 1e-16;
 
-const PASSED: RGBColor = RGBColor(46, 125, 50);
-const FAILED: RGBColor = RGBColor(198, 40, 40);
+// Colours from Okabe and Ito's palette, which people with every common colour-vision
+// deficiency tell apart; its yellow is left out (too light on white).
+const PASSED: RGBColor = RGBColor(0, 114, 178);
+const FAILED: RGBColor = RGBColor(213, 94, 0);
 const ERRORED: RGBColor = RGBColor(110, 110, 110);
-const SPREAD: RGBColor = RGBColor(144, 202, 249);
-const FRONT: RGBColor = RGBColor(21, 101, 192);
+const SPREAD: RGBColor = RGBColor(86, 180, 233);
+const FRONT: RGBColor = RGBColor(0, 0, 0);
+/// One colour per line of a chart with several (cycled beyond seven).
+const LINES: [RGBColor; 7] = [
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 158, 115),
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(204, 121, 167),
+    RGBColor(0, 0, 0),
+];
 
 /// The colour of a verdict.
 fn color(status: Status) -> RGBColor {
@@ -104,7 +121,7 @@ impl<'a> Rows<'a> {
         x: f64,
     ) -> DrawResult {
         let style =
-            TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+            TextStyle::from((FONT, TEXT).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
         for (i, record) in self.records.iter().enumerate() {
             let (left, y) = chart.backend_coord(&(x, self.y(i)));
             root.draw_text(&record.id, &style, (left - 8, y))?;
@@ -121,7 +138,7 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// `1 − cos` per variant on a log scale, with each variant's `cos_min` gate as a red tick.
+/// `1 − cos` per variant on a log scale, with each variant's `cos_min` gate as an orange tick.
 /// `None` when no variant has an accuracy.
 pub fn cosine(records: &[VariantRecord]) -> Result<Option<String>, ReportError> {
     let rows = Rows {
@@ -140,8 +157,8 @@ pub fn cosine(records: &[VariantRecord]) -> Result<Option<String>, ReportError> 
     svg("cosine", (WIDTH, rows.height()), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(
-                "1 − cos per variant (log scale; red tick: the cos_min gate)",
-                (FONT, 16),
+                "1 − cos per variant (log scale; orange tick: the cos_min gate)",
+                (FONT, TITLE),
             )
             .margin(12)
             .x_label_area_size(36)
@@ -149,6 +166,8 @@ pub fn cosine(records: &[VariantRecord]) -> Result<Option<String>, ReportError> 
             .build_cartesian_2d(x_range.clone().log_scale(), rows.y_range())?;
         chart
             .configure_mesh()
+            .label_style((FONT, TEXT))
+            .axis_desc_style((FONT, TEXT))
             .disable_y_mesh()
             .y_labels(0)
             .x_desc("1 − cos")
@@ -193,7 +212,7 @@ pub fn latency(records: &[VariantRecord]) -> Result<Option<String>, ReportError>
         let mut chart = ChartBuilder::on(root)
             .caption(
                 "median latency per variant (dot) and p10–p90 (bar), ms",
-                (FONT, 16),
+                (FONT, TITLE),
             )
             .margin(12)
             .x_label_area_size(36)
@@ -201,6 +220,8 @@ pub fn latency(records: &[VariantRecord]) -> Result<Option<String>, ReportError>
             .build_cartesian_2d(0.0..slowest * 1.1, rows.y_range())?;
         chart
             .configure_mesh()
+            .label_style((FONT, TEXT))
+            .axis_desc_style((FONT, TEXT))
             .disable_y_mesh()
             .y_labels(0)
             .x_desc("ms")
@@ -288,8 +309,8 @@ pub fn accuracy_vs_speed(records: &[VariantRecord]) -> Result<Option<String>, Re
     svg("accuracy vs speed", (WIDTH, 520), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(
-                "accuracy against speed (blue: each model's Pareto front)",
-                (FONT, 16),
+                "accuracy against speed (black: each model's Pareto front)",
+                (FONT, TITLE),
             )
             .margin(12)
             .x_label_area_size(40)
@@ -297,6 +318,8 @@ pub fn accuracy_vs_speed(records: &[VariantRecord]) -> Result<Option<String>, Re
             .build_cartesian_2d(0.0..slowest * 1.35, y_range.log_scale())?;
         chart
             .configure_mesh()
+            .label_style((FONT, TEXT))
+            .axis_desc_style((FONT, TEXT))
             .x_desc("median latency, ms")
             .y_desc("1 − cos")
             .y_label_formatter(&|v| format!("{v:.0e}"))
@@ -309,11 +332,140 @@ pub fn accuracy_vs_speed(records: &[VariantRecord]) -> Result<Option<String>, Re
                     .map(|&p| Circle::new(p, 9, FRONT.stroke_width(2))),
             )?;
         }
-        chart.draw_series(plotted.iter().map(|(record, point)| {
-            EmptyElement::at(*point)
-                + Circle::new((0, 0), 5, color(record.status).filled())
-                + Text::new(record.id.clone(), (10, -4), (FONT, 11).into_font())
+        chart.draw_series(
+            plotted
+                .iter()
+                .map(|(record, point)| Circle::new(*point, 5, color(record.status).filled())),
+        )?;
+        let labels: Vec<Label> = plotted
+            .iter()
+            .map(|(record, point)| Label::right_of(chart.backend_coord(point), &record.id))
+            .collect();
+        draw_labels(root, &labels, |_| BLACK)
+    })
+    .map(Some)
+}
+
+/// Height of a label's box in pixels: [`TEXT`]'s 12 px and a little air.
+const LABEL_HEIGHT: i32 = 15;
+
+/// A text label for a point of a chart, placed right of it.
+struct Label<'a> {
+    /// The point, in pixels.
+    anchor: (i32, i32),
+    /// Where the label's left edge and vertical centre want to be.
+    at: (i32, i32),
+    text: &'a str,
+}
+
+impl<'a> Label<'a> {
+    fn right_of(anchor: (i32, i32), text: &'a str) -> Self {
+        Label {
+            anchor,
+            at: (anchor.0 + 9, anchor.1),
+            text,
+        }
+    }
+
+    fn width(&self) -> i32 {
+        label_width(std::iter::once(self.text)) as i32 - 16
+    }
+}
+
+/// Where each label goes so that no two overlap: in order of height, each moves down from where
+/// it wants to be until its box is clear of those already placed (points close together get
+/// their labels stacked, each joined to its point by a thin line).
+fn place_labels(labels: &[Label]) -> Vec<(i32, i32)> {
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    order.sort_by_key(|&i| (labels[i].at.1, labels[i].at.0));
+    let mut placed: Vec<(i32, i32, i32)> = Vec::new();
+    let mut at = vec![(0, 0); labels.len()];
+    for i in order {
+        let (x, mut y) = labels[i].at;
+        let width = labels[i].width();
+        let overlaps = |y: i32, placed: &[(i32, i32, i32)]| {
+            placed
+                .iter()
+                .any(|&(px, py, pw)| (y - py).abs() < LABEL_HEIGHT && x < px + pw && px < x + width)
+        };
+        while overlaps(y, &placed) {
+            y += LABEL_HEIGHT;
+        }
+        placed.push((x, y, width));
+        at[i] = (x, y);
+    }
+    at
+}
+
+/// Draws `labels` where [`place_labels`] puts them, in the colour `color` gives each, with a
+/// leader line to its point when it had to move.
+fn draw_labels(
+    root: &DrawingArea<SVGBackend, Shift>,
+    labels: &[Label],
+    color: impl Fn(usize) -> RGBColor,
+) -> DrawResult {
+    for (i, (label, (x, y))) in labels.iter().zip(place_labels(labels)).enumerate() {
+        let ink = color(i);
+        let style = TextStyle::from((FONT, TEXT).into_font())
+            .color(&ink)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        if (x, y) != label.at {
+            let leader = [label.anchor, (x - 2, y)];
+            root.draw(&PathElement::new(leader, ink.mix(0.5)))?;
+        }
+        root.draw_text(label.text, &style, (x, y))?;
+    }
+    Ok(())
+}
+
+/// The histogram of one variant's timed iterations (ms), with its median marked. `None` for a
+/// variant with fewer than two samples.
+pub fn histogram(record: &VariantRecord) -> Result<Option<String>, ReportError> {
+    let Some(samples) = record.latency.as_ref().map(|l| &l.samples_ms) else {
+        return Ok(None);
+    };
+    if samples.len() < 2 {
+        return Ok(None);
+    }
+    let (low, high) = samples
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    // Square-root choice of bins, at least one bin's width even when every sample is equal.
+    let bins = (samples.len() as f64).sqrt().ceil().clamp(5.0, 40.0) as usize;
+    let width = ((high - low) / bins as f64)
+        .max(high.abs() * 1e-6)
+        .max(1e-9);
+    let mut counts = vec![0u32; bins];
+    for &v in samples {
+        counts[(((v - low) / width) as usize).min(bins - 1)] += 1;
+    }
+    let tallest = counts.iter().copied().max().unwrap_or(1);
+    let median = record.latency.as_ref().map_or(low, |l| l.median_ms);
+    svg("histogram", (560, 240), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(low..low + width * bins as f64, 0u32..tallest + 1)?;
+        chart
+            .configure_mesh()
+            .label_style((FONT, TEXT))
+            .axis_desc_style((FONT, TEXT))
+            .x_desc("ms per iteration")
+            .y_desc("iterations")
+            .x_labels(5)
+            .y_labels(4)
+            .draw()?;
+        chart.draw_series(counts.iter().enumerate().map(|(i, &n)| {
+            let left = low + width * i as f64;
+            Rectangle::new([(left, 0), (left + width, n)], SPREAD.filled())
         }))?;
+        chart.draw_series(std::iter::once(PathElement::new(
+            [(median, 0), (median, tallest + 1)],
+            PASSED.stroke_width(2),
+        )))?;
         Ok(())
     })
     .map(Some)
@@ -342,7 +494,7 @@ pub fn depth(records: &[VariantRecord]) -> Result<Option<String>, ReportError> {
     let y_range = log_range(lines.iter().flat_map(|(_, p)| p.iter().map(|&(_, y)| y)));
     svg("depth", (WIDTH, 560), |root| {
         let mut chart = ChartBuilder::on(root)
-            .caption("1 − cos after each layer (log scale)", (FONT, 16))
+            .caption("1 − cos after each layer (log scale)", (FONT, TITLE))
             .margin(12)
             // Room right of the last layer for each line's variant id.
             .margin_right(label_width(lines.iter().map(|(r, _)| r.id.as_str())))
@@ -351,28 +503,35 @@ pub fn depth(records: &[VariantRecord]) -> Result<Option<String>, ReportError> {
             .build_cartesian_2d(-0.3..deepest as f64 - 0.7, y_range.log_scale())?;
         chart
             .configure_mesh()
+            .label_style((FONT, TEXT))
+            .axis_desc_style((FONT, TEXT))
             .x_labels(deepest)
             .x_label_formatter(&|x| format!("layer {x:.0}"))
             .x_desc("layer")
             .y_desc("1 − cos")
             .y_label_formatter(&|v| format!("{v:.0e}"))
             .draw()?;
-        for (index, (record, points)) in lines.iter().enumerate() {
-            let line = Palette99::pick(index).to_rgba();
+        for (index, (_, points)) in lines.iter().enumerate() {
+            let line = LINES[index % LINES.len()];
             chart.draw_series(LineSeries::new(points.clone(), line.stroke_width(2)))?;
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, line.filled())))?;
-            if let Some(&last) = points.last() {
-                chart.draw_series(std::iter::once(
-                    EmptyElement::at(last)
-                        + Text::new(
-                            record.id.clone(),
-                            (8, -4),
-                            (FONT, 11).into_font().color(&line),
-                        ),
-                ))?;
-            }
         }
-        Ok(())
+        let labels: Vec<Label> = lines
+            .iter()
+            .filter_map(|(record, points)| {
+                Some(Label::right_of(
+                    chart.backend_coord(points.last()?),
+                    &record.id,
+                ))
+            })
+            .collect();
+        let colors: Vec<RGBColor> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, points))| !points.is_empty())
+            .map(|(index, _)| LINES[index % LINES.len()])
+            .collect();
+        draw_labels(root, &labels, |i| colors[i])
     })
     .map(Some)
 }
@@ -389,7 +548,7 @@ pub struct HistorySeries<'a> {
     pub values: Vec<Option<f64>>,
     /// A `(low, high)` band per run (p10–p90 latency), if any.
     pub band: Vec<Option<(f64, f64)>>,
-    /// Whether the variant failed (or errored) in each run: marked with a red cross.
+    /// Whether the variant failed (or errored) in each run: marked with an orange cross.
     pub failed: Vec<bool>,
     /// A horizontal threshold line (the gate), if any.
     pub threshold: Option<f64>,
@@ -436,7 +595,7 @@ where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
     let mut chart = ChartBuilder::on(root)
-        .caption(series.title, (FONT, 13))
+        .caption(series.title, (FONT, TEXT))
         .margin(8)
         .x_label_area_size(30)
         .y_label_area_size(60)
@@ -459,6 +618,8 @@ where
     };
     chart
         .configure_mesh()
+        .label_style((FONT, TEXT))
+        .axis_desc_style((FONT, TEXT))
         .x_labels(6)
         .x_label_formatter(&run_label)
         .y_label_formatter(&y_label)
@@ -509,6 +670,33 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_of_nearby_points_never_overlap_and_lone_ones_stay_put() {
+        // Five variants within a few pixels of each other, and one far away.
+        let anchors = [
+            (100, 200),
+            (102, 201),
+            (98, 203),
+            (101, 199),
+            (100, 200),
+            (600, 50),
+        ];
+        let labels: Vec<Label> = anchors
+            .iter()
+            .map(|&a| Label::right_of(a, "paligemma_mlp/fp8_e4m3/h200"))
+            .collect();
+        let placed = place_labels(&labels);
+        for (i, a) in placed.iter().enumerate() {
+            for b in &placed[i + 1..] {
+                assert!(
+                    (a.1 - b.1).abs() >= LABEL_HEIGHT || (a.0 - b.0).abs() >= labels[i].width(),
+                    "{a:?} and {b:?} overlap"
+                );
+            }
+        }
+        assert_eq!(placed[5], labels[5].at, "a label with room keeps its place");
+    }
 
     #[test]
     fn pareto_front_keeps_the_points_nothing_beats_on_both() {

@@ -133,7 +133,7 @@ struct RunPage {
     rows: Vec<cells::VariantRow>,
     charts: RunCharts,
     depth: Option<rows::DepthTable>,
-    evidence: Vec<rows::Evidence>,
+    details: Vec<rows::VariantDetail>,
     environment: Vec<Fact>,
 }
 
@@ -158,7 +158,7 @@ pub fn run_report(run: &RecordedRun) -> Result<String, ReportError> {
                 .collect(),
         },
         depth: rows::DepthTable::of(&run.records),
-        evidence: rows::evidence(&run.records),
+        details: rows::details(&run.records)?,
         environment: environment(run),
     };
     render("report.html", &page)

@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 
-use super::{terminal, RecordedRun};
+use super::{charts, terminal, RecordedRun, ReportError};
 use crate::exit_code::ExitCode;
+use crate::measure::{percentile, KernelLaunches};
 use crate::results::VariantRecord;
 
 /// The run's verdict, for the top of a report.
@@ -68,30 +69,101 @@ fn gate_failure_counts(records: &[VariantRecord]) -> Vec<String> {
         .collect()
 }
 
-/// A variant's precision evidence as `precheck explain` prints it, for the report.
+/// One variant in detail, as Criterion gives each benchmark a page: its timed iterations
+/// (percentiles and a histogram), the kernels one forward pass launched, and its precision
+/// evidence as `precheck explain` prints it.
 #[derive(Debug, Serialize)]
-pub struct Evidence {
+pub struct VariantDetail {
     /// The variant.
     pub id: String,
-    /// The verdict, in a word or two.
-    pub verdict: String,
-    /// Everything, as text.
-    pub text: String,
+    /// The verdict and, where there is evidence, what it says, in a few words.
+    pub summary: String,
+    /// Percentiles of the timed iterations, or why there are none.
+    pub latency: String,
+    /// The histogram of the timed iterations (SVG).
+    pub histogram: Option<String>,
+    /// The kernels of one forward pass, longest first.
+    pub kernels: Vec<KernelRow>,
+    /// The precision evidence, as text.
+    pub evidence: Option<String>,
 }
 
-/// The evidence of every variant that has some (backends other than the CPU emulation).
-pub fn evidence(records: &[VariantRecord]) -> Vec<Evidence> {
+/// A kernel of one forward pass.
+#[derive(Debug, Serialize)]
+pub struct KernelRow {
+    /// Its name.
+    pub name: String,
+    /// Launches in one pass.
+    pub launches: u32,
+    /// Microseconds in one pass.
+    pub total_us: String,
+    /// Its share of the pass's kernel time.
+    pub share: String,
+}
+
+/// The details of every variant, in run order.
+pub fn details(records: &[VariantRecord]) -> Result<Vec<VariantDetail>, ReportError> {
     records
         .iter()
-        .filter_map(|r| {
-            let mismatch = r.mismatch.as_ref()?;
-            Some(Evidence {
+        .map(|r| {
+            let verdict = r.status.name();
+            let summary = match &r.mismatch {
+                Some(mismatch) => format!("{verdict} · mismatch: {}", mismatch.verdict.summary()),
+                None => verdict.to_owned(),
+            };
+            let traced = r.kernels.as_deref().unwrap_or_default();
+            let total_us: f64 = traced.iter().map(|k| k.total_us).sum();
+            let mut longest_first: Vec<&KernelLaunches> = traced.iter().collect();
+            longest_first.sort_by(|a, b| b.total_us.total_cmp(&a.total_us));
+            let kernels = longest_first
+                .into_iter()
+                .map(|k| KernelRow {
+                    name: k.name.clone(),
+                    launches: k.launches,
+                    total_us: format!("{:.1}", k.total_us),
+                    share: format!("{:.0} %", 100.0 * k.total_us / total_us),
+                })
+                .collect();
+            Ok(VariantDetail {
                 id: r.id.clone(),
-                verdict: mismatch.verdict.summary(),
-                text: crate::report::explain::explain(r),
+                summary,
+                latency: latency_line(r),
+                histogram: charts::histogram(r)?,
+                kernels,
+                evidence: r
+                    .mismatch
+                    .as_ref()
+                    .map(|_| crate::report::explain::explain(r)),
             })
         })
         .collect()
+}
+
+/// `p50 · p90 · p99 · min · max` of a variant's timed iterations, and what they time.
+fn latency_line(record: &VariantRecord) -> String {
+    let Some(latency) = &record.latency else {
+        return "not timed".to_owned();
+    };
+    let mut sorted = latency.samples_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return format!("median {:.4} ms (no samples kept)", latency.median_ms);
+    }
+    let at = |q| percentile(&sorted, q);
+    let what = if record.emulated {
+        " (an emulation's timing, not the precision's)"
+    } else {
+        ""
+    };
+    format!(
+        "{} timed iterations, ms: p50 {:.4} · p90 {:.4} · p99 {:.4} · min {:.4} · max {:.4}{what}",
+        sorted.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        latency.min_ms,
+        latency.max_ms
+    )
 }
 
 /// Cosine after each layer, a row per variant that has layers (stacks).
