@@ -337,7 +337,7 @@ fn the_ppocr_suite_passes_and_localizes_every_variant() {
 #[test]
 fn the_readme_own_model_suite_runs_as_the_readme_says() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let section = &readme[readme.find("### Your own ONNX model").unwrap()..];
+    let section = &readme[readme.find("## Your own ONNX model").unwrap()..];
     let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
     let yaml = &section[start..start + section[start..].find("```").unwrap()];
     let dir = tempfile::tempdir().unwrap();

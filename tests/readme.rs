@@ -1,6 +1,78 @@
-//! The README's suite example is a real suite.
+//! The README and the reference pages under `docs/` stay true: the suite example is a real suite,
+//! every command and flag they name exists, and every link between them lands.
 
 use std::path::Path;
+
+/// README.md and every page of `docs/`, with their paths.
+fn pages() -> Vec<(String, String)> {
+    let mut pages = vec![(
+        "README.md".to_owned(),
+        std::fs::read_to_string("README.md").unwrap(),
+    )];
+    let mut docs: Vec<_> = std::fs::read_dir("docs")
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    for path in docs {
+        let text = std::fs::read_to_string(&path).unwrap();
+        pages.push((path.display().to_string(), text));
+    }
+    pages
+}
+
+/// GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Every relative link of the README and the docs points at a file that exists, and at a
+/// heading of it when it names one: moving a section cannot leave a link behind.
+#[test]
+fn every_link_between_the_pages_lands() {
+    let pages = pages();
+    assert!(pages.len() >= 8, "README and the reference pages");
+    let mut checked = 0;
+    for (path, text) in &pages {
+        let dir = Path::new(path).parent().unwrap();
+        for (at, _) in text.match_indices("](") {
+            let target = &text[at + 2..];
+            let target = &target[..target.find(')').unwrap()];
+            if target.starts_with("http") {
+                continue;
+            }
+            let (file, heading) = target.split_once('#').unwrap_or((target, ""));
+            let file = if file.is_empty() {
+                Path::new(path).to_owned()
+            } else {
+                dir.join(file)
+            };
+            assert!(file.exists(), "{path}: the link {target} names no file");
+            if !heading.is_empty() {
+                let linked = std::fs::read_to_string(&file).unwrap();
+                let headings: Vec<String> = linked
+                    .lines()
+                    .filter(|l| l.starts_with('#'))
+                    .map(|l| anchor(l.trim_start_matches('#')))
+                    .collect();
+                assert!(
+                    headings.iter().any(|h| h == heading),
+                    "{path}: the link {target} names no heading of {}",
+                    file.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} links");
+}
 
 #[test]
 fn the_readme_suite_example_is_valid() {
@@ -35,12 +107,13 @@ fn the_readme_suite_example_is_valid() {
     );
 }
 
-/// Every `precheck` command the README's code blocks show is a subcommand, and every flag written
-/// on it, or at the head of a bullet of the "Command line" section (flags of `run`), is in that
-/// subcommand's `--help`: the README cannot name a command or flag precheck does not have.
+/// Every `precheck` command the code blocks of the README and the docs show is a subcommand, and
+/// every flag written on it, or at the head of a bullet of the "Command line" section (flags of
+/// `run`), is in that subcommand's `--help`: the pages cannot name a command or flag precheck does
+/// not have.
 #[test]
 fn every_command_and_flag_the_readme_names_exists() {
-    let readme = std::fs::read_to_string("README.md").unwrap();
+    let readme: String = pages().into_iter().map(|(_, text)| text + "\n").collect();
     let mut commands: Vec<String> = Vec::new();
     let mut in_code = false;
     let mut pending = String::new();

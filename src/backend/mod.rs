@@ -38,9 +38,9 @@ pub enum BackendChoice {
     Cuda,
     /// CUDA where a driver is present, else the CPU.
     Auto,
-    /// An external engine: the program given with `--command` (see README, "Command backend").
+    /// An external engine: the program given with `--command` (see docs/engines.md, "Command backend").
     Command,
-    /// TensorRT through `trtexec` (see README, "trtexec backend").
+    /// TensorRT through `trtexec` (see docs/engines.md, "trtexec backend").
     Trtexec,
 }
 

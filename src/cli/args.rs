@@ -30,7 +30,7 @@ pub(super) struct GoldenArgs {
 #[derive(Debug, Args)]
 pub(super) struct EngineArgs {
     /// The program of `--backend command`, a shell command line; precheck appends the work folder
-    /// (see README, "Command backend").
+    /// (see docs/engines.md, "Command backend").
     #[arg(long, value_name = "PROGRAM ARGS")]
     pub(super) command: Option<String>,
     /// With `--backend command`: also write each variant exported as ONNX (`model.onnx`, opset
