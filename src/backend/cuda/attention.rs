@@ -14,7 +14,7 @@
 use cudarc::cublaslt::sys::cublasComputeType_t as Compute;
 use cudarc::driver::CudaStream;
 
-use super::block::Pass;
+use super::block::{Input, Pass};
 use super::gemm::{data_type, Gemm, GemmTypes, Layout, Problem};
 use super::groups::{Fp8Grouping, MatmulGroup, Planner};
 use super::kernels::{Elem, Kernels, Matrix};
@@ -148,17 +148,21 @@ impl AttentionProgram {
 }
 
 impl Pass for AttentionProgram {
+    fn input_amax(&self, s: &CudaStream) -> Result<Option<u64>, BackendError> {
+        self.quantize_x.prepare_amax(s)
+    }
+
     fn enqueue(
         &self,
         k: &Kernels,
         s: &CudaStream,
-        input: u64,
+        input: Input,
         output: u64,
     ) -> Result<(), BackendError> {
         let (t, d) = (self.heads.tokens, self.heads.head_dim);
         let (heads, kv_heads) = (self.heads.heads, self.heads.kv_heads);
         let group = self.heads.group();
-        let x = self.quantize_x.enqueue(k, s, input, false)?;
+        let x = self.quantize_x.enqueue(k, s, input.ptr, input.amax_ready)?;
         // Queries and keys are the first heads + kv_heads heads of each row.
         let qkv = Matrix {
             ptr: self.qkv_out,

@@ -34,9 +34,33 @@ pub(super) trait Pass {
         &self,
         k: &Kernels,
         s: &CudaStream,
-        input: u64,
+        input: Input,
         output: u64,
     ) -> Result<(), BackendError>;
+
+    /// Zeroes, on `s`, the buffer that the kernel producing this pass's input may fill with the
+    /// input's amax, and returns it (`None` where the pass's first quantization needs no amax):
+    /// the quantization then skips a pass over its input ([`Input::amax_ready`]).
+    fn input_amax(&self, s: &CudaStream) -> Result<Option<u64>, BackendError>;
+}
+
+/// A pass's input on the device.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Input {
+    /// Where it is.
+    pub ptr: u64,
+    /// Whether its producer wrote its amax into the pass's [`Pass::input_amax`] buffer.
+    pub amax_ready: bool,
+}
+
+impl From<u64> for Input {
+    /// An input whose amax no one has taken.
+    fn from(ptr: u64) -> Self {
+        Input {
+            ptr,
+            amax_ready: false,
+        }
+    }
 }
 
 /// The block's forward pass on the device.
@@ -191,11 +215,11 @@ impl CudaBlock {
                 let x = quantize.enqueue(k, s, input, false)?;
                 matmul.enqueue(k, s, x, self.output)
             }
-            Program::Block(pass) => pass.enqueue(k, s, input, self.output),
+            Program::Block(pass) => pass.enqueue(k, s, input.into(), self.output),
             Program::Stack { layers, outputs } => {
                 let mut x = input;
                 for (layer, &output) in layers.iter().zip(outputs) {
-                    layer.enqueue(k, s, x, output)?;
+                    layer.enqueue(k, s, x.into(), output)?;
                     x = output;
                 }
                 Ok(())

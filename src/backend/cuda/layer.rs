@@ -9,7 +9,7 @@
 use cudarc::driver::CudaStream;
 
 use super::attention::AttentionProgram;
-use super::block::Pass;
+use super::block::{Input, Pass};
 use super::groups::Planner;
 use super::kernels::{Elem, Kernels, Matrix, Norm, NormKind};
 use super::mlp::{MlpProgram, PlainMlpProgram};
@@ -109,14 +109,40 @@ impl LayerProgram {
     }
 }
 
+impl LayerProgram {
+    /// A norm's output `buffer` as `next`'s input, and where the norm writes it and its amax:
+    /// the norm takes the amax `next` quantizes with, where it needs one, so that the
+    /// quantization does not read the tensor a second time for it.
+    fn norm_into(
+        &self,
+        s: &CudaStream,
+        next: &dyn Pass,
+        buffer: u64,
+    ) -> Result<(Input, (u64, u64)), BackendError> {
+        let amax = next.input_amax(s)?;
+        let input = Input {
+            ptr: buffer,
+            amax_ready: amax.is_some(),
+        };
+        Ok((input, (buffer, amax.unwrap_or(0))))
+    }
+}
+
 impl Pass for LayerProgram {
+    /// The layer's first quantization reads its input (an encoder's attention) or the first
+    /// norm's output (a decoder's): its amax is not the input's to give.
+    fn input_amax(&self, _: &CudaStream) -> Result<Option<u64>, BackendError> {
+        Ok(None)
+    }
+
     fn enqueue(
         &self,
         k: &Kernels,
         s: &CudaStream,
-        input: u64,
+        input: Input,
         output: u64,
     ) -> Result<(), BackendError> {
+        let input = input.ptr;
         let at = |ptr: u64| Matrix {
             ptr,
             elem: self.elem,
@@ -126,24 +152,22 @@ impl Pass for LayerProgram {
         let [first, second] = &self.norms;
         match self.kind {
             LayerKind::Decoder => {
-                k.add_norm(s, (at(input), None), 0, Some(first), (self.normed, 0))?;
-                self.attention.enqueue(k, s, self.normed, self.attended)?;
+                let normed = self.norm_into(s, &self.attention, self.normed)?;
+                k.add_norm(s, (at(input), None), 0, Some(first), normed.1)?;
+                self.attention.enqueue(k, s, normed.0, self.attended)?;
+                let normed = self.norm_into(s, &*self.mlp, self.normed)?;
                 let sum = (at(input), Some(self.attended));
-                k.add_norm(s, sum, self.h, Some(second), (self.normed, 0))?;
-                self.mlp.enqueue(k, s, self.normed, self.transformed)?;
-                k.add_norm(
-                    s,
-                    (at(self.h), Some(self.transformed)),
-                    output,
-                    None,
-                    (0, 0),
-                )
+                k.add_norm(s, sum, self.h, Some(second), normed.1)?;
+                self.mlp.enqueue(k, s, normed.0, self.transformed)?;
+                let sum = (at(self.h), Some(self.transformed));
+                k.add_norm(s, sum, output, None, (0, 0))
             }
             LayerKind::Encoder => {
-                self.attention.enqueue(k, s, input, self.attended)?;
+                self.attention.enqueue(k, s, input.into(), self.attended)?;
+                let normed = self.norm_into(s, &*self.mlp, self.h)?;
                 let sum = (at(self.attended), Some(input));
-                k.add_norm(s, sum, 0, Some(first), (self.h, 0))?;
-                self.mlp.enqueue(k, s, self.h, self.transformed)?;
+                k.add_norm(s, sum, 0, Some(first), normed.1)?;
+                self.mlp.enqueue(k, s, normed.0, self.transformed)?;
                 let sum = (at(self.transformed), Some(self.h));
                 k.add_norm(s, sum, 0, Some(second), (output, 0))
             }

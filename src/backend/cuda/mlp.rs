@@ -10,7 +10,7 @@
 
 use cudarc::driver::CudaStream;
 
-use super::block::Pass;
+use super::block::{Input, Pass};
 use super::groups::{Fp8Grouping, MatmulGroup, Planner};
 use super::kernels::{activation_id, fused_int8_fits, Kernels, Matrix};
 use super::params::Params;
@@ -93,15 +93,19 @@ impl MlpProgram {
 }
 
 impl Pass for MlpProgram {
+    fn input_amax(&self, s: &CudaStream) -> Result<Option<u64>, BackendError> {
+        self.quantize_x.prepare_amax(s)
+    }
+
     fn enqueue(
         &self,
         k: &Kernels,
         s: &CudaStream,
-        input: u64,
+        input: Input,
         output: u64,
     ) -> Result<(), BackendError> {
         let (tokens, inter, act) = (self.tokens, self.inter, self.activation);
-        let x = self.quantize_x.enqueue(k, s, input, false)?;
+        let x = self.quantize_x.enqueue(k, s, input.ptr, input.amax_ready)?;
         if self.route == MatmulRoute::Int8 && fused_int8_fits(inter) {
             // The activation rescales the int32 products, quantizes its row per token and
             // writes INT8 for the down projection: the hidden tensor never exists in BF16.
@@ -183,15 +187,19 @@ impl PlainMlpProgram {
 }
 
 impl Pass for PlainMlpProgram {
+    fn input_amax(&self, s: &CudaStream) -> Result<Option<u64>, BackendError> {
+        self.quantize_x.prepare_amax(s)
+    }
+
     fn enqueue(
         &self,
         k: &Kernels,
         s: &CudaStream,
-        input: u64,
+        input: Input,
         output: u64,
     ) -> Result<(), BackendError> {
         let elem = self.route.elem();
-        let x = self.quantize_x.enqueue(k, s, input, false)?;
+        let x = self.quantize_x.enqueue(k, s, input.ptr, input.amax_ready)?;
         self.up.enqueue(k, s, x, self.inner)?;
         let inner = Matrix {
             ptr: self.inner,
