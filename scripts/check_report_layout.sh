@@ -25,12 +25,10 @@ if [ -z "$browser" ]; then
 fi
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 # The copy sits beside the original, so that anything it refers to resolves the same way.
 copy="$(dirname "$html")/.layout-check-$$.html"
 trap 'rm -rf "$work" "$copy"' EXIT
-sed 's#</body>#<script src="layout-check.js"></script></body>#' "$html" >"$copy"
-sed -i "s#layout-check.js#file://$work/layout-check.js#" "$copy"
+sed "s#</body>#<script src=\"file://$work/layout-check.js\"></script></body>#" "$html" >"$copy"
 cat >"$work/layout-check.js" <<'JS'
 (() => {
   const found = [];

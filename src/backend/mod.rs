@@ -126,12 +126,17 @@ pub trait Backend: Send + Sync {
         marks: &[String],
     ) -> Result<Box<dyn GraphExecutable>, BackendError> {
         let _ = (model, policy, calibration, marks);
-        Err(BackendError::Unsupported(format!(
-            "the {} backend runs precheck's own blocks; ONNX models run on `cpu` (ONNX Runtime), \
-             `command --onnx` and `trtexec`",
-            self.kind().name()
-        )))
+        Err(onnx_unsupported(self.kind()))
     }
+}
+
+/// Why a backend of `kind`, which runs precheck's own blocks, cannot run an ONNX model.
+pub(crate) fn onnx_unsupported(kind: BackendKind) -> BackendError {
+    BackendError::Unsupported(format!(
+        "the {} backend runs precheck's own blocks; ONNX models run on `cpu` (ONNX Runtime), \
+         `command --onnx` and `trtexec`",
+        kind.name()
+    ))
 }
 
 /// A user's ONNX model built for one precision on one backend.
@@ -336,7 +341,25 @@ pub(crate) fn text_tail(text: &str, max_bytes: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::text_tail;
+    use super::{onnx_unsupported, text_tail, BackendChoice, BackendKind};
+    use clap::ValueEnum;
+
+    /// The backends the message sends an ONNX model to are `--backend` values.
+    #[test]
+    fn an_onnx_model_on_a_blocks_backend_is_sent_to_backends_that_exist() {
+        let message = onnx_unsupported(BackendKind::Cuda).to_string();
+        assert!(message.contains("the cuda backend"), "{message}");
+        let named: Vec<&str> = message
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|quoted| quoted.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(named, ["cpu", "command", "trtexec"], "{message}");
+        for name in named {
+            assert!(BackendChoice::from_str(name, false).is_ok(), "{name}");
+        }
+    }
 
     #[test]
     fn a_tail_cut_inside_a_character_starts_after_it() {

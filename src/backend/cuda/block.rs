@@ -21,7 +21,7 @@ use super::params::Params;
 use super::quantizer::Quantizer;
 use super::route::MatmulRoute;
 use super::Gpu;
-use crate::backend::BackendError;
+use crate::backend::{onnx_unsupported, BackendError, BackendKind};
 use crate::model::blocks::{layer_prefix, GATED_MLP, PLAIN_MLP, STANDALONE_ATTENTION};
 use crate::model::{Block, Model, Weights};
 use crate::precision::Policy;
@@ -177,13 +177,7 @@ impl CudaBlock {
                     outputs,
                 }
             }
-            Block::Onnx(_) => {
-                return Err(BackendError::Unsupported(
-                    "the CUDA backend runs precheck's blocks; an ONNX model runs on `ort` or \
-                     `trtexec`"
-                        .into(),
-                ))
-            }
+            Block::Onnx(_) => return Err(onnx_unsupported(BackendKind::Cuda)),
         };
         let staging_len = tokens * in_features.max(out_features);
         let staging = stream
