@@ -358,7 +358,10 @@ fn compare_does_not_flag_two_runs_of_the_same_build() {
         .stdout(predicate::str::contains(
             "6 variants compared: 0 regressed, 0 new, 0 missing",
         ))
-        .stdout(predicate::str::contains("REGRESSION").not());
+        .stdout(predicate::str::contains("REGRESSION").not())
+        .stderr(predicate::str::contains(
+            "note: drift between runs not measured (1 base run)",
+        ));
     let html = fs::read_to_string(out.path().join("compare.html")).unwrap();
     assert!(html.contains("NO REGRESSION"));
     let markdown = fs::read_to_string(out.path().join("compare.md")).unwrap();
@@ -397,6 +400,135 @@ fn compare_flags_the_planted_slowdown_accuracy_drop_and_failure() {
     assert!(stdout.contains("6 variants compared: 3 regressed, 0 new, 0 missing"));
     let markdown = fs::read_to_string(out.path().join("compare.md")).unwrap();
     assert!(markdown.starts_with("## ❌ precheck compare: REGRESSION"));
+}
+
+/// Twenty runs of one build, one after the other, on one machine (tests/fixtures/runs/README.md).
+fn repeats(machine: &str) -> Vec<PathBuf> {
+    (1..=20)
+        .map(|i| {
+            Path::new(FIXTURES)
+                .join("repeats")
+                .join(machine)
+                .join(format!("{i:02}"))
+        })
+        .collect()
+}
+
+/// `precheck compare --format json BASES... HEAD --out OUT`: its exit code and its JSON.
+fn compare_json(bases: &[PathBuf], head: &Path, out: &Path) -> (i32, serde_json::Value) {
+    let output = precheck()
+        .args(["--format", "json", "compare"])
+        .args(bases)
+        .arg(head)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&output.stderr));
+    });
+    (output.status.code().unwrap(), json)
+}
+
+/// The latency comparison of variant `id` in a `compare --format json` answer.
+fn latency_of<'a>(compared: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    let variants = compared["variants"].as_array().unwrap();
+    &variants.iter().find(|v| v["id"] == id).unwrap()["latency"]
+}
+
+#[test]
+fn compare_measures_drift_so_twenty_runs_of_one_build_never_regress() {
+    // Each run against the five before it, as a nightly compares with its last five nights. On
+    // the H200 the BF16 MLP's median moves by up to 10 % between these runs, and the host CPU's
+    // tiny linear by 3×; with one base, compare flags 1 of 19 consecutive GPU pairs and 10 of 19
+    // CPU pairs.
+    let out = tempfile::tempdir().unwrap();
+    for machine in ["h200-seed", "h200-host-cpu"] {
+        let runs = repeats(machine);
+        for head in 5..runs.len() {
+            let (code, compared) = compare_json(&runs[head - 5..head], &runs[head], out.path());
+            assert_eq!(
+                code,
+                0,
+                "{machine} run {head}: {}",
+                serde_json::to_string_pretty(&compared["variants"]).unwrap()
+            );
+            assert!(!compared["caveats"].to_string().contains("drift"));
+        }
+    }
+}
+
+/// Scales every latency of variant `id` in the run folder `dir` by `factor`: a planted slowdown.
+fn slow_down(dir: &Path, id: &str, factor: f64) {
+    let path = dir.join("results.jsonl");
+    let lines: Vec<String> = fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+            if record["id"] == id {
+                let latency = record["latency"].as_object_mut().unwrap();
+                for value in latency.values_mut() {
+                    match value {
+                        serde_json::Value::Number(ms) => {
+                            *value = (ms.as_f64().unwrap() * factor).into();
+                        }
+                        serde_json::Value::Array(samples) => {
+                            for ms in samples.iter_mut() {
+                                *ms = (ms.as_f64().unwrap() * factor).into();
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            record.to_string()
+        })
+        .collect();
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn compare_with_measured_drift_catches_a_slowdown_beyond_it_and_only_that() {
+    let out = tempfile::tempdir().unwrap();
+    let runs = repeats("h200-seed");
+    let head = out.path().join("head");
+    fs::create_dir_all(&head).unwrap();
+    for file in ["results.jsonl", "run.json"] {
+        fs::copy(runs[19].join(file), head.join(file)).unwrap();
+    }
+    // 5 % on two MLPs: FP8's median holds within 0.3 % from run to run, BF16's moves by 2 % in
+    // these five runs, which puts 5 % (11 % against their mean) within its drift.
+    let (fp8, bf16) = ("paligemma_mlp/fp8_e4m3/h200", "paligemma_mlp/bf16/h200");
+    slow_down(&head, fp8, 1.05);
+    slow_down(&head, bf16, 1.05);
+    let (code, compared) = compare_json(&runs[14..19], &head, out.path());
+    assert_eq!(code, 1, "{compared}");
+    let regressed: Vec<&str> = compared["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["findings"].to_string().contains("slower"))
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(regressed, [fp8]);
+    let (fp8_latency, bf16_latency) = (latency_of(&compared, fp8), latency_of(&compared, bf16));
+    assert_eq!(fp8_latency["base_runs"], 5);
+    assert_eq!(fp8_latency["threshold"], 0.03, "the minimum effect decides");
+    let bf16_threshold = bf16_latency["threshold"].as_f64().unwrap();
+    let bf16_change = bf16_latency["change"].as_f64().unwrap();
+    assert!(
+        bf16_change > 0.05 && bf16_threshold > bf16_change,
+        "{bf16_latency}"
+    );
+    assert_eq!(bf16_latency["drift"]["margin"], bf16_threshold);
+    // The same head against one base: drift unmeasured, the BF16 MLP flagged as well.
+    let (code, compared) = compare_json(&runs[18..19], &head, out.path());
+    assert_eq!(code, 1);
+    assert!(latency_of(&compared, bf16)["drift"].is_null());
+    assert!(compared["caveats"]
+        .to_string()
+        .contains("drift between runs not measured"));
 }
 
 #[test]

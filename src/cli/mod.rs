@@ -108,13 +108,18 @@ enum Command {
         /// Run folder (holding results.jsonl and run.json).
         run_dir: PathBuf,
     },
-    /// Compare two runs variant by variant: compare.html, compare.md; exit 1 on a regression.
+    /// Compare a run with one or more earlier runs, variant by variant: compare.html, compare.md;
+    /// exit 1 on a regression.
     #[cfg(feature = "report")]
     #[command(after_help = crate::report::compare::EXIT_CODES)]
     Compare {
-        /// The run to compare against.
-        base_run: PathBuf,
+        /// The runs to compare against, oldest first. The last is the base of verdicts and
+        /// accuracy; with 3 or more, compare measures the drift of each variant's latency
+        /// between runs and counts only slowdowns beyond it.
+        #[arg(value_name = "BASE_RUN", required = true, num_args = 1..)]
+        base_runs: Vec<PathBuf>,
         /// The run under test.
+        #[arg(value_name = "HEAD_RUN")]
         head_run: PathBuf,
         /// Folder for compare.html and compare.md [default: HEAD_RUN].
         #[arg(long)]
@@ -165,10 +170,10 @@ pub fn main() -> ExitCode {
         Command::Report { run_dir } => report(&run_dir, format),
         #[cfg(feature = "report")]
         Command::Compare {
-            base_run,
+            base_runs,
             head_run,
             out,
-        } => compare(&base_run, &head_run, out.as_deref(), format),
+        } => compare(&base_runs, &head_run, out.as_deref(), format),
         #[cfg(feature = "report")]
         Command::History { reports_dir, out } => history(&reports_dir, out.as_deref(), format),
     };

@@ -64,16 +64,17 @@ pub(super) fn report(run_dir: &Path, format: OutputFormat) -> anyhow::Result<Exi
 
 #[cfg(feature = "report")]
 pub(super) fn compare(
-    base: &Path,
+    bases: &[std::path::PathBuf],
     head: &Path,
     out: Option<&Path>,
     format: OutputFormat,
 ) -> anyhow::Result<ExitCode> {
-    let (base, head) = (
-        report::RecordedRun::load(base)?,
-        report::RecordedRun::load(head)?,
-    );
-    let comparison = report::compare::Comparison::of(&base, &head);
+    let bases = bases
+        .iter()
+        .map(|dir| report::RecordedRun::load(dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let head = report::RecordedRun::load(head)?;
+    let comparison = report::compare::Comparison::of(&bases, &head);
     let paths = report::compare::write_comparison(&comparison, out.unwrap_or(&head.dir))?;
     for caveat in &comparison.caveats {
         eprintln!("note: {caveat}");

@@ -1,20 +1,22 @@
-//! `precheck compare BASE HEAD`: what changed between two runs of a suite, variant by variant,
+//! `precheck compare BASE... HEAD`: what changed between runs of a suite, variant by variant,
 //! and whether any of it is a regression.
+//!
+//! The last base is *the* base: verdicts, accuracy, new and missing variants are the head's against
+//! it. Earlier bases (the nights before, or repeated runs of one build) add their latencies: with
+//! [`MIN_DRIFT_RUNS`] or more, compare measures how far a variant's median moves between runs of
+//! one machine (see [`Drift`]) instead of assuming it.
 //!
 //! A variant regresses when
 //! - its verdict got worse: it passed in the base and failed a gate or errored in the head;
 //! - its accuracy dropped: see [`accuracy_dropped`];
-//! - it got slower beyond the noise of both runs and beyond the minimum effect: the one-sided
-//!   Mann–Whitney U test finds the head's timed iterations slower than the base's scaled by
-//!   `1 + latency_min_effect` (the head's gate, default 3 %) with p < [`ALPHA`], and the median
-//!   grew by more than that effect.
+//! - it got slower beyond the noise within the runs, beyond the drift between them and beyond
+//!   the minimum effect: its median grew by more than the threshold (the head's
+//!   `latency_min_effect`, default 3 %, or the measured drift's margin, whichever is larger), and
+//!   the one-sided Mann–Whitney U test finds the head's timed iterations slower than the bases'
+//!   scaled by `1 + threshold` with p < [`ALPHA`].
 //!
 //! Latencies of emulated variants (a precision rounded or quantized, then computed in a wider
 //! format) are shown and never a finding: they are the emulation's speed, not the precision's.
-//!
-//! The test sees the noise within each run, not drift between runs (another load on the host, a
-//! warmer GPU): `latency_min_effect` must be larger than the drift between two runs of one build
-//! on the machines compared.
 //!
 //! New and missing variants are listed, not counted as regressions: a suite that drops a variant
 //! changed what it tests, which a reviewer sees in the suite's diff.
@@ -45,6 +47,10 @@ Exit codes:
 
 /// Significance level of the latency test: below it, a slowdown is beyond the runs' noise.
 pub const ALPHA: f64 = 0.01;
+
+/// Base runs from which compare measures the drift between runs. Two give one degree of freedom,
+/// a margin of 318 standard deviations: no use.
+pub const MIN_DRIFT_RUNS: usize = 3;
 
 /// `1 − cos` must grow by more than this (absolute) to count as an accuracy drop: below it lie
 /// the last bits of a GPU's non-deterministic reductions.
@@ -81,19 +87,23 @@ pub enum Finding {
         /// Head cosine.
         head_cos: f64,
     },
-    /// Slower beyond noise and minimum effect.
+    /// Slower beyond noise, drift and minimum effect.
     Slower {
         /// Relative change of the median (0.1: 10 % slower).
         change: f64,
         /// One-sided Mann–Whitney p-value.
         p: f64,
+        /// The smallest change that counted (see [`LatencyChange::threshold`]).
+        threshold: f64,
     },
-    /// Faster beyond noise and minimum effect.
+    /// Faster beyond noise, drift and minimum effect.
     Faster {
         /// Relative change of the median (−0.1: 10 % faster).
         change: f64,
         /// One-sided Mann–Whitney p-value.
         p: f64,
+        /// The smallest change that counted (see [`LatencyChange::threshold`]).
+        threshold: f64,
     },
 }
 
@@ -118,74 +128,156 @@ impl std::fmt::Display for Finding {
                 1.0 - base_cos,
                 1.0 - head_cos
             ),
-            Finding::Slower { change, p } => {
-                write!(f, "{:+.1}% slower (p = {p:.1e})", change * 100.0)
-            }
-            Finding::Faster { change, p } => {
-                write!(f, "{:.1}% faster (p = {p:.1e})", -change * 100.0)
-            }
+            Finding::Slower {
+                change,
+                p,
+                threshold,
+            } => write!(
+                f,
+                "{:+.1}% slower (p = {p:.1e}; counts beyond {:.1}%)",
+                change * 100.0,
+                threshold * 100.0
+            ),
+            Finding::Faster {
+                change,
+                p,
+                threshold,
+            } => write!(
+                f,
+                "{:.1}% faster (p = {p:.1e}; counts beyond {:.1}%)",
+                -change * 100.0,
+                threshold * 100.0
+            ),
         }
     }
 }
 
-/// The latency of one variant in both runs.
+/// How far a variant's median moves between runs of one build on one machine, measured over the
+/// base runs: another load on the host, a warmer GPU, a different kernel picked by a heuristic.
+/// (Seen on an H200: the BF16 MLP's median moves 3.5 % between runs while its iterations within a
+/// run agree to 0.3 %.)
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Drift {
+    /// Base runs measured.
+    pub runs: usize,
+    /// Standard deviation of the natural log of the runs' medians (0.035: about 3.5 %).
+    pub spread: f64,
+    /// How much slower than the bases' (geometric) mean median one more run of the same build may
+    /// be, by chance, once in a thousand: the one-sided 99.9 % prediction bound
+    /// `exp(t · spread · √(1 + 1/runs)) − 1`, with Student's t for `runs − 1` degrees of freedom.
+    pub margin: f64,
+}
+
+impl Drift {
+    /// The drift among the natural logs of the base runs' medians; `None` under
+    /// [`MIN_DRIFT_RUNS`].
+    pub fn of(log_medians: &[f64]) -> Option<Drift> {
+        let runs = log_medians.len();
+        if runs < MIN_DRIFT_RUNS {
+            return None;
+        }
+        let mean = log_medians.iter().sum::<f64>() / runs as f64;
+        let variance =
+            log_medians.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (runs - 1) as f64;
+        let spread = variance.sqrt();
+        let bound = stats::student_t_999(runs - 1) * spread * (1.0 + 1.0 / runs as f64).sqrt();
+        Some(Drift {
+            runs,
+            spread,
+            margin: bound.exp_m1(),
+        })
+    }
+}
+
+/// The latency of one variant in the base runs and the head.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LatencyChange {
-    /// Base median, ms.
+    /// Base median, ms: the geometric mean of the base runs' medians.
     pub base_median_ms: f64,
     /// Head median, ms.
     pub head_median_ms: f64,
     /// `head / base − 1`.
     pub change: f64,
-    /// p-value of "the head is slower than the base by more than `min_effect`".
+    /// Base runs that timed the variant.
+    pub base_runs: usize,
+    /// The drift between the base runs, when there are [`MIN_DRIFT_RUNS`] of them.
+    pub drift: Option<Drift>,
+    /// The smallest change that may count: the head's `latency_min_effect` or the drift's
+    /// margin, whichever is larger.
+    pub threshold: f64,
+    /// p-value of "the head is slower than the bases by more than `threshold`".
     pub p_slower: f64,
-    /// p-value of "the base is slower than the head by more than `min_effect`".
+    /// p-value of "the bases are slower than the head by more than `threshold`".
     pub p_faster: f64,
-    /// The smallest change that may count (the head's `latency_min_effect`).
-    pub min_effect: f64,
-    /// Whether either run's timings are an emulation's: shown, never a finding (an emulation's
+    /// Whether any run's timings are an emulation's: shown, never a finding (an emulation's
     /// speed says nothing about its precision's).
     pub emulated: bool,
 }
 
 impl LatencyChange {
-    /// Tests each direction against the minimum effect as a margin: "slower" compares the head's
-    /// iterations with the base's scaled by `1 + min_effect`, so a small p says the head is
-    /// slower by more than the minimum effect, beyond the noise of both runs. (Testing for any
-    /// difference and then checking the medians would let a 3.1 % drift between two runs of one
-    /// build pass as a regression whenever the runs are long enough to be confident about it.)
-    fn between(base: &VariantRecord, head: &VariantRecord) -> Option<LatencyChange> {
-        let (b, h) = (base.latency.as_ref()?, head.latency.as_ref()?);
+    /// Tests each direction with the threshold as a margin: "slower" compares the head's
+    /// iterations with the bases' scaled by `1 + threshold`, so a small p says the head is slower
+    /// by more than the threshold, beyond the noise of the runs. (Testing for any difference and
+    /// then checking the medians would let a 3.1 % drift between two runs of one build pass as a
+    /// regression whenever the runs are long enough to be confident about it.)
+    fn between(bases: &[&VariantRecord], head: &VariantRecord) -> Option<LatencyChange> {
+        let h = head.latency.as_ref()?;
+        let timed: Vec<_> = bases.iter().filter_map(|b| b.latency.as_ref()).collect();
+        if timed.is_empty() {
+            return None;
+        }
+        let log_medians: Vec<f64> = timed.iter().map(|l| l.median_ms.ln()).collect();
+        let base_median_ms = (log_medians.iter().sum::<f64>() / timed.len() as f64).exp();
+        let drift = Drift::of(&log_medians);
         let min_effect = head.gates.latency_min_effect;
+        let threshold = drift.map_or(min_effect, |d| d.margin.max(min_effect));
+        let base_samples: Vec<f64> = timed.iter().flat_map(|l| l.samples_ms.clone()).collect();
         let beyond_margin = |samples: &[f64]| -> Vec<f64> {
-            samples.iter().map(|s| s * (1.0 + min_effect)).collect()
+            samples.iter().map(|s| s * (1.0 + threshold)).collect()
         };
         Some(LatencyChange {
-            base_median_ms: b.median_ms,
+            base_median_ms,
             head_median_ms: h.median_ms,
-            change: h.median_ms / b.median_ms - 1.0,
-            p_slower: stats::mann_whitney_greater(&beyond_margin(&b.samples_ms), &h.samples_ms)?,
-            p_faster: stats::mann_whitney_greater(&beyond_margin(&h.samples_ms), &b.samples_ms)?,
-            min_effect,
-            emulated: base.emulated || head.emulated,
+            change: h.median_ms / base_median_ms - 1.0,
+            base_runs: timed.len(),
+            drift,
+            threshold,
+            p_slower: stats::mann_whitney_greater(&beyond_margin(&base_samples), &h.samples_ms)?,
+            p_faster: stats::mann_whitney_greater(&beyond_margin(&h.samples_ms), &base_samples)?,
+            emulated: head.emulated || bases.iter().any(|b| b.emulated),
         })
     }
 
     fn finding(&self) -> Option<Finding> {
+        // Faster mirrors slower in ratio: the base is slower than the head by `threshold`.
+        let faster_than = 1.0 / (1.0 + self.threshold) - 1.0;
         if self.emulated {
             None
-        } else if self.p_slower < ALPHA && self.change > self.min_effect {
+        } else if self.p_slower < ALPHA && self.change > self.threshold {
             Some(Finding::Slower {
                 change: self.change,
                 p: self.p_slower,
+                threshold: self.threshold,
             })
-        } else if self.p_faster < ALPHA && self.change < -self.min_effect {
+        } else if self.p_faster < ALPHA && self.change < faster_than {
             Some(Finding::Faster {
                 change: self.change,
                 p: self.p_faster,
+                threshold: self.threshold,
             })
         } else {
             None
+        }
+    }
+
+    /// What the threshold comes from, for a reader: "3.0%" or "27.1% (drift of 5 runs)".
+    fn threshold_text(&self) -> String {
+        let percent = format!("{:.1}%", self.threshold * 100.0);
+        match self.drift {
+            Some(d) if d.margin >= self.threshold => {
+                format!("{percent} (drift of {} runs)", d.runs)
+            }
+            _ => percent,
         }
     }
 }
@@ -210,7 +302,9 @@ pub struct VariantChange {
 }
 
 impl VariantChange {
-    fn between(base: &VariantRecord, head: &VariantRecord) -> VariantChange {
+    /// `bases` hold the variant's records in the base runs, oldest first: the last is the base.
+    fn between(bases: &[&VariantRecord], head: &VariantRecord) -> VariantChange {
+        let base = *bases.last().expect("a compared variant is in the base");
         let both = |metric: fn(&crate::measure::Accuracy) -> f64| {
             Some((
                 metric(base.accuracy.as_ref()?),
@@ -218,7 +312,7 @@ impl VariantChange {
             ))
         };
         let cos = both(|a| a.cos);
-        let latency = LatencyChange::between(base, head);
+        let latency = LatencyChange::between(bases, head);
         let mut findings = Vec::new();
         if base.status != head.status {
             findings.push(Finding::Verdict {
@@ -247,35 +341,45 @@ impl VariantChange {
     }
 }
 
-/// The comparison of two runs.
+/// The comparison of a head run with one or more base runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
-    /// The base run folder.
-    pub base_dir: PathBuf,
+    /// The base run folders, oldest first; the last is the base of verdicts and accuracy.
+    pub base_dirs: Vec<PathBuf>,
     /// The head run folder.
     pub head_dir: PathBuf,
-    /// Variants in both runs, in the head's order.
+    /// Variants in both the head and the last base, in the head's order.
     pub variants: Vec<VariantChange>,
-    /// Ids only the head has.
+    /// Ids only the head has (against the last base).
     pub new: Vec<String>,
-    /// Ids only the base has.
+    /// Ids only the last base has.
     pub missing: Vec<String>,
-    /// Why the comparison may mislead (different suites or devices, interrupted runs).
+    /// Why the comparison may mislead (different suites or devices, interrupted runs, drift that
+    /// was not measured).
     pub caveats: Vec<String>,
 }
 
 impl Comparison {
-    /// Compares `head` with `base`.
-    pub fn of(base: &RecordedRun, head: &RecordedRun) -> Comparison {
-        let base_by_id: HashMap<&str, &VariantRecord> =
-            base.records.iter().map(|r| (r.id.as_str(), r)).collect();
+    /// Compares `head` with `bases` (oldest first, at least one).
+    pub fn of(bases: &[RecordedRun], head: &RecordedRun) -> Comparison {
+        let base = bases.last().expect("compare needs a base run");
+        let by_id: Vec<HashMap<&str, &VariantRecord>> = bases
+            .iter()
+            .map(|run| run.records.iter().map(|r| (r.id.as_str(), r)).collect())
+            .collect();
         let head_ids: std::collections::HashSet<&str> =
             head.records.iter().map(|r| r.id.as_str()).collect();
         let (mut variants, mut new) = (Vec::new(), Vec::new());
         for record in &head.records {
-            match base_by_id.get(record.id.as_str()) {
-                Some(base_record) => variants.push(VariantChange::between(base_record, record)),
-                None => new.push(record.id.clone()),
+            let id = record.id.as_str();
+            if by_id.last().is_some_and(|last| last.contains_key(id)) {
+                let in_bases: Vec<&VariantRecord> = by_id
+                    .iter()
+                    .filter_map(|run| run.get(id).copied())
+                    .collect();
+                variants.push(VariantChange::between(&in_bases, record));
+            } else {
+                new.push(record.id.clone());
             }
         }
         let missing = base
@@ -284,13 +388,22 @@ impl Comparison {
             .filter(|r| !head_ids.contains(r.id.as_str()))
             .map(|r| r.id.clone())
             .collect();
+        let mut caveats: Vec<String> = Vec::new();
+        for base in bases {
+            for caveat in run_caveats(base, head, bases.len() > 1) {
+                if !caveats.contains(&caveat) {
+                    caveats.push(caveat);
+                }
+            }
+        }
+        caveats.extend(drift_caveat(bases.len(), &variants));
         Comparison {
-            base_dir: base.dir.clone(),
+            base_dirs: bases.iter().map(|b| b.dir.clone()).collect(),
             head_dir: head.dir.clone(),
             variants,
             new,
             missing,
-            caveats: caveats(base, head),
+            caveats,
         }
     }
 
@@ -346,8 +459,32 @@ impl Comparison {
     }
 }
 
-fn caveats(base: &RecordedRun, head: &RecordedRun) -> Vec<String> {
+/// Says that the drift between runs was assumed, not measured, when latencies were compared as
+/// performance with fewer than [`MIN_DRIFT_RUNS`] bases.
+fn drift_caveat(bases: usize, variants: &[VariantChange]) -> Option<String> {
+    let timed = variants
+        .iter()
+        .filter_map(|v| v.latency.as_ref())
+        .any(|l| !l.emulated);
+    (timed && bases < MIN_DRIFT_RUNS).then(|| {
+        format!(
+            "drift between runs not measured ({bases} base run{}): a latency change beyond the \
+             minimum effect may be the machine's, not the build's; give {MIN_DRIFT_RUNS} or more \
+             earlier runs (the last nights) as bases to measure it",
+            if bases == 1 { "" } else { "s" }
+        )
+    })
+}
+
+/// Caveats of comparing `head` with one `base`; `named` puts the base's folder in the message,
+/// for a comparison with several.
+fn run_caveats(base: &RecordedRun, head: &RecordedRun, named: bool) -> Vec<String> {
     let mut caveats = Vec::new();
+    let base_name = if named {
+        format!("base {}", base.dir.display())
+    } else {
+        "base".to_owned()
+    };
     let (b, h) = (&base.info, &head.info);
     if b.suite.name != h.suite.name {
         caveats.push(format!(
@@ -393,14 +530,14 @@ fn caveats(base: &RecordedRun, head: &RecordedRun) -> Vec<String> {
     for (what, then, now) in settings {
         if then != now {
             caveats.push(format!(
-                "different {what} ({then} in base, {now} in head): changes may come from that, not the build"
+                "different {what} ({then} in {base_name}, {now} in head): changes may come from that, not the build"
             ));
         }
     }
     if b.suite.sha256 != h.suite.sha256 && b.suite.name == h.suite.name {
         caveats.push("the suite file changed between the runs".to_owned());
     }
-    for (name, run) in [("base", base), ("head", head)] {
+    for (name, run) in [(base_name.as_str(), base), ("head", head)] {
         if run.interrupted() {
             caveats.push(format!("the {name} run was interrupted"));
         }
@@ -419,6 +556,7 @@ struct Row {
     max_abs_err: String,
     median_ms: String,
     latency_change: String,
+    threshold: String,
     p_value: String,
     findings: String,
 }
@@ -453,8 +591,16 @@ impl Row {
             median_ms: pair(latency.map(|l| (l.base_median_ms, l.head_median_ms)), |m| {
                 format!("{m:.3}")
             }),
-            latency_change: latency
-                .map_or_else(String::new, |l| format!("{:+.1}%", l.change * 100.0)),
+            latency_change: latency.map_or_else(String::new, |l| {
+                if l.emulated {
+                    format!("{:+.1}% (emulated)", l.change * 100.0)
+                } else {
+                    format!("{:+.1}%", l.change * 100.0)
+                }
+            }),
+            threshold: latency
+                .filter(|l| !l.emulated)
+                .map_or_else(String::new, LatencyChange::threshold_text),
             p_value: latency.map_or_else(String::new, |l| {
                 format!(
                     "{:.1e}",
@@ -480,7 +626,7 @@ struct Page {
     headline: &'static str,
     class: &'static str,
     verdict: String,
-    base: String,
+    bases: Vec<String>,
     head: String,
     caveats: Vec<String>,
     rows: Vec<Row>,
@@ -503,7 +649,11 @@ impl Page {
             },
             class: if regressed { "failed" } else { "passed" },
             verdict: comparison.verdict_line(),
-            base: comparison.base_dir.display().to_string(),
+            bases: comparison
+                .base_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect(),
             head: comparison.head_dir.display().to_string(),
             caveats: comparison.caveats.clone(),
             rows: variants.into_iter().map(Row::of).collect(),
@@ -516,12 +666,17 @@ impl Page {
 }
 
 fn markdown(page: &Page) -> String {
+    let bases: Vec<String> = page
+        .bases
+        .iter()
+        .map(|b| format!("`{}`", markdown::escape(b)))
+        .collect();
     let mut text = format!(
-        "## {} precheck compare: {}\n\n{}\n\nbase `{}` → head `{}`\n\n",
+        "## {} precheck compare: {}\n\n{}\n\nbase {} → head `{}`\n\n",
         markdown::mark(page.class),
         page.headline,
         page.verdict,
-        markdown::escape(&page.base),
+        bases.join(", "),
         markdown::escape(&page.head),
     );
     for caveat in &page.caveats {
@@ -537,6 +692,7 @@ fn markdown(page: &Page) -> String {
                 r.one_minus_cos.clone(),
                 r.median_ms.clone(),
                 r.latency_change.clone(),
+                r.threshold.clone(),
                 r.p_value.clone(),
                 r.findings.clone(),
             ]
@@ -549,10 +705,11 @@ fn markdown(page: &Page) -> String {
             "1 − cos",
             "median ms",
             "Δ latency",
+            "counts beyond",
             "p",
             "findings",
         ],
-        &[false, false, true, true, true, true, false],
+        &[false, false, true, true, true, true, true, false],
         &cells,
     );
     for (label, ids) in [("New", &page.new), ("Missing", &page.missing)] {
@@ -606,9 +763,11 @@ mod tests {
             base_median_ms: 1.0,
             head_median_ms: 1.0 + change,
             change,
+            base_runs: 1,
+            drift: None,
+            threshold: 0.03,
             p_slower: p,
             p_faster: 1.0 - p,
-            min_effect: 0.03,
             emulated: false,
         }
     }
@@ -627,6 +786,8 @@ mod tests {
             latency(-0.10, 0.999).finding(),
             Some(Finding::Faster { .. })
         ));
+        // Faster mirrors slower in ratio: 1 / 1.03 − 1 = −2.9 %.
+        assert_eq!(latency(-0.0295, 0.999).finding(), None);
         let emulated = LatencyChange {
             emulated: true,
             ..latency(0.50, 1e-9)
@@ -636,5 +797,28 @@ mod tests {
             None,
             "an emulation's slowdown is not the precision's"
         );
+    }
+
+    #[test]
+    fn drift_needs_three_runs_and_widens_with_their_spread() {
+        assert_eq!(Drift::of(&[0.0, 0.01]), None);
+        // Three runs 1 % apart in log: spread 0.01, t(2) = 22.327, √(4/3).
+        let drift = Drift::of(&[-0.01, 0.0, 0.01]).unwrap();
+        assert!((drift.spread - 0.01).abs() < 1e-12);
+        let bound: f64 = 22.327 * 0.01 * (4.0f64 / 3.0).sqrt();
+        assert!((drift.margin - bound.exp_m1()).abs() < 1e-12, "{drift:?}");
+        // Identical runs have no drift: the minimum effect decides.
+        assert_eq!(Drift::of(&[0.5; 6]).unwrap().margin, 0.0);
+    }
+
+    #[test]
+    fn a_measured_drift_raises_the_threshold_above_the_minimum_effect() {
+        let mut wide = latency(0.10, 1e-6);
+        wide.drift = Drift::of(&[-0.03, 0.0, 0.03, 0.0, 0.01]);
+        wide.threshold = wide.drift.unwrap().margin;
+        assert!(wide.threshold > 0.10, "{wide:?}");
+        assert_eq!(wide.finding(), None, "10 % is within this drift");
+        assert!(wide.threshold_text().ends_with("(drift of 5 runs)"));
+        assert_eq!(latency(0.10, 1e-6).threshold_text(), "3.0%");
     }
 }

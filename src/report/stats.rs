@@ -1,4 +1,5 @@
-//! The one-sided Mann–Whitney U test that tells a latency change from the noise of two runs.
+//! The statistics behind `compare`: the one-sided Mann–Whitney U test that tells a latency change
+//! from the noise within two runs, and Student's t quantiles for the drift between runs.
 //!
 //! Why Mann–Whitney: timed iterations are not normal (a few slow outliers from the scheduler or the
 //! clock are the rule), and the test uses only their ranks, so one outlier cannot make or hide a
@@ -104,6 +105,22 @@ fn exact_upper_tail(n: usize, m: usize, u: usize) -> f64 {
     row[u.min(max_u + 1)..].iter().sum::<f64>() / total
 }
 
+/// Student's t at upper-tail probability 0.001, for 1 to 30 degrees of freedom (`t[df − 1]`), as
+/// any table of the t distribution gives it (`scipy.stats.t.ppf(0.999, df)`); the test below
+/// integrates the density to check each one.
+const STUDENT_T_999: [f64; 30] = [
+    318.309, 22.327, 10.215, 7.173, 5.893, 5.208, 4.785, 4.501, 4.297, 4.144, 4.025, 3.930, 3.852,
+    3.787, 3.733, 3.686, 3.646, 3.610, 3.579, 3.552, 3.527, 3.505, 3.485, 3.467, 3.450, 3.435,
+    3.421, 3.408, 3.396, 3.385,
+];
+
+/// The t such that P(T ≥ t) = 0.001 for Student's T with `df` degrees of freedom (at least 1).
+/// Beyond 30 it stays at 30's value: a little wider than exact (3.09 in the limit), never
+/// narrower.
+pub fn student_t_999(df: usize) -> f64 {
+    STUDENT_T_999[df.clamp(1, STUDENT_T_999.len()) - 1]
+}
+
 /// P(Z ≥ z) for a standard normal Z.
 fn normal_upper_tail(z: f64) -> f64 {
     0.5 * erfc(z / std::f64::consts::SQRT_2)
@@ -190,6 +207,40 @@ mod tests {
         ] {
             assert!(((erfc(x) - want) / want).abs() < 1.2e-7, "erfc({x})");
         }
+    }
+
+    /// P(T ≥ t) for Student's T with `df` degrees of freedom, by Simpson's rule on the
+    /// unnormalized density over [0, ∞) mapped onto [0, 1) (x = u / (1 − u)).
+    fn student_t_upper_tail(t: f64, df: f64) -> f64 {
+        let density = |x: f64| (1.0 + x * x / df).powf(-(df + 1.0) / 2.0);
+        let integral = |from: f64| {
+            let (a, b, n) = (from / (1.0 + from), 1.0, 200_000);
+            let h = (b - a) / n as f64;
+            let f = |u: f64| {
+                if u >= 1.0 {
+                    0.0
+                } else {
+                    density(u / (1.0 - u)) / ((1.0 - u) * (1.0 - u))
+                }
+            };
+            let inner: f64 = (1..n)
+                .map(|i| f(a + i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 })
+                .sum();
+            h / 3.0 * (f(a) + inner + f(b))
+        };
+        0.5 * integral(t) / integral(0.0)
+    }
+
+    #[test]
+    fn student_t_table_puts_one_in_a_thousand_above_each_value() {
+        // df = 1's tail is a Cauchy's, (π/2 − atan t)/π in closed form.
+        let cauchy = (std::f64::consts::FRAC_PI_2 - student_t_999(1).atan()) / std::f64::consts::PI;
+        assert!((cauchy - 1e-3).abs() < 1e-6, "{cauchy}");
+        for df in 2..=30 {
+            let tail = student_t_upper_tail(student_t_999(df), df as f64);
+            assert!((tail - 1e-3).abs() < 2e-6, "df {df}: P(T ≥ t) = {tail}");
+        }
+        assert_eq!(student_t_999(100), student_t_999(30));
     }
 
     #[test]
