@@ -353,3 +353,69 @@ fn delayed_scaling_follows_the_same_history_as_the_cpu() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU (sm_89+): run on the device with --run-ignored only"]
+fn weights_quantized_on_the_gpu_are_the_hosts_bytes_and_scales() {
+    use precheck::backend::cuda::Quantizing;
+    let gpu = CudaBackend::new(0).expect("a CUDA device");
+    // Two weights of one group (rows of different counts, a row count no block size divides),
+    // drawn as a checkpoint's f32 values would be: normal, a few outliers 40× larger, an all-zero
+    // row (scale 1), and BF16-exact copies as precheck's seeded weights are.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut normal = move || {
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (u, v) = (uniform().max(1e-300), uniform());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    };
+    let k = 320;
+    let mut draw = |rows: usize| {
+        let mut data: Vec<f32> = (0..rows * k)
+            .map(|i| normal() * if i % 997 == 0 { 40.0 } else { 0.05 })
+            .collect();
+        data[k..2 * k].fill(0.0);
+        Tensor::new(rows, k, data)
+    };
+    let (first, second) = (draw(96), draw(161));
+    let bf16_exact = |t: &Tensor| {
+        let mut t = t.clone();
+        Format::Bf16.round_slice(&mut t.data);
+        t
+    };
+    let (first_bf16, second_bf16) = (bf16_exact(&first), bf16_exact(&second));
+    let mut checked = 0;
+    for name in presets::names() {
+        let policy = presets::preset(name).unwrap();
+        for (what, weights) in [
+            ("f32", [&first, &second]),
+            ("bf16-exact", [&first_bf16, &second_bf16]),
+        ] {
+            let host = match gpu.quantized_weights(&policy, &weights, Quantizing::Host) {
+                Ok(host) => host,
+                Err(_) => continue, // no CUDA route for this preset
+            };
+            let fastest = gpu
+                .quantized_weights(&policy, &weights, Quantizing::Fastest)
+                .unwrap();
+            assert_eq!(fastest.1, host.1, "{name} ({what}): column scales");
+            let differing = fastest
+                .0
+                .iter()
+                .zip(&host.0)
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(
+                (fastest.0.len(), differing),
+                (host.0.len(), 0),
+                "{name} ({what}): operand bytes"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} presets have a CUDA route");
+}

@@ -7,12 +7,12 @@ use cudarc::driver::CudaStream;
 use super::arena::Arena;
 use super::gemm::{Gemm, GemmTypes, Shape};
 use super::kernels::{Accumulator, Kernels, Matrix, Scales};
-use super::quantizer::{operand_bytes, weight_spec, DeviceWeight, QuantizedInput, Quantizer};
+use super::quantizer::{QuantizedInput, Quantizer};
 use super::route::MatmulRoute;
+use super::weights::{self, weight_spec, DeviceWeight, Quantizing};
 use super::Gpu;
 use crate::backend::BackendError;
 use crate::precision::Policy;
-use crate::quant::{self, AmaxHistory, Operand};
 use crate::tensor::Tensor;
 
 /// What planning a block for the GPU needs: the device, the block's memory, the policy and its
@@ -114,17 +114,15 @@ impl MatmulGroup {
         let arena = &mut *plan.arena;
         let cols: usize = weights.iter().map(|w| w.rows).sum();
         let k = weights[0].cols;
-        let operands: Vec<Operand> = weights
-            .iter()
-            .map(|w| quant::quantize(w, weight_spec(route, policy), &mut AmaxHistory::default()))
-            .collect();
+        let spec = weight_spec(route, policy);
         let is_fp8 = matches!(route, MatmulRoute::Fp8 { .. });
         let accumulates =
             route.rescales() || (is_fp8 && fp8 == Fp8Grouping::Accumulate) || bias.is_some();
-        let groups: Vec<Vec<&Operand>> = if is_fp8 && !accumulates {
-            operands.iter().map(|o| vec![o]).collect()
+        let per_weight = is_fp8 && !accumulates;
+        let groups: Vec<&[&Tensor]> = if per_weight {
+            weights.chunks(1).collect()
         } else {
-            vec![operands.iter().collect()]
+            vec![weights]
         };
         let types = if accumulates && !route.rescales() {
             GemmTypes {
@@ -135,32 +133,29 @@ impl MatmulGroup {
             route.types()
         };
         let mut parts = Vec::new();
+        let mut all_scales = Vec::with_capacity(cols);
         for group in groups {
-            let rows: usize = group.iter().map(|o| o.values.rows).sum();
-            let bytes = operand_bytes(route, &group);
-            let data = arena.upload(&device.stream, &bytes)?;
-            let scales = if is_fp8 && !accumulates {
-                Some((
-                    arena.upload_f32(&device.stream, &[column_scales(group[0])[0]])?,
-                    input_scale,
-                ))
+            let (weight, scales) =
+                weights::upload(device, arena, (route, spec), group, Quantizing::Fastest)?;
+            let gemm_scales = if per_weight {
+                Some((arena.upload_f32(&device.stream, &scales[..1])?, input_scale))
             } else {
                 None
             };
             let shape = Shape {
                 tokens,
-                n: rows,
+                n: weight.rows,
                 k,
                 ldd: cols,
             };
-            let gemm = Gemm::new(device.lt, types, shape, scales, workspace)?;
-            parts.push((DeviceWeight { data, rows }, gemm));
+            let gemm = Gemm::new(device.lt, types, shape, gemm_scales, workspace)?;
+            parts.push((weight, gemm));
+            all_scales.extend(scales);
         }
         let (accumulator, col_scales) = if accumulates {
-            let scales: Vec<f32> = operands.iter().flat_map(column_scales).collect();
             (
                 Some(arena.alloc(&device.stream, tokens * cols * 4)?),
-                arena.upload_f32(&device.stream, &scales)?,
+                arena.upload_f32(&device.stream, &all_scales)?,
             )
         } else {
             (None, 0)
@@ -246,15 +241,5 @@ impl MatmulGroup {
                 stride: 1,
             },
         })
-    }
-}
-
-/// One scale per output column (row of the weight) of a quantized weight: its per-channel
-/// scales, or its per-tensor scale repeated.
-pub(super) fn column_scales(operand: &Operand) -> Vec<f32> {
-    match operand.row_scales.as_deref() {
-        Some([tensor]) => vec![*tensor; operand.values.rows],
-        Some(rows) => rows.to_vec(),
-        None => vec![1.0; operand.values.rows],
     }
 }

@@ -18,6 +18,7 @@ mod params;
 mod quantizer;
 mod route;
 mod trace;
+mod weights;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,7 @@ use crate::tensor::Tensor;
 use block::CudaBlock;
 use clocks::ClockReader;
 use kernels::Kernels;
+pub use weights::Quantizing;
 
 /// Why no CUDA device can be used here, if none can: checked before anything touches cudarc,
 /// which panics when it cannot load the driver library.
@@ -177,6 +179,33 @@ impl CudaBackend {
                 flush,
             }),
         })
+    }
+
+    /// `weights` (each `[rows, k]`) quantized for `policy` as its matmuls read them, where
+    /// `quantizing` says, and read back: their operand bytes, concatenated, and one scale per
+    /// output column. What a build uploads; for the GPU test that holds the GPU's quantization to
+    /// the host's bytes.
+    pub fn quantized_weights(
+        &self,
+        policy: &Policy,
+        weights: &[&Tensor],
+        quantizing: Quantizing,
+    ) -> Result<(Vec<u8>, Vec<f32>), BackendError> {
+        let route = route::MatmulRoute::of(policy)?;
+        let mut arena = arena::Arena::default();
+        let spec = weights::weight_spec(route, policy);
+        let (weight, scales) =
+            weights::upload(&self.device, &mut arena, (route, spec), weights, quantizing)?;
+        let mut bytes = vec![0u8; weight.rows * weights[0].cols * route.operand_bytes()];
+        self.device
+            .stream
+            .synchronize()
+            .map_err(|e| BackendError::Failed(format!("synchronize: {e}")))?;
+        // SAFETY: `weight.data` is an allocation of `arena` (alive here) holding `bytes.len()`
+        // bytes, written by work the stream has finished.
+        unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut bytes, weight.data) }
+            .map_err(|e| BackendError::Failed(format!("reading weights: {e}")))?;
+        Ok((bytes, scales))
     }
 }
 

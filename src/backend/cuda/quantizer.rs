@@ -1,86 +1,15 @@
-//! Quantizing weights once on the host and activations on every call on the GPU, as each route
-//! needs its operands.
+//! Quantizing activations on every call on the GPU, as each route needs its operands (weights are
+//! quantized once, in `weights`).
 
 use std::sync::Arc;
 
 use cudarc::driver::CudaStream;
-use rayon::prelude::*;
 
 use super::arena::Arena;
 use super::kernels::{Elem, Fp8Quantize, Kernels, Matrix};
 use super::route::MatmulRoute;
 use crate::backend::BackendError;
-use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
-use crate::formats::{Format, Overflow};
-use crate::precision::Policy;
-use crate::quant::{AmaxAlgorithm, Operand, QuantSpec};
-
-/// Host bytes of quantized values in the operand type the matmul reads, the operands one after
-/// another. Encoded in parallel: a gated MLP's weights are 100 M values, and byte by byte on one
-/// core they took seconds of each variant's build.
-pub(super) fn operand_bytes(route: MatmulRoute, operands: &[&Operand]) -> Vec<u8> {
-    let size = route.operand_bytes();
-    let encode: fn(f32, &mut [u8]) = match route {
-        MatmulRoute::Carrier {
-            elem: Elem::F32, ..
-        } => |v, out| out.copy_from_slice(&v.to_le_bytes()),
-        MatmulRoute::Carrier {
-            elem: Elem::F16, ..
-        } => |v, out| out.copy_from_slice(&half::f16::from_f32(v).to_le_bytes()),
-        MatmulRoute::Fp8 {
-            weights_e5m2: true, ..
-        } if !route.fp8_emulated() => |v, out| out[0] = FP8_E5M2.encode(v, Overflow::Saturate),
-        MatmulRoute::Fp8 { .. } if !route.fp8_emulated() => {
-            |v, out| out[0] = FP8_E4M3.encode(v, Overflow::Saturate)
-        }
-        MatmulRoute::Int8 => |v, out| out[0] = v as i8 as u8,
-        // BF16 carriers, and the values of every emulated format, multiplied in BF16.
-        MatmulRoute::Carrier {
-            elem: Elem::Bf16, ..
-        }
-        | MatmulRoute::Fp8 { .. }
-        | MatmulRoute::Mx { .. }
-        | MatmulRoute::Nvfp4
-        | MatmulRoute::WeightOnly => {
-            |v, out| out.copy_from_slice(&half::bf16::from_f32(v).to_le_bytes())
-        }
-    };
-    const CHUNK: usize = 1 << 16;
-    let len: usize = operands.iter().map(|o| o.values.data.len()).sum();
-    let mut bytes = vec![0u8; len * size];
-    let mut rest = bytes.as_mut_slice();
-    for operand in operands {
-        let values = &operand.values.data;
-        let (mine, after) = rest.split_at_mut(values.len() * size);
-        mine.par_chunks_mut(CHUNK * size)
-            .zip(values.par_chunks(CHUNK))
-            .for_each(|(out, values)| {
-                for (out, v) in out.chunks_exact_mut(size).zip(values) {
-                    encode(*v, out);
-                }
-            });
-        rest = after;
-    }
-    bytes
-}
-
-/// Weights on the device (one or several concatenated), quantized on the host exactly as the
-/// CPU backend quantizes them.
-pub(super) struct DeviceWeight {
-    pub(super) data: u64,
-    pub(super) rows: usize,
-}
-
-/// How the weights of `policy` are quantized on `route`: as the policy says, except that a planted
-/// BF16 fallback (testing only) runs the model's BF16 weights unscaled.
-pub(super) fn weight_spec(route: MatmulRoute, policy: &Policy) -> QuantSpec {
-    match route {
-        MatmulRoute::Carrier { .. } if policy.planted_fault.is_some() => {
-            QuantSpec::cast(Format::Bf16)
-        }
-        _ => policy.matmul.weights,
-    }
-}
+use crate::quant::AmaxAlgorithm;
 
 /// Activations quantized for a matmul: the pointer it reads and where its scales are.
 #[derive(Clone, Copy)]
@@ -225,53 +154,5 @@ impl Quantizer {
         }
         zero(s, self.amax)?;
         Ok(Some(self.amax))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::precision::presets;
-    use crate::tensor::Tensor;
-
-    fn operand(data: Vec<f32>) -> Operand {
-        Operand {
-            values: Tensor::new(1, data.len(), data),
-            row_scales: None,
-            integer: false,
-        }
-    }
-
-    fn route(name: &str) -> MatmulRoute {
-        MatmulRoute::of(&presets::preset(name).unwrap()).unwrap()
-    }
-
-    /// Each type's bytes as the GPU reads them (little-endian), the operands in order, and the
-    /// parallel chunks joined where they meet (the second operand is longer than a chunk).
-    #[test]
-    fn operands_are_encoded_in_the_matmuls_type_one_after_another() {
-        let long: Vec<f32> = (0..70_001).map(|i| (i % 7) as f32 - 3.0).collect();
-        let (first, second) = (operand(vec![1.0, -2.0]), operand(long.clone()));
-        type Expected = fn(f32) -> Vec<u8>;
-        let cases: [(&str, Expected); 5] = [
-            ("fp32", |v| v.to_le_bytes().to_vec()),
-            ("bf16", |v| half::bf16::from_f32(v).to_le_bytes().to_vec()),
-            ("fp16", |v| half::f16::from_f32(v).to_le_bytes().to_vec()),
-            ("fp8_e4m3", |v| vec![FP8_E4M3.encode(v, Overflow::Saturate)]),
-            ("int8", |v| vec![v as i8 as u8]),
-        ];
-        for (name, expected) in cases {
-            let bytes = operand_bytes(route(name), &[&first, &second]);
-            let want: Vec<u8> = [1.0, -2.0]
-                .iter()
-                .chain(&long)
-                .flat_map(|v| expected(*v))
-                .collect();
-            assert_eq!(bytes, want, "{name}");
-        }
-        let one = operand_bytes(route("fp8_e4m3"), &[&operand(vec![1.0, -1.0])]);
-        assert_eq!(one, [0x38, 0xb8], "E4M3's 1.0 and -1.0");
-        let one = operand_bytes(route("bf16"), &[&operand(vec![1.0])]);
-        assert_eq!(one, [0x80, 0x3f], "BF16's 1.0");
     }
 }
