@@ -8,7 +8,9 @@ scaling of weights and of every activation (as precheck's `fp8_e4m3` preset), at
 F.scaled_dot_product_attention (4-D, GQA; its fused kernels keep the softmax in FP32). Each runs
 eager and compiled (torch.compile, Inductor's fusions: the strongest peer), captured in a CUDA graph
 and timed with CUDA events (median of ITERS replays); then precheck runs `suites/paligemma.yaml`
-and the layer of `suites/paligemma-decoder.yaml` on `--backend cuda` with the same iteration count,
+the layer of `suites/paligemma-decoder.yaml` and the delayed and row-wise FP8 variants of
+`suites/fp8-recipes.yaml` on `--backend cuda` with the same iteration count (their MLP peers:
+PyTorch FP8 with static activation scales, and with row-wise scales),
 and the script prints precheck against the faster of eager and compiled PyTorch for each block and
 precision, the FP8 blocks against PyTorch's BF16 ones, and the TFLOP/s of each block against the
 measured peak.
@@ -74,6 +76,35 @@ def fp8_linear(weight):
     return apply
 
 
+def quantize_rows(t):
+    """Row-wise E4M3: a scale per row (amax / 448), as precheck's per_token and per_channel."""
+    scale = t.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
+    q = (t.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+    return q, scale
+
+
+def fp8_rowwise_linear(weight):
+    """x -> x . weight^T with row-wise scales: x per token on every call, the weight per output
+    channel once (torch._scaled_mm's row-wise mode, scales [M, 1] and [1, N])."""
+    wq, sw = quantize_rows(weight.to(torch.bfloat16))
+    sw = sw.t().contiguous()
+    def apply(x):
+        xq, sx = quantize_rows(x)
+        return torch._scaled_mm(xq, wq.t(), scale_a=sx, scale_b=sw, out_dtype=torch.bfloat16)
+    return apply
+
+
+def fp8_static_linear(weight, calibration):
+    """x -> x . weight^T with a static activation scale, taken once from `calibration` (the amax a
+    delayed or static recipe would hold): no amax pass on the call."""
+    wq, sw = quantize(weight.to(torch.bfloat16))
+    sx = calibration.abs().amax().float().clamp(min=1e-12) / FP8_MAX
+    def apply(x):
+        xq = (x.float() / sx).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+        return torch._scaled_mm(xq, wq.t(), scale_a=sx, scale_b=sw, out_dtype=torch.bfloat16)
+    return apply
+
+
 def plain_linear(weight, dtype):
     w = weight.to(dtype)
     return lambda x: F.linear(x, w)
@@ -134,6 +165,18 @@ def peers():
             return h + mlp(second(h))
         for block, fn in [("mlp", mlp), ("attention", attn), ("layer", layer)]:
             out[block, name] = (fn, x)
+    # The MLP in FP8 with row-wise scales, and with static activation scales (the peer of
+    # precheck's delayed scaling, whose scales come from earlier calls): each activation's scale
+    # from the BF16 MLP's own tensors.
+    x = x32.to(torch.bfloat16)
+    gate, up, down = (fp8_rowwise_linear(w) for w in (wg32, wu32, wd32))
+    out["mlp", "fp8_rowwise"] = (
+        lambda x, gate=gate, up=up, down=down: down(F.gelu(gate(x), approximate="tanh") * up(x)), x)
+    w_bf16 = [w.to(torch.bfloat16) for w in (wg32, wu32, wd32)]
+    hidden = F.gelu(x @ w_bf16[0].t(), approximate="tanh") * (x @ w_bf16[1].t())
+    gate, up, down = (fp8_static_linear(w, c) for w, c in zip((wg32, wu32, wd32), (x, x, hidden)))
+    out["mlp", "fp8_static"] = (
+        lambda x, gate=gate, up=up, down=down: down(F.gelu(gate(x), approximate="tanh") * up(x)), x)
     return out
 
 
@@ -141,9 +184,13 @@ def torch_timings(blocks, iters):
     """The median ms of each (block, precision) of `blocks`, eager and compiled."""
     out = {}
     for (block, name), (fn, x) in blocks.items():
-        out[block, name, "eager"] = graph_median_ms(lambda: fn(x), iters)
-        compiled = COMPILED.setdefault((block, name), torch.compile(fn))
-        out[block, name, "compiled"] = graph_median_ms(lambda: compiled(x), iters)
+        try:
+            out[block, name, "eager"] = graph_median_ms(lambda: fn(x), iters)
+            compiled = COMPILED.setdefault((block, name), torch.compile(fn))
+            out[block, name, "compiled"] = graph_median_ms(lambda: compiled(x), iters)
+        except Exception as e:  # one peer PyTorch cannot run must not lose the others
+            print(f"PyTorch {block}/{name} failed: {e}", flush=True)
+            out[block, name, "eager"] = out[block, name, "compiled"] = float("nan")
     return out
 
 
@@ -173,7 +220,9 @@ def precheck_timings(binary, iters):
     precision)."""
     records = {}
     for suite, extra in [("suites/paligemma.yaml", []),
-                         ("suites/paligemma-decoder.yaml", ["--filter", "paligemma_layer/"])]:
+                         ("suites/paligemma-decoder.yaml", ["--filter", "paligemma_layer/"]),
+                         ("suites/fp8-recipes.yaml", ["--filter", "*/fp8_e4m3_delayed/*",
+                                                      "--filter", "*/fp8_rowwise/*"])]:
         out_dir = tempfile.mkdtemp(prefix="precheck-peer-")
         cmd = [binary, "run", suite, "--backend", "cuda", "--out", out_dir,
                "--iterations", str(iters), "--warmup", "20", *extra]
@@ -190,7 +239,7 @@ def precheck_timings(binary, iters):
 
 # Which PyTorch computation each precheck precision is compared with: SDPA keeps its softmax in FP32,
 # so PyTorch's FP16 attention is the peer of both `fp16` and `fp16_fp32_softmax`.
-PEER = {"fp16_fp32_softmax": "fp16"}
+PEER = {"fp16_fp32_softmax": "fp16", "fp8_e4m3_delayed": "fp8_static"}
 
 
 def main():

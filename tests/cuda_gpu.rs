@@ -16,6 +16,7 @@ use precheck::model::Weights;
 use precheck::model::{seeded, AttentionBlock, Block, LayerKind, LayerSpec, MlpShape, Model};
 use precheck::model::{Activation, WeightsSpec};
 use precheck::precision::{presets, Policy};
+use precheck::quant::QuantSpec;
 use precheck::tensor::Tensor;
 
 fn model(block: Block, tokens: usize) -> Model {
@@ -27,6 +28,20 @@ fn model(block: Block, tokens: usize) -> Model {
         input_file: None,
         weights: WeightsSpec::Seeded,
     }
+}
+
+/// Every preset, and FP8 with row-wise scaling (per-channel weights, per-token activations), which
+/// a suite names as a mapping (README's `fp8_rowwise`).
+fn policies() -> Vec<Policy> {
+    let mut rowwise = presets::preset("fp8_e4m3").unwrap();
+    rowwise.name = "fp8_rowwise".to_owned();
+    rowwise.matmul.weights = QuantSpec::try_from("fp8_e4m3/per_channel".to_owned()).unwrap();
+    rowwise.matmul.activations = QuantSpec::try_from("fp8_e4m3/per_token".to_owned()).unwrap();
+    presets::names()
+        .into_iter()
+        .map(|name| presets::preset(name).unwrap())
+        .chain([rowwise])
+        .collect()
 }
 
 /// Runs `block` over `tokens` rows, with seeded weights and input, in every preset on the GPU and
@@ -89,8 +104,8 @@ fn every_preset_agrees_on(
         )
     });
     let mut agreement = Agreement::default();
-    for name in presets::names() {
-        let policy = presets::preset(name).unwrap();
+    for policy in policies() {
+        let name = policy.name.as_str();
         let mut executable = gpu
             .prepare(model, weights, &policy)
             .unwrap_or_else(|e| panic!("{} {name}: {e}", block.kind_name()));
@@ -254,7 +269,7 @@ fn every_cuda_precision_matches_the_cpu_emulation() {
         (Block::Layer(layer(LayerKind::Decoder)), 96),
         (Block::Layer(layer(LayerKind::Encoder)), 77),
     ];
-    let every = blocks.len() * presets::names().len();
+    let every = blocks.len() * policies().len();
     let agreement: Agreement = blocks
         .iter()
         .map(|(block, tokens)| every_preset_agrees(&gpu, block, *tokens))
@@ -283,7 +298,7 @@ fn stacks_match_the_cpu_emulation_layer_by_layer() {
         })
         .sum();
     assert_eq!(agreement.disagreements, Vec::<String>::new());
-    assert_eq!(agreement.checked, 2 * presets::names().len());
+    assert_eq!(agreement.checked, 2 * policies().len());
 }
 
 /// all-MiniLM-L6-v2's six real BERT layers (`suites/minilm.yaml`) agree with the CPU emulation
@@ -302,7 +317,7 @@ fn minilm_agrees_with_the_cpu_layer_by_layer() {
     let input = model.input(1, Format::Fp32).unwrap();
     let agreement = every_preset_agrees_on(&gpu, model, &weights, &input);
     assert_eq!(agreement.disagreements, Vec::<String>::new());
-    assert_eq!(agreement.checked, presets::names().len());
+    assert_eq!(agreement.checked, policies().len());
 }
 
 /// Delayed scaling on the GPU keeps the same amax history as the CPU backend: the first step
@@ -389,8 +404,8 @@ fn weights_quantized_on_the_gpu_are_the_hosts_bytes_and_scales() {
     };
     let (first_bf16, second_bf16) = (bf16_exact(&first), bf16_exact(&second));
     let mut checked = 0;
-    for name in presets::names() {
-        let policy = presets::preset(name).unwrap();
+    for policy in policies() {
+        let name = &policy.name;
         for (what, weights) in [
             ("f32", [&first, &second]),
             ("bf16-exact", [&first_bf16, &second_bf16]),

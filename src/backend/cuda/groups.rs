@@ -209,8 +209,8 @@ impl MatmulGroup {
     }
 
     /// Enqueues the GEMM of a group that [accumulates](MatmulGroup::accumulates) and returns its
-    /// products with the scales a consumer applies: per token (INT8) or per tensor (FP8, NVFP4)
-    /// for the input, per column for the weights.
+    /// products with the scales a consumer applies: per token (row-wise INT8 and FP8) or per
+    /// tensor (FP8, NVFP4) for the input, per column for the weights.
     pub(super) fn enqueue_products(
         &self,
         s: &CudaStream,
@@ -222,19 +222,18 @@ impl MatmulGroup {
         for (weight, gemm) in &self.parts {
             gemm.run(s, weight.data, x.data, acc)?;
         }
-        // Scales of the input applied after the GEMM: INT8's per token, FP8's and NVFP4's per
-        // tensor. Other inputs are in the tensors' format (carriers, weight-only) or have their
-        // block scales folded in (MX): a null scale is 1.
-        let input_scaled = matches!(
-            self.route,
-            MatmulRoute::Int8 | MatmulRoute::Fp8 { .. } | MatmulRoute::Nvfp4
-        );
+        // Scales of the input applied after the GEMM: row-wise routes' per token, FP8's and
+        // NVFP4's per tensor. Other inputs are in the tensors' format (carriers, weight-only) or
+        // have their block scales folded in (MX): a null scale is 1.
+        let per_token = self.route.row_format().is_some();
+        let input_scaled =
+            per_token || matches!(self.route, MatmulRoute::Fp8 { .. } | MatmulRoute::Nvfp4);
         Ok(Accumulator {
             ptr: acc,
             is_int: self.route == MatmulRoute::Int8,
             rows: Scales {
                 ptr: if input_scaled { x.scale } else { 0 },
-                stride: i32::from(self.route == MatmulRoute::Int8),
+                stride: i32::from(per_token),
             },
             cols: Scales {
                 ptr: self.col_scales,

@@ -270,9 +270,15 @@ __device__ __forceinline__ float rescaled(const void* acc, int acc_is_int, long 
     return scaled(a, row_scale, col_scale, fmt);
 }
 
-// INT8 per-row quantization of v with its row's scale: clamp(rint(v / scale)) to [-127, 127].
-__device__ __forceinline__ int quantize_int8(float v, float scale) {
-    return (int)fminf(fmaxf(rintf(v / scale), -127.0f), 127.0f);
+// Row-wise formats (per-token activations, per-channel weights): INT8 or FP8 E4M3.
+// The largest magnitude of the format: a row's scale is its amax over it.
+__device__ __forceinline__ float row_format_max(int fp8) { return fp8 ? 448.0f : 127.0f; }
+
+// v quantized with its row's scale, as the byte the matmul reads: INT8 clamp(rint(v / scale)) to
+// [-127, 127], or FP8 E4M3 of v / scale (round to nearest even, saturating).
+__device__ __forceinline__ unsigned quantize_row_value(float v, float scale, int fp8) {
+    if (fp8) return f32_to_e4m3(v / scale);
+    return (unsigned)((int)fminf(fmaxf(rintf(v / scale), -127.0f), 127.0f) & 0xff);
 }
 
 // `gated_act` (BF16) reading the gate|up accumulator [rows, 2*inter] of a group whose scales are
@@ -299,20 +305,23 @@ extern "C" __global__ void gated_act_scaled(const void* acc, int acc_is_int, int
     }
 }
 
-// The widest row gated_act_int8_rows holds in shared memory (BF16: 32 KB).
-#define FUSED_INT8_MAX_COLUMNS 16384
+// The widest row gated_act_rows holds in shared memory (BF16: 32 KB).
+#define FUSED_ROWS_MAX_COLUMNS 16384
 
-// The INT8 gated activation, fused: one block per row reads the gate|up int32 products
-// [rows, 2*inter] four at a time, rescales them (as `rescale`, to BF16), applies the activation
-// (as `gated_act`) into a BF16 row in shared memory, then quantizes the row for the down
-// projection (as `quantize_int8_rows`): scale = row amax / 127 into q_scale[row],
-// q = clamp(rint(h / scale)). inter a multiple of 4, at most FUSED_INT8_MAX_COLUMNS.
-extern "C" __global__ void gated_act_int8_rows(const int* acc, int inter, int act, const float* row_scale,
-                                               const float* col_scale, signed char* q, float* q_scale) {
-    __shared__ u16 h_row[FUSED_INT8_MAX_COLUMNS];
+// The row-wise gated activation, fused: one block per row reads the gate|up products
+// [rows, 2*inter] (int32, or f32 when !acc_is_int) four at a time, rescales them (as `rescale`,
+// to BF16), applies the activation (as `gated_act`) into a BF16 row in shared memory, then
+// quantizes the row for the down projection (as `quantize_rows`): scale = row amax / format max
+// into q_scale[row], q as quantize_row_value. inter a multiple of 4, at most
+// FUSED_ROWS_MAX_COLUMNS.
+extern "C" __global__ void gated_act_rows(const void* acc, int acc_is_int, int inter, int act,
+                                          const float* row_scale, const float* col_scale, u8* q,
+                                          float* q_scale, int fp8) {
+    __shared__ u16 h_row[FUSED_ROWS_MAX_COLUMNS];
     const long row = blockIdx.x;
-    const int4* gate = (const int4*)(acc + row * 2 * inter);
-    const int4* up = (const int4*)(acc + row * 2 * inter + inter);
+    // int32 and f32 products are both 4 bytes: loaded as int4, read as their type.
+    const int4* gate = (const int4*)((const int*)acc + row * 2 * inter);
+    const int4* up = (const int4*)((const int*)acc + row * 2 * inter + inter);
     const float4* gate_scale = (const float4*)col_scale;
     const float4* up_scale = (const float4*)(col_scale + inter);
     const float rs = row_scale[row];
@@ -323,34 +332,32 @@ extern "C" __global__ void gated_act_int8_rows(const int* acc, int inter, int ac
         const int g[4] = {g4.x, g4.y, g4.z, g4.w}, u[4] = {u4.x, u4.y, u4.z, u4.w};
         const float gs[4] = {gs4.x, gs4.y, gs4.z, gs4.w}, us[4] = {us4.x, us4.y, us4.z, us4.w};
         for (int k = 0; k < 4; ++k) {
-            const float gv = scaled((float)g[k], rs, gs[k], FMT_BF16);
-            const float uv = scaled((float)u[k], rs, us[k], FMT_BF16);
+            const float ga = acc_is_int ? (float)g[k] : __int_as_float(g[k]);
+            const float ua = acc_is_int ? (float)u[k] : __int_as_float(u[k]);
+            const float gv = scaled(ga, rs, gs[k], FMT_BF16);
+            const float uv = scaled(ua, rs, us[k], FMT_BF16);
             const float h = gated_value(gv, uv, act, FMT_BF16, FMT_BF16);
             m = nan_max(m, fabsf(h));
             h_row[4 * v + k] = f32_to_bf16(h);
         }
     }
     m = block_max(m);  // its barriers also publish h_row to the whole block
-    const float scale = m == 0.0f ? 1.0f : m / 127.0f;
+    const float scale = m == 0.0f ? 1.0f : m / row_format_max(fp8);
     if (threadIdx.x == 0) q_scale[row] = scale;
     unsigned* out = (unsigned*)(q + row * inter);
     for (int v = threadIdx.x; v < inter / 4; v += blockDim.x) {
         unsigned packed = 0;
-        for (int k = 0; k < 4; ++k) {
-            const float h = bf16_to_f32(h_row[4 * v + k]);
-            const int i = quantize_int8(h, scale);
-            packed |= ((unsigned)(i & 0xff)) << (8 * k);
-        }
+        for (int k = 0; k < 4; ++k) packed |= quantize_row_value(bf16_to_f32(h_row[4 * v + k]), scale, fp8) << (8 * k);
         out[v] = packed;
     }
 }
 
-// INT8 per row (per-token activations): one block per row; scale = row amax / 127, q = clamp(rint).
-extern "C" __global__ void quantize_int8_rows(const void* x, int fmt, long cols, signed char* q,
-                                              float* row_scale) {
+// Row-wise quantization (per-token activations, per-channel weights): one block per row;
+// scale = row amax / format max (1 for an all-zero row), q as quantize_row_value.
+extern "C" __global__ void quantize_rows(const void* x, int fmt, long cols, u8* q, float* row_scale, int fp8) {
     const long row = blockIdx.x;
     const long base = row * cols;
-    // BF16 rows of whole 16-byte vectors: eight values per load, eight INT8 per store.
+    // BF16 rows of whole 16-byte vectors: eight values per load, eight bytes per store.
     const bool vectors = fmt == FMT_BF16 && cols % 8 == 0;
     const uint4* x8 = (const uint4*)((const u16*)x + base);
     float m = 0.0f;
@@ -364,7 +371,7 @@ extern "C" __global__ void quantize_int8_rows(const void* x, int fmt, long cols,
         for (long c = threadIdx.x; c < cols; c += blockDim.x) m = nan_max(m, fabsf(load(x, base + c, fmt)));
     }
     m = block_max(m);
-    const float scale = m == 0.0f ? 1.0f : m / 127.0f;
+    const float scale = m == 0.0f ? 1.0f : m / row_format_max(fp8);
     if (threadIdx.x == 0) row_scale[row] = scale;
     if (vectors) {
         uint2* q8 = (uint2*)(q + base);
@@ -372,16 +379,13 @@ extern "C" __global__ void quantize_int8_rows(const void* x, int fmt, long cols,
             float f[8];
             unpack_bf16x8(x8[v], f);
             unsigned w[2] = {0, 0};
-            for (int k = 0; k < 8; ++k) {
-                const int i = quantize_int8(f[k], scale);
-                w[k / 4] |= ((unsigned)(i & 0xff)) << (8 * (k % 4));
-            }
+            for (int k = 0; k < 8; ++k) w[k / 4] |= quantize_row_value(f[k], scale, fp8) << (8 * (k % 4));
             q8[v] = make_uint2(w[0], w[1]);
         }
         return;
     }
     for (long c = threadIdx.x; c < cols; c += blockDim.x) {
-        q[base + c] = (signed char)quantize_int8(load(x, base + c, fmt), scale);
+        q[base + c] = (u8)quantize_row_value(load(x, base + c, fmt), scale, fp8);
     }
 }
 

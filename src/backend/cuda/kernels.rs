@@ -107,8 +107,8 @@ pub struct Kernels {
     amax_history_push: CudaFunction,
     gated_act: CudaFunction,
     gated_act_scaled: CudaFunction,
-    gated_act_int8_rows: CudaFunction,
-    quantize_int8_rows: CudaFunction,
+    gated_act_rows: CudaFunction,
+    quantize_rows: CudaFunction,
     rescale: CudaFunction,
     rescale_rotary: CudaFunction,
     mx_dequant: CudaFunction,
@@ -133,9 +133,26 @@ pub fn activation_id(activation: Activation) -> i32 {
     }
 }
 
-/// Whether [`Kernels::gated_act_int8_rows`] takes rows of `inter` columns.
-pub fn fused_int8_fits(inter: usize) -> bool {
-    inter % 4 == 0 && inter <= FUSED_INT8_MAX_COLUMNS
+/// Whether [`Kernels::gated_act_rows`] takes rows of `inter` columns.
+pub fn fused_rows_fit(inter: usize) -> bool {
+    inter % 4 == 0 && inter <= FUSED_ROWS_MAX_COLUMNS
+}
+
+/// The byte format of a row-wise quantization (a scale per row: per-token activations,
+/// per-channel weights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowFormat {
+    /// INT8, scale = row amax / 127.
+    Int8,
+    /// FP8 E4M3, scale = row amax / 448.
+    Fp8E4m3,
+}
+
+impl RowFormat {
+    /// `kernels.cu`'s `fp8` flag.
+    fn fp8_flag(self) -> i32 {
+        i32::from(self == RowFormat::Fp8E4m3)
+    }
 }
 
 /// A launch of `x × y` blocks of `threads` threads, without dynamic shared memory.
@@ -147,12 +164,12 @@ fn grid((x, y): (u32, u32), threads: u32) -> LaunchConfig {
     }
 }
 
-/// Threads of a `gated_act_int8_rows` block, which holds one row.
+/// Threads of a `gated_act_rows` block, which holds one row.
 const ROW_THREADS: u32 = 512;
 
-/// The widest row `gated_act_int8_rows` holds in shared memory (`FUSED_INT8_MAX_COLUMNS` of
+/// The widest row `gated_act_rows` holds in shared memory (`FUSED_ROWS_MAX_COLUMNS` of
 /// `kernels.cu`).
-const FUSED_INT8_MAX_COLUMNS: usize = 16384;
+const FUSED_ROWS_MAX_COLUMNS: usize = 16384;
 
 fn failed(what: &str) -> impl Fn(cudarc::driver::DriverError) -> BackendError + '_ {
     move |e| BackendError::Failed(format!("{what}: {e}"))
@@ -180,8 +197,8 @@ impl Kernels {
             amax_history_push: function("amax_history_push")?,
             gated_act: function("gated_act")?,
             gated_act_scaled: function("gated_act_scaled")?,
-            gated_act_int8_rows: function("gated_act_int8_rows")?,
-            quantize_int8_rows: function("quantize_int8_rows")?,
+            gated_act_rows: function("gated_act_rows")?,
+            quantize_rows: function("quantize_rows")?,
             rescale: function("rescale")?,
             rescale_rotary: function("rescale_rotary")?,
             mx_dequant: function("mx_dequant")?,
@@ -329,28 +346,30 @@ impl Kernels {
             .map_err(failed("gated_act"))
     }
 
-    /// INT8 per-row quantization of `x` into `q`, a scale per row into `row_scale`.
-    pub fn quantize_int8_rows(
+    /// Row-wise quantization of `x` into `q` (a byte per value in `format`), a scale per row into
+    /// `row_scale`.
+    pub fn quantize_rows(
         &self,
         s: &CudaStream,
         x: Matrix,
-        q: u64,
-        row_scale: u64,
+        format: RowFormat,
+        (q, row_scale): (u64, u64),
     ) -> Result<(), BackendError> {
-        let (elem, cols) = (x.elem as i32, x.cols as i64);
-        let mut launch = s.launch_builder(&self.quantize_int8_rows);
+        let (elem, cols, fp8) = (x.elem as i32, x.cols as i64, format.fp8_flag());
+        let mut launch = s.launch_builder(&self.quantize_rows);
         launch
             .arg(&x.ptr)
             .arg(&elem)
             .arg(&cols)
             .arg(&q)
-            .arg(&row_scale);
-        // SAFETY: args match `quantize_int8_rows(x, fmt, long cols, q, row_scale)`, a block per row
-        // of `x`; `x.ptr` holds `x.elements()` values, `q` as many bytes and `row_scale` `x.rows`
-        // f32, all arena-owned until the stream is synchronised.
+            .arg(&row_scale)
+            .arg(&fp8);
+        // SAFETY: args match `quantize_rows(x, fmt, long cols, q, row_scale, fp8)`, a block per
+        // row of `x`; `x.ptr` holds `x.elements()` values, `q` as many bytes and `row_scale`
+        // `x.rows` f32, all live until the stream is synchronised.
         unsafe { launch.launch(grid((x.rows as u32, 1), THREADS)) }
             .map(drop)
-            .map_err(failed("quantize_int8_rows"))
+            .map_err(failed("quantize_rows"))
     }
 
     /// `out = acc * row scale * column scale (+ bias)`, rounded once to `out`'s format (`out` has
@@ -455,34 +474,38 @@ impl Kernels {
             .map_err(failed("gated_act_scaled"))
     }
 
-    /// The INT8 gated activation fused with the rescale before it and the per-token
-    /// quantization after it: `acc` is the gate|up int32 accumulator `[rows, 2 inter]` (inter a
-    /// multiple of 4, at most [`FUSED_INT8_MAX_COLUMNS`]); `q` receives the INT8 rows of h and
-    /// their scales.
-    pub fn gated_act_int8_rows(
+    /// The row-wise gated activation fused with the rescale before it and the per-token
+    /// quantization after it: `acc` is the gate|up accumulator `[rows, 2 inter]` (int32 or f32,
+    /// scaled per row; inter a multiple of 4, at most [`FUSED_ROWS_MAX_COLUMNS`]); `q` receives
+    /// h's rows in `format` and their scales.
+    pub fn gated_act_rows(
         &self,
         s: &CudaStream,
         (acc, rows, inter): (Accumulator, usize, usize),
         act: i32,
+        format: RowFormat,
         (q, q_scale): (u64, u64),
     ) -> Result<(), BackendError> {
-        assert!(acc.is_int && acc.rows.stride == 1 && fused_int8_fits(inter));
-        let inter_i = inter as i32;
-        let mut launch = s.launch_builder(&self.gated_act_int8_rows);
+        assert!(acc.rows.stride == 1 && fused_rows_fit(inter));
+        let (acc_is_int, inter_i, fp8) = (i32::from(acc.is_int), inter as i32, format.fp8_flag());
+        let mut launch = s.launch_builder(&self.gated_act_rows);
         launch
             .arg(&acc.ptr)
+            .arg(&acc_is_int)
             .arg(&inter_i)
             .arg(&act)
             .arg(&acc.rows.ptr)
             .arg(&acc.cols.ptr)
             .arg(&q)
-            .arg(&q_scale);
-        // SAFETY: args match `gated_act_int8_rows`; the assert keeps `inter` a multiple of 4 within
-        // its 16384-column shared row. `acc.ptr` holds `rows * 2 * inter` i32, `acc.cols`
-        // `2 * inter` f32, `q` `rows * inter` bytes, `acc.rows` and `q_scale` `rows` f32.
+            .arg(&q_scale)
+            .arg(&fp8);
+        // SAFETY: args match `gated_act_rows`; the assert keeps `inter` a multiple of 4 within
+        // its 16384-column shared row. `acc.ptr` holds `rows * 2 * inter` 4-byte values,
+        // `acc.cols` `2 * inter` f32, `q` `rows * inter` bytes, `acc.rows` and `q_scale` `rows`
+        // f32.
         unsafe { launch.launch(grid((rows as u32, 1), ROW_THREADS)) }
             .map(drop)
-            .map_err(failed("gated_act_int8_rows"))
+            .map_err(failed("gated_act_rows"))
     }
 
     /// OCP MX emulation of `x` into `out`: blocks of 32 along each row, element format `element`

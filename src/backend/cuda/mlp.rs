@@ -12,7 +12,7 @@ use cudarc::driver::CudaStream;
 
 use super::block::{Input, Pass};
 use super::groups::{Fp8Grouping, MatmulGroup, Planner};
-use super::kernels::{activation_id, fused_int8_fits, Kernels, Matrix};
+use super::kernels::{activation_id, fused_rows_fit, Kernels, Matrix};
 use super::params::Params;
 use super::quantizer::Quantizer;
 use super::route::MatmulRoute;
@@ -106,18 +106,18 @@ impl Pass for MlpProgram {
     ) -> Result<(), BackendError> {
         let (tokens, inter, act) = (self.tokens, self.inter, self.activation);
         let x = self.quantize_x.enqueue(k, s, input.ptr, input.amax_ready)?;
-        if self.route == MatmulRoute::Int8 && fused_int8_fits(inter) {
-            // The activation rescales the int32 products, quantizes its row per token and
-            // writes INT8 for the down projection: the hidden tensor never exists in BF16.
+        if let Some(format) = self.route.row_format().filter(|_| fused_rows_fit(inter)) {
+            // The activation rescales the products, quantizes its row per token and writes
+            // INT8 or FP8 for the down projection: the hidden tensor never exists in BF16.
             let acc = self.gate_up.enqueue_products(s, x)?;
             let h = self.quantize_h.target();
-            k.gated_act_int8_rows(s, (acc, tokens, inter), act, (h.data, h.scale))?;
+            k.gated_act_rows(s, (acc, tokens, inter), act, format, (h.data, h.scale))?;
             return self.down.enqueue(k, s, h, output);
         }
         let amax = self.quantize_h.prepare_amax(s)?.unwrap_or(0);
         if self.gate_up.accumulates() {
-            // INT8 rows too long for one block, NVFP4: the activation applies the scales as it
-            // reads the products.
+            // Row-wise rows too long for one block, NVFP4: the activation applies the scales as
+            // it reads the products.
             let acc = self.gate_up.enqueue_products(s, x)?;
             k.gated_act_scaled(s, (acc, tokens, inter), act, self.hidden, amax)?;
         } else {

@@ -123,7 +123,10 @@ impl Quantizer {
                     k.amax_history_push(s, self.amax, ring, most_recent, state)?;
                 }
             }
-            MatmulRoute::Int8 => k.quantize_int8_rows(s, x, self.out, self.scale)?,
+            MatmulRoute::Int8 | MatmulRoute::Fp8Rows => {
+                let format = self.route.row_format().expect("a row-wise route");
+                k.quantize_rows(s, x, format, (self.out, self.scale))?
+            }
             MatmulRoute::Mx { element, emax } => {
                 k.mx_dequant(s, x, (element, emax), dequantized)?
             }

@@ -4,7 +4,7 @@
 use cudarc::cublaslt::sys::{cublasComputeType_t as Compute, cudaDataType as Data};
 
 use super::gemm::{data_type, GemmTypes};
-use super::kernels::Elem;
+use super::kernels::{Elem, RowFormat};
 use crate::backend::BackendError;
 use crate::formats::Format;
 use crate::precision::{PlantedFault, Policy};
@@ -33,6 +33,9 @@ pub enum MatmulRoute {
     },
     /// INT8 per-channel weights, per-token activations, int32 accumulation, BF16 output.
     Int8,
+    /// FP8 E4M3 per-channel weights, per-token activations (row-wise scaling), f32 accumulation:
+    /// the scales are applied after the GEMM, as INT8's are.
+    Fp8Rows,
     /// OCP MX, emulated: element format id and its largest exponent.
     Mx {
         /// Element format id of `kernels.cu` (0 e4m3, 1 e5m2, 2 e2m3, 3 e3m2, 4 e2m1).
@@ -130,11 +133,11 @@ impl MatmulRoute {
                 }),
                 _ => unsupported("per-tensor scaling runs on CUDA for FP8 only"),
             },
-            (Recipe::PerChannel, Recipe::PerToken)
-                if w.format == Format::Int8 && a.format == Format::Int8 =>
-            {
-                Ok(MatmulRoute::Int8)
-            }
+            (Recipe::PerChannel, Recipe::PerToken) if w.format == a.format => match w.format {
+                Format::Int8 => Ok(MatmulRoute::Int8),
+                Format::Fp8E4m3 => Ok(MatmulRoute::Fp8Rows),
+                _ => unsupported("row-wise scaling runs on CUDA for INT8 and FP8 E4M3"),
+            },
             (Recipe::Mx, Recipe::Mx) if w.format == a.format => {
                 let element = match w.format {
                     Format::Fp8E4m3 => 0,
@@ -187,14 +190,26 @@ impl MatmulRoute {
         match self {
             MatmulRoute::Carrier { elem, .. } => elem.size(),
             MatmulRoute::Fp8 { .. } if self.fp8_emulated() => 2,
-            MatmulRoute::Fp8 { .. } | MatmulRoute::Int8 => 1,
+            MatmulRoute::Fp8 { .. } | MatmulRoute::Int8 | MatmulRoute::Fp8Rows => 1,
             MatmulRoute::Mx { .. } | MatmulRoute::Nvfp4 | MatmulRoute::WeightOnly => 2,
         }
     }
 
     /// Whether matmul outputs need a rescale pass (int32 or unscaled f32 accumulators).
     pub(super) fn rescales(self) -> bool {
-        matches!(self, MatmulRoute::Int8 | MatmulRoute::Nvfp4) || self.fp8_emulated()
+        matches!(
+            self,
+            MatmulRoute::Int8 | MatmulRoute::Fp8Rows | MatmulRoute::Nvfp4
+        ) || self.fp8_emulated()
+    }
+
+    /// The byte format of a row-wise route (a scale per token and per channel), if it is one.
+    pub(super) fn row_format(self) -> Option<RowFormat> {
+        match self {
+            MatmulRoute::Int8 => Some(RowFormat::Int8),
+            MatmulRoute::Fp8Rows => Some(RowFormat::Fp8E4m3),
+            _ => None,
+        }
     }
 
     pub(super) fn types(self) -> GemmTypes {
@@ -216,6 +231,12 @@ impl MatmulRoute {
                 a: fp8(weights_e5m2),
                 b: fp8(activations_e5m2),
                 d: Data::CUDA_R_16BF,
+                compute: Compute::CUBLAS_COMPUTE_32F,
+            },
+            MatmulRoute::Fp8Rows => GemmTypes {
+                a: Data::CUDA_R_8F_E4M3,
+                b: Data::CUDA_R_8F_E4M3,
+                d: Data::CUDA_R_32F,
                 compute: Compute::CUBLAS_COMPUTE_32F,
             },
             MatmulRoute::Int8 => GemmTypes {
@@ -289,6 +310,24 @@ mod tests {
         assert_eq!(route("nvfp4"), MatmulRoute::Nvfp4);
         assert_eq!(route("int4_w"), MatmulRoute::WeightOnly);
         assert_eq!(route("nf4_w"), MatmulRoute::WeightOnly);
+    }
+
+    #[test]
+    fn row_wise_scaling_runs_for_int8_and_fp8_e4m3_only() {
+        let rows = |format: &str| {
+            let mut policy = presets::preset("int8").unwrap();
+            policy.matmul.weights = format!("{format}/per_channel").try_into().unwrap();
+            policy.matmul.activations = format!("{format}/per_token").try_into().unwrap();
+            MatmulRoute::of(&policy)
+        };
+        assert_eq!(rows("int8").unwrap(), MatmulRoute::Int8);
+        assert_eq!(rows("fp8_e4m3").unwrap(), MatmulRoute::Fp8Rows);
+        assert_eq!(MatmulRoute::Fp8Rows.row_format(), Some(RowFormat::Fp8E4m3));
+        let refused = rows("fp8_e5m2").unwrap_err().to_string();
+        assert!(
+            refused.contains("row-wise scaling runs on CUDA for INT8 and FP8 E4M3"),
+            "{refused}"
+        );
     }
 
     #[test]

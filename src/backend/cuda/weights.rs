@@ -8,7 +8,7 @@ use cudarc::driver::{CudaSlice, DevicePtr};
 use rayon::prelude::*;
 
 use super::arena::Arena;
-use super::kernels::{Elem, Fp8Quantize, Matrix};
+use super::kernels::{Elem, Fp8Quantize, Matrix, RowFormat};
 use super::quantizer::zero;
 use super::route::MatmulRoute;
 use super::Gpu;
@@ -92,8 +92,8 @@ enum GpuRecipe {
     Cast(Elem),
     /// FP8 per tensor (a delayed recipe scales weights from their own amax, as on the host).
     Fp8 { e5m2: bool, bf16_out: bool },
-    /// INT8 per channel: the weight's rows are the output channels.
-    Int8Rows,
+    /// Per channel, INT8 or FP8 E4M3: the weight's rows are the output channels.
+    Rows(RowFormat),
     /// OCP MX, its values in BF16.
     Mx { element: i32, emax: i32 },
     /// NVFP4, its values in BF16, the tensor scale's inverse per column.
@@ -114,7 +114,9 @@ impl GpuRecipe {
                     bf16_out: route.fp8_emulated(),
                 })
             }
-            (MatmulRoute::Int8, Recipe::PerChannel) => Some(GpuRecipe::Int8Rows),
+            (MatmulRoute::Int8 | MatmulRoute::Fp8Rows, Recipe::PerChannel) => {
+                route.row_format().map(GpuRecipe::Rows)
+            }
             (MatmulRoute::Mx { element, emax }, Recipe::Mx) => {
                 Some(GpuRecipe::Mx { element, emax })
             }
@@ -166,8 +168,8 @@ impl GpuRecipe {
                 k.quantize_fp8(s, x, amax, how, (out, scale))?;
                 Ok(per_tensor(downloaded(1)?[0]))
             }
-            GpuRecipe::Int8Rows => {
-                k.quantize_int8_rows(s, x, out, scale)?;
+            GpuRecipe::Rows(format) => {
+                k.quantize_rows(s, x, format, (out, scale))?;
                 downloaded(weight.rows)
             }
             GpuRecipe::Mx { element, emax } => {
@@ -215,6 +217,7 @@ pub(super) fn operand_bytes(route: MatmulRoute, operands: &[&Operand]) -> Vec<u8
         MatmulRoute::Fp8 { .. } if !route.fp8_emulated() => {
             |v, out| out[0] = FP8_E4M3.encode(v, Overflow::Saturate)
         }
+        MatmulRoute::Fp8Rows => |v, out| out[0] = FP8_E4M3.encode(v, Overflow::Saturate),
         MatmulRoute::Int8 => |v, out| out[0] = v as i8 as u8,
         // BF16 carriers, and the values of every emulated format, multiplied in BF16.
         MatmulRoute::Carrier {
