@@ -152,8 +152,10 @@ extern "C" __global__ void convert(const void* src, int src_fmt, void* dst, int 
         store(dst, i, load(src, i, src_fmt), dst_fmt);
 }
 
-// *amax = max |x|, *amax zeroed by the caller. Grid-stride.
-extern "C" __global__ void amax(const void* x, int fmt, long n, float* out) {
+// *amax = max |x|, *amax zeroed by the caller. Grid-stride. With `skip_with_history` (delayed
+// scaling's state) non-null and a history there, nothing: the cast takes the amax as it goes.
+extern "C" __global__ void amax(const void* x, int fmt, long n, float* out, const float* skip_with_history) {
+    if (skip_with_history != 0 && skip_with_history[0] > 0.0f) return;
     float m = 0.0f;
     if (fmt == FMT_BF16 && n % 8 == 0) {
         for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n / 8; i += (long)gridDim.x * blockDim.x) {
@@ -169,38 +171,55 @@ extern "C" __global__ void amax(const void* x, int fmt, long n, float* out) {
     if (threadIdx.x == 0) atomic_amax(out, m);
 }
 
+// quantize_fp8's flags: accumulate max |x| into *amax while casting (delayed scaling, whose amax
+// joins the history: with a history, no amax pass runs before the cast); do nothing when the
+// delayed state has a history (a producer kernel already wrote q, see gated_act_fp8).
+#define FP8_ACCUMULATE_AMAX 1
+#define FP8_SKIP_WITH_HISTORY 2
+
 // Per-tensor FP8: scale = amax / format max (1 for an all-zero tensor), q = fp8(x / scale)
 // saturating; the scale is written for the matmul's scale pointer. The amax is the tensor's own
 // (current scaling), or, with `delayed` = {steps so far, amax of the history} non-null, the
 // history's once there is one (delayed scaling; the first step has none and scales currently).
 // With `bf16_out`, q is written as the BF16 value of the FP8 number (emulated matmuls).
-extern "C" __global__ void quantize_fp8(const void* x, int fmt, long n, const float* amax,
-                                        float format_max, int e5m2, int bf16_out, const float* delayed,
-                                        u8* q, float* scale_out) {
-    const float a = (delayed != 0 && delayed[0] > 0.0f) ? delayed[1] : *amax;
+extern "C" __global__ void quantize_fp8(const void* x, int fmt, long n, float* amax, float format_max, int e5m2,
+                                        int bf16_out, const float* delayed, int flags, u8* q, float* scale_out) {
+    const bool history = delayed != 0 && delayed[0] > 0.0f;
+    if ((flags & FP8_SKIP_WITH_HISTORY) && history) return;
+    // Without a history *amax is complete before this kernel (accumulating the same values into
+    // it again changes nothing); with one it is not read.
+    const float a = history ? delayed[1] : *amax;
     float scale = a == 0.0f ? 1.0f : a / format_max;
     if (blockIdx.x == 0 && threadIdx.x == 0) *scale_out = scale;
+    float m = 0.0f;
     if (bf16_out) {
         const MiniFloat f = minifloat(e5m2 ? 1 : 0);
-        for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
-            ((u16*)q)[i] = f32_to_bf16(minifloat_round(load(x, i, fmt) / scale, f));
-        return;
-    }
-    if (fmt == FMT_BF16 && n % 8 == 0 && !e5m2) {
+        for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+            const float v = load(x, i, fmt);
+            m = nan_max(m, fabsf(v));
+            ((u16*)q)[i] = f32_to_bf16(minifloat_round(v / scale, f));
+        }
+    } else if (fmt == FMT_BF16 && n % 8 == 0 && !e5m2) {
         // Eight values per thread: one 16-byte load, four paired conversions, one 8-byte store.
         for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n / 8; i += (long)gridDim.x * blockDim.x) {
             float f[8];
             unpack_bf16x8(((const uint4*)x)[i], f);
             unsigned short pair[4];
+            for (int k = 0; k < 8; ++k) m = nan_max(m, fabsf(f[k]));
             for (int k = 0; k < 4; ++k)
                 asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(pair[k]) : "f"(f[2 * k + 1] / scale), "f"(f[2 * k] / scale));
             ((uint2*)q)[i] = make_uint2((unsigned)pair[0] | ((unsigned)pair[1] << 16), (unsigned)pair[2] | ((unsigned)pair[3] << 16));
         }
-        return;
+    } else {
+        for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+            const float v = load(x, i, fmt);
+            m = nan_max(m, fabsf(v));
+            q[i] = e5m2 ? f32_to_e5m2(v / scale) : f32_to_e4m3(v / scale);
+        }
     }
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-        float v = load(x, i, fmt) / scale;
-        q[i] = e5m2 ? f32_to_e5m2(v) : f32_to_e4m3(v);
+    if (flags & FP8_ACCUMULATE_AMAX) {
+        m = block_max(m);
+        if (threadIdx.x == 0) atomic_amax(amax, m);
     }
 }
 
@@ -255,6 +274,45 @@ extern "C" __global__ void gated_act(const void* gu, int fmt, int inter, int act
     if (fmt == FMT_BF16) gated_act_row<FMT_BF16, FMT_BF16, FMT_BF16>(gu, inter, act, h, amax_out);
     else if (fmt == FMT_F16) gated_act_row<FMT_F16, FMT_F16, FMT_F16>(gu, inter, act, h, amax_out);
     else gated_act_row<FMT_F32, FMT_F32, FMT_F32>(gu, inter, act, h, amax_out);
+}
+
+// The BF16 gated activation (as `gated_act`) producing the next matmul's input under delayed FP8
+// scaling: with a history (delayed[0] > 0), each value of h is cast to FP8 with the history's scale
+// as it is produced, exactly as quantize_fp8 would cast the stored BF16 h, and h is never stored
+// in BF16; the scale goes to scale_out. Without a history (the first step) h is stored in BF16 for
+// quantize_fp8 (FP8_SKIP_WITH_HISTORY) to cast with its own amax. Either way max |h| accumulates
+// into amax_out, to join the history. inter a multiple of 8. Grid: (column blocks, rows).
+extern "C" __global__ void gated_act_fp8(const void* gu, int inter, int act, const float* delayed,
+                                         float format_max, int e5m2, void* h, u8* q, float* scale_out,
+                                         float* amax_out) {
+    const bool history = delayed[0] > 0.0f;
+    const float a = delayed[1];
+    const float scale = a == 0.0f ? 1.0f : a / format_max;
+    if (history && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) *scale_out = scale;
+    const long row = blockIdx.y;
+    const long in_base = row * 2 * inter, out_base = row * inter;
+    const uint4* g8 = (const uint4*)((const u16*)gu + in_base);
+    const uint4* u8 = (const uint4*)((const u16*)gu + in_base + inter);
+    float m = 0.0f;
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < inter / 8; c += gridDim.x * blockDim.x) {
+        float g[8], u[8], v[8];
+        unpack_bf16x8(g8[c], g);
+        unpack_bf16x8(u8[c], u);
+        for (int k = 0; k < 8; ++k) {
+            v[k] = gated_value(g[k], u[k], act, FMT_BF16, FMT_BF16);
+            m = nan_max(m, fabsf(v[k]));
+        }
+        if (history) {
+            unsigned w[2] = {0, 0};
+            for (int k = 0; k < 8; ++k)
+                w[k / 4] |= (unsigned)(e5m2 ? f32_to_e5m2(v[k] / scale) : f32_to_e4m3(v[k] / scale)) << (8 * (k % 4));
+            ((uint2*)(q + out_base))[c] = make_uint2(w[0], w[1]);
+        } else {
+            ((uint4*)((u16*)h + out_base))[c] = pack_bf16x8(v);
+        }
+    }
+    m = block_max(m);
+    if (threadIdx.x == 0) atomic_amax(amax_out, m);
 }
 
 // An accumulated product `a` scaled as `rescale` stores it: a * (row scale * column scale),

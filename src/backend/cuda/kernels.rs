@@ -107,6 +107,7 @@ pub struct Kernels {
     amax_history_push: CudaFunction,
     gated_act: CudaFunction,
     gated_act_scaled: CudaFunction,
+    gated_act_fp8: CudaFunction,
     gated_act_rows: CudaFunction,
     quantize_rows: CudaFunction,
     rescale: CudaFunction,
@@ -198,6 +199,7 @@ impl Kernels {
             gated_act: function("gated_act")?,
             gated_act_scaled: function("gated_act_scaled")?,
             gated_act_rows: function("gated_act_rows")?,
+            gated_act_fp8: function("gated_act_fp8")?,
             quantize_rows: function("quantize_rows")?,
             rescale: function("rescale")?,
             rescale_rotary: function("rescale_rotary")?,
@@ -237,14 +239,23 @@ impl Kernels {
             .map_err(failed("convert"))
     }
 
-    /// `*out = max(*out, max |x|)`; the caller zeroes `out` first.
-    pub fn amax(&self, s: &CudaStream, x: Matrix, out: u64) -> Result<(), BackendError> {
+    /// `*out = max(*out, max |x|)`; the caller zeroes `out` first. With `skip_with_history`
+    /// (delayed scaling's state), nothing once the state has a history: the cast then takes the
+    /// amax as it goes ([`Fp8Quantize::accumulate_amax`]).
+    pub fn amax(
+        &self,
+        s: &CudaStream,
+        x: Matrix,
+        out: u64,
+        skip_with_history: Option<u64>,
+    ) -> Result<(), BackendError> {
         let (elem, n) = (x.elem as i32, x.elements() as i64);
+        let skip = skip_with_history.unwrap_or(0);
         let mut launch = s.launch_builder(&self.amax);
-        launch.arg(&x.ptr).arg(&elem).arg(&n).arg(&out);
-        // SAFETY: args match `amax(const void* x, int fmt, long n, float* out)`; `x.ptr` holds
-        // `x.elements()` values (16-byte aligned for the BF16 uint4 path) and `out` one f32, both
-        // block-owned until the stream is synchronised.
+        launch.arg(&x.ptr).arg(&elem).arg(&n).arg(&out).arg(&skip);
+        // SAFETY: args match `amax(const void* x, int fmt, long n, float* out, const float*
+        // skip_with_history)` (0 = null); `x.ptr` holds `x.elements()` values (16-byte aligned for
+        // the BF16 uint4 path), `out` one f32, `skip` two; all live until the stream syncs.
         unsafe { launch.launch(self.strided(x.elements())) }
             .map(drop)
             .map_err(failed("amax"))
@@ -264,6 +275,8 @@ impl Kernels {
         let (elem, n) = (x.elem as i32, x.elements() as i64);
         let (e5m2, bf16_out) = (i32::from(how.e5m2), i32::from(how.bf16_out));
         let delayed = how.delayed.unwrap_or(0);
+        // `kernels.cu`'s FP8_ACCUMULATE_AMAX and FP8_SKIP_WITH_HISTORY.
+        let flags = i32::from(how.accumulate_amax) | (i32::from(how.skip_with_history) << 1);
         let mut launch = s.launch_builder(&self.quantize_fp8);
         launch
             .arg(&x.ptr)
@@ -274,11 +287,12 @@ impl Kernels {
             .arg(&e5m2)
             .arg(&bf16_out)
             .arg(&delayed)
+            .arg(&flags)
             .arg(&q)
             .arg(&scale);
-        // SAFETY: the ten args match `quantize_fp8` in kernels.cu (`format_max` f32, `delayed` 0 =
-        // null); `x.ptr` holds `x.elements()` values, `q` as many bytes (2 each with `bf16_out`),
-        // `amax` and `scale` one f32, `delayed` two; all live until the stream syncs.
+        // SAFETY: the eleven args match `quantize_fp8` in kernels.cu (`format_max` f32, `delayed`
+        // 0 = null); `x.ptr` holds `x.elements()` values, `q` as many bytes (2 each with
+        // `bf16_out`), `amax` and `scale` one f32, `delayed` two; all live until the stream syncs.
         unsafe { launch.launch(self.strided(x.elements())) }
             .map(drop)
             .map_err(failed("quantize_fp8"))
@@ -344,6 +358,43 @@ impl Kernels {
         unsafe { launch.launch(self.rows(gu.rows, inter)) }
             .map(drop)
             .map_err(failed("gated_act"))
+    }
+
+    /// The BF16 gated activation of `gu` for a next matmul with delayed FP8 scaling (`fused`):
+    /// with a history, h goes straight to FP8 with the history's scale and is never stored in
+    /// BF16; on the first step it is stored in `h` (BF16) for [`Kernels::quantize_fp8`] with
+    /// [`Fp8Quantize::skip_with_history`]. max |h| accumulates into `fused.amax` either way.
+    pub fn gated_act_fp8(
+        &self,
+        s: &CudaStream,
+        gu: Matrix,
+        act: i32,
+        fused: FusedFp8,
+        h: u64,
+    ) -> Result<(), BackendError> {
+        let inter = gu.cols / 2;
+        assert!(gu.elem == Elem::Bf16 && inter % 8 == 0);
+        let format_max = if fused.e5m2 { FP8_E5M2 } else { FP8_E4M3 }.max_value();
+        let (inter_i, e5m2) = (inter as i32, i32::from(fused.e5m2));
+        let mut launch = s.launch_builder(&self.gated_act_fp8);
+        launch
+            .arg(&gu.ptr)
+            .arg(&inter_i)
+            .arg(&act)
+            .arg(&fused.state)
+            .arg(&format_max)
+            .arg(&e5m2)
+            .arg(&h)
+            .arg(&fused.q)
+            .arg(&fused.scale)
+            .arg(&fused.amax);
+        // SAFETY: args match `gated_act_fp8` in kernels.cu; the assert keeps whole 8-value
+        // vectors of BF16 rows. A grid row per `gu` row: `gu.ptr` holds `gu.rows * 2 * inter` bf16,
+        // `h` `gu.rows * inter` bf16, `fused.q` as many bytes, `fused.state` two f32, `scale` and
+        // `amax` one; all live until the stream syncs.
+        unsafe { launch.launch(self.rows(gu.rows, inter)) }
+            .map(drop)
+            .map_err(failed("gated_act_fp8"))
     }
 
     /// Row-wise quantization of `x` into `q` (a byte per value in `format`), a scale per row into
@@ -766,6 +817,28 @@ pub struct Fp8Quantize {
     /// Delayed scaling's state `{steps, amax}` (device pointer to two f32), if the recipe is
     /// delayed.
     pub delayed: Option<u64>,
+    /// Accumulate max |x| into the amax while casting: delayed scaling's amax joins the history,
+    /// and with a history no amax pass runs before the cast.
+    pub accumulate_amax: bool,
+    /// Do nothing once the delayed state has a history: a producer cast the values already
+    /// ([`Kernels::gated_act_fp8`]).
+    pub skip_with_history: bool,
+}
+
+/// What a producer kernel needs to write FP8 under delayed scaling itself (see
+/// [`Kernels::gated_act_fp8`]): the next quantizer's buffers.
+#[derive(Debug, Clone, Copy)]
+pub struct FusedFp8 {
+    /// E5M2 rather than E4M3.
+    pub e5m2: bool,
+    /// Delayed scaling's state `{steps, amax}` (two f32).
+    pub state: u64,
+    /// The FP8 values.
+    pub q: u64,
+    /// The scale the matmul reads.
+    pub scale: u64,
+    /// The amax accumulator (zeroed by the caller).
+    pub amax: u64,
 }
 
 /// A matmul's products before their scales: `value[r, c] = acc[r, c] · rows[r] · cols[c]`.

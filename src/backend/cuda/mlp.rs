@@ -12,7 +12,7 @@ use cudarc::driver::CudaStream;
 
 use super::block::{Input, Pass};
 use super::groups::{Fp8Grouping, MatmulGroup, Planner};
-use super::kernels::{activation_id, fused_rows_fit, Kernels, Matrix};
+use super::kernels::{activation_id, fused_rows_fit, Elem, Kernels, Matrix};
 use super::params::Params;
 use super::quantizer::Quantizer;
 use super::route::MatmulRoute;
@@ -128,6 +128,14 @@ impl Pass for MlpProgram {
                 rows: tokens,
                 cols: 2 * inter,
             };
+            let fused = self.quantize_h.fused_fp8();
+            if let Some(fused) = fused.filter(|_| gu.elem == Elem::Bf16 && inter % 8 == 0) {
+                // Delayed FP8: the activation casts h with the history's scale as it produces
+                // it; h exists in BF16 only on the first step, before there is a history.
+                k.gated_act_fp8(s, gu, act, fused, self.hidden)?;
+                let h = self.quantize_h.complete_fused(k, s, self.hidden)?;
+                return self.down.enqueue(k, s, h, output);
+            }
             k.gated_act(s, gu, act, self.hidden, amax)?;
         }
         let h = self.quantize_h.enqueue(k, s, self.hidden, amax != 0)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cudarc::driver::CudaStream;
 
 use super::arena::Arena;
-use super::kernels::{Elem, Fp8Quantize, Kernels, Matrix};
+use super::kernels::{Elem, Fp8Quantize, FusedFp8, Kernels, Matrix};
 use super::route::MatmulRoute;
 use crate::backend::BackendError;
 use crate::quant::AmaxAlgorithm;
@@ -89,12 +89,15 @@ impl Quantizer {
             cols: self.cols,
         };
         let dequantized = x.with(self.out, Elem::Bf16);
-        let tensor_amax = |s: &CudaStream| -> Result<(), BackendError> {
+        let state = self.history.map(|(_, state)| state);
+        // With delayed scaling and a history the amax pass is skipped on the device: the cast
+        // accumulates the amax as it goes (it joins the history), off the critical path.
+        let tensor_amax = |s: &CudaStream, skip_with_history: Option<u64>| {
             if !amax_ready {
                 zero(s, self.amax)?;
-                k.amax(s, x, self.amax)?;
+                k.amax(s, x, self.amax, skip_with_history)?;
             }
-            Ok(())
+            Ok::<(), BackendError>(())
         };
         match self.route {
             // Activations in the tensors' format: the matmul reads them as they are.
@@ -105,23 +108,18 @@ impl Quantizer {
                 })
             }
             MatmulRoute::Fp8 {
-                activations_e5m2,
-                delayed,
-                ..
+                activations_e5m2, ..
             } => {
-                // Delayed scaling needs the amax too: it joins the history after the cast.
-                tensor_amax(s)?;
+                tensor_amax(s, state)?;
                 let how = Fp8Quantize {
                     e5m2: activations_e5m2,
                     bf16_out: self.route.fp8_emulated(),
-                    delayed: self.history.map(|(_, state)| state),
+                    delayed: state,
+                    accumulate_amax: state.is_some() && !amax_ready,
+                    skip_with_history: false,
                 };
                 k.quantize_fp8(s, x, self.amax, how, (self.out, self.scale))?;
-                if let (Some(delay), Some((history, state))) = (delayed, self.history) {
-                    let most_recent = delay.algorithm == AmaxAlgorithm::MostRecent;
-                    let ring = (history, delay.history.max(1));
-                    k.amax_history_push(s, self.amax, ring, most_recent, state)?;
-                }
+                self.push_history(k, s)?;
             }
             MatmulRoute::Int8 | MatmulRoute::Fp8Rows => {
                 let format = self.route.row_format().expect("a row-wise route");
@@ -131,7 +129,7 @@ impl Quantizer {
                 k.mx_dequant(s, x, (element, emax), dequantized)?
             }
             MatmulRoute::Nvfp4 => {
-                tensor_amax(s)?;
+                tensor_amax(s, None)?;
                 k.nvfp4_dequant(s, x, self.amax, dequantized, self.scale)?;
             }
         }
@@ -148,6 +146,74 @@ impl Quantizer {
             data: self.out,
             scale: self.scale,
         }
+    }
+
+    /// Delayed scaling: the step's amax joins the history (no-op for other recipes).
+    fn push_history(&self, k: &Kernels, s: &CudaStream) -> Result<(), BackendError> {
+        if let (
+            MatmulRoute::Fp8 {
+                delayed: Some(delay),
+                ..
+            },
+            Some((history, state)),
+        ) = (self.route, self.history)
+        {
+            let most_recent = delay.algorithm == AmaxAlgorithm::MostRecent;
+            let ring = (history, delay.history.max(1));
+            k.amax_history_push(s, self.amax, ring, most_recent, state)?;
+        }
+        Ok(())
+    }
+
+    /// The buffers a producer writes FP8 into under delayed scaling ([`Kernels::gated_act_fp8`]),
+    /// if this quantizer casts to native FP8 with a delayed recipe; the producer also accumulates
+    /// the amax, which [`Quantizer::prepare_amax`] zeroed.
+    pub(super) fn fused_fp8(&self) -> Option<FusedFp8> {
+        match (self.route, self.history) {
+            (
+                MatmulRoute::Fp8 {
+                    activations_e5m2,
+                    delayed: Some(_),
+                    ..
+                },
+                Some((_, state)),
+            ) if !self.route.fp8_emulated() => Some(FusedFp8 {
+                e5m2: activations_e5m2,
+                state,
+                q: self.out,
+                scale: self.scale,
+                amax: self.amax,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Completes a quantization a producer fused ([`Quantizer::fused_fp8`]): the first step's
+    /// cast of the BF16 values `x` it stored (skipped on the device once there is a history),
+    /// then the amax joins the history.
+    pub(super) fn complete_fused(
+        &self,
+        k: &Kernels,
+        s: &CudaStream,
+        x: u64,
+    ) -> Result<QuantizedInput, BackendError> {
+        let fused = self.fused_fp8().expect("a quantizer a producer fused");
+        let x = Matrix {
+            ptr: x,
+            elem: Elem::Bf16,
+            rows: self.rows,
+            cols: self.cols,
+        };
+        let how = Fp8Quantize {
+            e5m2: fused.e5m2,
+            bf16_out: false,
+            delayed: Some(fused.state),
+            accumulate_amax: false,
+            skip_with_history: true,
+        };
+        k.quantize_fp8(s, x, self.amax, how, (self.out, self.scale))?;
+        self.push_history(k, s)?;
+        Ok(self.target())
     }
 
     /// Zeroes amax for a producer kernel that accumulates it (the gated activation).
