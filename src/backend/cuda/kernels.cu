@@ -234,33 +234,37 @@ __device__ __forceinline__ float gated_value(float g, float up, int act, int act
 // Gated activation of a fused gate|up product: gu is [rows, 2*inter] with the gate in the first
 // `inter` columns. h = round(round(act(gate)) * up), as PyTorch stores each intermediate. With
 // `amax` non-null, also accumulates max |h| (for the next matmul's current scaling).
-// Grid: (column blocks, rows); the element format is a template parameter so that the inner
-// loop has no format branches and no 64-bit division.
+// Each block takes whole rows (row = block, block + grid, ...), its threads striding along the
+// row: every thread has work when a row has at least a block's worth of values, and the amax
+// takes one atomic per block, not one per (row, column block) (15 520 of them on the seed's MLP,
+// which serialised on the one address). The element format is a template parameter so that the
+// inner loop has no format branches.
 template <int FMT, int ACT_FMT, int H_FMT>
-__device__ void gated_act_row(const void* gu, int inter, int act, void* h, float* amax_out) {
-    const long row = blockIdx.y;
-    const long in_base = row * 2 * inter, out_base = row * inter;
+__device__ void gated_act_rows_of(const void* gu, int rows, int inter, int act, void* h, float* amax_out) {
     float m = 0.0f;
-    if (FMT == FMT_BF16 && ACT_FMT == FMT_BF16 && H_FMT == FMT_BF16 && inter % 8 == 0) {
-        const uint4* g8 = (const uint4*)((const u16*)gu + in_base);
-        const uint4* u8 = (const uint4*)((const u16*)gu + in_base + inter);
-        uint4* h8 = (uint4*)((u16*)h + out_base);
-        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < inter / 8; c += gridDim.x * blockDim.x) {
-            float g[8], u[8], v[8];
-            unpack_bf16x8(g8[c], g);
-            unpack_bf16x8(u8[c], u);
-            for (int k = 0; k < 8; ++k) {
-                v[k] = gated_value(g[k], u[k], act, FMT_BF16, FMT_BF16);
-                m = nan_max(m, fabsf(v[k]));
+    for (long row = blockIdx.x; row < rows; row += gridDim.x) {
+        const long in_base = row * 2 * inter, out_base = row * inter;
+        if (FMT == FMT_BF16 && ACT_FMT == FMT_BF16 && H_FMT == FMT_BF16 && inter % 8 == 0) {
+            const uint4* g8 = (const uint4*)((const u16*)gu + in_base);
+            const uint4* u8 = (const uint4*)((const u16*)gu + in_base + inter);
+            uint4* h8 = (uint4*)((u16*)h + out_base);
+            for (int c = threadIdx.x; c < inter / 8; c += blockDim.x) {
+                float g[8], u[8], v[8];
+                unpack_bf16x8(g8[c], g);
+                unpack_bf16x8(u8[c], u);
+                for (int k = 0; k < 8; ++k) {
+                    v[k] = gated_value(g[k], u[k], act, FMT_BF16, FMT_BF16);
+                    m = nan_max(m, fabsf(v[k]));
+                }
+                h8[c] = pack_bf16x8(v);
             }
-            h8[c] = pack_bf16x8(v);
-        }
-    } else {
-        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < inter; c += gridDim.x * blockDim.x) {
-            const float v = gated_value(load(gu, in_base + c, FMT), load(gu, in_base + inter + c, FMT), act,
-                                        ACT_FMT, H_FMT);
-            store(h, out_base + c, v, H_FMT);
-            m = nan_max(m, fabsf(v));
+        } else {
+            for (int c = threadIdx.x; c < inter; c += blockDim.x) {
+                const float v = gated_value(load(gu, in_base + c, FMT), load(gu, in_base + inter + c, FMT), act,
+                                            ACT_FMT, H_FMT);
+                store(h, out_base + c, v, H_FMT);
+                m = nan_max(m, fabsf(v));
+            }
         }
     }
     if (amax_out != 0) {
@@ -270,10 +274,10 @@ __device__ void gated_act_row(const void* gu, int inter, int act, void* h, float
 }
 
 // The same format throughout (what every CUDA path uses); other combinations are not launched.
-extern "C" __global__ void gated_act(const void* gu, int fmt, int inter, int act, void* h, float* amax_out) {
-    if (fmt == FMT_BF16) gated_act_row<FMT_BF16, FMT_BF16, FMT_BF16>(gu, inter, act, h, amax_out);
-    else if (fmt == FMT_F16) gated_act_row<FMT_F16, FMT_F16, FMT_F16>(gu, inter, act, h, amax_out);
-    else gated_act_row<FMT_F32, FMT_F32, FMT_F32>(gu, inter, act, h, amax_out);
+extern "C" __global__ void gated_act(const void* gu, int fmt, int rows, int inter, int act, void* h, float* amax_out) {
+    if (fmt == FMT_BF16) gated_act_rows_of<FMT_BF16, FMT_BF16, FMT_BF16>(gu, rows, inter, act, h, amax_out);
+    else if (fmt == FMT_F16) gated_act_rows_of<FMT_F16, FMT_F16, FMT_F16>(gu, rows, inter, act, h, amax_out);
+    else gated_act_rows_of<FMT_F32, FMT_F32, FMT_F32>(gu, rows, inter, act, h, amax_out);
 }
 
 // The BF16 gated activation (as `gated_act`) producing the next matmul's input under delayed FP8
@@ -281,34 +285,36 @@ extern "C" __global__ void gated_act(const void* gu, int fmt, int inter, int act
 // as it is produced, exactly as quantize_fp8 would cast the stored BF16 h, and h is never stored
 // in BF16; the scale goes to scale_out. Without a history (the first step) h is stored in BF16 for
 // quantize_fp8 (FP8_SKIP_WITH_HISTORY) to cast with its own amax. Either way max |h| accumulates
-// into amax_out, to join the history. inter a multiple of 8. Grid: (column blocks, rows).
-extern "C" __global__ void gated_act_fp8(const void* gu, int inter, int act, const float* delayed,
+// into amax_out, to join the history. inter a multiple of 8. Blocks take whole rows, as in
+// gated_act.
+extern "C" __global__ void gated_act_fp8(const void* gu, int rows, int inter, int act, const float* delayed,
                                          float format_max, int e5m2, void* h, u8* q, float* scale_out,
                                          float* amax_out) {
     const bool history = delayed[0] > 0.0f;
     const float a = delayed[1];
     const float scale = a == 0.0f ? 1.0f : a / format_max;
-    if (history && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) *scale_out = scale;
-    const long row = blockIdx.y;
-    const long in_base = row * 2 * inter, out_base = row * inter;
-    const uint4* g8 = (const uint4*)((const u16*)gu + in_base);
-    const uint4* u8 = (const uint4*)((const u16*)gu + in_base + inter);
+    if (history && blockIdx.x == 0 && threadIdx.x == 0) *scale_out = scale;
     float m = 0.0f;
-    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < inter / 8; c += gridDim.x * blockDim.x) {
-        float g[8], u[8], v[8];
-        unpack_bf16x8(g8[c], g);
-        unpack_bf16x8(u8[c], u);
-        for (int k = 0; k < 8; ++k) {
-            v[k] = gated_value(g[k], u[k], act, FMT_BF16, FMT_BF16);
-            m = nan_max(m, fabsf(v[k]));
-        }
-        if (history) {
-            unsigned w[2] = {0, 0};
-            for (int k = 0; k < 8; ++k)
-                w[k / 4] |= (unsigned)(e5m2 ? f32_to_e5m2(v[k] / scale) : f32_to_e4m3(v[k] / scale)) << (8 * (k % 4));
-            ((uint2*)(q + out_base))[c] = make_uint2(w[0], w[1]);
-        } else {
-            ((uint4*)((u16*)h + out_base))[c] = pack_bf16x8(v);
+    for (long row = blockIdx.x; row < rows; row += gridDim.x) {
+        const long in_base = row * 2 * inter, out_base = row * inter;
+        const uint4* g8 = (const uint4*)((const u16*)gu + in_base);
+        const uint4* u8 = (const uint4*)((const u16*)gu + in_base + inter);
+        for (int c = threadIdx.x; c < inter / 8; c += blockDim.x) {
+            float g[8], u[8], v[8];
+            unpack_bf16x8(g8[c], g);
+            unpack_bf16x8(u8[c], u);
+            for (int k = 0; k < 8; ++k) {
+                v[k] = gated_value(g[k], u[k], act, FMT_BF16, FMT_BF16);
+                m = nan_max(m, fabsf(v[k]));
+            }
+            if (history) {
+                unsigned w[2] = {0, 0};
+                for (int k = 0; k < 8; ++k)
+                    w[k / 4] |= (unsigned)(e5m2 ? f32_to_e5m2(v[k] / scale) : f32_to_e4m3(v[k] / scale)) << (8 * (k % 4));
+                ((uint2*)(q + out_base))[c] = make_uint2(w[0], w[1]);
+            } else {
+                ((uint4*)((u16*)h + out_base))[c] = pack_bf16x8(v);
+            }
         }
     }
     m = block_max(m);

@@ -325,6 +325,12 @@ impl Kernels {
     }
 
     /// A launch over `rows` rows of `cols` columns: a row per grid row, columns strided.
+    /// Blocks that each take whole rows, striding over them (`row = block, block + grid, ...`):
+    /// as many as fill the GPU, at most one per row.
+    fn whole_rows(&self, rows: usize) -> LaunchConfig {
+        grid(((rows as u32).clamp(1, self.grid), 1), THREADS)
+    }
+
     fn rows(&self, rows: usize, cols: usize) -> LaunchConfig {
         grid(
             ((cols as u32).div_ceil(THREADS).clamp(1, 16), rows as u32),
@@ -343,19 +349,20 @@ impl Kernels {
         amax: u64,
     ) -> Result<(), BackendError> {
         let inter = gu.cols / 2;
-        let (elem, inter_i) = (gu.elem as i32, inter as i32);
+        let (elem, rows, inter_i) = (gu.elem as i32, gu.rows as i32, inter as i32);
         let mut launch = s.launch_builder(&self.gated_act);
         launch
             .arg(&gu.ptr)
             .arg(&elem)
+            .arg(&rows)
             .arg(&inter_i)
             .arg(&act)
             .arg(&h)
             .arg(&amax);
-        // SAFETY: args match `gated_act(gu, fmt, inter, act, h, amax_out)`; a grid row per `gu`
-        // row, `gu.ptr` holds `gu.rows * 2 * inter` values and `h` `gu.rows * inter` in the same
+        // SAFETY: args match `gated_act(gu, fmt, rows, inter, act, h, amax_out)`; blocks take whole
+        // rows, `gu.ptr` holds `gu.rows * 2 * inter` values and `h` `gu.rows * inter` in the same
         // format (16-byte aligned for BF16), `amax` one f32 or 0; all live until sync.
-        unsafe { launch.launch(self.rows(gu.rows, inter)) }
+        unsafe { launch.launch(self.whole_rows(gu.rows)) }
             .map(drop)
             .map_err(failed("gated_act"))
     }
@@ -375,10 +382,11 @@ impl Kernels {
         let inter = gu.cols / 2;
         assert!(gu.elem == Elem::Bf16 && inter % 8 == 0);
         let format_max = if fused.e5m2 { FP8_E5M2 } else { FP8_E4M3 }.max_value();
-        let (inter_i, e5m2) = (inter as i32, i32::from(fused.e5m2));
+        let (rows, inter_i, e5m2) = (gu.rows as i32, inter as i32, i32::from(fused.e5m2));
         let mut launch = s.launch_builder(&self.gated_act_fp8);
         launch
             .arg(&gu.ptr)
+            .arg(&rows)
             .arg(&inter_i)
             .arg(&act)
             .arg(&fused.state)
@@ -389,10 +397,10 @@ impl Kernels {
             .arg(&fused.scale)
             .arg(&fused.amax);
         // SAFETY: args match `gated_act_fp8` in kernels.cu; the assert keeps whole 8-value
-        // vectors of BF16 rows. A grid row per `gu` row: `gu.ptr` holds `gu.rows * 2 * inter` bf16,
+        // vectors of BF16 rows. Blocks take whole rows: `gu.ptr` holds `gu.rows * 2 * inter` bf16,
         // `h` `gu.rows * inter` bf16, `fused.q` as many bytes, `fused.state` two f32, `scale` and
         // `amax` one; all live until the stream syncs.
-        unsafe { launch.launch(self.rows(gu.rows, inter)) }
+        unsafe { launch.launch(self.whole_rows(gu.rows)) }
             .map(drop)
             .map_err(failed("gated_act_fp8"))
     }
