@@ -116,6 +116,40 @@ __device__ __forceinline__ uint4 pack_bf16x8(const float* f) {
     return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
+// Eight values of FMT from the 16 bytes (32 for f32) of group i8, as f32; and back, rounded to
+// FMT. For the memory-bound kernels of every tensor format.
+template <int FMT>
+__device__ __forceinline__ void load8(const void* p, long i8, float* f) {
+    if (FMT == FMT_BF16) {
+        unpack_bf16x8(((const uint4*)p)[i8], f);
+    } else if (FMT == FMT_F16) {
+        const uint4 v = ((const uint4*)p)[i8];
+        const unsigned w[4] = {v.x, v.y, v.z, v.w};
+        for (int k = 0; k < 4; ++k) {
+            f[2 * k] = f16_to_f32((u16)(w[k] & 0xffffu));
+            f[2 * k + 1] = f16_to_f32((u16)(w[k] >> 16));
+        }
+    } else {
+        const float4 a = ((const float4*)p)[2 * i8], b = ((const float4*)p)[2 * i8 + 1];
+        f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w;
+        f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+    }
+}
+
+template <int FMT>
+__device__ __forceinline__ void store8(void* p, long i8, const float* f) {
+    if (FMT == FMT_BF16) {
+        ((uint4*)p)[i8] = pack_bf16x8(f);
+    } else if (FMT == FMT_F16) {
+        unsigned w[4];
+        for (int k = 0; k < 4; ++k) w[k] = (unsigned)f32_to_f16(f[2 * k]) | ((unsigned)f32_to_f16(f[2 * k + 1]) << 16);
+        ((uint4*)p)[i8] = make_uint4(w[0], w[1], w[2], w[3]);
+    } else {
+        ((float4*)p)[2 * i8] = make_float4(f[0], f[1], f[2], f[3]);
+        ((float4*)p)[2 * i8 + 1] = make_float4(f[4], f[5], f[6], f[7]);
+    }
+}
+
 __device__ __forceinline__ float nan_max(float m, float v) {
     return (isnan(v) || isnan(m)) ? __int_as_float(0x7fc00000) : fmaxf(m, v);
 }
@@ -244,19 +278,18 @@ __device__ void gated_act_rows_of(const void* gu, int rows, int inter, int act, 
     float m = 0.0f;
     for (long row = blockIdx.x; row < rows; row += gridDim.x) {
         const long in_base = row * 2 * inter, out_base = row * inter;
-        if (FMT == FMT_BF16 && ACT_FMT == FMT_BF16 && H_FMT == FMT_BF16 && inter % 8 == 0) {
-            const uint4* g8 = (const uint4*)((const u16*)gu + in_base);
-            const uint4* u8 = (const uint4*)((const u16*)gu + in_base + inter);
-            uint4* h8 = (uint4*)((u16*)h + out_base);
+        if (ACT_FMT == FMT && H_FMT == FMT && inter % 8 == 0) {
+            // Eight values per load and store: the gate's group, the up's, h's.
+            const long gate8 = in_base / 8, up8 = (in_base + inter) / 8, h8 = out_base / 8;
             for (int c = threadIdx.x; c < inter / 8; c += blockDim.x) {
                 float g[8], u[8], v[8];
-                unpack_bf16x8(g8[c], g);
-                unpack_bf16x8(u8[c], u);
+                load8<FMT>(gu, gate8 + c, g);
+                load8<FMT>(gu, up8 + c, u);
                 for (int k = 0; k < 8; ++k) {
-                    v[k] = gated_value(g[k], u[k], act, FMT_BF16, FMT_BF16);
+                    v[k] = gated_value(g[k], u[k], act, FMT, FMT);
                     m = nan_max(m, fabsf(v[k]));
                 }
-                h8[c] = pack_bf16x8(v);
+                store8<FMT>(h, h8 + c, v);
             }
         } else {
             for (int c = threadIdx.x; c < inter; c += blockDim.x) {
