@@ -54,10 +54,10 @@ pub(super) fn upload(
     arena: &mut Arena,
     (route, spec): (MatmulRoute, QuantSpec),
     weights: &[&Tensor],
-    where_: Quantizing,
+    quantizing: Quantizing,
 ) -> Result<(DeviceWeight, Vec<f32>), BackendError> {
     let rows = weights.iter().map(|w| w.rows).sum();
-    match GpuRecipe::of(route, spec).filter(|_| where_ == Quantizing::Fastest) {
+    match GpuRecipe::of(route, spec).filter(|_| quantizing == Quantizing::Fastest) {
         Some(recipe) => {
             let k = weights[0].cols;
             let data = arena.alloc(&device.stream, rows * k * route.operand_bytes())?;
