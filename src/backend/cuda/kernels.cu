@@ -380,22 +380,21 @@ __device__ __forceinline__ unsigned quantize_row_value(float v, float scale, int
 
 // `gated_act` (BF16) reading the gate|up accumulator [rows, 2*inter] of a group whose scales are
 // applied after the GEMM (INT8, NVFP4), rescaled on the fly exactly as `rescale` would: the
-// rescaled product is never stored, which saves a write and a read of it. Blocks take whole rows,
-// as in gated_act.
-extern "C" __global__ void gated_act_scaled(const void* acc, int acc_is_int, int rows, int inter, int act,
+// rescaled product is never stored, which saves a write and a read of it. Grid: (column blocks,
+// rows).
+extern "C" __global__ void gated_act_scaled(const void* acc, int acc_is_int, int inter, int act,
                                             const float* row_scale, int row_stride, const float* col_scale,
                                             void* h, float* amax_out) {
+    const long row = blockIdx.y;
+    const long in_base = row * 2 * inter, out_base = row * inter;
+    const float rs = row_scale[row * row_stride];
     float m = 0.0f;
-    for (long row = blockIdx.x; row < rows; row += gridDim.x) {
-        const long in_base = row * 2 * inter, out_base = row * inter;
-        const float rs = row_scale[row * row_stride];
-        for (int c = threadIdx.x; c < inter; c += blockDim.x) {
-            const float g = rescaled(acc, acc_is_int, in_base + c, rs, col_scale[c], FMT_BF16);
-            const float u = rescaled(acc, acc_is_int, in_base + inter + c, rs, col_scale[inter + c], FMT_BF16);
-            const float v = gated_value(g, u, act, FMT_BF16, FMT_BF16);
-            ((u16*)h)[out_base + c] = f32_to_bf16(v);
-            m = nan_max(m, fabsf(v));
-        }
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < inter; c += gridDim.x * blockDim.x) {
+        const float g = rescaled(acc, acc_is_int, in_base + c, rs, col_scale[c], FMT_BF16);
+        const float u = rescaled(acc, acc_is_int, in_base + inter + c, rs, col_scale[inter + c], FMT_BF16);
+        const float v = gated_value(g, u, act, FMT_BF16, FMT_BF16);
+        ((u16*)h)[out_base + c] = f32_to_bf16(v);
+        m = nan_max(m, fabsf(v));
     }
     if (amax_out != 0) {
         m = block_max(m);

@@ -513,12 +513,11 @@ impl Kernels {
         h: u64,
         amax: u64,
     ) -> Result<(), BackendError> {
-        let (acc_is_int, rows_i, inter_i) = (i32::from(acc.is_int), rows as i32, inter as i32);
+        let (acc_is_int, inter_i) = (i32::from(acc.is_int), inter as i32);
         let mut launch = s.launch_builder(&self.gated_act_scaled);
         launch
             .arg(&acc.ptr)
             .arg(&acc_is_int)
-            .arg(&rows_i)
             .arg(&inter_i)
             .arg(&act)
             .arg(&acc.rows.ptr)
@@ -526,10 +525,10 @@ impl Kernels {
             .arg(&acc.cols.ptr)
             .arg(&h)
             .arg(&amax);
-        // SAFETY: args match `gated_act_scaled` in kernels.cu; blocks take whole product rows;
+        // SAFETY: args match `gated_act_scaled` in kernels.cu; a grid row per product row;
         // `acc.ptr` holds `rows * 2 * inter` 4-byte values, `acc.cols` `2 * inter` f32, `h`
         // `rows * inter` bf16, `amax` one f32 or 0; all stay allocated until the stream syncs.
-        unsafe { launch.launch(self.whole_rows(rows)) }
+        unsafe { launch.launch(self.rows(rows, inter)) }
             .map(drop)
             .map_err(failed("gated_act_scaled"))
     }
