@@ -231,7 +231,10 @@ impl LatencyChange {
         let drift = Drift::of(&log_medians);
         let min_effect = head.gates.latency_min_effect;
         let threshold = drift.map_or(min_effect, |d| d.margin.max(min_effect));
-        let base_samples: Vec<f64> = timed.iter().flat_map(|l| l.samples_ms.clone()).collect();
+        let base_samples: Vec<f64> = timed
+            .iter()
+            .flat_map(|l| l.samples_ms.iter().copied())
+            .collect();
         let beyond_margin = |samples: &[f64]| -> Vec<f64> {
             samples.iter().map(|s| s * (1.0 + threshold)).collect()
         };

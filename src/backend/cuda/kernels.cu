@@ -265,16 +265,36 @@ __device__ __forceinline__ float gated_value(float g, float up, int act, int act
     return round_to(round_to(a, act_fmt) * up, h_fmt);
 }
 
+// Where a gated activation may write h as FP8 for the next matmul's delayed scaling, instead of
+// storing it: delayed scaling's state {steps, amax} (null: never), the format's largest value,
+// E5M2 rather than E4M3, the FP8 values and the scale the matmul reads.
+struct Fp8Out {
+    const float* delayed;
+    float format_max;
+    int e5m2;
+    u8* q;
+    float* scale_out;
+};
+
 // Gated activation of a fused gate|up product: gu is [rows, 2*inter] with the gate in the first
 // `inter` columns. h = round(round(act(gate)) * up), as PyTorch stores each intermediate. With
 // `amax` non-null, also accumulates max |h| (for the next matmul's current scaling).
+// With `fp8.delayed` non-null and a history there (delayed[0] > 0), each value of h is cast to FP8
+// with the history's scale as it is produced, exactly as quantize_fp8 would cast the stored h, and
+// h is not stored; the scale goes to fp8.scale_out. Only the eight-value path casts: the caller
+// gives an FP8 output only with whole groups of eight (BF16, inter a multiple of 8).
 // Each block takes whole rows (row = block, block + grid, ...), its threads striding along the
 // row: every thread has work when a row has at least a block's worth of values, and the amax
 // takes one atomic per block, not one per (row, column block) (15 520 of them on the seed's MLP,
 // which serialised on the one address). The element format is a template parameter so that the
 // inner loop has no format branches.
 template <int FMT, int ACT_FMT, int H_FMT>
-__device__ void gated_act_rows_of(const void* gu, int rows, int inter, int act, void* h, float* amax_out) {
+__device__ void gated_act_rows_of(const void* gu, int rows, int inter, int act, void* h, float* amax_out,
+                                  Fp8Out fp8) {
+    const bool cast = fp8.delayed != 0 && fp8.delayed[0] > 0.0f;
+    const float history_amax = cast ? fp8.delayed[1] : 0.0f;
+    const float scale = history_amax == 0.0f ? 1.0f : history_amax / fp8.format_max;
+    if (cast && blockIdx.x == 0 && threadIdx.x == 0) *fp8.scale_out = scale;
     float m = 0.0f;
     for (long row = blockIdx.x; row < rows; row += gridDim.x) {
         const long in_base = row * 2 * inter, out_base = row * inter;
@@ -289,7 +309,15 @@ __device__ void gated_act_rows_of(const void* gu, int rows, int inter, int act, 
                     v[k] = gated_value(g[k], u[k], act, FMT, FMT);
                     m = nan_max(m, fabsf(v[k]));
                 }
-                store8<FMT>(h, h8 + c, v);
+                if (cast) {
+                    unsigned w[2] = {0, 0};
+                    for (int k = 0; k < 8; ++k)
+                        w[k / 4] |= (unsigned)(fp8.e5m2 ? f32_to_e5m2(v[k] / scale) : f32_to_e4m3(v[k] / scale))
+                                    << (8 * (k % 4));
+                    ((uint2*)fp8.q)[h8 + c] = make_uint2(w[0], w[1]);
+                } else {
+                    store8<FMT>(h, h8 + c, v);
+                }
             }
         } else {
             for (int c = threadIdx.x; c < inter; c += blockDim.x) {
@@ -308,50 +336,21 @@ __device__ void gated_act_rows_of(const void* gu, int rows, int inter, int act, 
 
 // The same format throughout (what every CUDA path uses); other combinations are not launched.
 extern "C" __global__ void gated_act(const void* gu, int fmt, int rows, int inter, int act, void* h, float* amax_out) {
-    if (fmt == FMT_BF16) gated_act_rows_of<FMT_BF16, FMT_BF16, FMT_BF16>(gu, rows, inter, act, h, amax_out);
-    else if (fmt == FMT_F16) gated_act_rows_of<FMT_F16, FMT_F16, FMT_F16>(gu, rows, inter, act, h, amax_out);
-    else gated_act_rows_of<FMT_F32, FMT_F32, FMT_F32>(gu, rows, inter, act, h, amax_out);
+    const Fp8Out stored = {0, 0.0f, 0, 0, 0};
+    if (fmt == FMT_BF16) gated_act_rows_of<FMT_BF16, FMT_BF16, FMT_BF16>(gu, rows, inter, act, h, amax_out, stored);
+    else if (fmt == FMT_F16) gated_act_rows_of<FMT_F16, FMT_F16, FMT_F16>(gu, rows, inter, act, h, amax_out, stored);
+    else gated_act_rows_of<FMT_F32, FMT_F32, FMT_F32>(gu, rows, inter, act, h, amax_out, stored);
 }
 
-// The BF16 gated activation (as `gated_act`) producing the next matmul's input under delayed FP8
-// scaling: with a history (delayed[0] > 0), each value of h is cast to FP8 with the history's scale
-// as it is produced, exactly as quantize_fp8 would cast the stored BF16 h, and h is never stored
-// in BF16; the scale goes to scale_out. Without a history (the first step) h is stored in BF16 for
-// quantize_fp8 (FP8_SKIP_WITH_HISTORY) to cast with its own amax. Either way max |h| accumulates
-// into amax_out, to join the history. inter a multiple of 8. Blocks take whole rows, as in
-// gated_act.
+// The BF16 gated activation producing the next matmul's input under delayed FP8 scaling: with a
+// history, h goes straight to FP8 (see gated_act_rows_of); without one (the first step) h is stored
+// in BF16 for quantize_fp8 (FP8_SKIP_WITH_HISTORY) to cast with its own amax. Either way max |h|
+// accumulates into amax_out, to join the history. inter a multiple of 8.
 extern "C" __global__ void gated_act_fp8(const void* gu, int rows, int inter, int act, const float* delayed,
                                          float format_max, int e5m2, void* h, u8* q, float* scale_out,
                                          float* amax_out) {
-    const bool history = delayed[0] > 0.0f;
-    const float a = delayed[1];
-    const float scale = a == 0.0f ? 1.0f : a / format_max;
-    if (history && blockIdx.x == 0 && threadIdx.x == 0) *scale_out = scale;
-    float m = 0.0f;
-    for (long row = blockIdx.x; row < rows; row += gridDim.x) {
-        const long in_base = row * 2 * inter, out_base = row * inter;
-        const uint4* g8 = (const uint4*)((const u16*)gu + in_base);
-        const uint4* u8 = (const uint4*)((const u16*)gu + in_base + inter);
-        for (int c = threadIdx.x; c < inter / 8; c += blockDim.x) {
-            float g[8], u[8], v[8];
-            unpack_bf16x8(g8[c], g);
-            unpack_bf16x8(u8[c], u);
-            for (int k = 0; k < 8; ++k) {
-                v[k] = gated_value(g[k], u[k], act, FMT_BF16, FMT_BF16);
-                m = nan_max(m, fabsf(v[k]));
-            }
-            if (history) {
-                unsigned w[2] = {0, 0};
-                for (int k = 0; k < 8; ++k)
-                    w[k / 4] |= (unsigned)(e5m2 ? f32_to_e5m2(v[k] / scale) : f32_to_e4m3(v[k] / scale)) << (8 * (k % 4));
-                ((uint2*)(q + out_base))[c] = make_uint2(w[0], w[1]);
-            } else {
-                ((uint4*)((u16*)h + out_base))[c] = pack_bf16x8(v);
-            }
-        }
-    }
-    m = block_max(m);
-    if (threadIdx.x == 0) atomic_amax(amax_out, m);
+    const Fp8Out fp8 = {delayed, format_max, e5m2, q, scale_out};
+    gated_act_rows_of<FMT_BF16, FMT_BF16, FMT_BF16>(gu, rows, inter, act, h, amax_out, fp8);
 }
 
 // An accumulated product `a` scaled as `rescale` stores it: a * (row scale * column scale),

@@ -12,7 +12,7 @@ use cudarc::driver::CudaStream;
 
 use super::block::{Input, Pass};
 use super::groups::{Fp8Grouping, MatmulGroup, Planner};
-use super::kernels::{activation_id, fused_rows_fit, Elem, Kernels, Matrix};
+use super::kernels::{activation_id, fused_rows_fit, Kernels, Matrix};
 use super::params::Params;
 use super::quantizer::Quantizer;
 use super::route::MatmulRoute;
@@ -129,7 +129,8 @@ impl Pass for MlpProgram {
                 cols: 2 * inter,
             };
             let fused = self.quantize_h.fused_fp8();
-            if let Some(fused) = fused.filter(|_| gu.elem == Elem::Bf16 && inter % 8 == 0) {
+            // (Native FP8's tensors are BF16: the kernel takes whole groups of eight of them.)
+            if let Some(fused) = fused.filter(|_| inter % 8 == 0) {
                 // Delayed FP8: the activation casts h with the history's scale as it produces
                 // it; h exists in BF16 only on the first step, before there is a history.
                 k.gated_act_fp8(s, gu, act, fused, self.hidden)?;
