@@ -1,5 +1,14 @@
-//! Matrix products on the CPU: `matrixmultiply`'s packed GEMM kernels, split over row blocks with
-//! rayon (matrixmultiply itself runs on one thread).
+//! Matrix products of the host's definitions (the exact reference, the CPU emulations):
+//! `matrixmultiply`'s packed GEMM kernels, split over row blocks with rayon (matrixmultiply itself
+//! runs on one thread), or a [`ProductDevice`] when a run has one.
+//!
+//! Only the products move to a device. Every rounding a definition makes (quantizing operands,
+//! storing results in a format) stays on the host, so a device changes a definition's result by
+//! the order of accumulation alone: f32 products accumulate in f32 there too (no TF32), f64 in
+//! f64, and integer operands, carried in f64, are exact in any order.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use num_traits::Float;
 use rayon::prelude::*;
@@ -24,11 +33,26 @@ pub trait Scalar: Float + Send + Sync + std::fmt::Debug + 'static {
         csb: isize,
         c: *mut Self,
     );
+
+    /// `x · wᵀ` on `device`, in this scalar's arithmetic.
+    fn on_device(
+        device: &dyn ProductDevice,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+    ) -> Result<Tensor<Self>, String>;
 }
 
 macro_rules! impl_scalar {
-    ($t:ty, $gemm:path) => {
+    ($t:ty, $gemm:path, $on_device:ident) => {
         impl Scalar for $t {
+            fn on_device(
+                device: &dyn ProductDevice,
+                x: &Tensor<Self>,
+                w: &Tensor<Self>,
+            ) -> Result<Tensor<Self>, String> {
+                device.$on_device(x, w)
+            }
+
             /// # Safety
             /// As [`Scalar::gemm_into`]: the caller guarantees `a` holds `m * k` values, `c`
             /// `m * n` writable ones, and `b` at strides `(rsb, csb)` stays inside its allocation.
@@ -53,16 +77,77 @@ macro_rules! impl_scalar {
     };
 }
 
-impl_scalar!(f32, matrixmultiply::sgemm);
-impl_scalar!(f64, matrixmultiply::dgemm);
+impl_scalar!(f32, matrixmultiply::sgemm, matmul_nt_f32);
+impl_scalar!(f64, matrixmultiply::dgemm, matmul_nt_f64);
+
+/// A device that computes the host's products: `x · wᵀ` for `x` `[m, k]` and `w` `[n, k]`, row
+/// major, into `[m, n]`, accumulating in the operands' own type. An error sends the product back
+/// to the host's kernels.
+pub trait ProductDevice: Send + Sync {
+    /// The f32 product, accumulated in f32.
+    fn matmul_nt_f32(&self, x: &Tensor<f32>, w: &Tensor<f32>) -> Result<Tensor<f32>, String>;
+
+    /// The f64 product, accumulated in f64.
+    fn matmul_nt_f64(&self, x: &Tensor<f64>, w: &Tensor<f64>) -> Result<Tensor<f64>, String>;
+
+    /// Seconds the device has spent computing products so far (its kernels, not the copies).
+    fn busy_s(&self) -> f64;
+
+    /// The device, for people.
+    fn name(&self) -> String;
+}
+
+/// The device the host's products run on, if any.
+static DEVICE: RwLock<Option<Arc<dyn ProductDevice>>> = RwLock::new(None);
+
+/// Whether a device has failed a product since it was set (warned once, not per product).
+static DEVICE_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Products smaller than this many multiply-adds stay on the host: their copies to a device and
+/// back would cost more than they save.
+const MIN_DEVICE_MACS: usize = 1 << 24;
+
+/// Runs the host's products on `device` from now on (none: on the host's kernels).
+pub fn set_product_device(device: Option<Arc<dyn ProductDevice>>) {
+    *DEVICE.write().unwrap_or_else(|e| e.into_inner()) = device;
+    DEVICE_FAILED.store(false, Ordering::Relaxed);
+}
+
+/// The device the host's products run on, if any.
+pub fn product_device() -> Option<Arc<dyn ProductDevice>> {
+    DEVICE.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 /// Rows per parallel task: enough work per task to amortise packing the weight panel.
 const MIN_ROWS_PER_TASK: usize = 16;
 
-/// `x · wᵀ` for `x` `[m, k]` and `w` `[n, k]` (a linear layer's weight layout): `[m, n]`.
+/// `x · wᵀ` for `x` `[m, k]` and `w` `[n, k]` (a linear layer's weight layout): `[m, n]`, on the
+/// [`product_device`] when one is set and the product is large enough, else on the host.
 ///
 /// Panics if the inner dimensions differ (a programming error: blocks check their shapes).
 pub fn matmul_nt<S: Scalar>(x: &Tensor<S>, w: &Tensor<S>) -> Tensor<S> {
+    assert_eq!(x.cols, w.cols, "matmul inner dimensions differ");
+    let (m, k, n) = (x.rows, x.cols, w.rows);
+    if m * k * n >= MIN_DEVICE_MACS {
+        if let Some(device) = product_device() {
+            match S::on_device(device.as_ref(), x, w) {
+                Ok(product) => return product,
+                Err(why) => {
+                    if !DEVICE_FAILED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "{}: a product failed, computing it on the host: {why}",
+                            device.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    matmul_nt_on_host(x, w)
+}
+
+/// [`matmul_nt`] on the host's kernels, whatever device is set.
+pub fn matmul_nt_on_host<S: Scalar>(x: &Tensor<S>, w: &Tensor<S>) -> Tensor<S> {
     assert_eq!(x.cols, w.cols, "matmul inner dimensions differ");
     let (m, k, n) = (x.rows, x.cols, w.rows);
     let mut out = vec![S::zero(); m * n];

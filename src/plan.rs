@@ -29,6 +29,8 @@ pub struct Overrides {
     pub cache: Option<CacheMode>,
     /// `--cpu-agreement`.
     pub cpu_agreement: Option<AgreementMode>,
+    /// `--products-on-host`.
+    pub products_on_host: bool,
     /// `--store`, or none with `--no-store`.
     pub store: Option<std::path::PathBuf>,
     /// `--shard`, or the scheduler's array index: this run's slice of the selected variants.
@@ -226,6 +228,7 @@ pub fn plan(
             cpu_agreement: overrides
                 .cpu_agreement
                 .unwrap_or(suite.defaults.cpu_agreement),
+            products_on_host: overrides.products_on_host,
             store: overrides.store.clone(),
         },
     })

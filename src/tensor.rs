@@ -1,5 +1,7 @@
 //! The tensor every stage passes around: row-major, two-dimensional.
 
+use rayon::prelude::*;
+
 /// A row-major 2-D tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor<T = f32> {
@@ -22,12 +24,24 @@ impl<T: Copy> Tensor<T> {
         Tensor { rows, cols, data }
     }
 
-    /// The same values converted element by element.
-    pub fn map<U: Copy>(&self, f: impl Fn(T) -> U) -> Tensor<U> {
+    /// The same values converted element by element, over rayon's threads (a model's tensors
+    /// run to hundreds of megabytes; one thread copying them, and faulting in their pages, was
+    /// most of an emulation's host time).
+    pub fn map<U: Copy + Send>(&self, f: impl Fn(T) -> U + Sync + Send) -> Tensor<U>
+    where
+        T: Sync,
+    {
         Tensor::new(
             self.rows,
             self.cols,
-            self.data.iter().map(|&v| f(v)).collect(),
+            self.data
+                .par_iter()
+                .with_min_len(PARALLEL_MIN_LEN)
+                .map(|&v| f(v))
+                .collect(),
         )
     }
 }
+
+/// Elements per parallel task of [`Tensor::map`]: small tensors stay on one thread.
+const PARALLEL_MIN_LEN: usize = 1 << 14;

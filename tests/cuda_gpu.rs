@@ -436,3 +436,115 @@ fn weights_quantized_on_the_gpu_are_the_hosts_bytes_and_scales() {
     }
     assert!(checked >= 20, "only {checked} presets have a CUDA route");
 }
+
+/// The host's definitions (the exact reference and the CPU emulation of every preset) computed
+/// with their products on the GPU ([`precheck::linalg::ProductDevice`]) agree with the same
+/// definitions computed on the host's cores, on every block, and after every layer of a stack.
+///
+/// Every rounding stays on the host either way; only the order of accumulation inside the
+/// products differs (f32 in f32, never TF32; f64 in f64). That moves an f32 value by a few ulp,
+/// about 1e-7 of it, and only a value that close to a rounding boundary of the next quantization
+/// rounds the other way: the emulations are held to 1e-5 (a wrong product, layout or accumulation
+/// type is near 1, TF32 near 1e-6 in every value), the f64 reference to 1e-12.
+#[test]
+#[ignore = "needs a CUDA GPU (sm_89+): run on the device with --run-ignored only"]
+fn the_host_definitions_with_products_on_the_gpu_match_the_hosts() {
+    use precheck::linalg::set_product_device;
+    let gpu = CudaBackend::new(0).expect("a CUDA device");
+    let device = gpu.product_device().expect("the GPU computes products");
+    let mlp = |activation, gated| {
+        Block::Mlp(MlpShape {
+            hidden: 256,
+            intermediate: 1024,
+            activation,
+            gated,
+        })
+    };
+    let attention = |heads_n, kv_heads, causal, rope_theta| {
+        Block::Attention(AttentionBlock {
+            hidden: 256,
+            shape: heads(heads_n, kv_heads, causal),
+            rope_theta,
+        })
+    };
+    // 512 tokens: every product is large enough to go to the device (a head's scores are
+    // 512 × 64 × 512 multiply-adds).
+    let blocks = [
+        Block::Linear {
+            in_features: 512,
+            out_features: 256,
+        },
+        mlp(Activation::GeluTanh, true),
+        mlp(Activation::Gelu, false),
+        attention(4, 2, false, Some(10_000.0)),
+        attention(4, 4, true, None),
+        Block::Layer(layer(LayerKind::Decoder)),
+        Block::Layer(layer(LayerKind::Encoder)),
+        Block::Stack {
+            layer: layer(LayerKind::Decoder),
+            layers: 2,
+        },
+    ];
+    let mut agreement = Agreement::default();
+    // Runs `define` with the products on the host, then on the GPU, which must have worked.
+    let both = |define: &dyn Fn() -> Vec<(String, Tensor<f64>)>, what: &str| {
+        set_product_device(None);
+        let on_host = define();
+        set_product_device(Some(device.clone()));
+        let busy = device.busy_s();
+        let on_gpu = define();
+        set_product_device(None);
+        assert!(device.busy_s() > busy, "{what}: no product ran on the GPU");
+        on_host.into_iter().zip(on_gpu).collect::<Vec<_>>()
+    };
+    for block in &blocks {
+        let model = model(block.clone(), 512);
+        let weights = seeded::weights(&model, 5, Format::Bf16);
+        let input = seeded::input(&model, 5, Format::Bf16, seeded::INPUT);
+        let kind = block.kind_name();
+        let exact = || {
+            let weights = weights.map(f64::from);
+            let out = forward(
+                &block.graph(),
+                &mut Exact { weights: &weights },
+                &input.map(f64::from),
+            );
+            let mut all = out.taps;
+            all.push(("output".to_owned(), out.output));
+            all
+        };
+        for ((tap, on_host), (_, on_gpu)) in both(&exact, kind) {
+            let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+            let (a, b) = (&on_gpu.data, &on_host.data);
+            let off = 1.0 - dot(a, b) / (dot(a, a) * dot(b, b)).sqrt();
+            println!("{kind} exact {tap}: 1 - cos {off:.3e}");
+            if off.is_nan() || off >= 1e-12 {
+                agreement
+                    .disagreements
+                    .push(format!("{kind} exact {tap}: 1 - cos {off:.3e} >= 1e-12"));
+            }
+        }
+        for policy in policies() {
+            let what = format!("{kind} {}", policy.name);
+            let emulate = || {
+                let mut cpu = CpuBackend::new()
+                    .prepare(&model, &weights, &policy)
+                    .unwrap();
+                let output = cpu.run(&input).unwrap();
+                let mut all = cpu.taps();
+                all.push(("output".to_owned(), output));
+                all.into_iter()
+                    .map(|(tap, t)| (tap, t.map(f64::from)))
+                    .collect()
+            };
+            for ((tap, on_host), (_, on_gpu)) in both(&emulate, &what) {
+                let on_gpu = on_gpu.map(|v| v as f32);
+                let on_host = on_host.map(|v| v as f32);
+                agreement.check(format!("{what} {tap}"), &on_gpu, &on_host, 1e-5);
+            }
+            agreement.checked += 1;
+        }
+    }
+    assert_eq!(agreement.disagreements, Vec::<String>::new());
+    assert_eq!(agreement.checked, blocks.len() * policies().len());
+}

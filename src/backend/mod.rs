@@ -107,6 +107,12 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// A device that can compute the host's products (the exact reference's, the CPU
+    /// emulations'; see [`crate::linalg`]), where this backend has one. None by default.
+    fn product_device(&self) -> Option<std::sync::Arc<dyn crate::linalg::ProductDevice>> {
+        None
+    }
+
     /// Builds `model` with `weights` (held in the reference precision) to run as `policy` says.
     fn prepare(
         &self,

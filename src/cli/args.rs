@@ -112,6 +112,11 @@ pub(super) struct RunArgs {
     /// suite's `defaults.cpu_agreement` [default: sample].
     #[arg(long, value_enum)]
     pub(super) cpu_agreement: Option<AgreementMode>,
+    /// Compute the exact reference's and the CPU emulations' matrix products on the host's
+    /// cores, not on the run's GPU: the CPU definition exactly as CI runs it (on the GPU they
+    /// differ from it by the order of accumulation only).
+    #[arg(long)]
+    pub(super) products_on_host: bool,
     /// The reference store: references and CPU emulations kept under a key of everything they
     /// depend on, for later variants, runs and farm nodes sharing the folder
     /// [default: ~/.cache/precheck/references].

@@ -47,6 +47,7 @@ pub(super) fn run(args: &RunArgs, format: OutputFormat) -> anyhow::Result<ExitCo
         timeout: args.timeout.map(Timeout::get),
         cache: args.cache,
         cpu_agreement: args.cpu_agreement,
+        products_on_host: args.products_on_host,
         store: match args.no_store {
             true => None,
             false => Some(

@@ -101,7 +101,10 @@ impl<T: Copy> Weights<T> {
     }
 
     /// Every tensor converted element by element.
-    pub fn map<U: Copy>(&self, f: impl Fn(T) -> U + Copy) -> Weights<U> {
+    pub fn map<U: Copy + Send>(&self, f: impl Fn(T) -> U + Copy + Sync + Send) -> Weights<U>
+    where
+        T: Sync,
+    {
         Weights {
             tensors: self
                 .tensors

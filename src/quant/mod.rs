@@ -100,7 +100,8 @@ fn scale_round(values: &mut [f32], scale: f32, format: Format) {
 /// and updated by delayed scaling.
 pub fn quantize(tensor: &Tensor, spec: QuantSpec, history: &mut AmaxHistory) -> Operand {
     let format = spec.format;
-    let mut values = tensor.clone();
+    // A parallel copy: a weight is hundreds of megabytes.
+    let mut values = tensor.map(|v| v);
     let cols = tensor.cols.max(1);
     let row_scales = match spec.recipe {
         Recipe::Cast => {
@@ -222,13 +223,17 @@ pub fn matmul(x: &Operand, w: &Operand) -> Tensor {
         matmul_nt(&x.values, &w.values)
     };
     let cols = product.cols.max(1);
-    for (i, row) in product.data.chunks_mut(cols).enumerate() {
-        let row_scale = x.row_scales.as_ref().map_or(1.0, |s| s[i]);
-        for (j, v) in row.iter_mut().enumerate() {
-            let col_scale = w.row_scales.as_ref().map_or(1.0, |s| s[j]);
-            *v *= row_scale * col_scale;
-        }
-    }
+    product
+        .data
+        .par_chunks_mut(cols)
+        .enumerate()
+        .for_each(|(i, row)| {
+            let row_scale = x.row_scales.as_ref().map_or(1.0, |s| s[i]);
+            for (j, v) in row.iter_mut().enumerate() {
+                let col_scale = w.row_scales.as_ref().map_or(1.0, |s| s[j]);
+                *v *= row_scale * col_scale;
+            }
+        });
     product
 }
 

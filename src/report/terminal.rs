@@ -166,14 +166,24 @@ pub fn time_line(records: &[VariantRecord], wall_s: f64) -> Option<String> {
         .filter(|(_, off_device)| !off_device)
         .map(|(phases, _)| phases.timed)
         .collect();
-    let device = match on_device.is_empty() {
-        true => "timed on the host CPU or as an emulation, not on a device".to_owned(),
-        false => {
-            let busy: f64 = on_device.iter().sum();
-            format!(
-                "device busy {busy:.2} s in timed iterations ({:.1} % of the wall time)",
-                100.0 * busy / wall_s.max(f64::MIN_POSITIVE)
-            )
+    let products: f64 = measured.iter().map(|(phases, _)| phases.products).sum();
+    let device = match (on_device.is_empty(), products > 0.0) {
+        (true, false) => "timed on the host CPU or as an emulation, not on a device".to_owned(),
+        _ => {
+            let timed: f64 = on_device.iter().sum();
+            let share = |seconds: f64| 100.0 * seconds / wall_s.max(f64::MIN_POSITIVE);
+            match products > 0.0 {
+                true => format!(
+                    "device busy {:.2} s ({:.1} % of the wall time): timed iterations {timed:.2} \
+                     s, the reference's and emulations' products {products:.2} s",
+                    timed + products,
+                    share(timed + products)
+                ),
+                false => format!(
+                    "device busy {timed:.2} s in timed iterations ({:.1} % of the wall time)",
+                    share(timed)
+                ),
+            }
         }
     };
     Some(format!(
@@ -210,21 +220,31 @@ mod tests {
             .lines()
             .next()
             .unwrap();
-        let mut record: VariantRecord = serde_json::from_str(line).unwrap();
-        record.phases = Some(Phases {
-            timed: 1.0,
-            ..Phases::default()
-        });
-        let on = |backend, emulated| {
+        let record: VariantRecord = serde_json::from_str(line).unwrap();
+        let on_with = |phases: Phases, backend, emulated| {
             let mut record = record.clone();
+            record.phases = Some(phases);
             record.backend = backend;
             record.emulated = emulated;
             time_line(&[record], 4.0).unwrap()
         };
+        let timed = Phases {
+            timed: 1.0,
+            ..Phases::default()
+        };
+        let on = |backend, emulated| on_with(timed.clone(), backend, emulated);
         use crate::backend::BackendKind;
         assert!(
             on(BackendKind::Cuda, false).contains("device busy 1.00 s in timed iterations (25.0 %")
         );
+        let with_products = Phases {
+            products: 1.0,
+            ..timed.clone()
+        };
+        assert!(on_with(with_products, BackendKind::Cuda, false).contains(
+            "device busy 2.00 s (50.0 % of the wall time): timed iterations 1.00 s, the \
+             reference's and emulations' products 1.00 s"
+        ));
         for (backend, emulated) in [(BackendKind::Cuda, true), (BackendKind::Cpu, false)] {
             assert!(
                 on(backend, emulated).contains("not on a device"),

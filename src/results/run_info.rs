@@ -49,6 +49,10 @@ pub struct RunSettings {
     /// Which variants on an engine are also emulated on the CPU (`--cpu-agreement`).
     #[serde(default)]
     pub cpu_agreement: AgreementMode,
+    /// Whether the host's products (the exact reference's, the CPU emulations') stay on the
+    /// host's cores when the backend's device could compute them (`--products-on-host`).
+    #[serde(default)]
+    pub products_on_host: bool,
     /// The reference store's folder (`--store`); none: every reference is computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<std::path::PathBuf>,

@@ -63,6 +63,12 @@ impl ContextCache {
         settings: &RunSettings,
     ) -> Outcome {
         let started = std::time::Instant::now();
+        crate::linalg::set_product_device(match settings.products_on_host {
+            true => None,
+            false => backend.product_device(),
+        });
+        let products_busy = || crate::linalg::product_device().map_or(0.0, |d| d.busy_s());
+        let products_before = products_busy();
         let key = ContextKey {
             model: model.clone(),
             seed: settings.seed,
@@ -85,6 +91,7 @@ impl ContextCache {
         let reference_s = started.elapsed().as_secs_f64();
         measure_guarded(&ctx, policy, backend, settings).map(|mut m| {
             m.phases.reference = reference_s;
+            m.phases.products = products_busy() - products_before;
             m
         })
     }

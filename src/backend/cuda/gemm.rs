@@ -65,10 +65,11 @@ impl GemmTypes {
     }
 
     fn scale_type(self) -> Data {
-        if self.compute == cublasComputeType_t::CUBLAS_COMPUTE_32I {
-            Data::CUDA_R_32I
-        } else {
-            Data::CUDA_R_32F
+        match self.compute {
+            cublasComputeType_t::CUBLAS_COMPUTE_32I => Data::CUDA_R_32I,
+            cublasComputeType_t::CUBLAS_COMPUTE_64F
+            | cublasComputeType_t::CUBLAS_COMPUTE_64F_PEDANTIC => Data::CUDA_R_64F,
+            _ => Data::CUDA_R_32F,
         }
     }
 }
@@ -82,7 +83,8 @@ pub struct Gemm {
     algo: sys::cublasLtMatmulAlgo_t,
     workspace: u64,
     workspace_bytes: usize,
-    int_scaling: bool,
+    /// The type of alpha and beta: i32, f32 or f64.
+    scale_type: Data,
     alpha: f32,
 }
 
@@ -228,7 +230,7 @@ impl Gemm {
             algo: heuristic.algo,
             workspace: workspace.0,
             workspace_bytes: workspace.1,
-            int_scaling: types.scale_type() == Data::CUDA_R_32I,
+            scale_type: types.scale_type(),
             alpha: problem.alpha,
         })
     }
@@ -236,22 +238,27 @@ impl Gemm {
     /// Enqueues `d = alpha · op(a) · b` on `stream` (device pointers; for a linear, `a` is the
     /// weight and `b` the activations).
     pub fn run(&self, stream: &CudaStream, a: u64, b: u64, d: u64) -> Result<(), BackendError> {
-        let (one_f, zero_f) = (self.alpha, 0.0f32);
+        let (alpha_f, zero_f) = (self.alpha, 0.0f32);
+        let (alpha_d, zero_d) = (f64::from(self.alpha), 0.0f64);
         let (one_i, zero_i) = (1i32, 0i32);
-        let (alpha, beta): (*const c_void, *const c_void) = if self.int_scaling {
-            (
+        let (alpha, beta): (*const c_void, *const c_void) = match self.scale_type {
+            Data::CUDA_R_32I => (
                 (&one_i as *const i32).cast(),
                 (&zero_i as *const i32).cast(),
-            )
-        } else {
-            (
-                (&one_f as *const f32).cast(),
+            ),
+            Data::CUDA_R_64F => (
+                (&alpha_d as *const f64).cast(),
+                (&zero_d as *const f64).cast(),
+            ),
+            _ => (
+                (&alpha_f as *const f32).cast(),
                 (&zero_f as *const f32).cast(),
-            )
+            ),
         };
         let [a_layout, b_layout, d_layout] = self.layouts;
         // SAFETY: the device's handle and `desc`, layouts, `algo` (freed only in `Drop`) are live;
-        // alpha/beta point to host scalars of the scale type (i32 or f32), read during the call;
+        // alpha/beta point to host scalars of the scale type (i32, f32 or f64), read during the
+        // call;
         // `a`, `b`, `d` and the workspace cover their layouts and outlive the stream's work.
         unsafe {
             result::matmul(

@@ -15,18 +15,20 @@ pub mod kernels;
 mod layer;
 mod mlp;
 mod params;
+mod products;
 mod quantizer;
 mod route;
 mod trace;
 mod weights;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cudarc::cublaslt::{result as lt, sys as lt_sys};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 
 use super::{Backend, BackendError, BackendKind, Executable, Timing};
+use crate::linalg::ProductDevice;
 use crate::measure::CacheMode;
 use crate::measure::{KernelLaunches, SmClock};
 use crate::model::{Model, Weights};
@@ -82,7 +84,7 @@ pub fn describe() -> Result<Vec<String>, String> {
 
 /// What a built block needs of its GPU: context, stream, kernels and the cuBLASLt handle.
 pub struct Gpu {
-    _ctx: Arc<CudaContext>,
+    ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     kernels: Kernels,
     lt: lt_sys::cublasLtHandle_t,
@@ -121,6 +123,8 @@ unsafe impl Sync for Gpu {}
 /// CUDA GPUs, one at a time.
 pub struct CudaBackend {
     device: Arc<Gpu>,
+    /// The host's products on this GPU, made when first asked for (None: they could not be).
+    products: OnceLock<Option<Arc<products::GpuProducts>>>,
 }
 
 impl CudaBackend {
@@ -169,7 +173,7 @@ impl CudaBackend {
         };
         Ok(CudaBackend {
             device: Arc::new(Gpu {
-                _ctx: ctx,
+                ctx,
                 stream,
                 kernels,
                 lt,
@@ -178,6 +182,7 @@ impl CudaBackend {
                 l2_bytes,
                 flush,
             }),
+            products: OnceLock::new(),
         })
     }
 
@@ -216,6 +221,16 @@ impl Backend for CudaBackend {
 
     fn device_name(&self) -> String {
         self.device.name.clone()
+    }
+
+    fn product_device(&self) -> Option<Arc<dyn ProductDevice>> {
+        let products = self.products.get_or_init(|| {
+            products::GpuProducts::new(&self.device.ctx, self.device.name.clone())
+                .map(Arc::new)
+                .map_err(|why| tracing::warn!("the host's products stay on the host: {why}"))
+                .ok()
+        });
+        products.clone().map(|p| p as Arc<dyn ProductDevice>)
     }
 
     fn prepare(
