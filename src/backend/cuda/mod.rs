@@ -18,6 +18,7 @@ mod params;
 mod products;
 mod quantizer;
 mod route;
+mod staging;
 mod trace;
 mod weights;
 
@@ -95,6 +96,8 @@ pub struct Gpu {
     l2_bytes: usize,
     /// Twice the L2 cache: writing it evicts whatever a timed iteration would find there.
     flush: CudaSlice<u8>,
+    /// The pinned buffer weights are uploaded through.
+    staging: std::sync::Mutex<staging::Staging>,
 }
 
 impl Gpu {
@@ -181,6 +184,7 @@ impl CudaBackend {
                 clocks,
                 l2_bytes,
                 flush,
+                staging: Default::default(),
             }),
             products: OnceLock::new(),
         })

@@ -132,8 +132,11 @@ impl GpuRecipe {
         let failed = |what: &'static str| {
             move |e: cudarc::driver::DriverError| BackendError::Failed(format!("{what}: {e}"))
         };
-        let values: CudaSlice<f32> = s
-            .clone_htod(&weight.data)
+        let values: CudaSlice<f32> = device
+            .staging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upload(s, &weight.data)
             .map_err(failed("uploading a weight"))?;
         let x = Matrix {
             ptr: values.device_ptr(s).0,
