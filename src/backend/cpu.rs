@@ -6,7 +6,7 @@
 //! rounded to the format the policy gives its class.
 
 use std::collections::HashMap;
-
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::ort::OrtModel;
@@ -45,12 +45,46 @@ impl MatmulOverride {
 
 /// precheck's CPU emulation of each precision.
 #[derive(Debug, Default)]
-pub struct CpuBackend;
+pub struct CpuBackend {
+    /// Weights already quantized, by weight name and matmul policy, where this backend keeps them
+    /// ([`CpuBackend::keeping_weights`]).
+    kept: Option<Mutex<KeptWeights>>,
+}
+
+/// Quantized weights by weight name and the matmul policy they were quantized for.
+type KeptWeights = HashMap<(String, MatmulPolicy), Arc<Operand>>;
 
 impl CpuBackend {
     /// The CPU backend, using rayon's global thread pool.
     pub fn new() -> Self {
-        CpuBackend
+        CpuBackend::default()
+    }
+
+    /// A CPU backend that quantizes each weight once per matmul policy and keeps it for its later
+    /// builds: the fingerprint's emulations of one model differ in one matmul at a time, and
+    /// quantizing the others again was most of their host time. Weights are known by name, so
+    /// such a backend builds one model's weights only.
+    pub fn keeping_weights() -> Self {
+        CpuBackend {
+            kept: Some(Mutex::default()),
+        }
+    }
+
+    /// `tensor`, the weight `name`, quantized for `matmul`: kept from an earlier build where this
+    /// backend keeps weights.
+    fn quantized_weight(&self, name: &str, tensor: &Tensor, matmul: &MatmulPolicy) -> Arc<Operand> {
+        let Some(kept) = &self.kept else {
+            return Arc::new(prepare_weight(tensor, matmul));
+        };
+        let key = (name.to_owned(), *matmul);
+        if let Some(operand) = kept.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return operand.clone();
+        }
+        let operand = Arc::new(prepare_weight(tensor, matmul));
+        kept.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, operand.clone());
+        operand
     }
 }
 
@@ -185,7 +219,7 @@ impl CpuBackend {
         let mut parameters = HashMap::new();
         for (name, tensor) in &weights.tensors {
             if let Some(matmul) = matmuls.get(name) {
-                operands.insert(name.clone(), prepare_weight(tensor, matmul));
+                operands.insert(name.clone(), self.quantized_weight(name, tensor, matmul));
             } else {
                 parameters.insert(name.clone(), tensor.data.clone());
             }
@@ -221,7 +255,7 @@ struct PolicyOps {
     /// Each matmul's policy, by weight name: the policy's, unless overridden.
     matmuls: HashMap<String, MatmulPolicy>,
     /// The quantized matmul weights.
-    weights: HashMap<String, Operand>,
+    weights: HashMap<String, Arc<Operand>>,
     /// Biases and norm parameters, in the reference precision (engines keep them high).
     parameters: HashMap<String, Vec<f32>>,
     /// Amax history per matmul (by weight name), for delayed scaling of activations.
@@ -332,14 +366,14 @@ mod tests {
         let model = mlp();
         let weights = seeded::weights(&model, 1, Format::Bf16);
         let input = seeded::input(&model, 1, Format::Bf16, seeded::INPUT);
-        let reference = CpuBackend
+        let reference = CpuBackend::new()
             .prepare(&model, &weights, &presets::preset("fp32").unwrap())
             .unwrap()
             .run(&input)
             .unwrap();
         for name in presets::names() {
             let policy = presets::preset(name).unwrap();
-            let output = CpuBackend
+            let output = CpuBackend::new()
                 .prepare(&model, &weights, &policy)
                 .unwrap()
                 .run(&input)
@@ -349,5 +383,36 @@ mod tests {
                 .cos;
             assert!(cos > 0.9, "{name}: cos {cos}");
         }
+    }
+
+    #[test]
+    fn kept_weights_are_quantized_once_and_change_nothing() {
+        let model = mlp();
+        let weights = seeded::weights(&model, 1, Format::Bf16);
+        let input = seeded::input(&model, 1, Format::Bf16, seeded::INPUT);
+        let policy = presets::preset("fp8_e4m3").unwrap();
+        let names: Vec<String> = model.block.graph().matmuls().map(str::to_owned).collect();
+        let overridden = [(
+            names[0].clone(),
+            MatmulOverride::operands(QuantSpec::cast(Format::Bf16)),
+        )];
+        let keeping = CpuBackend::keeping_weights();
+        let first = keeping.prepare_with_overrides(&model, &weights, &policy, &[]);
+        let mut second = keeping.prepare_with_overrides(&model, &weights, &policy, &overridden);
+        for name in &names[1..] {
+            assert!(Arc::ptr_eq(
+                &first.ops.weights[name],
+                &second.ops.weights[name]
+            ));
+        }
+        assert!(!Arc::ptr_eq(
+            &first.ops.weights[&names[0]],
+            &second.ops.weights[&names[0]]
+        ));
+        let fresh = CpuBackend::new()
+            .prepare_with_overrides(&model, &weights, &policy, &overridden)
+            .run(&input)
+            .unwrap();
+        assert_eq!(second.run(&input).unwrap(), fresh);
     }
 }

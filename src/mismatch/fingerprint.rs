@@ -185,7 +185,7 @@ pub fn fingerprint(
     output: &[f32],
     requested: &Tensor,
 ) -> Result<FingerprintEvidence, BackendError> {
-    let cpu = CpuBackend::new();
+    let cpu = CpuBackend::keeping_weights();
     fingerprint_with(
         model,
         policy,

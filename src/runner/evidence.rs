@@ -30,7 +30,7 @@ pub(super) fn precision_evidence(
     (traces, trace_agrees): (Traces, bool),
     emulated: bool,
 ) -> Result<Mismatch, String> {
-    let cpu = CpuBackend::new();
+    let cpu = CpuBackend::keeping_weights();
     let mut emulate = |policy: &Policy, overrides: &[(String, MatmulOverride)]| {
         ctx.stored_emulation(policy, overrides, || {
             cpu.prepare_with_overrides(&ctx.model, &ctx.weights, policy, overrides)
