@@ -206,6 +206,31 @@ fn heads(heads: usize, kv_heads: usize, causal: bool) -> AttentionShape {
     }
 }
 
+/// A gated or plain MLP, small.
+fn mlp_block(activation: Activation, gated: bool) -> Block {
+    Block::Mlp(MlpShape {
+        hidden: 256,
+        intermediate: 1024,
+        activation,
+        gated,
+    })
+}
+
+/// An attention block of `heads_n` query heads and `kv_heads` key/value heads of 64.
+fn attention_block(
+    hidden: usize,
+    heads_n: usize,
+    kv_heads: usize,
+    causal: bool,
+    rope_theta: Option<f64>,
+) -> Block {
+    Block::Attention(AttentionBlock {
+        hidden,
+        shape: heads(heads_n, kv_heads, causal),
+        rope_theta,
+    })
+}
+
 /// A decoder layer (pre-norm, RMSNorm, rotary GQA, gated MLP) or an encoder layer (post-norm,
 /// LayerNorm, biases, MHA, plain GELU MLP), small.
 fn layer(kind: LayerKind) -> LayerSpec {
@@ -235,21 +260,6 @@ fn layer(kind: LayerKind) -> LayerSpec {
 #[ignore = "needs a CUDA GPU (sm_89+): run on the device with --run-ignored only"]
 fn every_cuda_precision_matches_the_cpu_emulation() {
     let gpu = CudaBackend::new(0).expect("a CUDA device");
-    let attention_block = |hidden, heads_n, kv_heads, causal, rope_theta| {
-        Block::Attention(AttentionBlock {
-            hidden,
-            shape: heads(heads_n, kv_heads, causal),
-            rope_theta,
-        })
-    };
-    let mlp = |activation, gated| {
-        Block::Mlp(MlpShape {
-            hidden: 256,
-            intermediate: 1024,
-            activation,
-            gated,
-        })
-    };
     let blocks = [
         (
             Block::Linear {
@@ -258,10 +268,10 @@ fn every_cuda_precision_matches_the_cpu_emulation() {
             },
             96,
         ),
-        (mlp(Activation::GeluTanh, true), 96),
+        (mlp_block(Activation::GeluTanh, true), 96),
         // Plain MLPs with biases: BERT's erf GELU, and ReLU.
-        (mlp(Activation::Gelu, false), 96),
-        (mlp(Activation::Relu, false), 96),
+        (mlp_block(Activation::Gelu, false), 96),
+        (mlp_block(Activation::Relu, false), 96),
         // GQA with rotary embedding (the seed's layout, smaller); causal MHA without, on 77 tokens
         // (rows of scores padded to 80); causal GQA on 1100 tokens, whose rows are too long for
         // the softmax's registers.
@@ -452,21 +462,6 @@ fn the_host_definitions_with_products_on_the_gpu_match_the_hosts() {
     use precheck::linalg::set_product_device;
     let gpu = CudaBackend::new(0).expect("a CUDA device");
     let device = gpu.product_device().expect("the GPU computes products");
-    let mlp = |activation, gated| {
-        Block::Mlp(MlpShape {
-            hidden: 256,
-            intermediate: 1024,
-            activation,
-            gated,
-        })
-    };
-    let attention = |heads_n, kv_heads, causal, rope_theta| {
-        Block::Attention(AttentionBlock {
-            hidden: 256,
-            shape: heads(heads_n, kv_heads, causal),
-            rope_theta,
-        })
-    };
     // 512 tokens: every product is large enough to go to the device (a head's scores are
     // 512 × 64 × 512 multiply-adds).
     let blocks = [
@@ -474,10 +469,10 @@ fn the_host_definitions_with_products_on_the_gpu_match_the_hosts() {
             in_features: 512,
             out_features: 256,
         },
-        mlp(Activation::GeluTanh, true),
-        mlp(Activation::Gelu, false),
-        attention(4, 2, false, Some(10_000.0)),
-        attention(4, 4, true, None),
+        mlp_block(Activation::GeluTanh, true),
+        mlp_block(Activation::Gelu, false),
+        attention_block(256, 4, 2, false, Some(10_000.0)),
+        attention_block(256, 4, 4, true, None),
         Block::Layer(layer(LayerKind::Decoder)),
         Block::Layer(layer(LayerKind::Encoder)),
         Block::Stack {
