@@ -462,21 +462,40 @@ impl Comparison {
     }
 }
 
-/// Says that the drift between runs was assumed, not measured, when latencies were compared as
-/// performance with fewer than [`MIN_DRIFT_RUNS`] bases.
+/// Says that the drift between runs was assumed, not measured, for the latencies compared as
+/// performance: every one when there are fewer than [`MIN_DRIFT_RUNS`] bases, else the variants
+/// that fewer bases timed (new in the last nights, or errored in some).
 fn drift_caveat(bases: usize, variants: &[VariantChange]) -> Option<String> {
-    let timed = variants
+    let unmeasured: Vec<&str> = variants
         .iter()
-        .filter_map(|v| v.latency.as_ref())
-        .any(|l| !l.emulated);
-    (timed && bases < MIN_DRIFT_RUNS).then(|| {
-        format!(
-            "drift between runs not measured ({bases} base run{}): a latency change beyond the \
-             minimum effect may be the machine's, not the build's; give {MIN_DRIFT_RUNS} or more \
-             earlier runs (the last nights) as bases to measure it",
-            if bases == 1 { "" } else { "s" }
-        )
-    })
+        .filter(|v| {
+            v.latency
+                .as_ref()
+                .is_some_and(|l| !l.emulated && l.drift.is_none())
+        })
+        .map(|v| v.id.as_str())
+        .collect();
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let why = match (unmeasured.first(), bases < MIN_DRIFT_RUNS) {
+        (None, _) => return None,
+        (Some(_), true) => format!("{bases} base run{}", plural(bases)),
+        (Some(first), false) => format!(
+            "{} variant{} timed in fewer than {MIN_DRIFT_RUNS} of the {bases} base runs, \
+             {first}{}",
+            unmeasured.len(),
+            plural(unmeasured.len()),
+            if unmeasured.len() > 1 {
+                " among them"
+            } else {
+                ""
+            }
+        ),
+    };
+    Some(format!(
+        "drift between runs not measured ({why}): a latency change beyond the minimum effect may \
+         be the machine's, not the build's; give {MIN_DRIFT_RUNS} or more earlier runs (the last \
+         nights) as bases to measure it"
+    ))
 }
 
 /// Caveats of comparing `head` with one `base`; `named` puts the base's folder in the message,
@@ -773,6 +792,37 @@ mod tests {
             p_faster: 1.0 - p,
             emulated: false,
         }
+    }
+
+    /// A variant the last nights timed fewer than three times has no drift of its own, whatever
+    /// the number of bases: the caveat names it.
+    #[test]
+    fn the_drift_caveat_names_variants_timed_in_too_few_bases() {
+        let change = |id: &str, drift| VariantChange {
+            id: id.to_owned(),
+            base_status: Status::Passed,
+            head_status: Status::Passed,
+            cos: None,
+            max_abs_err: None,
+            latency: Some(LatencyChange {
+                drift,
+                ..latency(0.0, 0.5)
+            }),
+            findings: Vec::new(),
+        };
+        let measured = Drift::of(&[0.0, 0.01, 0.02]);
+        let every_base = [change("a", measured), change("b", measured)];
+        assert_eq!(drift_caveat(5, &every_base), None);
+        let caveat = drift_caveat(5, &[change("a", measured), change("new/fp8", None)]).unwrap();
+        assert!(
+            caveat.starts_with(
+                "drift between runs not measured (1 variant timed in fewer than 3 of the 5 base \
+                 runs, new/fp8)"
+            ),
+            "{caveat}"
+        );
+        let one_base = drift_caveat(1, &[change("a", None)]).unwrap();
+        assert!(one_base.starts_with("drift between runs not measured (1 base run)"));
     }
 
     #[test]
