@@ -107,7 +107,8 @@ static DEVICE_FAILED: AtomicBool = AtomicBool::new(false);
 /// back would cost more than they save.
 const MIN_DEVICE_MACS: usize = 1 << 24;
 
-/// Runs the host's products on `device` from now on (none: on the host's kernels).
+/// Runs the host's products on `device` from now on (none: on the host's kernels). The setting
+/// is the process's: a worker serves one device, and sets it for each variant it measures.
 pub fn set_product_device(device: Option<Arc<dyn ProductDevice>>) {
     *DEVICE.write().unwrap_or_else(|e| e.into_inner()) = device;
     DEVICE_FAILED.store(false, Ordering::Relaxed);
