@@ -74,6 +74,19 @@ impl GemmTypes {
     }
 }
 
+/// The scales cuBLASLt applies to A and B, as device pointers to f32: one for each operand, or
+/// (`outer_vectors`) one per row of op(A) and one per column of B, which for a linear are the
+/// weight's per channel and the activations' per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperandScales {
+    /// A's scale or scales.
+    pub a: u64,
+    /// B's scale or scales.
+    pub b: u64,
+    /// Vectors of scales instead of one each.
+    pub outer_vectors: bool,
+}
+
 /// One planned matmul: descriptors and the algorithm cuBLASLt's heuristic chose, kept for the
 /// variant's life so that every iteration runs the same kernel.
 pub struct Gemm {
@@ -160,12 +173,12 @@ impl From<Shape> for Problem {
 }
 
 impl Gemm {
-    /// Plans a matmul; `scales` are device pointers to the FP8 per-tensor scales of A and B.
+    /// Plans a matmul; `scales` are those of A and B that cuBLASLt applies (FP8).
     pub fn new(
         handle: sys::cublasLtHandle_t,
         types: GemmTypes,
         problem: impl Into<Problem>,
-        scales: Option<(u64, u64)>,
+        scales: Option<OperandScales>,
         workspace: (u64, usize),
     ) -> Result<Self, BackendError> {
         let problem = problem.into();
@@ -173,7 +186,8 @@ impl Gemm {
             .map_err(cublas("descriptor"))?;
         // SAFETY: `desc` was created just above and is freed only in `Drop`; each value is the type
         // its attribute expects (TRANSA/TRANSB an i32 `cublasOperation_t`, the scale pointers a u64
-        // device address) and is passed with its exact size.
+        // device address, the scale modes an i32 `cublasLtMatmulMatrixScale_t`) and is passed with
+        // its exact size.
         let set = |attr: Desc, value: &dyn AsBytes| unsafe {
             result::set_matmul_desc_attribute(desc, attr, value.ptr(), value.len())
         };
@@ -184,9 +198,15 @@ impl Gemm {
         };
         set(Desc::CUBLASLT_MATMUL_DESC_TRANSA, &transa).map_err(cublas("transa"))?;
         set(Desc::CUBLASLT_MATMUL_DESC_TRANSB, &CUBLAS_OP_N).map_err(cublas("transb"))?;
-        if let Some((a_scale, b_scale)) = scales {
-            set(Desc::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale).map_err(cublas("A scale"))?;
-            set(Desc::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale).map_err(cublas("B scale"))?;
+        if let Some(scales) = scales {
+            set(Desc::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &scales.a).map_err(cublas("A scale"))?;
+            set(Desc::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &scales.b).map_err(cublas("B scale"))?;
+            if scales.outer_vectors {
+                let mode = sys::cublasLtMatmulMatrixScale_t::CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
+                    as i32;
+                set(Desc::CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode).map_err(cublas("A scales"))?;
+                set(Desc::CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode).map_err(cublas("B scales"))?;
+            }
         }
         let layouts = [
             layout(types.a, problem.a, problem.batch)?,

@@ -5,7 +5,7 @@ use cudarc::cublaslt::sys::cudaDataType as Data;
 use cudarc::driver::CudaStream;
 
 use super::arena::Arena;
-use super::gemm::{Gemm, GemmTypes, Shape};
+use super::gemm::{Gemm, GemmTypes, OperandScales, Shape};
 use super::kernels::{Accumulator, Kernels, Matrix, Scales};
 use super::quantizer::{QuantizedInput, Quantizer};
 use super::route::MatmulRoute;
@@ -78,6 +78,12 @@ pub(super) struct MatmulGroup {
     col_scales: u64,
     /// The linears' f32 biases side by side (0: none), added with the scales.
     bias: u64,
+    /// Row-wise FP8 without a bias: the group's GEMM writing its output in BF16 with cuBLASLt's
+    /// outer-vector scales (per token and per channel, applied to the f32 accumulator before the
+    /// one rounding, as the CPU applies them), for [`MatmulGroup::enqueue`]; the accumulator
+    /// stays for consumers that apply the scales as they read the products. None where cuBLASLt
+    /// has no such kernel.
+    direct: Option<Gemm>,
 }
 
 /// Whether a group of FP8 linears runs as one GEMM into an f32 accumulator (each weight keeps
@@ -138,7 +144,11 @@ impl MatmulGroup {
             let (weight, scales) =
                 weights::upload(device, arena, (route, spec), group, Quantizing::Fastest)?;
             let gemm_scales = if per_weight {
-                Some((arena.upload_f32(&device.stream, &scales[..1])?, input_scale))
+                Some(OperandScales {
+                    a: arena.upload_f32(&device.stream, &scales[..1])?,
+                    b: input_scale,
+                    outer_vectors: false,
+                })
             } else {
                 None
             };
@@ -160,6 +170,29 @@ impl MatmulGroup {
         } else {
             (None, 0)
         };
+        let direct = match (route, bias, parts.as_slice()) {
+            (MatmulRoute::Fp8Rows, None, [_]) => {
+                let types = GemmTypes {
+                    d: Data::CUDA_R_16BF,
+                    ..route.types()
+                };
+                let scales = OperandScales {
+                    a: col_scales,
+                    b: input_scale,
+                    outer_vectors: true,
+                };
+                let shape = Shape {
+                    tokens,
+                    n: cols,
+                    k,
+                    ldd: cols,
+                };
+                Gemm::new(device.lt, types, shape, Some(scales), workspace)
+                    .map_err(|why| tracing::debug!("row-wise FP8 rescales after the GEMM: {why}"))
+                    .ok()
+            }
+            _ => None,
+        };
         let bias = match bias {
             Some(bias) => arena.upload_f32(&device.stream, bias)?,
             None => 0,
@@ -172,6 +205,7 @@ impl MatmulGroup {
             accumulator,
             col_scales,
             bias,
+            direct,
         })
     }
 
@@ -189,6 +223,9 @@ impl MatmulGroup {
         x: QuantizedInput,
         out: u64,
     ) -> Result<(), BackendError> {
+        if let (Some(direct), [(weight, _)]) = (&self.direct, self.parts.as_slice()) {
+            return direct.run(s, weight.data, x.data, out);
+        }
         if self.accumulates() {
             let acc = self.enqueue_products(s, x)?;
             let out = Matrix {
