@@ -199,11 +199,14 @@ impl Gemm {
         set(Desc::CUBLASLT_MATMUL_DESC_TRANSA, &transa).map_err(cublas("transa"))?;
         set(Desc::CUBLASLT_MATMUL_DESC_TRANSB, &CUBLAS_OP_N).map_err(cublas("transb"))?;
         if let Some(scales) = scales {
-            set(Desc::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &scales.a).map_err(cublas("A scale"))?;
-            set(Desc::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &scales.b).map_err(cublas("B scale"))?;
+            set(Desc::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &scales.a)
+                .map_err(cublas("A scale"))?;
+            set(Desc::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &scales.b)
+                .map_err(cublas("B scale"))?;
             if scales.outer_vectors {
-                let mode = sys::cublasLtMatmulMatrixScale_t::CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
-                    as i32;
+                let mode =
+                    sys::cublasLtMatmulMatrixScale_t::CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
+                        as i32;
                 set(Desc::CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode).map_err(cublas("A scales"))?;
                 set(Desc::CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode).map_err(cublas("B scales"))?;
             }
