@@ -83,7 +83,7 @@ pub(super) struct MatmulGroup {
     /// one rounding, as the CPU applies them), for [`MatmulGroup::enqueue`]; the accumulator
     /// stays for consumers that apply the scales as they read the products. None where cuBLASLt
     /// has no such kernel.
-    direct: Option<Gemm>,
+    direct: Option<Box<Gemm>>,
 }
 
 /// Whether a group of FP8 linears runs as one GEMM into an f32 accumulator (each weight keeps
@@ -188,6 +188,7 @@ impl MatmulGroup {
                     ldd: cols,
                 };
                 Gemm::new(device.lt, types, shape, Some(scales), workspace)
+                    .map(Box::new)
                     .map_err(|why| tracing::debug!("row-wise FP8 rescales after the GEMM: {why}"))
                     .ok()
             }
