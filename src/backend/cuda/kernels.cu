@@ -257,12 +257,18 @@ extern "C" __global__ void quantize_fp8(const void* x, int fmt, long n, float* a
     }
 }
 
+// An activation function in f32. act: 0 = SiLU, 1 = GELU (tanh), 2 = GELU (erf), 3 = ReLU.
+__device__ __forceinline__ float activate(float x, int act) {
+    if (act == 0) return x / (1.0f + expf(-x));
+    if (act == 1) return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    if (act == 2) return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    return fmaxf(x, 0.0f);
+}
+
 // The activation of the gate `g`, rounded to act_fmt, times `up`, rounded to h_fmt: PyTorch's
 // `act(gate) * up` with each intermediate stored. act: 0 = SiLU, 1 = GELU (tanh).
 __device__ __forceinline__ float gated_value(float g, float up, int act, int act_fmt, int h_fmt) {
-    const float a = act == 0 ? g / (1.0f + expf(-g))
-                             : 0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
-    return round_to(round_to(a, act_fmt) * up, h_fmt);
+    return round_to(round_to(activate(g, act), act_fmt) * up, h_fmt);
 }
 
 // Where a gated activation may write h as FP8 for the next matmul's delayed scaling, instead of
@@ -752,13 +758,6 @@ extern "C" __global__ void amax_history_push(const float* current, float* histor
     }
 }
 
-// An activation function in f32. act: 0 = SiLU, 1 = GELU (tanh), 2 = GELU (erf), 3 = ReLU.
-__device__ __forceinline__ float activate(float x, int act) {
-    if (act == 0) return x / (1.0f + expf(-x));
-    if (act == 1) return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-    if (act == 2) return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
-    return fmaxf(x, 0.0f);
-}
 
 // An activation function in place on y (n values of fmt), stored rounded to fmt, as the CPU
 // stores an activation's output. With amax non-null, also accumulates max |y| (for the next
