@@ -144,13 +144,6 @@ pub fn matmul_nt<S: Scalar>(x: &Tensor<S>, w: &Tensor<S>) -> Tensor<S> {
             }
         }
     }
-    matmul_nt_on_host(x, w)
-}
-
-/// [`matmul_nt`] on the host's kernels, whatever device is set.
-pub fn matmul_nt_on_host<S: Scalar>(x: &Tensor<S>, w: &Tensor<S>) -> Tensor<S> {
-    assert_eq!(x.cols, w.cols, "matmul inner dimensions differ");
-    let (m, k, n) = (x.rows, x.cols, w.rows);
     let mut out = vec![S::zero(); m * n];
     if m == 0 || n == 0 {
         return Tensor::new(m, n, out);

@@ -14,6 +14,7 @@ use cudarc::driver::{CudaGraph, CudaSlice, CudaStream, DevicePtr};
 
 use super::arena::Arena;
 use super::attention::AttentionProgram;
+use super::gemm::WORKSPACE_BYTES;
 use super::groups::{Fp8Grouping, MatmulGroup, Planner};
 use super::kernels::{Elem, Kernels, Matrix};
 use super::layer::{mlp_pass, LayerProgram};
@@ -318,6 +319,3 @@ impl CudaBlock {
         Ok(Tensor::new(self.tokens, self.block.output_features(), host))
     }
 }
-
-/// cuBLASLt workspace per matmul group: what its Hopper kernels ask for at these sizes.
-const WORKSPACE_BYTES: usize = 32 << 20;

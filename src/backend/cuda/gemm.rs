@@ -74,6 +74,10 @@ impl GemmTypes {
     }
 }
 
+/// cuBLASLt workspace for a block's matmuls (they run one at a time) or one product: what its
+/// Hopper kernels ask for at these sizes.
+pub const WORKSPACE_BYTES: usize = 32 << 20;
+
 /// The scales cuBLASLt applies to A and B, as device pointers to f32: one for each operand, or
 /// (`outer_vectors`) one per row of op(A) and one per column of B, which for a linear are the
 /// weight's per channel and the activations' per token.

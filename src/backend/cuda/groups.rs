@@ -138,6 +138,13 @@ impl MatmulGroup {
         } else {
             route.types()
         };
+        // Every GEMM of the group writes its `n` columns into the `[tokens, cols]` output.
+        let shape = |n| Shape {
+            tokens,
+            n,
+            k,
+            ldd: cols,
+        };
         let mut parts = Vec::new();
         let mut all_scales = Vec::with_capacity(cols);
         for group in groups {
@@ -152,13 +159,7 @@ impl MatmulGroup {
             } else {
                 None
             };
-            let shape = Shape {
-                tokens,
-                n: weight.rows,
-                k,
-                ldd: cols,
-            };
-            let gemm = Gemm::new(device.lt, types, shape, gemm_scales, workspace)?;
+            let gemm = Gemm::new(device.lt, types, shape(weight.rows), gemm_scales, workspace)?;
             parts.push((weight, gemm));
             all_scales.extend(scales);
         }
@@ -181,13 +182,7 @@ impl MatmulGroup {
                     b: input_scale,
                     outer_vectors: true,
                 };
-                let shape = Shape {
-                    tokens,
-                    n: cols,
-                    k,
-                    ldd: cols,
-                };
-                Gemm::new(device.lt, types, shape, Some(scales), workspace)
+                Gemm::new(device.lt, types, shape(cols), Some(scales), workspace)
                     .map(Box::new)
                     .map_err(|why| tracing::debug!("row-wise FP8 rescales after the GEMM: {why}"))
                     .ok()

@@ -10,13 +10,10 @@ use cudarc::cublaslt::result as lt;
 use cudarc::cublaslt::sys::{cublasComputeType_t, cublasLtHandle_t, cudaDataType as Data};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError};
 
-use super::gemm::{Gemm, GemmTypes, Shape};
+use super::gemm::{Gemm, GemmTypes, Shape, WORKSPACE_BYTES};
 use super::staging::Staging;
 use crate::linalg::ProductDevice;
 use crate::tensor::Tensor;
-
-/// cuBLASLt workspace for one product.
-const WORKSPACE_BYTES: usize = 32 << 20;
 
 /// A GPU computing the host's products, one at a time.
 pub struct GpuProducts {
