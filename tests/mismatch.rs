@@ -8,7 +8,9 @@ use common::{precheck, Fake, Plant};
 use precheck::backend::{Backend, CpuBackend, Executable, MatmulOverride};
 use precheck::formats::{Format, Overflow};
 use precheck::ident::Ident;
-use precheck::mismatch::fingerprint::{fingerprint, fingerprint_where_undecided};
+use precheck::mismatch::fingerprint::{
+    fingerprint, fingerprint_where_undecided, one_by_one, Candidate,
+};
 use precheck::mismatch::Direction;
 use precheck::model::graph::AttentionShape;
 use precheck::model::{seeded, AttentionBlock, Block, MlpShape, Model, Weights};
@@ -528,9 +530,11 @@ fn the_lazy_fingerprint_gives_the_full_verdict_over_20_seeds() {
         for (index, (policy, output, requested)) in cases.iter().enumerate() {
             let full = fingerprint(&model, &weights, &input, policy, output, requested).unwrap();
             let cpu = CpuBackend::new();
-            let mut emulate = |policy: &Policy, overrides: &[(String, MatmulOverride)]| {
-                cpu.prepare_with_overrides(&model, &weights, policy, overrides)
-                    .run(&input)
+            let mut emulate = |candidates: &[Candidate]| {
+                one_by_one(candidates, |c| {
+                    cpu.prepare_with_overrides(&model, &weights, &c.policy, &c.overrides)
+                        .run(&input)
+                })
             };
             let lazy =
                 fingerprint_where_undecided(&model, policy, output, requested, true, &mut emulate)

@@ -5,6 +5,7 @@
 //! its default format, run in the default) run on the same weights and input; an output that
 //! sits clearly closer to a mismatch than to the request says which operation ran in what.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::Direction;
@@ -168,11 +169,28 @@ fn lowered_classes(model: &Model, policy: &Policy) -> Vec<(&'static str, Policy)
         .collect()
 }
 
-/// The CPU emulation of a policy with some matmuls overridden, on the weights and input the
-/// output came from: what each alternative is compared through (the runner reads them from its
-/// reference store when it can).
-pub type Emulate<'a> =
-    &'a mut dyn FnMut(&Policy, &[(String, MatmulOverride)]) -> Result<Tensor, BackendError>;
+/// A policy with some of its matmuls overridden: one alternative to emulate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// The policy (the request's, or one with an operation class lowered).
+    pub policy: Policy,
+    /// The matmuls run otherwise, by name.
+    pub overrides: Vec<(String, MatmulOverride)>,
+}
+
+/// The CPU emulations of the candidates, in their order, on the weights and input the output
+/// came from: what the alternatives are compared through. All at once, so that an implementation
+/// can work on them together (the runner reads stored ones from its reference store in
+/// parallel).
+pub type Emulate<'a> = &'a mut dyn FnMut(&[Candidate]) -> Result<Vec<Tensor>, BackendError>;
+
+/// [`Emulate`] one candidate at a time with `emulate_one`.
+pub fn one_by_one(
+    candidates: &[Candidate],
+    mut emulate_one: impl FnMut(&Candidate) -> Result<Tensor, BackendError>,
+) -> Result<Vec<Tensor>, BackendError> {
+    candidates.iter().map(&mut emulate_one).collect()
+}
 
 /// Compares `output` of `model` run as `policy` with `requested`, the CPU emulation of the
 /// request (which the caller has already computed for its agreement check), and with the
@@ -186,16 +204,12 @@ pub fn fingerprint(
     requested: &Tensor,
 ) -> Result<FingerprintEvidence, BackendError> {
     let cpu = CpuBackend::keeping_weights();
-    fingerprint_with(
-        model,
-        policy,
-        output,
-        requested,
-        &mut |policy, overrides| {
-            cpu.prepare_with_overrides(model, weights, policy, overrides)
+    fingerprint_with(model, policy, output, requested, &mut |candidates| {
+        one_by_one(candidates, |c| {
+            cpu.prepare_with_overrides(model, weights, &c.policy, &c.overrides)
                 .run(input)
-        },
-    )
+        })
+    })
 }
 
 /// [`fingerprint`], each alternative emulated by `emulate`.
@@ -226,39 +240,57 @@ fn against_alternatives(
     requested_distance: f64,
     emulate: Emulate<'_>,
 ) -> Result<FingerprintEvidence, BackendError> {
-    let distance = |emulation: &Tensor| distance(output, emulation);
     let requested = math_precision(policy.matmul.weights.format);
-    let mut compared = Vec::new();
+    // What each candidate is called in the evidence, and the candidates, in one order.
+    let mut named: Vec<(String, String, Direction)> = Vec::new();
+    let mut candidates = Vec::new();
     let groups = matmul_groups(&model.block.graph().matmuls().collect::<Vec<_>>());
     for (operation, members) in &groups {
         for alternative in alternatives(policy) {
-            let overrides: Vec<(String, MatmulOverride)> =
-                members.iter().map(|m| (m.clone(), alternative)).collect();
-            let emulation = emulate(policy, &overrides)?;
             let direction = if math_precision(alternative.operands.format) > requested {
                 Direction::Higher
             } else {
                 Direction::Lower
             };
-            compared.push(Alternative {
-                operation: operation.clone(),
-                spec: describe(alternative),
-                direction,
-                alike: Vec::new(),
-                distance: distance(&emulation)?,
+            named.push((operation.clone(), describe(alternative), direction));
+            candidates.push(Candidate {
+                policy: policy.clone(),
+                overrides: members.iter().map(|m| (m.clone(), alternative)).collect(),
             });
         }
     }
     for (operation, lowered) in lowered_classes(model, policy) {
-        let emulation = emulate(&lowered, &[])?;
-        compared.push(Alternative {
-            operation: operation.to_owned(),
-            spec: lowered.default.to_string(),
-            direction: Direction::Lower,
-            alike: Vec::new(),
-            distance: distance(&emulation)?,
+        named.push((
+            operation.to_owned(),
+            lowered.default.to_string(),
+            Direction::Lower,
+        ));
+        candidates.push(Candidate {
+            policy: lowered,
+            overrides: Vec::new(),
         });
     }
+    let emulations = emulate(&candidates)?;
+    assert_eq!(
+        emulations.len(),
+        candidates.len(),
+        "one emulation per candidate"
+    );
+    let distances: Vec<f64> = emulations
+        .par_iter()
+        .map(|emulation| distance(output, emulation))
+        .collect::<Result<_, _>>()?;
+    let mut compared: Vec<Alternative> = named
+        .into_iter()
+        .zip(distances)
+        .map(|((operation, spec, direction), distance)| Alternative {
+            operation,
+            spec,
+            direction,
+            alike: Vec::new(),
+            distance,
+        })
+        .collect();
     compared.sort_by(|a, b| a.distance.total_cmp(&b.distance));
     let detected = match compared.split_first_mut() {
         Some((best, others))

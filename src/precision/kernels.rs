@@ -249,6 +249,7 @@ static RULES: &[(Matcher, KernelClass, &str)] = &[
     (Matcher::Contains(&["Memset"]), Auxiliary, FIXTURE),
     (Matcher::Contains(&["Memcpy"]), Auxiliary, FIXTURE),
     (Matcher::Exactly("convert"), Auxiliary, OWN),
+    (Matcher::Exactly("round_tf32"), Auxiliary, OWN),
     (Matcher::Exactly("amax"), Auxiliary, OWN),
     (Matcher::Exactly("quantize_fp8"), Auxiliary, OWN),
     (Matcher::Exactly("quantize_rows"), Auxiliary, OWN),

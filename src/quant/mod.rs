@@ -105,7 +105,10 @@ pub fn quantize(tensor: &Tensor, spec: QuantSpec, history: &mut AmaxHistory) -> 
     let cols = tensor.cols.max(1);
     let row_scales = match spec.recipe {
         Recipe::Cast => {
-            format.round_slice(&mut values.data);
+            values
+                .data
+                .par_chunks_mut(PARALLEL_CHUNK)
+                .for_each(|chunk| format.round_slice(chunk));
             None
         }
         Recipe::PerTensor | Recipe::Delayed { .. } => {

@@ -2,9 +2,10 @@
 //! emulation, the kernel trace and the engine's layer report.
 
 use super::reference::BlockContext;
-use crate::backend::{CpuBackend, Executable, MatmulOverride};
+use crate::backend::{CpuBackend, Executable};
 use crate::measure::KernelLaunches;
-use crate::mismatch::{self, fingerprint::FingerprintEvidence, Mismatch};
+use crate::mismatch::fingerprint::{Candidate, FingerprintEvidence};
+use crate::mismatch::{self, Mismatch};
 use crate::model::Block;
 use crate::precision::kernels::{
     evidence, expected_gemm_precision, math_precision, KernelEvidence,
@@ -31,9 +32,9 @@ pub(super) fn precision_evidence(
     emulated: bool,
 ) -> Result<Mismatch, String> {
     let cpu = CpuBackend::keeping_weights();
-    let mut emulate = |policy: &Policy, overrides: &[(String, MatmulOverride)]| {
-        ctx.stored_emulation(policy, overrides, || {
-            cpu.prepare_with_overrides(&ctx.model, &ctx.weights, policy, overrides)
+    let mut emulate = |candidates: &[Candidate]| {
+        ctx.stored_emulations(candidates, |c| {
+            cpu.prepare_with_overrides(&ctx.model, &ctx.weights, &c.policy, &c.overrides)
                 .run(&ctx.input)
         })
     };

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::measurement::{measure_guarded, Outcome};
 use super::pool::Slot;
-use super::reference::ModelContext;
+use super::reference::{BlockInputs, ModelContext};
 use crate::backend::Backend;
 use crate::model::Model;
 use crate::precision::Policy;
@@ -52,13 +52,33 @@ struct ContextKey {
     store: Option<std::path::PathBuf>,
 }
 
+impl ContextKey {
+    fn of(model: &Model, settings: &RunSettings) -> Self {
+        ContextKey {
+            model: model.clone(),
+            seed: settings.seed,
+            reference: settings.reference,
+            golden: settings.golden.clone(),
+            store: settings.store.clone(),
+        }
+    }
+}
+
 impl ContextCache {
+    /// Whether the kept context is `model`'s under `settings`.
+    pub(super) fn holds(&self, model: &Model, settings: &RunSettings) -> bool {
+        self.last
+            .as_ref()
+            .is_some_and(|(kept, _)| *kept == ContextKey::of(model, settings))
+    }
+
     /// Measures `policy` of `model` on `backend`, making the model's context unless the last one
-    /// fits; the record's `reference` phase is the time spent making it (0 when it was kept).
+    /// fits (on `inputs`, when the caller has read them already); the record's `reference`
+    /// phase is the time spent making it (0 when it was kept).
     pub(super) fn measure(
         &mut self,
         backend: &dyn Backend,
-        model: &Model,
+        (model, inputs): (&Model, Option<BlockInputs>),
         policy: &Policy,
         settings: &RunSettings,
     ) -> Outcome {
@@ -69,20 +89,15 @@ impl ContextCache {
         });
         let products_busy = || crate::linalg::product_device().map_or(0.0, |d| d.busy_s());
         let products_before = products_busy();
-        let key = ContextKey {
-            model: model.clone(),
-            seed: settings.seed,
-            reference: settings.reference,
-            golden: settings.golden.clone(),
-            store: settings.store.clone(),
-        };
+        let key = ContextKey::of(model, settings);
         let ctx = match &self.last {
             Some((kept, ctx)) if *kept == key => ctx.clone(),
             _ => {
                 // The old context goes first: two models' weights need not fit at once.
                 self.last = None;
                 let ctx = Arc::new(
-                    ModelContext::new(model, settings).map_err(|e| format!("model: {e}"))?,
+                    ModelContext::with_inputs(model, settings, inputs)
+                        .map_err(|e| format!("model: {e}"))?,
                 );
                 self.last = Some((key, ctx.clone()));
                 ctx
@@ -123,7 +138,7 @@ impl Executor for InProcess<'_> {
         settings: &RunSettings,
     ) -> Execution {
         let mut contexts = self.contexts.lock().expect("no panic holds this lock");
-        let outcome = contexts.measure(self.backend, model, policy, settings);
+        let outcome = contexts.measure(self.backend, (model, None), policy, settings);
         Execution::Finished(Box::new(outcome))
     }
 }

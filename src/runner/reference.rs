@@ -4,10 +4,13 @@
 use sha2::{Digest, Sha256};
 
 use super::graph::GraphContext;
+use rayon::prelude::*;
+
 use super::store::{Store, StoreKey, StoredTensors};
 use crate::backend::{Backend, CpuBackend, MatmulOverride};
 use crate::export::{self, Calibration};
 use crate::formats::Format;
+use crate::mismatch::fingerprint::Candidate;
 use crate::model::forward::{forward, Exact, Forward};
 use crate::model::golden::{self, GoldenOutput, GoldenValues};
 use crate::model::onnx::OnnxModel;
@@ -30,9 +33,25 @@ impl ModelContext {
     /// The context of `model`: its inputs and reference. Fails when an input, a weight or a
     /// golden file cannot be read as the model needs it, or the reference cannot be evaluated.
     pub fn new(model: &Model, settings: &RunSettings) -> Result<Self, LoadError> {
+        Self::with_inputs(model, settings, None)
+    }
+
+    /// [`ModelContext::new`], with a built-in block's weights and input already read (by
+    /// [`BlockInputs::read`] with the same `model` and `settings`).
+    pub fn with_inputs(
+        model: &Model,
+        settings: &RunSettings,
+        inputs: Option<BlockInputs>,
+    ) -> Result<Self, LoadError> {
         match &model.block {
             Block::Onnx(_) => GraphContext::new(model, settings).map(ModelContext::Graph),
-            _ => BlockContext::new(model, settings).map(ModelContext::Block),
+            _ => {
+                let inputs = match inputs {
+                    Some(inputs) => inputs,
+                    None => BlockInputs::read(model, settings)?,
+                };
+                BlockContext::new(model, settings, inputs).map(ModelContext::Block)
+            }
         }
     }
 
@@ -59,15 +78,36 @@ pub struct BlockContext {
     stored: Option<(Store, StoreKey)>,
 }
 
-impl BlockContext {
-    /// Builds or reads the model's weights and input in the reference precision, and the
-    /// reference: the run's golden file's, or the same block evaluated in f64 with no rounding,
-    /// i.e. exactly what the model in the reference precision defines, up to f64 accumulation.
-    /// Fails when a weight, input or golden file cannot be read as the model needs it.
-    pub fn new(model: &Model, settings: &RunSettings) -> Result<Self, LoadError> {
+/// A built-in block's weights and measured input in the reference precision: host work only
+/// (drawn from the seed, or read from the model's files), which a worker does while it opens its
+/// device.
+pub struct BlockInputs {
+    weights: Weights,
+    input: Tensor,
+}
+
+impl BlockInputs {
+    /// Draws or reads `model`'s weights and input in the run's reference precision. Fails when a
+    /// weight or input file cannot be read as the model needs it.
+    pub fn read(model: &Model, settings: &RunSettings) -> Result<Self, LoadError> {
         let format = settings.reference;
         let weights = model.weights(settings.seed, format)?;
         let input = model.input(settings.seed, format)?;
+        Ok(BlockInputs { weights, input })
+    }
+}
+
+impl BlockContext {
+    /// The context of `model` on its `inputs`, with the reference: the run's golden file's, or
+    /// the same block evaluated in f64 with no rounding, i.e. exactly what the model in the
+    /// reference precision defines, up to f64 accumulation. Fails when a golden file cannot be
+    /// read as the model needs it.
+    pub fn new(
+        model: &Model,
+        settings: &RunSettings,
+        BlockInputs { weights, input }: BlockInputs,
+    ) -> Result<Self, LoadError> {
+        let format = settings.reference;
         let stored = settings
             .store
             .as_deref()
@@ -105,20 +145,69 @@ impl BlockContext {
         overridden: &[(String, MatmulOverride)],
         emulate: impl FnOnce() -> Result<Tensor, E>,
     ) -> Result<Tensor, E> {
-        let Some((store, key)) = &self.stored else {
-            return emulate();
-        };
-        let key = key.derived(
-            "emulation",
-            &[&format!("{policy:?}"), &format!("{overridden:?}")],
-        );
-        let (rows, cols) = (self.reference.rows, self.reference.cols);
-        if let Some(mut found) = store.load(&key, &[("output", rows, cols)]) {
-            let (_, output) = found.remove(0);
-            return Ok(output.map(|v| v as f32));
+        match self.load_emulation(policy, overridden) {
+            Some(found) => Ok(found),
+            None => self.emulate_and_keep(policy, overridden, emulate),
         }
+    }
+
+    /// [`BlockContext::stored_emulation`] of each candidate: those in the store read in parallel
+    /// (reading and decoding an entry is host work of tens of milliseconds, and a fingerprint
+    /// reads a dozen), the others made by `emulate` one after another (an emulation is parallel
+    /// itself, and its products may go to the device).
+    pub(super) fn stored_emulations<E>(
+        &self,
+        candidates: &[Candidate],
+        mut emulate: impl FnMut(&Candidate) -> Result<Tensor, E>,
+    ) -> Result<Vec<Tensor>, E> {
+        let found: Vec<Option<Tensor>> = candidates
+            .par_iter()
+            .map(|c| self.load_emulation(&c.policy, &c.overrides))
+            .collect();
+        found
+            .into_iter()
+            .zip(candidates)
+            .map(|(found, c)| match found {
+                Some(found) => Ok(found),
+                None => self.emulate_and_keep(&c.policy, &c.overrides, || emulate(c)),
+            })
+            .collect()
+    }
+
+    /// The store's key of the emulation of `policy` with `overridden` matmuls, when the run
+    /// keeps a store.
+    fn emulation_key(
+        &self,
+        policy: &Policy,
+        overridden: &[(String, MatmulOverride)],
+    ) -> Option<(&Store, StoreKey)> {
+        self.stored.as_ref().map(|(store, key)| {
+            let parts = [&format!("{policy:?}"), &format!("{overridden:?}")];
+            (store, key.derived("emulation", &parts.map(String::as_str)))
+        })
+    }
+
+    fn load_emulation(
+        &self,
+        policy: &Policy,
+        overridden: &[(String, MatmulOverride)],
+    ) -> Option<Tensor> {
+        let (store, key) = self.emulation_key(policy, overridden)?;
+        let (rows, cols) = (self.reference.rows, self.reference.cols);
+        let (_, output) = store.load(&key, &[("output", rows, cols)])?.remove(0);
+        Some(output.map(|v| v as f32))
+    }
+
+    fn emulate_and_keep<E>(
+        &self,
+        policy: &Policy,
+        overridden: &[(String, MatmulOverride)],
+        emulate: impl FnOnce() -> Result<Tensor, E>,
+    ) -> Result<Tensor, E> {
         let emulation = emulate()?;
-        store.save(&key, &[("output", &emulation.map(f64::from))]);
+        if let Some((store, key)) = self.emulation_key(policy, overridden) {
+            store.save(&key, &[("output", &emulation.map(f64::from))]);
+        }
         Ok(emulation)
     }
 

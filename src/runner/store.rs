@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
@@ -151,7 +152,12 @@ impl Store {
     ) -> Result<(), String> {
         let bytes: Vec<Vec<u8>> = tensors
             .iter()
-            .map(|(_, t)| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+            .map(|(_, t)| {
+                t.data
+                    .par_iter()
+                    .flat_map_iter(|v| v.to_le_bytes())
+                    .collect()
+            })
             .collect();
         let views = tensors
             .iter()
@@ -227,9 +233,10 @@ fn decode(
                     view.shape()
                 ));
             }
+            // In parallel: an MLP's reference taps are hundreds of megabytes.
             let data = view
                 .data()
-                .chunks_exact(8)
+                .par_chunks_exact(8)
                 .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
                 .collect();
             Ok((name.to_owned(), Tensor::new(rows, cols, data)))

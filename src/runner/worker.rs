@@ -28,6 +28,7 @@ use super::execute::{ContextCache, Execution, Executor};
 use super::measurement::Outcome;
 use super::pool::{Placement, Slot};
 use super::process::{How, Live};
+use super::reference::BlockInputs;
 use crate::backend::{Backend, Engines};
 use crate::model::Model;
 use crate::precision::Policy;
@@ -154,17 +155,38 @@ impl Kept {
         let fits = |(device, engines, _): &(Placement, Engines, Box<dyn Backend>)| {
             *device == job.device && *engines == job.engines
         };
+        let mut inputs = None;
         if !self.backend.as_ref().is_some_and(fits) {
             self.backend = None;
-            match job.device.open(&job.engines) {
+            // A device takes a while to open (its context, kernels, cuBLASLt) and so do a model's
+            // weights (an MLP's 100 M seeded values): they are drawn on a thread while the device
+            // opens on this one, the thread that then uses it (a CUDA context is current on the
+            // thread that made it). Inputs that cannot be read fail the variant as they would
+            // when the context is made.
+            let reading = !self.contexts.holds(model, &job.settings)
+                && !matches!(model.block, crate::model::Block::Onnx(_));
+            let (opened, read) = std::thread::scope(|scope| {
+                let reader =
+                    scope.spawn(|| reading.then(|| BlockInputs::read(model, &job.settings)));
+                (job.device.open(&job.engines), reader.join())
+            });
+            match opened {
                 Ok(backend) => self.backend = Some((job.device, job.engines.clone(), backend)),
                 Err(error) => return Ok(Err(format!("backend: {error}"))),
             }
+            match read.map(Option::transpose) {
+                Ok(Ok(read)) => inputs = read,
+                Ok(Err(error)) => return Ok(Err(format!("model: {error}"))),
+                Err(_) => return Ok(Err("model: panicked while reading its inputs".into())),
+            }
         }
         let (_, _, backend) = self.backend.as_ref().expect("opened above");
-        Ok(self
-            .contexts
-            .measure(backend.as_ref(), model, &job.policy, &job.settings))
+        Ok(self.contexts.measure(
+            backend.as_ref(),
+            (model, inputs),
+            &job.policy,
+            &job.settings,
+        ))
     }
 }
 

@@ -186,6 +186,20 @@ extern "C" __global__ void convert(const void* src, int src_fmt, void* dst, int 
         store(dst, i, load(src, i, src_fmt), dst_fmt);
 }
 
+// dst = src rounded to TF32 (10 mantissa bits), to nearest even, NaN kept: the host's
+// `round_tf32` bit for bit (TF32 weights are rounded before the matmul, as the CPU defines them).
+extern "C" __global__ void round_tf32(const float* src, float* dst, long n) {
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        const unsigned u = __float_as_uint(src[i]);
+        if ((u & 0x7fffffffu) > 0x7f800000u) {
+            dst[i] = src[i];
+        } else {
+            const unsigned lsb = (u >> 13) & 1u;
+            dst[i] = __uint_as_float((u + 0xfffu + lsb) & ~0x1fffu);
+        }
+    }
+}
+
 // *amax = max |x|, *amax zeroed by the caller. Grid-stride. With `skip_with_history` (delayed
 // scaling's state) non-null and a history there, nothing: the cast takes the amax as it goes.
 extern "C" __global__ void amax(const void* x, int fmt, long n, float* out, const float* skip_with_history) {

@@ -102,6 +102,7 @@ pub fn compile_cached(major: i32, minor: i32, cache: &Path) -> Result<Ptx, Strin
 pub struct Kernels {
     _module: Arc<CudaModule>,
     convert: CudaFunction,
+    round_tf32: CudaFunction,
     amax: CudaFunction,
     quantize_fp8: CudaFunction,
     amax_history_push: CudaFunction,
@@ -193,6 +194,7 @@ impl Kernels {
             .map_err(failed("SM count"))?;
         Ok(Kernels {
             convert: function("convert")?,
+            round_tf32: function("round_tf32")?,
             amax: function("amax")?,
             quantize_fp8: function("quantize_fp8")?,
             amax_history_push: function("amax_history_push")?,
@@ -237,6 +239,19 @@ impl Kernels {
         unsafe { launch.launch(self.strided(src.elements())) }
             .map(drop)
             .map_err(failed("convert"))
+    }
+
+    /// `dst = src` (f32) rounded to TF32 as the host's `Format::Tf32` rounds, into f32 at `dst`.
+    pub fn round_tf32(&self, s: &CudaStream, src: Matrix, dst: u64) -> Result<(), BackendError> {
+        assert_eq!(src.elem, Elem::F32, "TF32 rounds f32 values");
+        let n = src.elements() as i64;
+        let mut launch = s.launch_builder(&self.round_tf32);
+        launch.arg(&src.ptr).arg(&dst).arg(&n);
+        // SAFETY: args match `round_tf32(const float*, float*, long n)` in kernels.cu; `src.ptr`
+        // and `dst` each hold `n` f32 values in buffers that live until the stream syncs.
+        unsafe { launch.launch(self.strided(src.elements())) }
+            .map(drop)
+            .map_err(failed("round_tf32"))
     }
 
     /// `*out = max(*out, max |x|)`; the caller zeroes `out` first. With `skip_with_history`

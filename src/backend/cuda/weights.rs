@@ -76,20 +76,22 @@ pub(super) fn upload(
                 .map(|w| quant::quantize(w, spec, &mut AmaxHistory::default()))
                 .collect();
             let operands: Vec<&Operand> = operands.iter().collect();
-            let data = arena.upload(&device.stream, &operand_bytes(route, &operands))?;
+            let bytes = operand_bytes(route, &operands);
+            let data = arena.upload_staged(&device.stream, &device.staging, &bytes)?;
             let scales = operands.iter().flat_map(|o| column_scales(o)).collect();
             Ok((DeviceWeight { data, rows }, scales))
         }
     }
 }
 
-/// The weight quantizations a kernel does as `crate::quant` does, bit for bit. The others (TF32
-/// rounding, weight-only group formats, a cast to a format other than the carrier's) stay on the
-/// host.
+/// The weight quantizations a kernel does as `crate::quant` does, bit for bit. The others
+/// (weight-only group formats, a cast to a format other than the carrier's) stay on the host.
 #[derive(Debug, Clone, Copy)]
 enum GpuRecipe {
     /// A cast to the carrier's own format (round to nearest even).
     Cast(Elem),
+    /// TF32 rounding, kept in f32.
+    Tf32,
     /// FP8 per tensor (a delayed recipe scales weights from their own amax, as on the host).
     Fp8 { e5m2: bool, bf16_out: bool },
     /// Per channel, INT8 or FP8 E4M3: the weight's rows are the output channels.
@@ -104,9 +106,12 @@ impl GpuRecipe {
     fn of(route: MatmulRoute, spec: QuantSpec) -> Option<GpuRecipe> {
         match (route, spec.recipe) {
             (MatmulRoute::Carrier { elem, .. }, Recipe::Cast)
-                if spec.format != Format::Tf32 && Elem::carrying(spec.format) == Some(elem) =>
+                if Elem::carrying(spec.format) == Some(elem) =>
             {
-                Some(GpuRecipe::Cast(elem))
+                Some(match spec.format {
+                    Format::Tf32 => GpuRecipe::Tf32,
+                    _ => GpuRecipe::Cast(elem),
+                })
             }
             (MatmulRoute::Fp8 { weights_e5m2, .. }, Recipe::PerTensor | Recipe::Delayed { .. }) => {
                 Some(GpuRecipe::Fp8 {
@@ -158,6 +163,10 @@ impl GpuRecipe {
         let scales = match self {
             GpuRecipe::Cast(elem) => {
                 k.convert(s, x, x.with(out, elem))?;
+                Ok(per_tensor(1.0))
+            }
+            GpuRecipe::Tf32 => {
+                k.round_tf32(s, x, out)?;
                 Ok(per_tensor(1.0))
             }
             GpuRecipe::Fp8 { e5m2, bf16_out } => {
