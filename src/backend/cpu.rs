@@ -378,7 +378,7 @@ mod tests {
                 .unwrap()
                 .run(&input)
                 .unwrap();
-            let cos = crate::measure::compare(&output.data, &reference.map(f64::from).data)
+            let cos = crate::measure::compare(&output.data, &reference.data)
                 .unwrap()
                 .cos;
             assert!(cos > 0.9, "{name}: cos {cos}");

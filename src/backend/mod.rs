@@ -221,6 +221,12 @@ pub trait Executable {
     fn flushes_cache(&self) -> bool {
         false
     }
+
+    /// Seconds the device spent on the last [`Executable::time`]'s warm-up runs, where the
+    /// backend can tell (CUDA events around them). None by default.
+    fn warmup_device_s(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// How to time a prepared block.

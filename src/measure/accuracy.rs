@@ -41,11 +41,15 @@ pub enum MetricError {
     ZeroNorm(&'static str),
 }
 
-/// Compares `output` with `reference`.
+/// Compares `output` with `reference` (f64, or f32 such as a CPU emulation's: read as f64 without
+/// a copy of the whole tensor).
 ///
 /// A non-finite output value makes `cos` (and the error norms) NaN, so that no gate can pass it.
 /// An all-zero output or reference is an error, not a cosine of 0, 1 or NaN by accident.
-pub fn compare(output: &[f32], reference: &[f64]) -> Result<Accuracy, MetricError> {
+pub fn compare<R: Copy + Into<f64>>(
+    output: &[f32],
+    reference: &[R],
+) -> Result<Accuracy, MetricError> {
     if output.len() != reference.len() {
         return Err(MetricError::LengthMismatch {
             output: output.len(),
@@ -56,7 +60,7 @@ pub fn compare(output: &[f32], reference: &[f64]) -> Result<Accuracy, MetricErro
         (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
     let mut nonfinite = 0;
     for (&y, &r) in output.iter().zip(reference) {
-        let y = f64::from(y);
+        let (y, r) = (f64::from(y), r.into());
         if !y.is_finite() {
             nonfinite += 1;
         }

@@ -26,6 +26,10 @@ pub struct Phases {
     pub timing: f64,
     /// Seconds the timed iterations took on the device: the sum of their latencies.
     pub timed: f64,
+    /// Seconds the warm-up runs before them took on the device, where the backend can tell
+    /// (within `timing`, like `timed`).
+    #[serde(default)]
+    pub warmup: f64,
     /// Seconds the device spent on the host's products (the reference's, the emulations'),
     /// within `reference`, `agreement` and `fingerprint`: kernels only, not the copies.
     #[serde(default)]

@@ -226,7 +226,7 @@ pub fn fingerprint_with(
 
 /// `1 − cos` of `output` to `emulation`.
 fn distance(output: &[f32], emulation: &Tensor) -> Result<f64, BackendError> {
-    compare(output, &emulation.map(f64::from).data)
+    compare(output, &emulation.data)
         .map(|a| 1.0 - a.cos)
         .map_err(|e| BackendError::Failed(format!("fingerprint: {e}")))
 }

@@ -163,29 +163,33 @@ pub fn time_line(records: &[VariantRecord], wall_s: f64) -> Option<String> {
         .take(4)
         .map(|(name, seconds)| format!("{name} {seconds:.1} s"))
         .collect();
-    let on_device: Vec<f64> = measured
+    let on_device: Vec<&Phases> = measured
         .iter()
         .filter(|(_, off_device)| !off_device)
-        .map(|(phases, _)| phases.timed)
+        .map(|(phases, _)| *phases)
         .collect();
     let products: f64 = measured.iter().map(|(phases, _)| phases.products).sum();
     let device = match (on_device.is_empty(), products > 0.0) {
         (true, false) => "timed on the host CPU, not on a device".to_owned(),
         _ => {
-            let timed: f64 = on_device.iter().sum();
+            let timed: f64 = on_device.iter().map(|p| p.timed).sum();
+            let warmup: f64 = on_device.iter().map(|p| p.warmup).sum();
             let share = |seconds: f64| 100.0 * seconds / wall_s.max(f64::MIN_POSITIVE);
-            match products > 0.0 {
-                true => format!(
-                    "device busy {:.2} s ({:.1} % of the wall time): timed iterations {timed:.2} \
-                     s, the reference's and emulations' products {products:.2} s",
-                    timed + products,
-                    share(timed + products)
-                ),
-                false => format!(
-                    "device busy {timed:.2} s in timed iterations ({:.1} % of the wall time)",
-                    share(timed)
-                ),
+            let mut parts = vec![format!("timed iterations {timed:.2} s")];
+            if warmup > 0.0 {
+                parts.push(format!("their warm-up {warmup:.2} s"));
             }
+            if products > 0.0 {
+                parts.push(format!(
+                    "the reference's and emulations' products {products:.2} s"
+                ));
+            }
+            let busy = timed + warmup + products;
+            format!(
+                "device busy {busy:.2} s ({:.1} % of the wall time): {}",
+                share(busy),
+                parts.join(", ")
+            )
         }
     };
     Some(format!(
@@ -236,9 +240,18 @@ mod tests {
         };
         let on = |backend, emulated| on_with(timed.clone(), backend, emulated);
         for emulated in [false, true] {
-            assert!(on(BackendKind::Cuda, emulated)
-                .contains("device busy 1.00 s in timed iterations (25.0 %"));
+            assert!(on(BackendKind::Cuda, emulated).contains(
+                "device busy 1.00 s (25.0 % of the wall time): timed iterations 1.00 s;"
+            ));
         }
+        let with_warmup = Phases {
+            warmup: 0.5,
+            ..timed.clone()
+        };
+        assert!(on_with(with_warmup, BackendKind::Cuda, false).contains(
+            "device busy 1.50 s (37.5 % of the wall time): timed iterations 1.00 s, their \
+             warm-up 0.50 s;"
+        ));
         let with_products = Phases {
             products: 1.0,
             ..timed.clone()

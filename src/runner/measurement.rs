@@ -131,8 +131,7 @@ fn measure(
     let cpu_agreement = emulation
         .as_ref()
         .map(|emulation| {
-            compare(&output.data, &emulation.map(f64::from).data)
-                .map_err(|e| format!("CPU agreement: {e}"))
+            compare(&output.data, &emulation.data).map_err(|e| format!("CPU agreement: {e}"))
         })
         .transpose()?;
     let mismatch = checked
@@ -163,6 +162,7 @@ fn measure(
         .time(|p| &mut p.timing, || executable.time(&ctx.input, timing))
         .map_err(failed("timing"))?;
     phases.timed = samples.iter().map(|t| t.as_secs_f64()).sum();
+    phases.warmup = executable.warmup_device_s().unwrap_or(0.0);
     let clocks = clock_before
         .zip(executable.sm_clock())
         .map(|(before, after)| Clocks { before, after });

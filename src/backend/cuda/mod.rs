@@ -118,6 +118,31 @@ impl Gpu {
     }
 }
 
+/// Keeps memory freed on `ctx`'s device in its memory pool instead of giving it back to the
+/// driver at each synchronization (the pool's default): a worker builds variant after variant of
+/// the same model, each allocating and freeing the same hundreds of megabytes, which the driver
+/// would unmap and map again every time.
+fn keep_freed_memory(ctx: &CudaContext) -> Result<(), cudarc::driver::DriverError> {
+    use cudarc::driver::sys;
+    let mut pool = std::mem::MaybeUninit::<sys::CUmemoryPool>::uninit();
+    // SAFETY: `pool` has room for the pool handle cuDeviceGetDefaultMemPool writes on success;
+    // the device is the live context's.
+    let pool = unsafe {
+        sys::cuDeviceGetDefaultMemPool(pool.as_mut_ptr(), ctx.cu_device()).result()?;
+        pool.assume_init()
+    };
+    let mut threshold = u64::MAX;
+    // SAFETY: the default pool is valid while its device is; RELEASE_THRESHOLD takes a cuuint64_t,
+    // which `threshold` is, alive for the call.
+    unsafe {
+        cudarc::driver::result::mem_pool::set_attribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+    }
+}
+
 // SAFETY: the cuBLASLt handle is used from one thread at a time (one variant runs at a time per
 // device), which is what cuBLASLt requires of a handle.
 unsafe impl Send for Gpu {}
@@ -145,6 +170,9 @@ impl CudaBackend {
         // access needs the events cudarc would record to order streams.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(failed("creating a stream"))?;
+        if ctx.has_async_alloc() {
+            keep_freed_memory(&ctx).map_err(failed("the device's memory pool"))?;
+        }
         // SAFETY: only tries to load libcublasLt; nothing is called through it yet.
         if !unsafe { lt_sys::is_culib_present() } {
             return Err(BackendError::Unavailable(
@@ -248,6 +276,7 @@ impl Backend for CudaBackend {
             block,
             device: self.device.clone(),
             taps: Vec::new(),
+            warmup_s: None,
         }))
     }
 }
@@ -257,6 +286,8 @@ struct CudaExecutable {
     device: Arc<Gpu>,
     /// The last run's layer outputs (a stack's).
     taps: Vec<(String, Tensor)>,
+    /// Seconds the last timing's warm-up took on the device.
+    warmup_s: Option<f64>,
 }
 
 impl Executable for CudaExecutable {
@@ -273,15 +304,19 @@ impl Executable for CudaExecutable {
 
     /// CUDA events around each graph launch on the block's stream, rotating among the block's
     /// input copies; with a cold cache, the L2 flush runs before each iteration's first event.
+    /// Two more around the warm-up say how long the device spent on it.
     fn time(&mut self, input: &Tensor, timing: Timing) -> Result<Vec<Duration>, BackendError> {
         let failed = |e: cudarc::driver::DriverError| BackendError::Failed(format!("timing: {e}"));
         self.block.set_input(input)?;
-        for round in 0..timing.warmup as usize {
-            self.block.launch(round)?;
-        }
         let stream = &self.device.stream;
         let ctx = stream.context();
         let event = || ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT));
+        let warmup = (event().map_err(failed)?, event().map_err(failed)?);
+        warmup.0.record(stream).map_err(failed)?;
+        for round in 0..timing.warmup as usize {
+            self.block.launch(round)?;
+        }
+        warmup.1.record(stream).map_err(failed)?;
         let events: Vec<_> = (0..timing.iterations)
             .map(|_| Ok((event()?, event()?)))
             .collect::<Result<_, _>>()
@@ -295,6 +330,8 @@ impl Executable for CudaExecutable {
             end.record(stream).map_err(failed)?;
         }
         stream.synchronize().map_err(failed)?;
+        let warmup_ms = warmup.0.elapsed_ms(&warmup.1).map_err(failed)?;
+        self.warmup_s = Some(f64::from(warmup_ms) / 1e3);
         events
             .iter()
             .map(|(start, end)| {
@@ -306,6 +343,10 @@ impl Executable for CudaExecutable {
 
     fn flushes_cache(&self) -> bool {
         true
+    }
+
+    fn warmup_device_s(&self) -> Option<f64> {
+        self.warmup_s
     }
 
     fn emulated(&self) -> bool {
