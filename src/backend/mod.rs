@@ -107,6 +107,11 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// The policies this backend is about to build, in order: it may get ready for them in the
+    /// background (the CUDA backend asks cuBLASLt about their GEMM types while the worker draws
+    /// the model's weights). Nothing by default.
+    fn anticipate(&self, _policies: &[Policy]) {}
+
     /// A device that can compute the host's products (the exact reference's, the CPU
     /// emulations'; see [`crate::linalg`]), where this backend has one. None by default.
     fn product_device(&self) -> Option<std::sync::Arc<dyn crate::linalg::ProductDevice>> {

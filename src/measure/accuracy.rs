@@ -1,5 +1,6 @@
 //! Accuracy of an output against the reference, accumulated in f64.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// How far an output is from the reference.
@@ -41,12 +42,71 @@ pub enum MetricError {
     ZeroNorm(&'static str),
 }
 
+/// Values per partial sum of [`compare`]: chunks are summed in parallel and their sums added in
+/// order, so that a comparison gives the same bits on any number of threads (an MLP's output is
+/// 2 M values, and a variant compares it several times).
+const CHUNK: usize = 1 << 14;
+
+/// The running sums of a comparison.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    dot: f64,
+    out_sq: f64,
+    ref_sq: f64,
+    diff_sq: f64,
+    abs_sum: f64,
+    abs_max: f64,
+    nonfinite: usize,
+}
+
+impl Sums {
+    fn of<R: Copy + Into<f64>>(output: &[f32], reference: &[R]) -> Sums {
+        let mut sums = Sums::default();
+        for (&y, &r) in output.iter().zip(reference) {
+            let (y, r) = (f64::from(y), r.into());
+            if !y.is_finite() {
+                sums.nonfinite += 1;
+            }
+            let d = (y - r).abs();
+            sums.dot += y * r;
+            sums.out_sq += y * y;
+            sums.ref_sq += r * r;
+            sums.diff_sq += d * d;
+            sums.abs_sum += d;
+            sums.abs_max = max_keeping_nan(sums.abs_max, d);
+        }
+        sums
+    }
+
+    /// These sums followed by `next`'s.
+    fn then(self, next: Sums) -> Sums {
+        Sums {
+            dot: self.dot + next.dot,
+            out_sq: self.out_sq + next.out_sq,
+            ref_sq: self.ref_sq + next.ref_sq,
+            diff_sq: self.diff_sq + next.diff_sq,
+            abs_sum: self.abs_sum + next.abs_sum,
+            abs_max: max_keeping_nan(self.abs_max, next.abs_max),
+            nonfinite: self.nonfinite + next.nonfinite,
+        }
+    }
+}
+
+/// The larger of `max` and `d`, or NaN once either is: `f64::max` would drop a NaN.
+fn max_keeping_nan(max: f64, d: f64) -> f64 {
+    if d > max || d.is_nan() {
+        d
+    } else {
+        max
+    }
+}
+
 /// Compares `output` with `reference` (f64, or f32 such as a CPU emulation's: read as f64 without
 /// a copy of the whole tensor).
 ///
 /// A non-finite output value makes `cos` (and the error norms) NaN, so that no gate can pass it.
 /// An all-zero output or reference is an error, not a cosine of 0, 1 or NaN by accident.
-pub fn compare<R: Copy + Into<f64>>(
+pub fn compare<R: Copy + Into<f64> + Sync>(
     output: &[f32],
     reference: &[R],
 ) -> Result<Accuracy, MetricError> {
@@ -56,25 +116,20 @@ pub fn compare<R: Copy + Into<f64>>(
             reference: reference.len(),
         });
     }
-    let (mut dot, mut out_sq, mut ref_sq, mut diff_sq, mut abs_sum, mut abs_max) =
-        (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    let mut nonfinite = 0;
-    for (&y, &r) in output.iter().zip(reference) {
-        let (y, r) = (f64::from(y), r.into());
-        if !y.is_finite() {
-            nonfinite += 1;
-        }
-        let d = (y - r).abs();
-        dot += y * r;
-        out_sq += y * y;
-        ref_sq += r * r;
-        diff_sq += d * d;
-        abs_sum += d;
-        // `max` would drop NaN; an explicit comparison keeps it.
-        if d > abs_max || d.is_nan() {
-            abs_max = d;
-        }
-    }
+    let chunks: Vec<Sums> = output
+        .par_chunks(CHUNK)
+        .zip(reference.par_chunks(CHUNK))
+        .map(|(output, reference)| Sums::of(output, reference))
+        .collect();
+    let Sums {
+        dot,
+        out_sq,
+        ref_sq,
+        diff_sq,
+        abs_sum,
+        abs_max,
+        nonfinite,
+    } = chunks.into_iter().reduce(Sums::then).unwrap_or_default();
     if ref_sq == 0.0 {
         return Err(MetricError::ZeroNorm("reference"));
     }
@@ -98,6 +153,36 @@ pub fn compare<R: Copy + Into<f64>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Chunks are summed in parallel and added in order: the same bits on one thread or many,
+    /// and a NaN or the largest error anywhere is kept.
+    #[test]
+    fn a_long_comparison_gives_the_same_bits_on_any_number_of_threads() {
+        let n = 5 * CHUNK + 123;
+        let output: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 997.0).collect();
+        let reference: Vec<f64> = (0..n)
+            .map(|i| f64::from(output[i]) + 1e-3 * (i % 13) as f64)
+            .collect();
+        let on = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| compare(&output, &reference).unwrap())
+        };
+        let one = on(1);
+        assert_eq!(one, on(4));
+        assert!(
+            (one.max_abs_err - 0.012).abs() < 1e-12,
+            "{}",
+            one.max_abs_err
+        );
+        let mut with_nan = output.clone();
+        with_nan[n - 1] = f32::NAN;
+        let found = compare(&with_nan, &reference).unwrap();
+        assert!(found.cos.is_nan() && found.max_abs_err.is_nan());
+        assert_eq!(found.nonfinite, 1);
+    }
 
     #[test]
     fn identical_vectors() {

@@ -194,8 +194,9 @@ impl BlockContext {
     ) -> Option<Tensor> {
         let (store, key) = self.emulation_key(policy, overridden)?;
         let (rows, cols) = (self.reference.rows, self.reference.cols);
-        let (_, output) = store.load(&key, &[("output", rows, cols)])?.remove(0);
-        Some(output.map(|v| v as f32))
+        let shape = [("output", rows, cols)];
+        let (_, output) = store.load_as(&key, &shape, |v| v as f32)?.remove(0);
+        Some(output)
     }
 
     fn emulate_and_keep<E>(

@@ -104,6 +104,17 @@ impl Store {
     /// The entry of `key`, when there is a whole one whose tensors have the `shapes` (name,
     /// rows, columns) asked for, in that order.
     pub fn load(&self, key: &StoreKey, shapes: &[(&str, usize, usize)]) -> Option<StoredTensors> {
+        self.load_as(key, shapes, |v| v)
+    }
+
+    /// [`Store::load`], each value converted by `convert` as it is decoded (an emulation's
+    /// f32 output, kept as f64, read back without an f64 copy).
+    pub fn load_as<T: Copy + Send>(
+        &self,
+        key: &StoreKey,
+        shapes: &[(&str, usize, usize)],
+        convert: impl Fn(f64) -> T + Sync,
+    ) -> Option<Vec<(String, Tensor<T>)>> {
         let path = self.dir.join(key.file_name());
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
@@ -113,7 +124,7 @@ impl Store {
                 return None;
             }
         };
-        match decode(&bytes, key, shapes) {
+        match decode(&bytes, key, shapes, convert) {
             Ok(tensors) => {
                 // Used: kept another KEPT_UNUSED.
                 let touched = std::fs::File::options()
@@ -206,11 +217,12 @@ pub fn prune(dir: &Path) {
 }
 
 /// An entry's tensors, checked against its key and the shapes asked for.
-fn decode(
+fn decode<T: Copy + Send>(
     bytes: &[u8],
     key: &StoreKey,
     shapes: &[(&str, usize, usize)],
-) -> Result<StoredTensors, String> {
+    convert: impl Fn(f64) -> T + Sync,
+) -> Result<Vec<(String, Tensor<T>)>, String> {
     let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
     let written = metadata
         .metadata()
@@ -237,7 +249,7 @@ fn decode(
             let data = view
                 .data()
                 .par_chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .map(|b| convert(f64::from_le_bytes(b.try_into().expect("8 bytes"))))
                 .collect();
             Ok((name.to_owned(), Tensor::new(rows, cols, data)))
         })

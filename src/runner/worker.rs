@@ -168,7 +168,16 @@ impl Kept {
             let (opened, read) = std::thread::scope(|scope| {
                 let reader =
                     scope.spawn(|| reading.then(|| BlockInputs::read(model, &job.settings)));
-                (job.device.open(&job.engines), reader.join())
+                let opened = job.device.open(&job.engines);
+                if let Ok(backend) = &opened {
+                    // This job's policy first, then the suite's others.
+                    let others = loaded.suite.precisions.iter().cloned();
+                    let policies: Vec<Policy> = std::iter::once(job.policy.clone())
+                        .chain(others.filter(|p| *p != job.policy))
+                        .collect();
+                    backend.anticipate(&policies);
+                }
+                (opened, reader.join())
             });
             match opened {
                 Ok(backend) => self.backend = Some((job.device, job.engines.clone(), backend)),

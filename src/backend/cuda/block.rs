@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaGraph, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{CudaGraph, CudaStream, DevicePtr};
 
 use super::arena::Arena;
 use super::attention::AttentionProgram;
@@ -92,9 +92,6 @@ pub struct CudaBlock {
     inputs: Vec<u64>,
     /// The output, in the tensors' format.
     output: u64,
-    /// f32 staging for uploads and downloads.
-    staging: CudaSlice<f32>,
-    staging_out: u64,
     /// One captured forward pass per input copy.
     graphs: Vec<Option<CudaGraph>>,
     _arena: Arena,
@@ -180,11 +177,6 @@ impl CudaBlock {
             }
             Block::Onnx(_) => return Err(onnx_unsupported(BackendKind::Cuda)),
         };
-        let staging_len = tokens * in_features.max(out_features);
-        let staging = stream
-            .alloc_zeros::<f32>(staging_len)
-            .map_err(|e| BackendError::Failed(format!("staging: {e}")))?;
-        let staging_out = arena.alloc(&stream, staging_len * 4)?;
         let mut block = CudaBlock {
             device,
             route,
@@ -193,8 +185,6 @@ impl CudaBlock {
             program,
             inputs,
             output,
-            staging,
-            staging_out,
             graphs: Vec::new(),
             _arena: arena,
         };
@@ -254,14 +244,19 @@ impl CudaBlock {
         }
     }
 
-    /// Copies `input` (f32) to the device, into every input copy, in the tensors' format.
+    /// Copies `input` (f32) to the device through the pinned buffer, into every input copy, in
+    /// the tensors' format.
     pub fn set_input(&mut self, input: &Tensor) -> Result<(), BackendError> {
         let s = self.device.stream.clone();
-        s.memcpy_htod(&input.data, &mut self.staging)
+        let values = self
+            .device
+            .staging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upload(&s, &input.data)
             .map_err(|e| BackendError::Failed(format!("upload: {e}")))?;
-        let (staging, _sync) = self.staging.device_ptr(&s);
         let staged = Matrix {
-            ptr: staging,
+            ptr: values.device_ptr(&s).0,
             elem: Elem::F32,
             rows: input.rows,
             cols: input.cols,
@@ -270,6 +265,7 @@ impl CudaBlock {
             let kernels = &self.device.kernels;
             kernels.convert(&s, staged, staged.with(copy, self.route.elem()))?;
         }
+        // `values` is freed in stream order, after the conversions that read it.
         Ok(())
     }
 
@@ -291,31 +287,31 @@ impl CudaBlock {
             .collect()
     }
 
-    /// A `[tokens, output features]` tensor of the block in the tensors' format, as f32.
+    /// A `[tokens, output features]` tensor of the block in the tensors' format, as f32, read
+    /// back through the pinned buffer.
     fn download(&mut self, ptr: u64) -> Result<Tensor, BackendError> {
         let s = self.device.stream.clone();
-        let n = self.tokens * self.block.output_features();
+        let failed =
+            |e: cudarc::driver::DriverError| BackendError::Failed(format!("download: {e}"));
+        let (rows, cols) = (self.tokens, self.block.output_features());
+        // SAFETY: written whole by the conversion below before it is read.
+        let values = unsafe { s.alloc::<f32>(rows * cols) }.map_err(failed)?;
         let output = Matrix {
             ptr,
             elem: self.route.elem(),
-            rows: self.tokens,
-            cols: self.block.output_features(),
+            rows,
+            cols,
         };
         self.device
             .kernels
-            .convert(&s, output, output.with(self.staging_out, Elem::F32))?;
-        let mut host = vec![0f32; n];
-        // SAFETY: `host` holds `n` f32s, `n * 4` initialised bytes, borrowed mutably only here.
-        let bytes =
-            unsafe { std::slice::from_raw_parts_mut(host.as_mut_ptr().cast::<u8>(), n * 4) };
-        // SAFETY: `staging_out` holds the `n` f32 values the conversion above wrote on stream
-        // `s`, and `bytes` lives until `synchronize` below has waited for the copy.
-        unsafe {
-            cudarc::driver::result::memcpy_dtoh_async(bytes, self.staging_out, s.cu_stream())
-        }
-        .map_err(|e| BackendError::Failed(format!("download: {e}")))?;
-        s.synchronize()
-            .map_err(|e| BackendError::Failed(format!("synchronize: {e}")))?;
-        Ok(Tensor::new(self.tokens, self.block.output_features(), host))
+            .convert(&s, output, output.with(values.device_ptr(&s).0, Elem::F32))?;
+        let host = self
+            .device
+            .staging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .download(&s, &values)
+            .map_err(failed)?;
+        Ok(Tensor::new(rows, cols, host))
     }
 }

@@ -181,6 +181,7 @@ impl CudaBackend {
         }
         let lt = lt::create_handle()
             .map_err(|e| BackendError::Failed(format!("cuBLASLt handle: {e}")))?;
+
         let kernels = Kernels::load(&ctx)?;
         let (major, minor) = ctx
             .compute_capability()
@@ -263,6 +264,17 @@ impl Backend for CudaBackend {
                 .ok()
         });
         products.clone().map(|p| p as Arc<dyn ProductDevice>)
+    }
+
+    /// Asks cuBLASLt about the policies' GEMM types on a thread of its own (see [`gemm::prime`]).
+    fn anticipate(&self, policies: &[Policy]) {
+        let types = route::gemm_types(policies);
+        let ctx = self.device.ctx.clone();
+        std::thread::spawn(move || {
+            if ctx.bind_to_thread().is_ok() {
+                gemm::prime(&types);
+            }
+        });
     }
 
     fn prepare(

@@ -253,10 +253,51 @@ impl MatmulRoute {
     }
 }
 
+/// The GEMM types of the routes of `policies` (those with one), each also with an f32 output
+/// (the groups that apply scales or a bias after the GEMM), in order, each once: what a device
+/// asks cuBLASLt about before it builds them ([`super::gemm::prime`]).
+pub(super) fn gemm_types(policies: &[Policy]) -> Vec<GemmTypes> {
+    let mut all = Vec::new();
+    let routes = policies
+        .iter()
+        .filter_map(|policy| MatmulRoute::of(policy).ok());
+    for route in routes {
+        let into_f32 = GemmTypes {
+            d: Data::CUDA_R_32F,
+            ..route.types()
+        };
+        for types in [route.types(), into_f32] {
+            if !all.contains(&types) {
+                all.push(types);
+            }
+        }
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::precision::presets;
+
+    #[test]
+    fn the_types_a_device_primes_cover_every_route_once() {
+        let policies: Vec<Policy> = presets::names()
+            .into_iter()
+            .filter_map(presets::preset)
+            .collect();
+        let primed = gemm_types(&policies);
+        assert_eq!(primed[0], MatmulRoute::of(&policies[0]).unwrap().types());
+        for name in presets::names() {
+            let Ok(route) = MatmulRoute::of(&presets::preset(name).unwrap()) else {
+                continue;
+            };
+            assert!(primed.contains(&route.types()), "{name}");
+        }
+        for (index, types) in primed.iter().enumerate() {
+            assert!(!primed[index + 1..].contains(types), "{types:?} twice");
+        }
+    }
 
     fn route(name: &str) -> MatmulRoute {
         let policy = presets::preset(name).unwrap();
