@@ -120,6 +120,9 @@ pub fn run(
     let (sender, receiver) = mpsc::channel::<TaskEnd>();
     std::thread::scope(|scope| {
         let mut running = 0;
+        // Records of variants that ended, written once the next variants are under way: a
+        // slot's worker measures while the results file syncs to disk.
+        let mut ended_records = Vec::new();
         loop {
             while !spec.stop.load(Ordering::SeqCst) {
                 let Some((slot, pending)) = scheduler.start_next() else {
@@ -148,6 +151,16 @@ pub fn run(
                 });
                 running += 1;
             }
+            for record in ended_records.drain(..) {
+                append(
+                    writer,
+                    observer,
+                    &mut records,
+                    record,
+                    &mut failure,
+                    spec.stop,
+                );
+            }
             if running == 0 {
                 if spec.stop.load(Ordering::SeqCst) {
                     interrupted |= scheduler.pending() > 0;
@@ -175,14 +188,7 @@ pub fn run(
             running -= 1;
             interrupted |= matches!(ended.execution, Execution::Interrupted);
             if let Some(record) = conclude_task(spec, &mut scheduler, ended) {
-                append(
-                    writer,
-                    observer,
-                    &mut records,
-                    record,
-                    &mut failure,
-                    spec.stop,
-                );
+                ended_records.push(record);
             }
         }
     });
