@@ -159,10 +159,10 @@ impl Kept {
         if !self.backend.as_ref().is_some_and(fits) {
             self.backend = None;
             // A device takes a while to open (its context, kernels, cuBLASLt) and so do a model's
-            // weights (an MLP's 100 M seeded values): they are drawn on a thread while the device
-            // opens on this one, the thread that then uses it (a CUDA context is current on the
-            // thread that made it). Inputs that cannot be read fail the variant as they would
-            // when the context is made.
+            // weights (an MLP's 100 M seeded values): they are drawn on a thread while the backend
+            // gets ready for the suite's policies on this one (`anticipate` opens a CUDA device:
+            // its context is current on the thread that made it, which then uses it). Inputs that
+            // cannot be read fail the variant as they would when the context is made.
             let reading = !self.contexts.holds(model, &job.settings)
                 && !matches!(model.block, crate::model::Block::Onnx(_));
             let (opened, read) = std::thread::scope(|scope| {

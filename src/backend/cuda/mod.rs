@@ -89,7 +89,6 @@ pub struct Gpu {
     stream: Arc<CudaStream>,
     kernels: Kernels,
     lt: lt_sys::cublasLtHandle_t,
-    name: String,
     /// NVML's SM clock of this device, where NVML loads.
     clocks: Option<ClockReader>,
     /// The L2 cache's size.
@@ -150,20 +149,68 @@ unsafe impl Sync for Gpu {}
 
 /// CUDA GPUs, one at a time.
 pub struct CudaBackend {
-    device: Arc<Gpu>,
+    ordinal: usize,
+    /// The device's name and compute capability, read without opening it.
+    name: String,
+    /// The device, opened when first needed: a run's own process only names its devices (its
+    /// workers build and time), and a context with precheck's kernels takes a third of a second
+    /// and some memory of the GPU.
+    device: OnceLock<Result<Arc<Gpu>, BackendError>>,
     /// The host's products on this GPU, made when first asked for (None: they could not be).
     products: OnceLock<Option<Arc<products::GpuProducts>>>,
 }
 
+fn failed(what: &'static str) -> impl Fn(cudarc::driver::DriverError) -> BackendError {
+    move |e| BackendError::Failed(format!("{what}: {e}"))
+}
+
 impl CudaBackend {
-    /// Opens device `ordinal`: compiles the kernels, creates the stream and cuBLASLt handle.
+    /// Device `ordinal`, named; it opens (kernels compiled, stream and cuBLASLt handle created)
+    /// when first needed.
     pub fn new(ordinal: usize) -> Result<Self, BackendError> {
         if let Some(why) = unavailable() {
             return Err(BackendError::Unavailable(why));
         }
-        let failed = |what: &'static str| {
-            move |e: cudarc::driver::DriverError| BackendError::Failed(format!("{what}: {e}"))
-        };
+        Ok(CudaBackend {
+            ordinal,
+            name: device_label(ordinal).map_err(failed("naming the device"))?,
+            device: OnceLock::new(),
+            products: OnceLock::new(),
+        })
+    }
+
+    /// The device, opened on first use; the error of a failed opening, every time.
+    fn gpu(&self) -> Result<Arc<Gpu>, BackendError> {
+        let opened = self
+            .device
+            .get_or_init(|| Gpu::open(self.ordinal).map(Arc::new));
+        match opened {
+            Ok(gpu) => Ok(gpu.clone()),
+            Err(BackendError::Unavailable(why)) => Err(BackendError::Unavailable(why.clone())),
+            Err(other) => Err(BackendError::Failed(format!("opening the device: {other}"))),
+        }
+    }
+}
+
+/// `NAME (sm_XY)` of device `ordinal`, from the driver without a context.
+fn device_label(ordinal: usize) -> Result<String, cudarc::driver::DriverError> {
+    use cudarc::driver::result::{self as driver, device};
+    use cudarc::driver::sys::CUdevice_attribute as Attribute;
+    driver::init()?;
+    let dev = device::get(ordinal as i32)?;
+    // SAFETY: `dev` is a device the driver just returned; both attributes are ints.
+    let (major, minor) = unsafe {
+        (
+            device::get_attribute(dev, Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+            device::get_attribute(dev, Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+        )
+    };
+    Ok(format!("{} (sm_{major}{minor})", device::get_name(dev)?))
+}
+
+impl Gpu {
+    /// Opens device `ordinal`: compiles the kernels, creates the stream and cuBLASLt handle.
+    fn open(ordinal: usize) -> Result<Self, BackendError> {
         let ctx = CudaContext::new(ordinal).map_err(failed("opening the device"))?;
         // One stream, one variant at a time: cudarc's cross-stream event tracking is not needed.
         // SAFETY: every buffer of this context is used on the one stream created below, so no
@@ -183,13 +230,6 @@ impl CudaBackend {
             .map_err(|e| BackendError::Failed(format!("cuBLASLt handle: {e}")))?;
 
         let kernels = Kernels::load(&ctx)?;
-        let (major, minor) = ctx
-            .compute_capability()
-            .map_err(failed("compute capability"))?;
-        let name = format!(
-            "{} (sm_{major}{minor})",
-            ctx.name().map_err(failed("device name"))?
-        );
         let l2_bytes = ctx
             .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
             .map_err(failed("L2 size"))? as usize;
@@ -203,22 +243,20 @@ impl CudaBackend {
                 None
             }
         };
-        Ok(CudaBackend {
-            device: Arc::new(Gpu {
-                ctx,
-                stream,
-                kernels,
-                lt,
-                name,
-                clocks,
-                l2_bytes,
-                flush,
-                staging: Default::default(),
-            }),
-            products: OnceLock::new(),
+        Ok(Gpu {
+            ctx,
+            stream,
+            kernels,
+            lt,
+            clocks,
+            l2_bytes,
+            flush,
+            staging: Default::default(),
         })
     }
+}
 
+impl CudaBackend {
     /// `weights` (each `[rows, k]`) quantized for `policy` as its matmuls read them, where
     /// `quantizing` says, and read back: their operand bytes, concatenated, and one scale per
     /// output column. What a build uploads; for the GPU test that holds the GPU's quantization to
@@ -230,13 +268,13 @@ impl CudaBackend {
         quantizing: Quantizing,
     ) -> Result<(Vec<u8>, Vec<f32>), BackendError> {
         let route = route::MatmulRoute::of(policy)?;
+        let gpu = self.gpu()?;
         let mut arena = arena::Arena::default();
         let spec = weights::weight_spec(route, policy);
         let (weight, scales) =
-            weights::upload(&self.device, &mut arena, (route, spec), weights, quantizing)?;
+            weights::upload(&gpu, &mut arena, (route, spec), weights, quantizing)?;
         let mut bytes = vec![0u8; weight.rows * weights[0].cols * route.operand_bytes()];
-        self.device
-            .stream
+        gpu.stream
             .synchronize()
             .map_err(|e| BackendError::Failed(format!("synchronize: {e}")))?;
         // SAFETY: `weight.data` is an allocation of `arena` (alive here) holding `bytes.len()`
@@ -253,12 +291,13 @@ impl Backend for CudaBackend {
     }
 
     fn device_name(&self) -> String {
-        self.device.name.clone()
+        self.name.clone()
     }
 
     fn product_device(&self) -> Option<Arc<dyn ProductDevice>> {
         let products = self.products.get_or_init(|| {
-            products::GpuProducts::new(&self.device.ctx, self.device.name.clone())
+            let gpu = self.gpu().map_err(|e| e.to_string());
+            gpu.and_then(|gpu| products::GpuProducts::new(&gpu.ctx, self.name.clone()))
                 .map(Arc::new)
                 .map_err(|why| tracing::warn!("the host's products stay on the host: {why}"))
                 .ok()
@@ -266,10 +305,14 @@ impl Backend for CudaBackend {
         products.clone().map(|p| p as Arc<dyn ProductDevice>)
     }
 
-    /// Asks cuBLASLt about the policies' GEMM types on a thread of its own (see [`gemm::prime`]).
+    /// Opens the device now, and asks cuBLASLt about the policies' GEMM types on a thread of its
+    /// own (see [`gemm::prime`]). A device that does not open says why at the first build.
     fn anticipate(&self, policies: &[Policy]) {
+        let Ok(gpu) = self.gpu() else {
+            return;
+        };
         let types = route::gemm_types(policies);
-        let ctx = self.device.ctx.clone();
+        let ctx = gpu.ctx.clone();
         std::thread::spawn(move || {
             if ctx.bind_to_thread().is_ok() {
                 gemm::prime(&types);
@@ -283,10 +326,11 @@ impl Backend for CudaBackend {
         weights: &Weights,
         policy: &Policy,
     ) -> Result<Box<dyn Executable>, BackendError> {
-        let block = CudaBlock::new(self.device.clone(), model, weights, policy)?;
+        let gpu = self.gpu()?;
+        let block = CudaBlock::new(gpu.clone(), model, weights, policy)?;
         Ok(Box::new(CudaExecutable {
             block,
-            device: self.device.clone(),
+            device: gpu,
             taps: Vec::new(),
             warmup_s: None,
         }))
