@@ -151,6 +151,18 @@ pub fn run(
                 });
                 running += 1;
             }
+            let stopped = spec.stop.load(Ordering::SeqCst);
+            if running == 0 && !stopped {
+                let (stranded, why) = scheduler.stranded();
+                ended_records.extend(stranded.into_iter().filter_map(
+                    |pending| match pending.item {
+                        Task::Variant(index) => {
+                            Some(stranded_record(spec, index, &scheduler.slots()[0], &why))
+                        }
+                        _ => None,
+                    },
+                ));
+            }
             for record in ended_records.drain(..) {
                 append(
                     writer,
@@ -162,24 +174,7 @@ pub fn run(
                 );
             }
             if running == 0 {
-                if spec.stop.load(Ordering::SeqCst) {
-                    interrupted |= scheduler.pending() > 0;
-                } else {
-                    let (stranded, why) = scheduler.stranded();
-                    for pending in stranded {
-                        if let Task::Variant(index) = pending.item {
-                            let record = stranded_record(spec, index, &scheduler.slots()[0], &why);
-                            append(
-                                writer,
-                                observer,
-                                &mut records,
-                                record,
-                                &mut failure,
-                                spec.stop,
-                            );
-                        }
-                    }
-                }
+                interrupted |= stopped && scheduler.pending() > 0;
                 break;
             }
             let Ok(ended) = receiver.recv_timeout(POLL) else {
