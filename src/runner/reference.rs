@@ -1,11 +1,10 @@
 //! The reference a variant is compared with, and the weights and input it runs on: built once per
 //! model in each process.
 
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::graph::GraphContext;
-use rayon::prelude::*;
-
 use super::store::{Store, StoreKey, StoredTensors};
 use crate::backend::{Backend, CpuBackend, MatmulOverride};
 use crate::export::{self, Calibration};

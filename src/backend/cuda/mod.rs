@@ -99,7 +99,57 @@ pub struct Gpu {
     staging: std::sync::Mutex<staging::Staging>,
 }
 
+/// A driver error as the backend's, saying what failed.
+fn failed(what: &'static str) -> impl Fn(cudarc::driver::DriverError) -> BackendError {
+    move |e| BackendError::Failed(format!("{what}: {e}"))
+}
+
 impl Gpu {
+    /// Opens device `ordinal`: compiles the kernels, creates the stream and cuBLASLt handle.
+    fn open(ordinal: usize) -> Result<Self, BackendError> {
+        let ctx = CudaContext::new(ordinal).map_err(failed("creating its context"))?;
+        // One stream, one variant at a time: cudarc's cross-stream event tracking is not needed.
+        // SAFETY: every buffer of this context is used on the one stream created below, so no
+        // access needs the events cudarc would record to order streams.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(failed("creating a stream"))?;
+        if ctx.has_async_alloc() {
+            keep_freed_memory(&ctx).map_err(failed("the device's memory pool"))?;
+        }
+        // SAFETY: only tries to load libcublasLt; nothing is called through it yet.
+        if !unsafe { lt_sys::is_culib_present() } {
+            return Err(BackendError::Unavailable(
+                "cuBLASLt (libcublasLt) could not be loaded".into(),
+            ));
+        }
+        let lt = lt::create_handle()
+            .map_err(|e| BackendError::Failed(format!("cuBLASLt handle: {e}")))?;
+        let kernels = Kernels::load(&ctx)?;
+        let l2_bytes = ctx
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
+            .map_err(failed("L2 size"))? as usize;
+        let flush = stream
+            .alloc_zeros::<u8>(2 * l2_bytes.max(1))
+            .map_err(failed("L2 flush buffer"))?;
+        let clocks = match ClockReader::open(&ctx) {
+            Ok(reader) => Some(reader),
+            Err(why) => {
+                tracing::warn!("SM clocks will not be recorded: {why}");
+                None
+            }
+        };
+        Ok(Gpu {
+            ctx,
+            stream,
+            kernels,
+            lt,
+            clocks,
+            l2_bytes,
+            flush,
+            staging: Default::default(),
+        })
+    }
+
     /// Evicts the L2 cache by writing a buffer twice its size (enqueued on the stream; the
     /// written byte changes so that no write is a no-op).
     fn flush_l2(&self, round: usize) -> Result<(), BackendError> {
@@ -160,10 +210,6 @@ pub struct CudaBackend {
     products: OnceLock<Option<Arc<products::GpuProducts>>>,
 }
 
-fn failed(what: &'static str) -> impl Fn(cudarc::driver::DriverError) -> BackendError {
-    move |e| BackendError::Failed(format!("{what}: {e}"))
-}
-
 impl CudaBackend {
     /// Device `ordinal`, named; it opens (kernels compiled, stream and cuBLASLt handle created)
     /// when first needed.
@@ -190,73 +236,7 @@ impl CudaBackend {
             Err(other) => Err(BackendError::Failed(format!("opening the device: {other}"))),
         }
     }
-}
 
-/// `NAME (sm_XY)` of device `ordinal`, from the driver without a context.
-fn device_label(ordinal: usize) -> Result<String, cudarc::driver::DriverError> {
-    use cudarc::driver::result::{self as driver, device};
-    use cudarc::driver::sys::CUdevice_attribute as Attribute;
-    driver::init()?;
-    let dev = device::get(ordinal as i32)?;
-    // SAFETY: `dev` is a device the driver just returned; both attributes are ints.
-    let (major, minor) = unsafe {
-        (
-            device::get_attribute(dev, Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
-            device::get_attribute(dev, Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
-        )
-    };
-    Ok(format!("{} (sm_{major}{minor})", device::get_name(dev)?))
-}
-
-impl Gpu {
-    /// Opens device `ordinal`: compiles the kernels, creates the stream and cuBLASLt handle.
-    fn open(ordinal: usize) -> Result<Self, BackendError> {
-        let ctx = CudaContext::new(ordinal).map_err(failed("opening the device"))?;
-        // One stream, one variant at a time: cudarc's cross-stream event tracking is not needed.
-        // SAFETY: every buffer of this context is used on the one stream created below, so no
-        // access needs the events cudarc would record to order streams.
-        unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.new_stream().map_err(failed("creating a stream"))?;
-        if ctx.has_async_alloc() {
-            keep_freed_memory(&ctx).map_err(failed("the device's memory pool"))?;
-        }
-        // SAFETY: only tries to load libcublasLt; nothing is called through it yet.
-        if !unsafe { lt_sys::is_culib_present() } {
-            return Err(BackendError::Unavailable(
-                "cuBLASLt (libcublasLt) could not be loaded".into(),
-            ));
-        }
-        let lt = lt::create_handle()
-            .map_err(|e| BackendError::Failed(format!("cuBLASLt handle: {e}")))?;
-
-        let kernels = Kernels::load(&ctx)?;
-        let l2_bytes = ctx
-            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
-            .map_err(failed("L2 size"))? as usize;
-        let flush = stream
-            .alloc_zeros::<u8>(2 * l2_bytes.max(1))
-            .map_err(failed("L2 flush buffer"))?;
-        let clocks = match ClockReader::open(&ctx) {
-            Ok(reader) => Some(reader),
-            Err(why) => {
-                tracing::warn!("SM clocks will not be recorded: {why}");
-                None
-            }
-        };
-        Ok(Gpu {
-            ctx,
-            stream,
-            kernels,
-            lt,
-            clocks,
-            l2_bytes,
-            flush,
-            staging: Default::default(),
-        })
-    }
-}
-
-impl CudaBackend {
     /// `weights` (each `[rows, k]`) quantized for `policy` as its matmuls read them, where
     /// `quantizing` says, and read back: their operand bytes, concatenated, and one scale per
     /// output column. What a build uploads; for the GPU test that holds the GPU's quantization to
@@ -283,6 +263,22 @@ impl CudaBackend {
             .map_err(|e| BackendError::Failed(format!("reading weights: {e}")))?;
         Ok((bytes, scales))
     }
+}
+
+/// `NAME (sm_XY)` of device `ordinal`, from the driver without a context.
+fn device_label(ordinal: usize) -> Result<String, cudarc::driver::DriverError> {
+    use cudarc::driver::result::{self as driver, device};
+    use cudarc::driver::sys::CUdevice_attribute as Attribute;
+    driver::init()?;
+    let dev = device::get(ordinal as i32)?;
+    // SAFETY: `dev` is a device the driver just returned; both attributes are ints.
+    let (major, minor) = unsafe {
+        (
+            device::get_attribute(dev, Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+            device::get_attribute(dev, Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+        )
+    };
+    Ok(format!("{} (sm_{major}{minor})", device::get_name(dev)?))
 }
 
 impl Backend for CudaBackend {
