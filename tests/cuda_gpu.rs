@@ -63,8 +63,11 @@ fn every_preset_agrees(gpu: &CudaBackend, block: &Block, tokens: usize) -> Agree
 /// other side at the next quantization. That bounds a block at 1e-4; a wrong scale, layout,
 /// head, bias, norm or format puts it near 1. FP8's three mantissa bits turn such a last-bit
 /// difference into a whole FP8 step in about one case in 32, and a layer quantizes four tensors
-/// in a row (its input, the attention's context, the MLP's input and its hidden tensor): a layer
-/// with FP8 activations is bounded at 3e-4 (measured on an H200: blocks ≤ 7e-5, layers ≤ 1.9e-4).
+/// in a row (its input, the attention's context, the MLP's input and its hidden tensor). Native
+/// FP8 GEMMs move last bits far more often than BF16 ones: Hopper's FP8 tensor cores accumulate
+/// with fewer bits than FP32 (one FP8 linear agrees at 2.4e-7, a BF16 linear at 2.5e-9, on an
+/// H200). So a layer with FP8 activations is bounded at 3e-4 (measured on an H200: blocks ≤ 7e-5,
+/// layers ≤ 1.9e-4; MXFP8, whose E4M3 values go through BF16 GEMMs, ≤ 1.7e-6).
 /// FP8 with a scale per token (row-wise) takes each row's scale from its own largest value: where
 /// that value moved by its last bit, the whole row is quantized on a slightly other grid, not one
 /// value. Its blocks get the layers' bound (measured: attention ≤ 1.03e-4, the MLP ≤ 9e-6).

@@ -252,6 +252,7 @@ static RULES: &[(Matcher, KernelClass, &str)] = &[
     (Matcher::Exactly("round_tf32"), Auxiliary, OWN),
     (Matcher::Exactly("amax"), Auxiliary, OWN),
     (Matcher::Exactly("quantize_fp8"), Auxiliary, OWN),
+    (Matcher::Exactly("quantize_fp8_current"), Auxiliary, OWN),
     (Matcher::Exactly("quantize_rows"), Auxiliary, OWN),
     (Matcher::Exactly("gated_act"), Auxiliary, OWN),
     (Matcher::Exactly("rescale"), Auxiliary, OWN),

@@ -43,8 +43,8 @@ impl Planner<'_> {
             self.arena,
             &self.device.stream,
             self.route,
-            self.tokens,
-            cols,
+            (self.tokens, cols),
+            self.device.kernels.current_blocks(),
         )
     }
 

@@ -17,11 +17,21 @@ typedef unsigned char u8;
 
 __device__ __forceinline__ float bf16_to_f32(u16 h) { return __uint_as_float(((unsigned)h) << 16); }
 
+// Round to nearest even in one instruction (sm_80+): the same bits as rounding the f32's bits by
+// hand (subnormals kept, overflow to infinity), except that every NaN becomes the canonical one.
+// The hand-written rounding took six integer operations and a NaN test per value, which made the
+// BF16 kernels instruction-bound where their FP16 twins (one `cvt`) ran at memory speed.
 __device__ __forceinline__ u16 f32_to_bf16(float f) {
-    unsigned u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u);  // quiet NaN
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (u16)(u >> 16);
+    u16 h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+// Two values rounded to BF16 in one instruction, `lo` in the low half.
+__device__ __forceinline__ unsigned f32x2_to_bf16x2(float lo, float hi) {
+    unsigned pair;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(pair) : "f"(hi), "f"(lo));
+    return pair;
 }
 
 __device__ __forceinline__ float f16_to_f32(u16 h) {
@@ -55,17 +65,26 @@ __device__ __forceinline__ float round_to(float v, int fmt) {
     return v;
 }
 
-// FP8 with satfinite, round to nearest even (sm_89+ instructions).
-__device__ __forceinline__ u8 f32_to_e4m3(float v) {
+// Two values to FP8 (E4M3, or E5M2 with `e5m2`) in one instruction, saturating, round to nearest
+// even (sm_89+): `lo` in the low byte.
+__device__ __forceinline__ unsigned fp8x2(float lo, float hi, int e5m2) {
     u16 pair;
-    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(pair) : "f"(0.0f), "f"(v));
-    return (u8)(pair & 0xff);
+    if (e5m2) asm("cvt.rn.satfinite.e5m2x2.f32 %0, %1, %2;" : "=h"(pair) : "f"(hi), "f"(lo));
+    else asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(pair) : "f"(hi), "f"(lo));
+    return pair;
 }
 
-__device__ __forceinline__ u8 f32_to_e5m2(float v) {
-    u16 pair;
-    asm("cvt.rn.satfinite.e5m2x2.f32 %0, %1, %2;" : "=h"(pair) : "f"(0.0f), "f"(v));
-    return (u8)(pair & 0xff);
+__device__ __forceinline__ u8 f32_to_e4m3(float v) { return (u8)(fp8x2(v, 0.0f, 0) & 0xff); }
+
+__device__ __forceinline__ u8 f32_to_e5m2(float v) { return (u8)(fp8x2(v, 0.0f, 1) & 0xff); }
+
+// Eight values divided by `scale`, cast to FP8 and packed as the eight bytes a matmul reads.
+__device__ __forceinline__ uint2 fp8x8(const float* f, float scale, int e5m2) {
+    unsigned w[2];
+    for (int k = 0; k < 2; ++k)
+        w[k] = fp8x2(f[4 * k] / scale, f[4 * k + 1] / scale, e5m2) |
+               (fp8x2(f[4 * k + 2] / scale, f[4 * k + 3] / scale, e5m2) << 16);
+    return make_uint2(w[0], w[1]);
 }
 
 // Max of non-negative floats through their bits (ordered like unsigned integers); NaN (any
@@ -112,7 +131,7 @@ __device__ __forceinline__ void unpack_bf16x8(uint4 v, float* f) {
 
 __device__ __forceinline__ uint4 pack_bf16x8(const float* f) {
     unsigned w[4];
-    for (int k = 0; k < 4; ++k) w[k] = (unsigned)f32_to_bf16(f[2 * k]) | ((unsigned)f32_to_bf16(f[2 * k + 1]) << 16);
+    for (int k = 0; k < 4; ++k) w[k] = f32x2_to_bf16x2(f[2 * k], f[2 * k + 1]);
     return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
@@ -150,16 +169,18 @@ __device__ __forceinline__ void store8(void* p, long i8, const float* f) {
     }
 }
 
+// max(m, v), NaN if either is NaN: one instruction (sm_80+) where testing both for NaN took four.
 __device__ __forceinline__ float nan_max(float m, float v) {
-    return (isnan(v) || isnan(m)) ? __int_as_float(0x7fc00000) : fmaxf(m, v);
+    float r;
+    asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(m), "f"(v));
+    return r;
 }
 
 // The maximum of v over the block (NaN if any is NaN), for every thread of the block.
 __device__ float block_max(float v) {
     __shared__ float warp_max[32];
     for (int offset = 16; offset > 0; offset >>= 1) {
-        float other = __shfl_xor_sync(0xffffffffu, v, offset);
-        v = (isnan(v) || isnan(other)) ? __int_as_float(0x7fc00000) : fmaxf(v, other);
+        v = nan_max(v, __shfl_xor_sync(0xffffffffu, v, offset));
     }
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (lane == 0) warp_max[warp] = v;
@@ -167,10 +188,7 @@ __device__ float block_max(float v) {
     int warps = (blockDim.x + 31) >> 5;
     v = threadIdx.x < warps ? warp_max[threadIdx.x] : NEG_INF;
     if (warp == 0) {
-        for (int offset = 16; offset > 0; offset >>= 1) {
-            float other = __shfl_xor_sync(0xffffffffu, v, offset);
-            v = (isnan(v) || isnan(other)) ? __int_as_float(0x7fc00000) : fmaxf(v, other);
-        }
+        for (int offset = 16; offset > 0; offset >>= 1) v = nan_max(v, __shfl_xor_sync(0xffffffffu, v, offset));
         if (lane == 0) warp_max[0] = v;
     }
     __syncthreads();
@@ -252,11 +270,8 @@ extern "C" __global__ void quantize_fp8(const void* x, int fmt, long n, float* a
         for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n / 8; i += (long)gridDim.x * blockDim.x) {
             float f[8];
             unpack_bf16x8(((const uint4*)x)[i], f);
-            unsigned short pair[4];
             for (int k = 0; k < 8; ++k) m = nan_max(m, fabsf(f[k]));
-            for (int k = 0; k < 4; ++k)
-                asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(pair[k]) : "f"(f[2 * k + 1] / scale), "f"(f[2 * k] / scale));
-            ((uint2*)q)[i] = make_uint2((unsigned)pair[0] | ((unsigned)pair[1] << 16), (unsigned)pair[2] | ((unsigned)pair[3] << 16));
+            ((uint2*)q)[i] = fp8x8(f, scale, 0);
         }
     } else {
         for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
@@ -268,6 +283,62 @@ extern "C" __global__ void quantize_fp8(const void* x, int fmt, long n, float* a
     if (flags & FP8_ACCUMULATE_AMAX) {
         m = block_max(m);
         if (threadIdx.x == 0) atomic_amax(amax, m);
+    }
+}
+
+// A barrier across the whole grid of a cooperative launch (every block resident): bar[0] counts
+// the blocks arrived, bar[1] is the generation, which the last block to arrive advances after
+// resetting the count, so the barrier is ready for the next launch without a memset.
+__device__ void grid_barrier(unsigned* bar) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        volatile unsigned* generation = bar + 1;
+        const unsigned seen = *generation;
+        __threadfence();
+        if (atomicAdd(bar, 1u) == gridDim.x - 1) {
+            bar[0] = 0;
+            __threadfence();
+            atomicAdd(bar + 1, 1u);
+        } else {
+            while (*generation == seen) __nanosleep(32);
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+// Per-tensor FP8 current scaling in one launch, for a BF16 tensor of n values (n a multiple of
+// 8), launched cooperatively: each block writes the largest |x| it saw to partials[block], the grid
+// waits at the barrier, every block reduces the partials to the tensor's amax, and casts as
+// quantize_fp8 does (scale = amax / format max, 1 for an all-zero tensor). Replaces zeroing the
+// amax, the amax pass and the cast: three launches in a row, each too short to fill the GPU.
+extern "C" __global__ void quantize_fp8_current(const void* x, long n, float* partials, unsigned* barrier,
+                                                float format_max, int e5m2, u8* q, float* scale_out,
+                                                float* amax_out) {
+    const long stride = (long)gridDim.x * blockDim.x, groups = n / 8;
+    float m = 0.0f;
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < groups; i += stride) {
+        float f[8];
+        unpack_bf16x8(((const uint4*)x)[i], f);
+        for (int k = 0; k < 8; ++k) m = nan_max(m, fabsf(f[k]));
+    }
+    m = block_max(m);
+    if (threadIdx.x == 0) partials[blockIdx.x] = m;
+    grid_barrier(barrier);
+    // The partials of other blocks, past L1 (which is not coherent across SMs).
+    const volatile float* seen = partials;
+    float a = 0.0f;
+    for (int b = threadIdx.x; b < gridDim.x; b += blockDim.x) a = nan_max(a, seen[b]);
+    a = block_max(a);
+    const float scale = a == 0.0f ? 1.0f : a / format_max;
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        *scale_out = scale;
+        if (amax_out != 0) *amax_out = a;
+    }
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < groups; i += stride) {
+        float f[8];
+        unpack_bf16x8(((const uint4*)x)[i], f);
+        ((uint2*)q)[i] = fp8x8(f, scale, e5m2);
     }
 }
 
@@ -330,11 +401,7 @@ __device__ void gated_act_rows_of(const void* gu, int rows, int inter, int act, 
                     m = nan_max(m, fabsf(v[k]));
                 }
                 if (cast) {
-                    unsigned w[2] = {0, 0};
-                    for (int k = 0; k < 8; ++k)
-                        w[k / 4] |= (unsigned)(fp8.e5m2 ? f32_to_e5m2(v[k] / scale) : f32_to_e4m3(v[k] / scale))
-                                    << (8 * (k % 4));
-                    ((uint2*)fp8.q)[h8 + c] = make_uint2(w[0], w[1]);
+                    ((uint2*)fp8.q)[h8 + c] = fp8x8(v, scale, fp8.e5m2);
                 } else {
                     store8<FMT>(h, h8 + c, v);
                 }
@@ -523,31 +590,6 @@ extern "C" __global__ void rescale(const void* acc, int acc_is_int, int cols, co
     }
 }
 
-// `rescale` of the attention's query|key|value accumulator [rows, cols] (column scales per
-// column) with the rotary embedding of its first `rot_heads` heads applied on the way, as `rotary`
-// would apply it to the rescaled tensor: one pass instead of two. Grid: (column blocks, rows).
-extern "C" __global__ void rescale_rotary(const void* acc, int acc_is_int, int cols, const float* row_scale,
-                                          int row_stride, const float* col_scale, void* out, int out_fmt,
-                                          int rot_heads, int head_dim, const float* cos_t, const float* sin_t) {
-    const long r = blockIdx.y;
-    const float rs = row_scale[r * row_stride];
-    const int half = head_dim / 2, rotated = rot_heads * head_dim;
-    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
-        const long i = r * cols + c;
-        if (c >= rotated) {
-            store(out, i, rescaled(acc, acc_is_int, i, rs, col_scale[c], out_fmt), out_fmt);
-            continue;
-        }
-        const int j = c % head_dim;
-        if (j >= half) continue;  // the second of a pair: written with the first
-        const float x1 = rescaled(acc, acc_is_int, i, rs, col_scale[c], out_fmt);
-        const float x2 = rescaled(acc, acc_is_int, i + half, rs, col_scale[c + half], out_fmt);
-        const float co = cos_t[r * half + j], si = sin_t[r * half + j];
-        store(out, i, x1 * co - x2 * si, out_fmt);
-        store(out, i + half, x2 * co + x1 * si, out_fmt);
-    }
-}
-
 // OCP MX emulation, one warp per block of 32 along each row: shared scale
 // 2^(floor(log2 amax) - emax of the element format) in E8M0's range; elements rounded, saturating,
 // multiplied back (exact) and stored in out_fmt.
@@ -562,10 +604,7 @@ extern "C" __global__ void mx_dequant(const void* x, int fmt, long rows, long co
     long i = r * cols + c;
     float v = c < cols ? load(x, i, fmt) : 0.0f;
     float m = fabsf(v);
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        float other = __shfl_xor_sync(0xffffffffu, m, offset);
-        m = (isnan(m) || isnan(other)) ? __int_as_float(0x7fc00000) : fmaxf(m, other);
-    }
+    for (int offset = 16; offset > 0; offset >>= 1) m = nan_max(m, __shfl_xor_sync(0xffffffffu, m, offset));
     float result;
     if (m == 0.0f) result = 0.0f;
     else if (isnan(m) || isinf(m)) result = __int_as_float(0x7fc00000);
@@ -596,32 +635,11 @@ extern "C" __global__ void nvfp4_dequant(const void* x, int fmt, long rows, long
     long i = r * cols + c;
     float v = (active && c < cols) ? load(x, i, fmt) : 0.0f;
     float m = fabsf(v);
-    for (int offset = 8; offset > 0; offset >>= 1) {
-        float other = __shfl_xor_sync(0xffffffffu, m, offset);
-        m = (isnan(m) || isnan(other)) ? __int_as_float(0x7fc00000) : fmaxf(m, other);
-    }
+    for (int offset = 8; offset > 0; offset >>= 1) m = nan_max(m, __shfl_xor_sync(0xffffffffu, m, offset));
     if (!active || c >= cols) return;
     float bs = minifloat_round(m / 6.0f * ts, minifloat(0));
     float result = bs == 0.0f ? 0.0f : minifloat_round(v * ts / bs, minifloat(4)) * bs;
     store(out, i, result, out_fmt);
-}
-
-// Rotary embedding ("rotate half") in place, of the first `heads` heads of `head_dim` columns of
-// each row of x (row stride ld): row r, at position r, turns the pair (j, j + head_dim/2) of each
-// head by the angle whose cosine and sine are cos_t[r * half + j] and sin_t[...], tables the host
-// computes in f64 and rounds to f32 as the CPU backend does. Grid: (pair blocks, rows).
-extern "C" __global__ void rotary(void* x, int fmt, long ld, int heads, int head_dim,
-                                  const float* cos_t, const float* sin_t) {
-    const int half = head_dim / 2;
-    const long r = blockIdx.y;
-    const int p = blockIdx.x * blockDim.x + threadIdx.x;
-    if (p >= heads * half) return;
-    const int h = p / half, j = p - h * half;
-    const long a = r * ld + (long)h * head_dim + j, b = a + half;
-    const float x1 = load(x, a, fmt), x2 = load(x, b, fmt);
-    const float c = cos_t[r * half + j], s = sin_t[r * half + j];
-    store(x, a, x1 * c - x2 * s, fmt);
-    store(x, b, x2 * c + x1 * s, fmt);
 }
 
 __device__ __forceinline__ float warp_max(float v) {
@@ -662,12 +680,168 @@ __device__ __forceinline__ void store_vec(void* p, long i, const float* v) {
     } else {
         unsigned w[N / 2];
         for (int k = 0; k < N / 2; ++k) {
-            const u16 a = FMT == FMT_BF16 ? f32_to_bf16(v[2 * k]) : f32_to_f16(v[2 * k]);
-            const u16 b = FMT == FMT_BF16 ? f32_to_bf16(v[2 * k + 1]) : f32_to_f16(v[2 * k + 1]);
-            w[k] = (unsigned)a | ((unsigned)b << 16);
+            w[k] = FMT == FMT_BF16 ? f32x2_to_bf16x2(v[2 * k], v[2 * k + 1])
+                                   : (unsigned)f32_to_f16(v[2 * k]) | ((unsigned)f32_to_f16(v[2 * k + 1]) << 16);
         }
         if constexpr (N == 8) *(uint4*)((u16*)p + i) = make_uint4(w[0], w[1], w[2], w[3]);
         else *(uint2*)((u16*)p + i) = make_uint2(w[0], w[1]);
+    }
+}
+
+// Four consecutive values of a FMT tensor at element i (i a multiple of 4): one 8-byte load for
+// 16-bit formats, 16 bytes for f32.
+template <int FMT>
+__device__ __forceinline__ void load4(const void* p, long i, float* out) {
+    if constexpr (FMT == FMT_F32) {
+        const float4 v = *(const float4*)((const float*)p + i);
+        out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+    } else {
+        const uint2 raw = *(const uint2*)((const u16*)p + i);
+        const unsigned w[2] = {raw.x, raw.y};
+        for (int k = 0; k < 2; ++k) {
+            const u16 lo = (u16)(w[k] & 0xffffu), hi = (u16)(w[k] >> 16);
+            out[2 * k] = FMT == FMT_BF16 ? bf16_to_f32(lo) : f16_to_f32(lo);
+            out[2 * k + 1] = FMT == FMT_BF16 ? bf16_to_f32(hi) : f16_to_f32(hi);
+        }
+    }
+}
+
+// The pair (x1, x2) of a head turned by the angle (c, s): the rotary embedding's "rotate half".
+__device__ __forceinline__ void turn(float& x1, float& x2, float c, float s) {
+    const float a = x1 * c - x2 * s, b = x2 * c + x1 * s;
+    x1 = a;
+    x2 = b;
+}
+
+// Four values of a matmul accumulator (int32 or f32) at element i, a multiple of 4: one 16-byte load.
+__device__ __forceinline__ void load_acc4(const void* acc, int acc_is_int, long i, float* out) {
+    const int4 raw = *(const int4*)((const int*)acc + i);
+    const int w[4] = {raw.x, raw.y, raw.z, raw.w};
+    for (int k = 0; k < 4; ++k) out[k] = acc_is_int ? (float)w[k] : __int_as_float(w[k]);
+}
+
+__device__ __forceinline__ void unpack4(float4 v, float* out) {
+    out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+}
+
+// `rotary` with each thread turning four consecutive pairs: 8-byte (16-bit formats) or 16-byte
+// (f32) loads and stores of x, 16-byte loads of the tables. The host launches it for heads whose
+// half is a multiple of 4, rows a multiple of 4 apart and 16-byte aligned tensors and tables.
+template <int FMT>
+__device__ void rotary_quads(void* x, long ld, int heads, int head_dim, const float* cos_t, const float* sin_t) {
+    const int half = head_dim / 2;
+    const long r = blockIdx.y;
+    const int p = 4 * (blockIdx.x * blockDim.x + threadIdx.x);
+    if (p >= heads * half) return;
+    const int h = p / half, j = p - h * half;
+    const long a = r * ld + (long)h * head_dim + j, b = a + half;
+    float x1[4], x2[4], c[4], s[4];
+    load4<FMT>(x, a, x1);
+    load4<FMT>(x, b, x2);
+    unpack4(*(const float4*)(cos_t + r * half + j), c);
+    unpack4(*(const float4*)(sin_t + r * half + j), s);
+    for (int k = 0; k < 4; ++k) turn(x1[k], x2[k], c[k], s[k]);
+    store_vec<FMT, 4>(x, a, x1);
+    store_vec<FMT, 4>(x, b, x2);
+}
+
+// `rescale_rotary` four values a thread: a thread takes four pairs of a rotated head (items
+// below rotated / 8) or four columns past the rotated heads. Same conditions as rotary_quads, and
+// columns a multiple of 4.
+template <int OUT_FMT>
+__device__ void rescale_rotary_quads(const void* acc, int acc_is_int, int cols, const float* row_scale,
+                                     int row_stride, const float* col_scale, void* out, int rot_heads,
+                                     int head_dim, const float* cos_t, const float* sin_t) {
+    const long r = blockIdx.y;
+    const float rs = row_scale[r * row_stride];
+    const int half = head_dim / 2, rotated = rot_heads * head_dim, pair_quads = rotated / 8;
+    const int items = pair_quads + (cols - rotated) / 4;
+    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < items; q += gridDim.x * blockDim.x) {
+        float x1[4], cs1[4];
+        if (q >= pair_quads) {
+            const int c = rotated + 4 * (q - pair_quads);
+            load_acc4(acc, acc_is_int, r * cols + c, x1);
+            unpack4(*(const float4*)(col_scale + c), cs1);
+            for (int k = 0; k < 4; ++k) x1[k] = scaled(x1[k], rs, cs1[k], OUT_FMT);
+            store_vec<OUT_FMT, 4>(out, r * cols + c, x1);
+            continue;
+        }
+        const int p = 4 * q, h = p / half, j = p - h * half, c = h * head_dim + j;
+        float x2[4], cs2[4], co[4], si[4];
+        load_acc4(acc, acc_is_int, r * cols + c, x1);
+        load_acc4(acc, acc_is_int, r * cols + c + half, x2);
+        unpack4(*(const float4*)(col_scale + c), cs1);
+        unpack4(*(const float4*)(col_scale + c + half), cs2);
+        unpack4(*(const float4*)(cos_t + r * half + j), co);
+        unpack4(*(const float4*)(sin_t + r * half + j), si);
+        for (int k = 0; k < 4; ++k) {
+            x1[k] = scaled(x1[k], rs, cs1[k], OUT_FMT);
+            x2[k] = scaled(x2[k], rs, cs2[k], OUT_FMT);
+            turn(x1[k], x2[k], co[k], si[k]);
+        }
+        store_vec<OUT_FMT, 4>(out, r * cols + c, x1);
+        store_vec<OUT_FMT, 4>(out, r * cols + c + half, x2);
+    }
+}
+
+// Rotary embedding ("rotate half") in place, of the first `heads` heads of `head_dim` columns of
+// each row of x (row stride ld): row r, at position r, turns the pair (j, j + head_dim/2) of each
+// head by the angle whose cosine and sine are cos_t[r * half + j] and sin_t[...], tables the host
+// computes in f64 and rounds to f32 as the CPU backend does. Grid: (pair blocks, rows); with `quads`,
+// four pairs a thread (rotary_quads).
+extern "C" __global__ void rotary(void* x, int fmt, long ld, int heads, int head_dim,
+                                  const float* cos_t, const float* sin_t, int quads) {
+    if (quads) {
+        if (fmt == FMT_BF16) rotary_quads<FMT_BF16>(x, ld, heads, head_dim, cos_t, sin_t);
+        else if (fmt == FMT_F16) rotary_quads<FMT_F16>(x, ld, heads, head_dim, cos_t, sin_t);
+        else rotary_quads<FMT_F32>(x, ld, heads, head_dim, cos_t, sin_t);
+        return;
+    }
+    const int half = head_dim / 2;
+    const long r = blockIdx.y;
+    const int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= heads * half) return;
+    const int h = p / half, j = p - h * half;
+    const long a = r * ld + (long)h * head_dim + j, b = a + half;
+    float x1 = load(x, a, fmt), x2 = load(x, b, fmt);
+    turn(x1, x2, cos_t[r * half + j], sin_t[r * half + j]);
+    store(x, a, x1, fmt);
+    store(x, b, x2, fmt);
+}
+
+// `rescale` of the attention's query|key|value accumulator [rows, cols] (column scales per
+// column) with the rotary embedding of its first `rot_heads` heads applied on the way, as `rotary`
+// would apply it to the rescaled tensor: one pass instead of two. Grid: (column blocks, rows); with
+// `quads`, four values a thread (rescale_rotary_quads).
+extern "C" __global__ void rescale_rotary(const void* acc, int acc_is_int, int cols, const float* row_scale,
+                                          int row_stride, const float* col_scale, void* out, int out_fmt,
+                                          int rot_heads, int head_dim, const float* cos_t, const float* sin_t,
+                                          int quads) {
+    if (quads) {
+        if (out_fmt == FMT_BF16)
+            rescale_rotary_quads<FMT_BF16>(acc, acc_is_int, cols, row_scale, row_stride, col_scale, out, rot_heads, head_dim, cos_t, sin_t);
+        else if (out_fmt == FMT_F16)
+            rescale_rotary_quads<FMT_F16>(acc, acc_is_int, cols, row_scale, row_stride, col_scale, out, rot_heads, head_dim, cos_t, sin_t);
+        else
+            rescale_rotary_quads<FMT_F32>(acc, acc_is_int, cols, row_scale, row_stride, col_scale, out, rot_heads, head_dim, cos_t, sin_t);
+        return;
+    }
+    const long r = blockIdx.y;
+    const float rs = row_scale[r * row_stride];
+    const int half = head_dim / 2, rotated = rot_heads * head_dim;
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
+        const long i = r * cols + c;
+        if (c >= rotated) {
+            store(out, i, rescaled(acc, acc_is_int, i, rs, col_scale[c], out_fmt), out_fmt);
+            continue;
+        }
+        const int j = c % head_dim;
+        if (j >= half) continue;  // the second of a pair: written with the first
+        float x1 = rescaled(acc, acc_is_int, i, rs, col_scale[c], out_fmt);
+        float x2 = rescaled(acc, acc_is_int, i + half, rs, col_scale[c + half], out_fmt);
+        turn(x1, x2, cos_t[r * half + j], sin_t[r * half + j]);
+        store(out, i, x1, out_fmt);
+        store(out, i + half, x2, out_fmt);
     }
 }
 
@@ -707,7 +881,9 @@ __device__ void softmax_row_registers(const void* scores, void* probs, long base
         if (c0 >= ld) continue;
         float p[VEC];
 #pragma unroll
-        for (int e = 0; e < VEC; ++e) p[e] = round_to(v[ch * VEC + e] / sum, S_FMT);
+        // Stored in the softmax format's own (P_FMT == S_FMT), the value rounds once, as it
+        // would twice.
+        for (int e = 0; e < VEC; ++e) p[e] = S_FMT == P_FMT ? v[ch * VEC + e] / sum : round_to(v[ch * VEC + e] / sum, S_FMT);
         store_vec<P_FMT, VEC>(probs, base + c0, p);
     }
 }
@@ -813,6 +989,76 @@ __device__ __forceinline__ float residual(const void* a, const void* b, long i, 
     return b != 0 ? round_to(load(a, i, fmt) + load(b, i, fmt), fmt) : load(a, i, fmt);
 }
 
+// Rows of up to NORM_CHUNKS groups of eight values per thread are held in registers by add_norm:
+// one read of each input, one write of each output.
+#define NORM_CHUNKS 4
+
+// add_norm of one row held in registers: thread t holds the eight-value groups t, t + blockDim,
+// ... of the row (cols a multiple of 8, at most 8 * NORM_CHUNKS * blockDim). The same arithmetic
+// as the loop below, in the same order for every value; only the sums' order differs.
+template <int FMT>
+__device__ void add_norm_registers(const void* a, const void* b, int cols, void* sum_out, int norm,
+                                   const float* weight, const float* shift, float eps, void* norm_out,
+                                   float* amax_out) {
+    const int groups = cols / 8;
+    const long base8 = (long)blockIdx.x * groups;
+    float v[NORM_CHUNKS * 8];
+    float first = 0.0f;
+#pragma unroll
+    for (int ch = 0; ch < NORM_CHUNKS; ++ch) {
+        const int g = threadIdx.x + ch * blockDim.x;
+        if (g >= groups) break;
+        float* x = v + ch * 8;
+        load8<FMT>(a, base8 + g, x);
+        if (b != 0) {
+            float y[8];
+            load8<FMT>(b, base8 + g, y);
+            for (int k = 0; k < 8; ++k) x[k] = round_to(x[k] + y[k], FMT);
+        }
+        if (sum_out != 0) store8<FMT>(sum_out, base8 + g, x);
+        for (int k = 0; k < 8; ++k) first += norm == 1 ? x[k] : x[k] * x[k];
+    }
+    if (norm == 0) return;
+    const float moment = block_sum(first) / cols;
+    float mean = 0.0f, inv;
+    if (norm == 1) {
+        mean = moment;
+        float second = 0.0f;
+#pragma unroll
+        for (int ch = 0; ch < NORM_CHUNKS; ++ch) {
+            if (threadIdx.x + ch * blockDim.x >= groups) break;
+            for (int k = 0; k < 8; ++k) {
+                const float d = v[ch * 8 + k] - mean;
+                second += d * d;
+            }
+        }
+        inv = 1.0f / sqrtf(block_sum(second) / cols + eps);
+    } else {
+        inv = 1.0f / sqrtf(moment + eps);
+    }
+    float m = 0.0f;
+#pragma unroll
+    for (int ch = 0; ch < NORM_CHUNKS; ++ch) {
+        const int g = threadIdx.x + ch * blockDim.x;
+        if (g >= groups) break;
+        const float4 w0 = ((const float4*)weight)[2 * g], w1 = ((const float4*)weight)[2 * g + 1];
+        const float w[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+        float out[8];
+        for (int k = 0; k < 8; ++k) out[k] = (v[ch * 8 + k] - mean) * inv * w[k];
+        if (norm == 1) {
+            const float4 s0 = ((const float4*)shift)[2 * g], s1 = ((const float4*)shift)[2 * g + 1];
+            const float sh[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+            for (int k = 0; k < 8; ++k) out[k] += sh[k];
+        }
+        store8<FMT>(norm_out, base8 + g, out);
+        for (int k = 0; k < 8; ++k) m = nan_max(m, fabsf(round_to(out[k], FMT)));
+    }
+    if (amax_out != 0) {
+        m = block_max(m);
+        if (threadIdx.x == 0) atomic_amax(amax_out, m);
+    }
+}
+
 // A residual add and a normalisation of its rows, one block per row: s = a (+ b), stored into
 // sum_out when non-null; then with norm = 1 LayerNorm, 2 RMSNorm (0 none) of s, times weight (+
 // shift for LayerNorm), all in f32 as the CPU computes it (mean first, then the variance about
@@ -821,6 +1067,15 @@ __device__ __forceinline__ float residual(const void* a, const void* b, long i, 
 extern "C" __global__ void add_norm(const void* a, const void* b, int fmt, int cols, void* sum_out, int norm,
                                     const float* weight, const float* shift, float eps, void* norm_out,
                                     float* amax_out) {
+    // Groups of eight values read and written whole (16-byte aligned), the row held in registers.
+    const unsigned long addresses = (unsigned long)a | (unsigned long)b | (unsigned long)sum_out |
+                                    (unsigned long)norm_out | (unsigned long)weight | (unsigned long)shift;
+    if (cols % 8 == 0 && cols / 8 <= NORM_CHUNKS * (int)blockDim.x && addresses % 16 == 0) {
+        if (fmt == FMT_BF16) add_norm_registers<FMT_BF16>(a, b, cols, sum_out, norm, weight, shift, eps, norm_out, amax_out);
+        else if (fmt == FMT_F16) add_norm_registers<FMT_F16>(a, b, cols, sum_out, norm, weight, shift, eps, norm_out, amax_out);
+        else add_norm_registers<FMT_F32>(a, b, cols, sum_out, norm, weight, shift, eps, norm_out, amax_out);
+        return;
+    }
     const long base = (long)blockIdx.x * cols;
     float first = 0.0f;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {

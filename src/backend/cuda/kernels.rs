@@ -106,6 +106,10 @@ pub struct Kernels {
     amax: CudaFunction,
     quantize_fp8: CudaFunction,
     amax_history_push: CudaFunction,
+    quantize_fp8_current: CudaFunction,
+    /// Blocks of a `quantize_fp8_current` launch, one per SM (0 where a block of
+    /// `CURRENT_THREADS` cannot be resident: then it is never launched).
+    current_blocks: u32,
     gated_act: CudaFunction,
     gated_act_scaled: CudaFunction,
     gated_act_fp8: CudaFunction,
@@ -169,6 +173,13 @@ fn grid((x, y): (u32, u32), threads: u32) -> LaunchConfig {
 /// Threads of a `gated_act_rows` block, which holds one row.
 const ROW_THREADS: u32 = 512;
 
+/// Threads of a `quantize_fp8_current` block: one block per SM, so that few blocks meet at its
+/// grid barrier.
+const CURRENT_THREADS: u32 = 1024;
+
+/// `kernels.cu`'s NORM_CHUNKS: groups of eight values each thread of `add_norm` holds.
+const NORM_CHUNKS: usize = 4;
+
 /// The widest row `gated_act_rows` holds in shared memory (`FUSED_ROWS_MAX_COLUMNS` of
 /// `kernels.cu`).
 const FUSED_ROWS_MAX_COLUMNS: usize = 16384;
@@ -192,11 +203,18 @@ impl Kernels {
                 cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
             )
             .map_err(failed("SM count"))?;
+        let quantize_fp8_current = function("quantize_fp8_current")?;
+        // Every block of a cooperative launch must be resident at once.
+        let resident = quantize_fp8_current
+            .occupancy_max_active_blocks_per_multiprocessor(CURRENT_THREADS, 0, None)
+            .map_err(failed("occupancy of quantize_fp8_current"))?;
         Ok(Kernels {
             convert: function("convert")?,
             round_tf32: function("round_tf32")?,
             amax: function("amax")?,
             quantize_fp8: function("quantize_fp8")?,
+            quantize_fp8_current,
+            current_blocks: if resident == 0 { 0 } else { sms.max(1) as u32 },
             amax_history_push: function("amax_history_push")?,
             gated_act: function("gated_act")?,
             gated_act_scaled: function("gated_act_scaled")?,
@@ -311,6 +329,53 @@ impl Kernels {
         unsafe { launch.launch(self.strided(x.elements())) }
             .map(drop)
             .map_err(failed("quantize_fp8"))
+    }
+
+    /// Blocks of a [`Kernels::quantize_fp8_current`] launch: the f32 partial maxima it needs
+    /// (0: the kernel cannot run on this device).
+    pub fn current_blocks(&self) -> usize {
+        self.current_blocks as usize
+    }
+
+    /// Per-tensor FP8 current scaling of the BF16 tensor `x` (whole groups of eight values) in
+    /// one cooperative launch: the amax (each block's into `partials`, [`Kernels::current_blocks`]
+    /// f32), a barrier across the grid (`barrier`: two u32, zeroed once when allocated), the scale
+    /// and the cast, as [`Kernels::quantize_fp8`] computes them after [`Kernels::amax`]. The
+    /// tensor's amax goes to `amax` as well (0: not kept).
+    pub fn quantize_fp8_current(
+        &self,
+        s: &CudaStream,
+        x: Matrix,
+        e5m2: bool,
+        (partials, barrier, amax): (u64, u64, u64),
+        (q, scale): (u64, u64),
+    ) -> Result<(), BackendError> {
+        assert!(
+            x.elem == Elem::Bf16 && x.elements() % 8 == 0,
+            "whole groups of eight BF16 values"
+        );
+        let format_max = if e5m2 { FP8_E5M2 } else { FP8_E4M3 }.max_value();
+        let (n, e5m2) = (x.elements() as i64, i32::from(e5m2));
+        let mut launch = s.launch_builder(&self.quantize_fp8_current);
+        launch
+            .arg(&x.ptr)
+            .arg(&n)
+            .arg(&partials)
+            .arg(&barrier)
+            .arg(&format_max)
+            .arg(&e5m2)
+            .arg(&q)
+            .arg(&scale)
+            .arg(&amax);
+        // SAFETY: the nine args match `quantize_fp8_current` in kernels.cu; `x.ptr` holds `n`
+        // BF16 values (n a multiple of 8), `q` `n` bytes, `partials` one f32 per block of the
+        // launch, `barrier` two u32 that only this kernel touches, `scale` one f32 and `amax`
+        // one or 0; all live until the stream syncs. Cooperative, with no more blocks than the
+        // occupancy query says fit at once, so the grid barrier cannot wait on a block that
+        // never starts.
+        unsafe { launch.launch_cooperative(grid((self.current_blocks, 1), CURRENT_THREADS)) }
+            .map(drop)
+            .map_err(failed("quantize_fp8_current"))
     }
 
     /// Delayed scaling after a step: the step's amax (`current`) joins the `history` ring of
@@ -489,12 +554,26 @@ impl Kernels {
         (heads, head_dim): (usize, usize),
         (cos, sin): (u64, u64),
     ) -> Result<(), BackendError> {
-        let (acc_is_int, n_cols, out_elem, heads, head_dim) = (
+        let quads = quads_fit(
+            head_dim,
+            out.cols,
+            &[acc.ptr, out.ptr, acc.cols.ptr, cos, sin],
+        );
+        let config = if quads {
+            // Four pairs of a rotated head, or four columns past them, a thread.
+            let rotated = heads * head_dim;
+            let items = rotated / 8 + (out.cols - rotated) / 4;
+            grid(((items as u32).div_ceil(THREADS), out.rows as u32), THREADS)
+        } else {
+            self.rows(out.rows, out.cols)
+        };
+        let (acc_is_int, n_cols, out_elem, heads, head_dim, quads) = (
             i32::from(acc.is_int),
             out.cols as i32,
             out.elem as i32,
             heads as i32,
             head_dim as i32,
+            i32::from(quads),
         );
         let mut launch = s.launch_builder(&self.rescale_rotary);
         launch
@@ -509,11 +588,13 @@ impl Kernels {
             .arg(&heads)
             .arg(&head_dim)
             .arg(&cos)
-            .arg(&sin);
+            .arg(&sin)
+            .arg(&quads);
         // SAFETY: args match `rescale_rotary` (no column stride: `acc.cols` holds `out.cols` f32);
         // `acc.ptr`/`out.ptr` hold `out.elements()` values, `heads * head_dim <= out.cols`,
-        // `cos`/`sin` `out.rows * head_dim / 2` f32; all live until the stream syncs.
-        unsafe { launch.launch(self.rows(out.rows, out.cols)) }
+        // `cos`/`sin` `out.rows * head_dim / 2` f32; with `quads`, the alignment and whole groups
+        // of four that `rescale_rotary_quads` needs (`quads_fit`); all live until the stream syncs.
+        unsafe { launch.launch(config) }
             .map(drop)
             .map_err(failed("rescale_rotary"))
     }
@@ -654,8 +735,16 @@ impl Kernels {
         head_dim: usize,
         (cos, sin): (u64, u64),
     ) -> Result<(), BackendError> {
-        let (elem, ld_i, heads_i, head_dim_i) =
-            (x.elem as i32, x.cols as i64, heads as i32, head_dim as i32);
+        let quads = quads_fit(head_dim, x.cols, &[x.ptr, cos, sin]);
+        let pairs_per_thread = if quads { 4 } else { 1 };
+        let blocks = ((heads * head_dim / 2) as u32).div_ceil(pairs_per_thread * THREADS);
+        let (elem, ld_i, heads_i, head_dim_i, quads) = (
+            x.elem as i32,
+            x.cols as i64,
+            heads as i32,
+            head_dim as i32,
+            i32::from(quads),
+        );
         let mut launch = s.launch_builder(&self.rotary);
         launch
             .arg(&x.ptr)
@@ -664,12 +753,13 @@ impl Kernels {
             .arg(&heads_i)
             .arg(&head_dim_i)
             .arg(&cos)
-            .arg(&sin);
-        let pairs = (heads * head_dim / 2) as u32;
-        // SAFETY: args match `rotary(x, fmt, long ld, heads, head_dim, cos, sin)`; a grid row per
-        // row of `x`, threads past the `heads * head_dim / 2` pairs return; callers keep
-        // `heads * head_dim <= x.cols` and `cos`/`sin` hold `x.rows * head_dim / 2` f32.
-        unsafe { launch.launch(grid((pairs.div_ceil(THREADS), x.rows as u32), THREADS)) }
+            .arg(&sin)
+            .arg(&quads);
+        // SAFETY: args match `rotary(x, fmt, long ld, heads, head_dim, cos, sin, quads)`; a grid
+        // row per row of `x`, threads past the `heads * head_dim / 2` pairs (four a thread with
+        // `quads`, whose alignment `quads_fit` checked) return; callers keep `heads * head_dim <=
+        // x.cols` and `cos`/`sin` hold `x.rows * head_dim / 2` f32.
+        unsafe { launch.launch(grid((blocks, x.rows as u32), THREADS)) }
             .map(drop)
             .map_err(failed("rotary"))
     }
@@ -766,7 +856,17 @@ impl Kernels {
             .arg(&eps)
             .arg(&out)
             .arg(&amax);
-        let threads = (a.cols as u32).next_multiple_of(32).clamp(32, ROW_THREADS);
+        // A thread per group of eight values where the kernel holds the row in registers (rows
+        // of whole groups, at most NORM_CHUNKS groups a thread), else a thread per value.
+        let groups = a.cols / 8;
+        let per_thread = if a.cols % 8 == 0 && groups <= NORM_CHUNKS * ROW_THREADS as usize {
+            groups
+        } else {
+            a.cols
+        };
+        let threads = (per_thread as u32)
+            .next_multiple_of(32)
+            .clamp(32, ROW_THREADS);
         // SAFETY: args match `add_norm(a, b, fmt, cols, sum_out, norm, weight, shift, eps,
         // norm_out, amax_out)` in kernels.cu; a block per row of `a`, its threads a multiple of
         // 32 (the reductions use whole warps); `a`, `b`, `sum` and `out` hold `a.rows * cols`
@@ -781,6 +881,12 @@ impl Kernels {
     fn blocks_of(threads: usize) -> LaunchConfig {
         grid(((threads as u32).div_ceil(THREADS), 1), THREADS)
     }
+}
+
+/// Whether the rotary kernels may turn four pairs a thread (`rotary_quads`): a half head of whole
+/// groups of four, rows of whole groups of four, and every pointer 16-byte aligned.
+fn quads_fit(head_dim: usize, row: usize, pointers: &[u64]) -> bool {
+    head_dim % 8 == 0 && row % 4 == 0 && pointers.iter().all(|p| p % 16 == 0)
 }
 
 /// A row-major matrix on the device.
@@ -884,4 +990,35 @@ pub struct Scales {
     pub ptr: u64,
     /// 1 for a scale per row or column, 0 for one per tensor.
     pub stride: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of `#define name value` in `kernels.cu`.
+    fn defined(name: &str) -> usize {
+        let line = SOURCE
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("#define {name} ")))
+            .unwrap_or_else(|| panic!("kernels.cu defines no {name}"));
+        line.trim().parse().unwrap()
+    }
+
+    #[test]
+    fn the_host_mirrors_the_kernels_limits() {
+        assert_eq!(defined("NORM_CHUNKS"), NORM_CHUNKS);
+        assert_eq!(defined("FUSED_ROWS_MAX_COLUMNS"), FUSED_ROWS_MAX_COLUMNS);
+    }
+
+    #[test]
+    fn rotary_quads_need_whole_groups_and_aligned_pointers() {
+        assert!(quads_fit(256, 2560, &[0x1000, 0x2000]));
+        // A half head of 6 pairs is not whole groups of four.
+        assert!(!quads_fit(12, 2560, &[0x1000]));
+        // Rows 2562 values apart put row 1 off a group of four.
+        assert!(!quads_fit(256, 2562, &[0x1000]));
+        // A pointer 8 bytes past a 16-byte boundary.
+        assert!(!quads_fit(256, 2560, &[0x1000, 0x2008]));
+    }
 }

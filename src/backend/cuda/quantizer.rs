@@ -38,16 +38,20 @@ pub(super) struct Quantizer {
     out: u64,
     /// Delayed scaling: the amax history (a ring) and the state `{steps, next amax}`.
     history: Option<(u64, u64)>,
+    /// Current FP8 scaling in one launch ([`Kernels::quantize_fp8_current`]): its blocks' partial
+    /// maxima and its grid barrier.
+    current: Option<(u64, u64)>,
 }
 
 impl Quantizer {
-    /// Buffers for quantizing `[rows, cols]` on `route`.
+    /// Buffers for quantizing `[rows, cols]` on `route`; `current_blocks` is
+    /// [`Kernels::current_blocks`].
     pub(super) fn new(
         arena: &mut Arena,
         stream: &Arc<CudaStream>,
         route: MatmulRoute,
-        rows: usize,
-        cols: usize,
+        (rows, cols): (usize, usize),
+        current_blocks: usize,
     ) -> Result<Self, BackendError> {
         let out = match route {
             MatmulRoute::Carrier { .. } | MatmulRoute::WeightOnly => 0,
@@ -63,6 +67,19 @@ impl Quantizer {
             )),
             _ => None,
         };
+        // Native FP8 (E5M2 emulated in BF16 is not) scaled by the tensor's own amax, of whole
+        // groups of eight BF16 values.
+        let current = match route {
+            MatmulRoute::Fp8 { delayed: None, .. }
+                if !route.fp8_emulated() && (rows * cols) % 8 == 0 && current_blocks > 0 =>
+            {
+                Some((
+                    arena.alloc(stream, 4 * current_blocks)?,
+                    arena.alloc(stream, 8)?,
+                ))
+            }
+            _ => None,
+        };
         Ok(Quantizer {
             route,
             rows,
@@ -71,6 +88,7 @@ impl Quantizer {
             scale: arena.alloc(stream, 4 * rows)?,
             out,
             history,
+            current,
         })
     }
 
@@ -110,6 +128,21 @@ impl Quantizer {
             MatmulRoute::Fp8 {
                 activations_e5m2, ..
             } => {
+                if let Some((partials, barrier)) = self.current.filter(|_| !amax_ready) {
+                    // The amax, the scale and the cast in one launch instead of three.
+                    let buffers = (partials, barrier, 0);
+                    k.quantize_fp8_current(
+                        s,
+                        x,
+                        activations_e5m2,
+                        buffers,
+                        (self.out, self.scale),
+                    )?;
+                    return Ok(QuantizedInput {
+                        data: self.out,
+                        scale: self.scale,
+                    });
+                }
                 tensor_amax(s, state)?;
                 let how = Fp8Quantize {
                     e5m2: activations_e5m2,
