@@ -989,6 +989,23 @@ __device__ __forceinline__ float residual(const void* a, const void* b, long i, 
     return b != 0 ? round_to(load(a, i, fmt) + load(b, i, fmt), fmt) : load(a, i, fmt);
 }
 
+// A row's normalisation from each thread's partial sum `first` (of the values for LayerNorm,
+// norm = 1; of their squares for RMSNorm): LayerNorm's mean and 1 / sqrt(variance + eps), the
+// variance about the mean from `deviations(mean)` (the thread's sum of squared deviations), as the
+// CPU computes it; RMSNorm's 0 and 1 / sqrt(mean square + eps). Every thread of the block calls it.
+template <typename Deviations>
+__device__ __forceinline__ void norm_stats(float first, int cols, int norm, float eps, Deviations deviations,
+                                           float& mean, float& inv) {
+    const float moment = block_sum(first) / cols;
+    if (norm == 1) {
+        mean = moment;
+        inv = 1.0f / sqrtf(block_sum(deviations(mean)) / cols + eps);
+    } else {
+        mean = 0.0f;
+        inv = 1.0f / sqrtf(moment + eps);
+    }
+}
+
 // Rows of up to NORM_CHUNKS groups of eight values per thread are held in registers by add_norm:
 // one read of each input, one write of each output.
 #define NORM_CHUNKS 4
@@ -1019,10 +1036,8 @@ __device__ void add_norm_registers(const void* a, const void* b, int cols, void*
         for (int k = 0; k < 8; ++k) first += norm == 1 ? x[k] : x[k] * x[k];
     }
     if (norm == 0) return;
-    const float moment = block_sum(first) / cols;
-    float mean = 0.0f, inv;
-    if (norm == 1) {
-        mean = moment;
+    float mean, inv;
+    norm_stats(first, cols, norm, eps, [&](float mean) {
         float second = 0.0f;
 #pragma unroll
         for (int ch = 0; ch < NORM_CHUNKS; ++ch) {
@@ -1032,10 +1047,8 @@ __device__ void add_norm_registers(const void* a, const void* b, int cols, void*
                 second += d * d;
             }
         }
-        inv = 1.0f / sqrtf(block_sum(second) / cols + eps);
-    } else {
-        inv = 1.0f / sqrtf(moment + eps);
-    }
+        return second;
+    }, mean, inv);
     float m = 0.0f;
 #pragma unroll
     for (int ch = 0; ch < NORM_CHUNKS; ++ch) {
@@ -1084,19 +1097,15 @@ extern "C" __global__ void add_norm(const void* a, const void* b, int fmt, int c
         first += norm == 1 ? s : s * s;
     }
     if (norm == 0) return;
-    const float moment = block_sum(first) / cols;
-    float mean = 0.0f, inv;
-    if (norm == 1) {
-        mean = moment;
+    float mean, inv;
+    norm_stats(first, cols, norm, eps, [&](float mean) {
         float second = 0.0f;
         for (int c = threadIdx.x; c < cols; c += blockDim.x) {
             const float d = residual(a, b, base + c, fmt) - mean;
             second += d * d;
         }
-        inv = 1.0f / sqrtf(block_sum(second) / cols + eps);
-    } else {
-        inv = 1.0f / sqrtf(moment + eps);
-    }
+        return second;
+    }, mean, inv);
     float m = 0.0f;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
         float v = (residual(a, b, base + c, fmt) - mean) * inv * weight[c];
