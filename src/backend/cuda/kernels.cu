@@ -313,8 +313,7 @@ __device__ void grid_barrier(unsigned* bar) {
 // quantize_fp8 does (scale = amax / format max, 1 for an all-zero tensor). Replaces zeroing the
 // amax, the amax pass and the cast: three launches in a row, each too short to fill the GPU.
 extern "C" __global__ void quantize_fp8_current(const void* x, long n, float* partials, unsigned* barrier,
-                                                float format_max, int e5m2, u8* q, float* scale_out,
-                                                float* amax_out) {
+                                                float format_max, int e5m2, u8* q, float* scale_out) {
     const long stride = (long)gridDim.x * blockDim.x, groups = n / 8;
     float m = 0.0f;
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < groups; i += stride) {
@@ -331,10 +330,7 @@ extern "C" __global__ void quantize_fp8_current(const void* x, long n, float* pa
     for (int b = threadIdx.x; b < gridDim.x; b += blockDim.x) a = nan_max(a, seen[b]);
     a = block_max(a);
     const float scale = a == 0.0f ? 1.0f : a / format_max;
-    if (blockIdx.x == 0 && threadIdx.x == 0) {
-        *scale_out = scale;
-        if (amax_out != 0) *amax_out = a;
-    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) *scale_out = scale;
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < groups; i += stride) {
         float f[8];
         unpack_bf16x8(((const uint4*)x)[i], f);

@@ -340,14 +340,13 @@ impl Kernels {
     /// Per-tensor FP8 current scaling of the BF16 tensor `x` (whole groups of eight values) in
     /// one cooperative launch: the amax (each block's into `partials`, [`Kernels::current_blocks`]
     /// f32), a barrier across the grid (`barrier`: two u32, zeroed once when allocated), the scale
-    /// and the cast, as [`Kernels::quantize_fp8`] computes them after [`Kernels::amax`]. The
-    /// tensor's amax goes to `amax` as well (0: not kept).
+    /// and the cast, as [`Kernels::quantize_fp8`] computes them after [`Kernels::amax`].
     pub fn quantize_fp8_current(
         &self,
         s: &CudaStream,
         x: Matrix,
         e5m2: bool,
-        (partials, barrier, amax): (u64, u64, u64),
+        (partials, barrier): (u64, u64),
         (q, scale): (u64, u64),
     ) -> Result<(), BackendError> {
         assert!(
@@ -365,12 +364,11 @@ impl Kernels {
             .arg(&format_max)
             .arg(&e5m2)
             .arg(&q)
-            .arg(&scale)
-            .arg(&amax);
-        // SAFETY: the nine args match `quantize_fp8_current` in kernels.cu; `x.ptr` holds `n`
+            .arg(&scale);
+        // SAFETY: the eight args match `quantize_fp8_current` in kernels.cu; `x.ptr` holds `n`
         // BF16 values (n a multiple of 8), `q` `n` bytes, `partials` one f32 per block of the
-        // launch, `barrier` two u32 that only this kernel touches, `scale` one f32 and `amax`
-        // one or 0; all live until the stream syncs. Cooperative, with no more blocks than the
+        // launch, `barrier` two u32 that only this kernel touches, `scale` one f32; all live
+        // until the stream syncs. Cooperative, with no more blocks than the
         // occupancy query says fit at once, so the grid barrier cannot wait on a block that
         // never starts.
         unsafe { launch.launch_cooperative(grid((self.current_blocks, 1), CURRENT_THREADS)) }

@@ -128,16 +128,10 @@ impl Quantizer {
             MatmulRoute::Fp8 {
                 activations_e5m2, ..
             } => {
-                if let Some((partials, barrier)) = self.current.filter(|_| !amax_ready) {
+                if let Some(buffers) = self.current.filter(|_| !amax_ready) {
                     // The amax, the scale and the cast in one launch instead of three.
-                    let buffers = (partials, barrier, 0);
-                    k.quantize_fp8_current(
-                        s,
-                        x,
-                        activations_e5m2,
-                        buffers,
-                        (self.out, self.scale),
-                    )?;
+                    let target = (self.out, self.scale);
+                    k.quantize_fp8_current(s, x, activations_e5m2, buffers, target)?;
                     return Ok(QuantizedInput {
                         data: self.out,
                         scale: self.scale,
