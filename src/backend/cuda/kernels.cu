@@ -877,8 +877,8 @@ __device__ void softmax_row_registers(const void* scores, void* probs, long base
         if (c0 >= ld) continue;
         float p[VEC];
 #pragma unroll
-        // Stored in the softmax format's own (P_FMT == S_FMT), the value rounds once, as it
-        // would twice.
+        // Stored in the softmax's own format (P_FMT == S_FMT), rounding once gives what rounding
+        // twice would.
         for (int e = 0; e < VEC; ++e) p[e] = S_FMT == P_FMT ? v[ch * VEC + e] / sum : round_to(v[ch * VEC + e] / sum, S_FMT);
         store_vec<P_FMT, VEC>(probs, base + c0, p);
     }
