@@ -44,12 +44,10 @@ impl Arena {
     pub(super) fn upload_staged(
         &mut self,
         stream: &Arc<CudaStream>,
-        staging: &std::sync::Mutex<super::staging::Staging>,
+        staging: &mut super::staging::Staging,
         bytes: &[u8],
     ) -> Result<u64, BackendError> {
         let slice = staging
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .upload(stream, bytes)
             .map_err(|e| BackendError::Failed(format!("uploading {} bytes: {e}", bytes.len())))?;
         let ptr = slice.device_ptr(stream).0;

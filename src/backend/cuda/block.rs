@@ -21,7 +21,7 @@ use super::layer::{mlp_pass, LayerProgram};
 use super::params::Params;
 use super::quantizer::Quantizer;
 use super::route::MatmulRoute;
-use super::Gpu;
+use super::{failed, Gpu};
 use crate::backend::{onnx_unsupported, BackendError, BackendKind};
 use crate::model::blocks::{layer_prefix, GATED_MLP, PLAIN_MLP, STANDALONE_ATTENTION};
 use crate::model::{Block, Model, Weights};
@@ -250,9 +250,7 @@ impl CudaBlock {
         let s = self.device.stream.clone();
         let values = self
             .device
-            .staging
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .staging()
             .upload(&s, &input.data)
             .map_err(|e| BackendError::Failed(format!("upload: {e}")))?;
         let staged = Matrix {
@@ -291,11 +289,9 @@ impl CudaBlock {
     /// back through the pinned buffer.
     fn download(&mut self, ptr: u64) -> Result<Tensor, BackendError> {
         let s = self.device.stream.clone();
-        let failed =
-            |e: cudarc::driver::DriverError| BackendError::Failed(format!("download: {e}"));
         let (rows, cols) = (self.tokens, self.block.output_features());
         // SAFETY: written whole by the conversion below before it is read.
-        let values = unsafe { s.alloc::<f32>(rows * cols) }.map_err(failed)?;
+        let values = unsafe { s.alloc::<f32>(rows * cols) }.map_err(failed("download"))?;
         let output = Matrix {
             ptr,
             elem: self.route.elem(),
@@ -307,11 +303,9 @@ impl CudaBlock {
             .convert(&s, output, output.with(values.device_ptr(&s).0, Elem::F32))?;
         let host = self
             .device
-            .staging
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .staging()
             .download(&s, &values)
-            .map_err(failed)?;
+            .map_err(failed("download"))?;
         Ok(Tensor::new(rows, cols, host))
     }
 }

@@ -716,10 +716,6 @@ __device__ __forceinline__ void load_acc4(const void* acc, int acc_is_int, long 
     for (int k = 0; k < 4; ++k) out[k] = acc_is_int ? (float)w[k] : __int_as_float(w[k]);
 }
 
-__device__ __forceinline__ void unpack4(float4 v, float* out) {
-    out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
-}
-
 // `rotary` with each thread turning four consecutive pairs: 8-byte (16-bit formats) or 16-byte
 // (f32) loads and stores of x, 16-byte loads of the tables. The host launches it for heads whose
 // half is a multiple of 4, rows a multiple of 4 apart and 16-byte aligned tensors and tables.
@@ -734,8 +730,8 @@ __device__ void rotary_quads(void* x, long ld, int heads, int head_dim, const fl
     float x1[4], x2[4], c[4], s[4];
     load4<FMT>(x, a, x1);
     load4<FMT>(x, b, x2);
-    unpack4(*(const float4*)(cos_t + r * half + j), c);
-    unpack4(*(const float4*)(sin_t + r * half + j), s);
+    load4<FMT_F32>(cos_t, r * half + j, c);
+    load4<FMT_F32>(sin_t, r * half + j, s);
     for (int k = 0; k < 4; ++k) turn(x1[k], x2[k], c[k], s[k]);
     store_vec<FMT, 4>(x, a, x1);
     store_vec<FMT, 4>(x, b, x2);
@@ -757,7 +753,7 @@ __device__ void rescale_rotary_quads(const void* acc, int acc_is_int, int cols, 
         if (q >= pair_quads) {
             const int c = rotated + 4 * (q - pair_quads);
             load_acc4(acc, acc_is_int, r * cols + c, x1);
-            unpack4(*(const float4*)(col_scale + c), cs1);
+            load4<FMT_F32>(col_scale, c, cs1);
             for (int k = 0; k < 4; ++k) x1[k] = scaled(x1[k], rs, cs1[k], OUT_FMT);
             store_vec<OUT_FMT, 4>(out, r * cols + c, x1);
             continue;
@@ -766,10 +762,10 @@ __device__ void rescale_rotary_quads(const void* acc, int acc_is_int, int cols, 
         float x2[4], cs2[4], co[4], si[4];
         load_acc4(acc, acc_is_int, r * cols + c, x1);
         load_acc4(acc, acc_is_int, r * cols + c + half, x2);
-        unpack4(*(const float4*)(col_scale + c), cs1);
-        unpack4(*(const float4*)(col_scale + c + half), cs2);
-        unpack4(*(const float4*)(cos_t + r * half + j), co);
-        unpack4(*(const float4*)(sin_t + r * half + j), si);
+        load4<FMT_F32>(col_scale, c, cs1);
+        load4<FMT_F32>(col_scale, c + half, cs2);
+        load4<FMT_F32>(cos_t, r * half + j, co);
+        load4<FMT_F32>(sin_t, r * half + j, si);
         for (int k = 0; k < 4; ++k) {
             x1[k] = scaled(x1[k], rs, cs1[k], OUT_FMT);
             x2[k] = scaled(x2[k], rs, cs2[k], OUT_FMT);
@@ -1050,13 +1046,12 @@ __device__ void add_norm_registers(const void* a, const void* b, int cols, void*
     for (int ch = 0; ch < NORM_CHUNKS; ++ch) {
         const int g = threadIdx.x + ch * blockDim.x;
         if (g >= groups) break;
-        const float4 w0 = ((const float4*)weight)[2 * g], w1 = ((const float4*)weight)[2 * g + 1];
-        const float w[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
-        float out[8];
+        float w[8], out[8];
+        load8<FMT_F32>(weight, g, w);
         for (int k = 0; k < 8; ++k) out[k] = (v[ch * 8 + k] - mean) * inv * w[k];
         if (norm == 1) {
-            const float4 s0 = ((const float4*)shift)[2 * g], s1 = ((const float4*)shift)[2 * g + 1];
-            const float sh[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+            float sh[8];
+            load8<FMT_F32>(shift, g, sh);
             for (int k = 0; k < 8; ++k) out[k] += sh[k];
         }
         store8<FMT>(norm_out, base8 + g, out);

@@ -10,6 +10,7 @@ use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 
 use sha2::{Digest, Sha256};
 
+use super::failed;
 use crate::backend::BackendError;
 use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
 use crate::formats::Format;
@@ -183,10 +184,6 @@ const NORM_CHUNKS: usize = 4;
 /// The widest row `gated_act_rows` holds in shared memory (`FUSED_ROWS_MAX_COLUMNS` of
 /// `kernels.cu`).
 const FUSED_ROWS_MAX_COLUMNS: usize = 16384;
-
-fn failed(what: &str) -> impl Fn(cudarc::driver::DriverError) -> BackendError + '_ {
-    move |e| BackendError::Failed(format!("{what}: {e}"))
-}
 
 impl Kernels {
     /// Compiles and loads the kernels on `ctx`.

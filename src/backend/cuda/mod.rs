@@ -100,11 +100,18 @@ pub struct Gpu {
 }
 
 /// A driver error as the backend's, saying what failed.
-fn failed(what: &'static str) -> impl Fn(cudarc::driver::DriverError) -> BackendError {
+fn failed(what: &str) -> impl Fn(cudarc::driver::DriverError) -> BackendError + '_ {
     move |e| BackendError::Failed(format!("{what}: {e}"))
 }
 
 impl Gpu {
+    /// The pinned buffer uploads and downloads go through. A thread that panicked while holding
+    /// it left no state that a later copy depends on (each copy fills what it reads), so a
+    /// poisoned lock is taken as it is.
+    fn staging(&self) -> std::sync::MutexGuard<'_, staging::Staging> {
+        self.staging.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Opens device `ordinal`: compiles the kernels, creates the stream and cuBLASLt handle.
     fn open(ordinal: usize) -> Result<Self, BackendError> {
         let ctx = CudaContext::new(ordinal).map_err(failed("creating its context"))?;

@@ -11,7 +11,7 @@ use super::arena::Arena;
 use super::kernels::{Elem, Fp8Quantize, Matrix, RowFormat};
 use super::quantizer::zero;
 use super::route::MatmulRoute;
-use super::Gpu;
+use super::{failed, Gpu};
 use crate::backend::BackendError;
 use crate::formats::minifloat::{FP8_E4M3, FP8_E5M2};
 use crate::formats::{Format, Overflow};
@@ -77,7 +77,7 @@ pub(super) fn upload(
                 .collect();
             let operands: Vec<&Operand> = operands.iter().collect();
             let bytes = operand_bytes(route, &operands);
-            let data = arena.upload_staged(&device.stream, &device.staging, &bytes)?;
+            let data = arena.upload_staged(&device.stream, &mut device.staging(), &bytes)?;
             let scales = operands.iter().flat_map(|o| column_scales(o)).collect();
             Ok((DeviceWeight { data, rows }, scales))
         }
@@ -134,13 +134,8 @@ impl GpuRecipe {
     fn quantize(self, device: &Gpu, weight: &Tensor, out: u64) -> Result<Vec<f32>, BackendError> {
         let s = &device.stream;
         let k = &device.kernels;
-        let failed = |what: &'static str| {
-            move |e: cudarc::driver::DriverError| BackendError::Failed(format!("{what}: {e}"))
-        };
         let values: CudaSlice<f32> = device
-            .staging
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .staging()
             .upload(s, &weight.data)
             .map_err(failed("uploading a weight"))?;
         let x = Matrix {
