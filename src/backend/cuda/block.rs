@@ -19,7 +19,7 @@ use super::groups::{Fp8Grouping, MatmulGroup, Planner};
 use super::kernels::{Elem, Kernels, Matrix};
 use super::layer::{mlp_pass, LayerProgram};
 use super::params::Params;
-use super::quantizer::Quantizer;
+use super::quantizer::{Quantizer, Step};
 use super::route::MatmulRoute;
 use super::{failed, Gpu};
 use crate::backend::{onnx_unsupported, BackendError, BackendKind};
@@ -92,9 +92,21 @@ pub struct CudaBlock {
     inputs: Vec<u64>,
     /// The output, in the tensors' format.
     output: u64,
-    /// One captured forward pass per input copy.
-    graphs: Vec<Option<CudaGraph>>,
+    /// The step the quantizers enqueue for, set before each capture.
+    step: Step,
+    /// One captured forward pass per input copy, for the first step and, under delayed scaling,
+    /// for later steps, which leave out the first step's amax passes.
+    graphs: Vec<StepGraphs>,
+    /// Forward passes launched so far: the first uses the first step's graph.
+    launches: u64,
     _arena: Arena,
+}
+
+/// A block's first forward pass and, where later ones differ, a later one, captured (`None`
+/// where a capture gave no graph: the pass is then enqueued on each launch).
+struct StepGraphs {
+    first: Option<CudaGraph>,
+    later: Option<CudaGraph>,
 }
 
 /// Input copies for a block whose input is `bytes` long: enough to span twice the L2 cache, at
@@ -129,6 +141,7 @@ impl CudaBlock {
             .map(|_| arena.alloc(&stream, input_bytes))
             .collect::<Result<Vec<_>, _>>()?;
         let output = arena.alloc(&stream, tokens * out_features * elem.size())?;
+        let step = Step::default();
         let mut plan = Planner {
             device: &device,
             arena: &mut arena,
@@ -136,6 +149,7 @@ impl CudaBlock {
             policy,
             tokens,
             workspace,
+            step: step.clone(),
         };
         let program = match &model.block {
             Block::Linear { .. } => {
@@ -185,7 +199,9 @@ impl CudaBlock {
             program,
             inputs,
             output,
+            step,
             graphs: Vec::new(),
+            launches: 0,
             _arena: arena,
         };
         block.capture()?;
@@ -212,35 +228,70 @@ impl CudaBlock {
         }
     }
 
-    /// Captures the forward pass from each input copy into a CUDA graph, so that timing sees the
-    /// GPU's work rather than the launch overhead of a dozen kernels.
+    /// Whether later forward passes enqueue other work than the first: delayed scaling's first
+    /// step has no history to scale by.
+    fn later_steps_differ(&self) -> bool {
+        matches!(
+            self.route,
+            MatmulRoute::Fp8 {
+                delayed: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Captures the forward pass from each input copy into a CUDA graph (one for the first step
+    /// and, where they differ, one for later steps), so that timing sees the GPU's work rather
+    /// than the launch overhead of a dozen kernels.
     fn capture(&mut self) -> Result<(), BackendError> {
-        let s = &self.device.stream;
-        let fail =
-            |e: cudarc::driver::DriverError| BackendError::Failed(format!("graph capture: {e}"));
+        let mut graphs = Vec::with_capacity(self.inputs.len());
         for &input in &self.inputs {
-            s.begin_capture(
-                cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
-            )
-            .map_err(fail)?;
-            let enqueued = self.enqueue(input);
-            let graph = s
-                .end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0))
-                .map_err(fail)?;
-            enqueued?;
-            self.graphs.push(graph);
+            self.step.set_later(false);
+            let first = self.capture_one(input)?;
+            let later = if self.later_steps_differ() {
+                self.step.set_later(true);
+                self.capture_one(input)?
+            } else {
+                None
+            };
+            graphs.push(StepGraphs { first, later });
         }
+        self.graphs = graphs;
         Ok(())
     }
 
+    /// The forward pass from `input`, as the quantizers' step has it, captured into a graph.
+    fn capture_one(&self, input: u64) -> Result<Option<CudaGraph>, BackendError> {
+        let s = &self.device.stream;
+        let fail =
+            |e: cudarc::driver::DriverError| BackendError::Failed(format!("graph capture: {e}"));
+        s.begin_capture(
+            cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+        )
+        .map_err(fail)?;
+        let enqueued = self.enqueue(input);
+        // The capture ends either way, so that the stream is usable; an enqueue's error says more
+        // than the capture's.
+        let graph = s.end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0));
+        enqueued?;
+        graph.map_err(fail)
+    }
+
     /// Launches one forward pass, from input copy `copy` (modulo the number of copies).
-    pub fn launch(&self, copy: usize) -> Result<(), BackendError> {
+    pub fn launch(&mut self, copy: usize) -> Result<(), BackendError> {
         let copy = copy % self.inputs.len();
-        match &self.graphs[copy] {
+        let later = self.launches > 0 && self.later_steps_differ();
+        self.launches += 1;
+        let graphs = &self.graphs[copy];
+        let graph = if later { &graphs.later } else { &graphs.first };
+        match graph {
             Some(graph) => graph
                 .launch()
                 .map_err(|e| BackendError::Failed(format!("graph launch: {e}"))),
-            None => self.enqueue(self.inputs[copy]),
+            None => {
+                self.step.set_later(later);
+                self.enqueue(self.inputs[copy])
+            }
         }
     }
 

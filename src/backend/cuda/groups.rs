@@ -7,7 +7,7 @@ use cudarc::driver::CudaStream;
 use super::arena::Arena;
 use super::gemm::{Gemm, GemmTypes, OperandScales, Shape};
 use super::kernels::{Accumulator, Kernels, Matrix, Scales};
-use super::quantizer::{QuantizedInput, Quantizer};
+use super::quantizer::{QuantizedInput, Quantizer, Step};
 use super::route::MatmulRoute;
 use super::weights::{self, weight_spec, DeviceWeight, Quantizing};
 use super::Gpu;
@@ -24,6 +24,8 @@ pub(super) struct Planner<'a> {
     pub policy: &'a Policy,
     pub tokens: usize,
     pub workspace: (u64, usize),
+    /// The step the block's quantizers enqueue for.
+    pub step: Step,
 }
 
 impl Planner<'_> {
@@ -44,7 +46,7 @@ impl Planner<'_> {
             &self.device.stream,
             self.route,
             (self.tokens, cols),
-            self.device.kernels.current_blocks(),
+            (self.device.kernels.current_blocks(), self.step.clone()),
         )
     }
 

@@ -921,13 +921,16 @@ extern "C" __global__ void softmax_rows(const void* scores, int s_fmt, int cols,
 
 // Delayed scaling's bookkeeping after a step, one block: the step's amax joins the history (a ring
 // of `length`), state = {steps so far, amax of the history for the next step}: the history's
-// largest (`most_recent` 0) or this step's (1). NaN stays NaN.
-extern "C" __global__ void amax_history_push(const float* current, float* history, int length, int most_recent,
+// largest (`most_recent` 0) or this step's (1). NaN stays NaN. *current is zeroed for the next
+// step's kernels to accumulate into, so a later step's graph needs no memset of it.
+extern "C" __global__ void amax_history_push(float* current, float* history, int length, int most_recent,
                                              float* state) {
     __shared__ int steps;
+    __shared__ float latest;
     if (threadIdx.x == 0) {
         steps = (int)state[0];
-        history[steps % length] = *current;
+        latest = *current;
+        history[steps % length] = latest;
     }
     __syncthreads();
     const int filled = min(steps + 1, length);
@@ -936,10 +939,10 @@ extern "C" __global__ void amax_history_push(const float* current, float* histor
     m = block_max(m);
     if (threadIdx.x == 0) {
         state[0] = (float)(steps + 1);
-        state[1] = most_recent ? *current : m;
+        state[1] = most_recent ? latest : m;
+        *current = 0.0f;
     }
 }
-
 
 // An activation function in place on y (n values of fmt), stored rounded to fmt, as the CPU
 // stores an activation's output. With amax non-null, also accumulates max |y| (for the next

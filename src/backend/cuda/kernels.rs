@@ -374,7 +374,8 @@ impl Kernels {
     }
 
     /// Delayed scaling after a step: the step's amax (`current`) joins the `history` ring of
-    /// `length`, and `state` gets the step count and the amax the next step scales with.
+    /// `length`, `state` gets the step count and the amax the next step scales with, and
+    /// `current` is zeroed for the next step to accumulate into.
     pub fn amax_history_push(
         &self,
         s: &CudaStream,
@@ -391,7 +392,7 @@ impl Kernels {
             .arg(&length)
             .arg(&most_recent)
             .arg(&state);
-        // SAFETY: args match `amax_history_push(const float*, float*, int, int, float*)`, run as
+        // SAFETY: args match `amax_history_push(float*, float*, int, int, float*)`, run as
         // the single 256-thread block it expects; `current` is one f32, `history` `length` (>= 1)
         // f32, `state` two f32, all in the arena until the stream syncs.
         unsafe { launch.launch(Self::blocks_of(THREADS as usize)) }

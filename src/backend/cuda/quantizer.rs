@@ -1,6 +1,7 @@
 //! Quantizing activations on every call on the GPU, as each route needs its operands (weights are
 //! quantized once, in `weights`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cudarc::driver::CudaStream;
@@ -27,6 +28,28 @@ pub(super) fn zero(s: &CudaStream, ptr: u64) -> Result<(), BackendError> {
         .map_err(|e| BackendError::Failed(format!("memset: {e}")))
 }
 
+/// Which forward pass a block's quantizers enqueue for: the first or a later one. Delayed
+/// scaling's first step has no history and scales by the tensor's own amax; later steps read the
+/// history, so their graph leaves out the first step's amax pass, its cast and the zeroing of the
+/// amax buffers (each history push zeroes its amax for the next step). One per block, shared by
+/// its quantizers; the block sets it before it captures each graph.
+#[derive(Clone, Default)]
+pub(super) struct Step {
+    later: Arc<AtomicBool>,
+}
+
+impl Step {
+    /// Whether what is enqueued now is for a later step (there is a history).
+    fn later(&self) -> bool {
+        self.later.load(Ordering::Relaxed)
+    }
+
+    /// What the next enqueues are for: a later step (`true`) or the first.
+    pub(super) fn set_later(&self, later: bool) {
+        self.later.store(later, Ordering::Relaxed);
+    }
+}
+
 /// Buffers and kernels that quantize one activation tensor `[rows, cols]` every call.
 pub(super) struct Quantizer {
     route: MatmulRoute,
@@ -41,17 +64,19 @@ pub(super) struct Quantizer {
     /// Current FP8 scaling in one launch ([`Kernels::quantize_fp8_current`]): its blocks' partial
     /// maxima and its grid barrier.
     current: Option<(u64, u64)>,
+    /// The step the block enqueues for (it matters under delayed scaling only).
+    step: Step,
 }
 
 impl Quantizer {
     /// Buffers for quantizing `[rows, cols]` on `route`; `current_blocks` is
-    /// [`Kernels::current_blocks`].
+    /// [`Kernels::current_blocks`]; `step` is the block's.
     pub(super) fn new(
         arena: &mut Arena,
         stream: &Arc<CudaStream>,
         route: MatmulRoute,
         (rows, cols): (usize, usize),
-        current_blocks: usize,
+        (current_blocks, step): (usize, Step),
     ) -> Result<Self, BackendError> {
         let out = match route {
             MatmulRoute::Carrier { .. } | MatmulRoute::WeightOnly => 0,
@@ -89,7 +114,14 @@ impl Quantizer {
             out,
             history,
             current,
+            step,
         })
+    }
+
+    /// Whether this enqueue is for a later step of delayed scaling: the history push left the amax
+    /// at zero and the history decides the scale.
+    fn with_history(&self) -> bool {
+        self.history.is_some() && self.step.later()
     }
 
     /// Enqueues the quantization of `x`; `amax_ready` when a previous kernel already wrote amax.
@@ -108,10 +140,11 @@ impl Quantizer {
         };
         let dequantized = x.with(self.out, Elem::Bf16);
         let state = self.history.map(|(_, state)| state);
-        // With delayed scaling and a history the amax pass is skipped on the device: the cast
-        // accumulates the amax as it goes (it joins the history), off the critical path.
+        // With delayed scaling and a history there is no amax pass (a later step's graph leaves it
+        // out; the device skips it too): the cast accumulates the amax as it goes (it joins the
+        // history), off the critical path.
         let tensor_amax = |s: &CudaStream, skip_with_history: Option<u64>| {
-            if !amax_ready {
+            if !amax_ready && !self.with_history() {
                 zero(s, self.amax)?;
                 k.amax(s, x, self.amax, skip_with_history)?;
             }
@@ -175,7 +208,8 @@ impl Quantizer {
         }
     }
 
-    /// Delayed scaling: the step's amax joins the history (no-op for other recipes).
+    /// Delayed scaling: the step's amax joins the history and the amax is zeroed for the next step
+    /// (no-op for other recipes).
     fn push_history(&self, k: &Kernels, s: &CudaStream) -> Result<(), BackendError> {
         if let (
             MatmulRoute::Fp8 {
@@ -216,8 +250,8 @@ impl Quantizer {
     }
 
     /// Completes a quantization a producer fused ([`Quantizer::fused_fp8`]): the first step's
-    /// cast of the BF16 values `x` it stored (skipped on the device once there is a history),
-    /// then the amax joins the history.
+    /// cast of the BF16 values `x` it stored (not in a later step's graph, and skipped on the
+    /// device once there is a history), then the amax joins the history.
     pub(super) fn complete_fused(
         &self,
         k: &Kernels,
@@ -238,17 +272,22 @@ impl Quantizer {
             accumulate_amax: false,
             skip_with_history: true,
         };
-        k.quantize_fp8(s, x, self.amax, how, (self.out, self.scale))?;
+        if !self.with_history() {
+            k.quantize_fp8(s, x, self.amax, how, (self.out, self.scale))?;
+        }
         self.push_history(k, s)?;
         Ok(self.target())
     }
 
-    /// Zeroes amax for a producer kernel that accumulates it (the gated activation).
+    /// Zeroes amax for a producer kernel that accumulates it (the gated activation, a norm);
+    /// under delayed scaling with a history the last step's history push already did.
     pub(super) fn prepare_amax(&self, s: &CudaStream) -> Result<Option<u64>, BackendError> {
         if !matches!(self.route, MatmulRoute::Fp8 { .. } | MatmulRoute::Nvfp4) {
             return Ok(None);
         }
-        zero(s, self.amax)?;
+        if !self.with_history() {
+            zero(s, self.amax)?;
+        }
         Ok(Some(self.amax))
     }
 }
