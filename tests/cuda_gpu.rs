@@ -428,13 +428,41 @@ fn weights_quantized_on_the_gpu_are_the_hosts_bytes_and_scales() {
         t
     };
     let (first_bf16, second_bf16) = (bf16_exact(&first), bf16_exact(&second));
-    let mut checked = 0;
+    // Every finite BF16 value (the others as 0), a row per 256 bit patterns, so that FP8 and INT8
+    // divide every significand by a tensor's scale and by 256 row scales, across the whole
+    // exponent range (the kernels' division takes another path near the subnormals), and the
+    // same values times 0.3 (not BF16-exact).
+    let every_bf16 = Tensor::new(
+        256,
+        256,
+        (0..=u16::MAX)
+            .map(|bits| {
+                let v = f32::from_bits(u32::from(bits) << 16);
+                if v.is_finite() {
+                    v
+                } else {
+                    0.0
+                }
+            })
+            .collect(),
+    );
+    let every_bf16_scaled = every_bf16.map(|v| v * 0.3);
+    let divides = |policy: &Policy| {
+        let format = policy.matmul.weights.format;
+        matches!(format, Format::Fp8E4m3 | Format::Fp8E5m2 | Format::Int8)
+    };
+    const EVERY_VALUE: &str = "every bf16 value";
+    let (mut checked, mut every_value_checked) = (0, 0);
     for policy in policies() {
         let name = &policy.name;
-        for (what, weights) in [
+        let mut sets = vec![
             ("f32", [&first, &second]),
             ("bf16-exact", [&first_bf16, &second_bf16]),
-        ] {
+        ];
+        if divides(&policy) {
+            sets.push((EVERY_VALUE, [&every_bf16, &every_bf16_scaled]));
+        }
+        for (what, weights) in sets {
             let host = match gpu.quantized_weights(&policy, &weights, Quantizing::Host) {
                 Ok(host) => host,
                 Err(_) => continue, // no CUDA route for this preset
@@ -455,9 +483,14 @@ fn weights_quantized_on_the_gpu_are_the_hosts_bytes_and_scales() {
                 "{name} ({what}): operand bytes"
             );
             checked += 1;
+            every_value_checked += usize::from(what == EVERY_VALUE);
         }
     }
     assert!(checked >= 20, "only {checked} presets have a CUDA route");
+    assert!(
+        every_value_checked >= 3,
+        "every BF16 value went through {every_value_checked} presets"
+    );
 }
 
 /// The host's definitions (the exact reference and the CPU emulation of every preset) computed

@@ -365,36 +365,39 @@ impl Executable for CudaExecutable {
     /// input copies; with a cold cache, the L2 flush runs before each iteration's first event.
     /// Two more around the warm-up say how long the device spent on it.
     fn time(&mut self, input: &Tensor, timing: Timing) -> Result<Vec<Duration>, BackendError> {
-        let failed = |e: cudarc::driver::DriverError| BackendError::Failed(format!("timing: {e}"));
+        let timing_failed = failed("timing");
         self.block.set_input(input)?;
         let stream = &self.device.stream;
         let ctx = stream.context();
         let event = || ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT));
-        let warmup = (event().map_err(failed)?, event().map_err(failed)?);
-        warmup.0.record(stream).map_err(failed)?;
+        let warmup = (
+            event().map_err(&timing_failed)?,
+            event().map_err(&timing_failed)?,
+        );
+        warmup.0.record(stream).map_err(&timing_failed)?;
         for round in 0..timing.warmup as usize {
             self.block.launch(round)?;
         }
-        warmup.1.record(stream).map_err(failed)?;
+        warmup.1.record(stream).map_err(&timing_failed)?;
         let events: Vec<_> = (0..timing.iterations)
             .map(|_| Ok((event()?, event()?)))
             .collect::<Result<_, _>>()
-            .map_err(failed)?;
+            .map_err(&timing_failed)?;
         for (round, (start, end)) in events.iter().enumerate() {
             if timing.cache == CacheMode::Cold {
                 self.device.flush_l2(round)?;
             }
-            start.record(stream).map_err(failed)?;
+            start.record(stream).map_err(&timing_failed)?;
             self.block.launch(round)?;
-            end.record(stream).map_err(failed)?;
+            end.record(stream).map_err(&timing_failed)?;
         }
-        stream.synchronize().map_err(failed)?;
-        let warmup_ms = warmup.0.elapsed_ms(&warmup.1).map_err(failed)?;
+        stream.synchronize().map_err(&timing_failed)?;
+        let warmup_ms = warmup.0.elapsed_ms(&warmup.1).map_err(&timing_failed)?;
         self.warmup_s = Some(f64::from(warmup_ms) / 1e3);
         events
             .iter()
             .map(|(start, end)| {
-                let ms = start.elapsed_ms(end).map_err(failed)?;
+                let ms = start.elapsed_ms(end).map_err(&timing_failed)?;
                 Ok(Duration::from_secs_f64(f64::from(ms) / 1e3))
             })
             .collect()
@@ -425,9 +428,7 @@ impl Executable for CudaExecutable {
         let stream = self.device.stream.clone();
         trace::trace(|| {
             self.block.launch(0)?;
-            stream
-                .synchronize()
-                .map_err(|e| BackendError::Failed(format!("synchronize: {e}")))
+            stream.synchronize().map_err(failed("synchronize"))
         })
     }
 }
