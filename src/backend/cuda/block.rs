@@ -16,10 +16,10 @@ use super::arena::Arena;
 use super::attention::AttentionProgram;
 use super::gemm::WORKSPACE_BYTES;
 use super::groups::{Fp8Grouping, MatmulGroup, Planner};
-use super::kernels::{Elem, Kernels, Matrix};
+use super::kernels::{Elem, HistoryPush, Kernels, Matrix};
 use super::layer::{mlp_pass, LayerProgram};
 use super::params::Params;
-use super::quantizer::{Quantizer, Step};
+use super::quantizer::{Delayed, Quantizer};
 use super::route::MatmulRoute;
 use super::{failed, Gpu};
 use crate::backend::{onnx_unsupported, BackendError, BackendKind};
@@ -92,8 +92,11 @@ pub struct CudaBlock {
     inputs: Vec<u64>,
     /// The output, in the tensors' format.
     output: u64,
-    /// The step the quantizers enqueue for, set before each capture.
-    step: Step,
+    /// The quantizers' delayed-scaling state: the step is set before each capture.
+    delayed: Delayed,
+    /// Delayed scaling: the quantizers' history descriptors on the device and their count,
+    /// pushed in one launch at the end of each pass.
+    history_pushes: Option<(u64, usize)>,
     /// One captured forward pass per input copy, for the first step and, under delayed scaling,
     /// for later steps, which leave out the first step's amax passes.
     graphs: Vec<StepGraphs>,
@@ -141,7 +144,7 @@ impl CudaBlock {
             .map(|_| arena.alloc(&stream, input_bytes))
             .collect::<Result<Vec<_>, _>>()?;
         let output = arena.alloc(&stream, tokens * out_features * elem.size())?;
-        let step = Step::default();
+        let delayed = Delayed::default();
         let mut plan = Planner {
             device: &device,
             arena: &mut arena,
@@ -149,7 +152,7 @@ impl CudaBlock {
             policy,
             tokens,
             workspace,
-            step: step.clone(),
+            delayed: delayed.clone(),
         };
         let program = match &model.block {
             Block::Linear { .. } => {
@@ -191,6 +194,13 @@ impl CudaBlock {
             }
             Block::Onnx(_) => return Err(onnx_unsupported(BackendKind::Cuda)),
         };
+        let pushes = delayed.pushes();
+        let history_pushes = if pushes.is_empty() {
+            None
+        } else {
+            let descriptors = arena.upload(&stream, &HistoryPush::encode(&pushes))?;
+            Some((descriptors, pushes.len()))
+        };
         let mut block = CudaBlock {
             device,
             route,
@@ -199,7 +209,8 @@ impl CudaBlock {
             program,
             inputs,
             output,
-            step,
+            delayed,
+            history_pushes,
             graphs: Vec::new(),
             launches: 0,
             _arena: arena,
@@ -208,23 +219,27 @@ impl CudaBlock {
         Ok(block)
     }
 
-    /// Enqueues one forward pass: input buffer to output buffer.
+    /// Enqueues one forward pass: input buffer to output buffer, then, under delayed scaling,
+    /// every quantizer's amax joins its history.
     fn enqueue(&self, input: u64) -> Result<(), BackendError> {
         let (k, s) = (&self.device.kernels, &self.device.stream);
         match &self.program {
             Program::Linear { quantize, matmul } => {
                 let x = quantize.enqueue(k, s, input, false)?;
-                matmul.enqueue(k, s, x, self.output)
+                matmul.enqueue(k, s, x, self.output)?;
             }
-            Program::Block(pass) => pass.enqueue(k, s, input.into(), self.output),
+            Program::Block(pass) => pass.enqueue(k, s, input.into(), self.output)?,
             Program::Stack { layers, outputs } => {
                 let mut x = input;
                 for (layer, &output) in layers.iter().zip(outputs) {
                     layer.enqueue(k, s, x.into(), output)?;
                     x = output;
                 }
-                Ok(())
             }
+        }
+        match self.history_pushes {
+            Some(pushes) => k.amax_history_push(s, pushes),
+            None => Ok(()),
         }
     }
 
@@ -246,10 +261,10 @@ impl CudaBlock {
     fn capture(&mut self) -> Result<(), BackendError> {
         let mut graphs = Vec::with_capacity(self.inputs.len());
         for &input in &self.inputs {
-            self.step.set_later(false);
+            self.delayed.set_later(false);
             let first = self.capture_one(input)?;
             let later = if self.later_steps_differ() {
-                self.step.set_later(true);
+                self.delayed.set_later(true);
                 self.capture_one(input)?
             } else {
                 None
@@ -289,7 +304,7 @@ impl CudaBlock {
                 .launch()
                 .map_err(|e| BackendError::Failed(format!("graph launch: {e}"))),
             None => {
-                self.step.set_later(later);
+                self.delayed.set_later(later);
                 self.enqueue(self.inputs[copy])
             }
         }

@@ -7,7 +7,7 @@ use cudarc::driver::CudaStream;
 use super::arena::Arena;
 use super::gemm::{Gemm, GemmTypes, OperandScales, Shape};
 use super::kernels::{Accumulator, Kernels, Matrix, Scales};
-use super::quantizer::{QuantizedInput, Quantizer, Step};
+use super::quantizer::{Delayed, QuantizedInput, Quantizer};
 use super::route::MatmulRoute;
 use super::weights::{self, weight_spec, DeviceWeight, Quantizing};
 use super::Gpu;
@@ -24,8 +24,8 @@ pub(super) struct Planner<'a> {
     pub policy: &'a Policy,
     pub tokens: usize,
     pub workspace: (u64, usize),
-    /// The step the block's quantizers enqueue for.
-    pub step: Step,
+    /// The block's delayed-scaling state, which its quantizers share.
+    pub delayed: Delayed,
 }
 
 impl Planner<'_> {
@@ -46,7 +46,7 @@ impl Planner<'_> {
             &self.device.stream,
             self.route,
             (self.tokens, cols),
-            (self.device.kernels.current_blocks(), self.step.clone()),
+            (self.device.kernels.current_blocks(), self.delayed.clone()),
         )
     }
 

@@ -919,28 +919,39 @@ extern "C" __global__ void softmax_rows(const void* scores, int s_fmt, int cols,
 #undef SOFTMAX_CASE
 }
 
-// Delayed scaling's bookkeeping after a step, one block: the step's amax joins the history (a ring
-// of `length`), state = {steps so far, amax of the history for the next step}: the history's
-// largest (`most_recent` 0) or this step's (1). NaN stays NaN. *current is zeroed for the next
-// step's kernels to accumulate into, so a later step's graph needs no memset of it.
-extern "C" __global__ void amax_history_push(float* current, float* history, int length, int most_recent,
-                                             float* state) {
+// One amax history of delayed scaling (the host's `HistoryPush::encode` writes these): the step's
+// amax, the ring of `length` amaxes, whether the next step scales by the most recent amax alone,
+// and the state {steps so far, amax of the history for the next step}.
+struct HistoryPush {
+    float* current;
+    float* history;
+    int length;
+    int most_recent;
+    float* state;
+};
+
+// Delayed scaling's bookkeeping after a step, every history of a block in one launch, a block per
+// history: the step's amax joins the ring, state = {steps + 1, the ring's largest amax
+// (`most_recent` 0) or this step's (1)}; NaN stays NaN. *current is zeroed for the next step's
+// kernels to accumulate into, so a later step's graph needs no memset of it.
+extern "C" __global__ void amax_history_push(const HistoryPush* pushes) {
+    const HistoryPush p = pushes[blockIdx.x];
     __shared__ int steps;
     __shared__ float latest;
     if (threadIdx.x == 0) {
-        steps = (int)state[0];
-        latest = *current;
-        history[steps % length] = latest;
+        steps = (int)p.state[0];
+        latest = *p.current;
+        p.history[steps % p.length] = latest;
     }
     __syncthreads();
-    const int filled = min(steps + 1, length);
+    const int filled = min(steps + 1, p.length);
     float m = NEG_INF;
-    for (int i = threadIdx.x; i < filled; i += blockDim.x) m = nan_max(m, history[i]);
+    for (int i = threadIdx.x; i < filled; i += blockDim.x) m = nan_max(m, p.history[i]);
     m = block_max(m);
     if (threadIdx.x == 0) {
-        state[0] = (float)(steps + 1);
-        state[1] = most_recent ? latest : m;
-        *current = 0.0f;
+        p.state[0] = (float)(steps + 1);
+        p.state[1] = p.most_recent ? latest : m;
+        *p.current = 0.0f;
     }
 }
 

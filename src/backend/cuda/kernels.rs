@@ -373,29 +373,21 @@ impl Kernels {
             .map_err(failed("quantize_fp8_current"))
     }
 
-    /// Delayed scaling after a step: the step's amax (`current`) joins the `history` ring of
-    /// `length`, `state` gets the step count and the amax the next step scales with, and
-    /// `current` is zeroed for the next step to accumulate into.
+    /// Delayed scaling after a step, every history of a block in one launch: `pushes` points to
+    /// `count` [`HistoryPush::encode`]d descriptors. Each step's amax joins its history ring, its
+    /// state gets the step count and the amax the next step scales with, and the amax is zeroed
+    /// for the next step to accumulate into.
     pub fn amax_history_push(
         &self,
         s: &CudaStream,
-        current: u64,
-        (history, length): (u64, usize),
-        most_recent: bool,
-        state: u64,
+        (pushes, count): (u64, usize),
     ) -> Result<(), BackendError> {
-        let (length, most_recent) = (length as i32, i32::from(most_recent));
         let mut launch = s.launch_builder(&self.amax_history_push);
-        launch
-            .arg(&current)
-            .arg(&history)
-            .arg(&length)
-            .arg(&most_recent)
-            .arg(&state);
-        // SAFETY: args match `amax_history_push(float*, float*, int, int, float*)`, run as
-        // the single 256-thread block it expects; `current` is one f32, `history` `length` (>= 1)
-        // f32, `state` two f32, all in the arena until the stream syncs.
-        unsafe { launch.launch(Self::blocks_of(THREADS as usize)) }
+        launch.arg(&pushes);
+        // SAFETY: args match `amax_history_push(const HistoryPush*)`, one 256-thread block per
+        // descriptor; each descriptor's pointers are arena buffers of the sizes it states (`current`
+        // one f32, `history` `length` >= 1 f32, `state` two f32), alive until the stream syncs.
+        unsafe { launch.launch(grid((count as u32, 1), THREADS)) }
             .map(drop)
             .map_err(failed("amax_history_push"))
     }
@@ -950,6 +942,39 @@ pub struct Fp8Quantize {
     pub skip_with_history: bool,
 }
 
+/// One amax history of delayed scaling, as `kernels.cu`'s `HistoryPush` reads it (device
+/// pointers).
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryPush {
+    /// The step's amax (one f32), zeroed by the push.
+    pub current: u64,
+    /// The ring of `length` amaxes.
+    pub history: u64,
+    /// The ring's length (at least 1).
+    pub length: usize,
+    /// Whether the next step scales by the most recent amax alone, not the ring's largest.
+    pub most_recent: bool,
+    /// `{steps so far, amax the next step scales by}` (two f32).
+    pub state: u64,
+}
+
+impl HistoryPush {
+    /// The descriptors' bytes as the kernel's `struct HistoryPush { float* current; float*
+    /// history; int length; int most_recent; float* state; }` lays them out (32 bytes, little
+    /// endian).
+    pub fn encode(pushes: &[HistoryPush]) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(32 * pushes.len());
+        for push in pushes {
+            bytes.extend(push.current.to_le_bytes());
+            bytes.extend(push.history.to_le_bytes());
+            bytes.extend((push.length as i32).to_le_bytes());
+            bytes.extend(i32::from(push.most_recent).to_le_bytes());
+            bytes.extend(push.state.to_le_bytes());
+        }
+        bytes
+    }
+}
+
 /// What a producer kernel needs to write FP8 under delayed scaling itself (see
 /// [`Kernels::gated_act_fp8`]): the next quantizer's buffers.
 #[derive(Debug, Clone, Copy)]
@@ -991,6 +1016,31 @@ pub struct Scales {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The descriptors are laid out as `kernels.cu`'s `struct HistoryPush` (pointers at 0, 8 and
+    /// 24, the two ints at 16 and 20), one after another.
+    #[test]
+    fn history_pushes_are_encoded_as_the_kernels_struct() {
+        assert!(SOURCE.contains(
+            "struct HistoryPush {\n    float* current;\n    float* history;\n    int length;\n    int most_recent;\n    float* state;\n};"
+        ));
+        let push = |base: u64| HistoryPush {
+            current: base,
+            history: base + 1,
+            length: 16,
+            most_recent: true,
+            state: base + 2,
+        };
+        let bytes = HistoryPush::encode(&[push(0x1000), push(0x2000)]);
+        assert_eq!(bytes.len(), 64);
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        let int = |at: usize| i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        assert_eq!(
+            (word(0), word(8), int(16), int(20), word(24)),
+            (0x1000, 0x1001, 16, 1, 0x1002)
+        );
+        assert_eq!(word(32 + 24), 0x2002);
+    }
 
     /// The value of `#define name value` in `kernels.cu`.
     fn defined(name: &str) -> usize {

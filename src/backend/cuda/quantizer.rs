@@ -2,12 +2,12 @@
 //! quantized once, in `weights`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cudarc::driver::CudaStream;
 
 use super::arena::Arena;
-use super::kernels::{Elem, Fp8Quantize, FusedFp8, Kernels, Matrix};
+use super::kernels::{Elem, Fp8Quantize, FusedFp8, HistoryPush, Kernels, Matrix};
 use super::route::MatmulRoute;
 use crate::backend::BackendError;
 use crate::quant::AmaxAlgorithm;
@@ -28,25 +28,47 @@ pub(super) fn zero(s: &CudaStream, ptr: u64) -> Result<(), BackendError> {
         .map_err(|e| BackendError::Failed(format!("memset: {e}")))
 }
 
-/// Which forward pass a block's quantizers enqueue for: the first or a later one. Delayed
-/// scaling's first step has no history and scales by the tensor's own amax; later steps read the
-/// history, so their graph leaves out the first step's amax pass, its cast and the zeroing of the
-/// amax buffers (each history push zeroes its amax for the next step). One per block, shared by
-/// its quantizers; the block sets it before it captures each graph.
+/// What a block's quantizers share under delayed scaling: the forward pass they enqueue for (the
+/// first or a later one), and their amax histories, which the block pushes in one launch at the end
+/// of each pass ([`Kernels::amax_history_push`]). The first step has no history and scales by the
+/// tensor's own amax; later steps read the history, so their graph leaves out the first step's
+/// amax pass, its cast and the zeroing of the amax buffers (each history push zeroes its amax for
+/// the next step). The block sets the step before it captures each graph.
 #[derive(Clone, Default)]
-pub(super) struct Step {
-    later: Arc<AtomicBool>,
+pub(super) struct Delayed(Arc<DelayedShared>);
+
+#[derive(Default)]
+struct DelayedShared {
+    later: AtomicBool,
+    pushes: Mutex<Vec<HistoryPush>>,
 }
 
-impl Step {
+impl Delayed {
     /// Whether what is enqueued now is for a later step (there is a history).
     fn later(&self) -> bool {
-        self.later.load(Ordering::Relaxed)
+        self.0.later.load(Ordering::Relaxed)
     }
 
     /// What the next enqueues are for: a later step (`true`) or the first.
     pub(super) fn set_later(&self, later: bool) {
-        self.later.store(later, Ordering::Relaxed);
+        self.0.later.store(later, Ordering::Relaxed);
+    }
+
+    /// The histories of the block's quantizers, for the push at the end of each pass.
+    pub(super) fn pushes(&self) -> Vec<HistoryPush> {
+        self.0
+            .pushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn register(&self, push: HistoryPush) {
+        self.0
+            .pushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(push);
     }
 }
 
@@ -64,32 +86,41 @@ pub(super) struct Quantizer {
     /// Current FP8 scaling in one launch ([`Kernels::quantize_fp8_current`]): its blocks' partial
     /// maxima and its grid barrier.
     current: Option<(u64, u64)>,
-    /// The step the block enqueues for (it matters under delayed scaling only).
-    step: Step,
+    /// The block's delayed-scaling state (unused by other recipes).
+    delayed: Delayed,
 }
 
 impl Quantizer {
     /// Buffers for quantizing `[rows, cols]` on `route`; `current_blocks` is
-    /// [`Kernels::current_blocks`]; `step` is the block's.
+    /// [`Kernels::current_blocks`]; `delayed` is the block's, and gets this quantizer's history.
     pub(super) fn new(
         arena: &mut Arena,
         stream: &Arc<CudaStream>,
         route: MatmulRoute,
         (rows, cols): (usize, usize),
-        (current_blocks, step): (usize, Step),
+        (current_blocks, delayed): (usize, Delayed),
     ) -> Result<Self, BackendError> {
         let out = match route {
             MatmulRoute::Carrier { .. } | MatmulRoute::WeightOnly => 0,
             _ => arena.alloc(stream, rows * cols * route.operand_bytes())?,
         };
+        let amax = arena.alloc(stream, 4)?;
         let history = match route {
             MatmulRoute::Fp8 {
                 delayed: Some(delay),
                 ..
-            } => Some((
-                arena.alloc(stream, 4 * delay.history.max(1))?,
-                arena.alloc(stream, 8)?,
-            )),
+            } => {
+                let length = delay.history.max(1);
+                let (history, state) = (arena.alloc(stream, 4 * length)?, arena.alloc(stream, 8)?);
+                delayed.register(HistoryPush {
+                    current: amax,
+                    history,
+                    length,
+                    most_recent: delay.algorithm == AmaxAlgorithm::MostRecent,
+                    state,
+                });
+                Some((history, state))
+            }
             _ => None,
         };
         // Native FP8 (E5M2 emulated in BF16 is not) scaled by the tensor's own amax, of whole
@@ -109,19 +140,19 @@ impl Quantizer {
             route,
             rows,
             cols,
-            amax: arena.alloc(stream, 4)?,
+            amax,
             scale: arena.alloc(stream, 4 * rows)?,
             out,
             history,
             current,
-            step,
+            delayed,
         })
     }
 
     /// Whether this enqueue is for a later step of delayed scaling: the history push left the amax
     /// at zero and the history decides the scale.
     fn with_history(&self) -> bool {
-        self.history.is_some() && self.step.later()
+        self.history.is_some() && self.delayed.later()
     }
 
     /// Enqueues the quantization of `x`; `amax_ready` when a previous kernel already wrote amax.
@@ -179,7 +210,6 @@ impl Quantizer {
                     skip_with_history: false,
                 };
                 k.quantize_fp8(s, x, self.amax, how, (self.out, self.scale))?;
-                self.push_history(k, s)?;
             }
             MatmulRoute::Int8 | MatmulRoute::Fp8Rows => {
                 let format = self.route.row_format().expect("a row-wise route");
@@ -208,24 +238,6 @@ impl Quantizer {
         }
     }
 
-    /// Delayed scaling: the step's amax joins the history and the amax is zeroed for the next step
-    /// (no-op for other recipes).
-    fn push_history(&self, k: &Kernels, s: &CudaStream) -> Result<(), BackendError> {
-        if let (
-            MatmulRoute::Fp8 {
-                delayed: Some(delay),
-                ..
-            },
-            Some((history, state)),
-        ) = (self.route, self.history)
-        {
-            let most_recent = delay.algorithm == AmaxAlgorithm::MostRecent;
-            let ring = (history, delay.history.max(1));
-            k.amax_history_push(s, self.amax, ring, most_recent, state)?;
-        }
-        Ok(())
-    }
-
     /// The buffers a producer writes FP8 into under delayed scaling ([`Kernels::gated_act_fp8`]),
     /// if this quantizer casts to native FP8 with a delayed recipe; the producer also accumulates
     /// the amax, which [`Quantizer::prepare_amax`] zeroed.
@@ -251,7 +263,7 @@ impl Quantizer {
 
     /// Completes a quantization a producer fused ([`Quantizer::fused_fp8`]): the first step's
     /// cast of the BF16 values `x` it stored (not in a later step's graph, and skipped on the
-    /// device once there is a history), then the amax joins the history.
+    /// device once there is a history); the amax joins the history at the pass's end.
     pub(super) fn complete_fused(
         &self,
         k: &Kernels,
@@ -275,7 +287,6 @@ impl Quantizer {
         if !self.with_history() {
             k.quantize_fp8(s, x, self.amax, how, (self.out, self.scale))?;
         }
-        self.push_history(k, s)?;
         Ok(self.target())
     }
 
