@@ -1055,6 +1055,10 @@ mod tests {
     fn the_host_mirrors_the_kernels_limits() {
         assert_eq!(defined("NORM_CHUNKS"), NORM_CHUNKS);
         assert_eq!(defined("FUSED_ROWS_MAX_COLUMNS"), FUSED_ROWS_MAX_COLUMNS);
+        // The gated activations are launched with THREADS a block, which their launch bounds
+        // must allow.
+        let bounds = format!("#define GATED_LAUNCH_BOUNDS __launch_bounds__({THREADS}, 8)");
+        assert!(SOURCE.contains(&bounds), "kernels.cu lacks `{bounds}`");
     }
 
     #[test]
