@@ -106,6 +106,38 @@ fn crashed_hung_and_cuda_failed_workers_become_error_records_and_the_rest_pass()
     assert!(junit.contains("CUDA_ERROR_ILLEGAL_ADDRESS"), "{junit}");
 }
 
+/// A worker whose input reader panics (a loader bug) gives an error record that says so, and the
+/// next variant gets a fresh worker, whose reader panics again: each of the three is recorded.
+#[test]
+fn a_panic_while_reading_a_models_inputs_is_an_error_record_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    quick_smoke(dir.path())
+        .env(
+            "PRECHECK_TEST_WORKER_FAULT",
+            "fp32=input_panic,bf16=input_panic,fp16=input_panic",
+        )
+        .args(["--filter", "tiny_linear"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "): model: panicked while reading its inputs",
+        ))
+        .stdout(predicate::str::contains(
+            "3 variants: 0 passed, 0 failed a gate, 3 errored",
+        ));
+    let (records, _) = recorded(dir.path());
+    assert_eq!(records.len(), 3, "every variant has its record");
+    for record in &records {
+        assert_eq!(record.status, Status::Error, "{}", record.id);
+        assert_eq!(
+            record.error.as_deref(),
+            Some("model: panicked while reading its inputs"),
+            "{}",
+            record.id
+        );
+    }
+}
+
 fn line_count(path: &Path) -> usize {
     std::fs::read_to_string(path)
         .map(|t| t.lines().count())

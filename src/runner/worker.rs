@@ -166,8 +166,10 @@ impl Kept {
             let reading = !self.contexts.holds(model, &job.settings)
                 && !matches!(model.block, crate::model::Block::Onnx(_));
             let (opened, read) = std::thread::scope(|scope| {
-                let reader =
-                    scope.spawn(|| reading.then(|| BlockInputs::read(model, &job.settings)));
+                let reader = scope.spawn(|| {
+                    super::fault::inject_while_reading(&job.policy.name);
+                    reading.then(|| BlockInputs::read(model, &job.settings))
+                });
                 let opened = job.device.open(&job.engines);
                 if let Ok(backend) = &opened {
                     // This job's policy first, then the suite's others.
