@@ -278,18 +278,16 @@ impl CudaBlock {
     /// The forward pass from `input`, as the quantizers' step has it, captured into a graph.
     fn capture_one(&self, input: u64) -> Result<Option<CudaGraph>, BackendError> {
         let s = &self.device.stream;
-        let fail =
-            |e: cudarc::driver::DriverError| BackendError::Failed(format!("graph capture: {e}"));
         s.begin_capture(
             cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
         )
-        .map_err(fail)?;
+        .map_err(failed("graph capture"))?;
         let enqueued = self.enqueue(input);
         // The capture ends either way, so that the stream is usable; an enqueue's error says more
         // than the capture's.
         let graph = s.end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0));
         enqueued?;
-        graph.map_err(fail)
+        graph.map_err(failed("graph capture"))
     }
 
     /// Launches one forward pass, from input copy `copy` (modulo the number of copies).
@@ -300,9 +298,7 @@ impl CudaBlock {
         let graphs = &self.graphs[copy];
         let graph = if later { &graphs.later } else { &graphs.first };
         match graph {
-            Some(graph) => graph
-                .launch()
-                .map_err(|e| BackendError::Failed(format!("graph launch: {e}"))),
+            Some(graph) => graph.launch().map_err(failed("graph launch")),
             None => {
                 self.delayed.set_later(later);
                 self.enqueue(self.inputs[copy])

@@ -218,10 +218,8 @@ extern "C" __global__ void round_tf32(const float* src, float* dst, long n) {
     }
 }
 
-// *amax = max |x|, *amax zeroed by the caller. Grid-stride. With `skip_with_history` (delayed
-// scaling's state) non-null and a history there, nothing: the cast takes the amax as it goes.
-extern "C" __global__ void amax(const void* x, int fmt, long n, float* out, const float* skip_with_history) {
-    if (skip_with_history != 0 && skip_with_history[0] > 0.0f) return;
+// *amax = max |x|, *amax zeroed by the caller. Grid-stride.
+extern "C" __global__ void amax(const void* x, int fmt, long n, float* out) {
     float m = 0.0f;
     if (fmt == FMT_BF16 && n % 8 == 0) {
         for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n / 8; i += (long)gridDim.x * blockDim.x) {
@@ -238,10 +236,8 @@ extern "C" __global__ void amax(const void* x, int fmt, long n, float* out, cons
 }
 
 // quantize_fp8's flags: accumulate max |x| into *amax while casting (delayed scaling, whose amax
-// joins the history: with a history, no amax pass runs before the cast); do nothing when the
-// delayed state has a history (a producer kernel already wrote q, see gated_act_fp8).
+// joins the history: with a history, no amax pass runs before the cast).
 #define FP8_ACCUMULATE_AMAX 1
-#define FP8_SKIP_WITH_HISTORY 2
 
 // Per-tensor FP8: scale = amax / format max (1 for an all-zero tensor), q = fp8(x / scale)
 // saturating; the scale is written for the matmul's scale pointer. The amax is the tensor's own
@@ -251,7 +247,6 @@ extern "C" __global__ void amax(const void* x, int fmt, long n, float* out, cons
 extern "C" __global__ void quantize_fp8(const void* x, int fmt, long n, float* amax, float format_max, int e5m2,
                                         int bf16_out, const float* delayed, int flags, u8* q, float* scale_out) {
     const bool history = delayed != 0 && delayed[0] > 0.0f;
-    if ((flags & FP8_SKIP_WITH_HISTORY) && history) return;
     // Without a history *amax is complete before this kernel (accumulating the same values into
     // it again changes nothing); with one it is not read.
     const float a = history ? delayed[1] : *amax;
@@ -432,7 +427,7 @@ extern "C" __global__ void GATED_LAUNCH_BOUNDS gated_act(const void* gu, int fmt
 
 // The BF16 gated activation producing the next matmul's input under delayed FP8 scaling: with a
 // history, h goes straight to FP8 (see gated_act_rows_of); without one (the first step) h is stored
-// in BF16 for quantize_fp8 (FP8_SKIP_WITH_HISTORY) to cast with its own amax. Either way max |h|
+// in BF16 for quantize_fp8 to cast with its own amax. Either way max |h|
 // accumulates into amax_out, to join the history. inter a multiple of 8.
 extern "C" __global__ void GATED_LAUNCH_BOUNDS gated_act_fp8(const void* gu, int rows, int inter, int act, const float* delayed,
                                          float format_max, int e5m2, void* h, u8* q, float* scale_out,

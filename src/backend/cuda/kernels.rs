@@ -269,23 +269,14 @@ impl Kernels {
             .map_err(failed("round_tf32"))
     }
 
-    /// `*out = max(*out, max |x|)`; the caller zeroes `out` first. With `skip_with_history`
-    /// (delayed scaling's state), nothing once the state has a history: the cast then takes the
-    /// amax as it goes ([`Fp8Quantize::accumulate_amax`]).
-    pub fn amax(
-        &self,
-        s: &CudaStream,
-        x: Matrix,
-        out: u64,
-        skip_with_history: Option<u64>,
-    ) -> Result<(), BackendError> {
+    /// `*out = max(*out, max |x|)`; the caller zeroes `out` first.
+    pub fn amax(&self, s: &CudaStream, x: Matrix, out: u64) -> Result<(), BackendError> {
         let (elem, n) = (x.elem as i32, x.elements() as i64);
-        let skip = skip_with_history.unwrap_or(0);
         let mut launch = s.launch_builder(&self.amax);
-        launch.arg(&x.ptr).arg(&elem).arg(&n).arg(&out).arg(&skip);
-        // SAFETY: args match `amax(const void* x, int fmt, long n, float* out, const float*
-        // skip_with_history)` (0 = null); `x.ptr` holds `x.elements()` values (16-byte aligned for
-        // the BF16 uint4 path), `out` one f32, `skip` two; all live until the stream syncs.
+        launch.arg(&x.ptr).arg(&elem).arg(&n).arg(&out);
+        // SAFETY: args match `amax(const void* x, int fmt, long n, float* out)`; `x.ptr` holds
+        // `x.elements()` values (16-byte aligned for the BF16 uint4 path), `out` one f32; all
+        // live until the stream syncs.
         unsafe { launch.launch(self.strided(x.elements())) }
             .map(drop)
             .map_err(failed("amax"))
@@ -305,8 +296,8 @@ impl Kernels {
         let (elem, n) = (x.elem as i32, x.elements() as i64);
         let (e5m2, bf16_out) = (i32::from(how.e5m2), i32::from(how.bf16_out));
         let delayed = how.delayed.unwrap_or(0);
-        // `kernels.cu`'s FP8_ACCUMULATE_AMAX and FP8_SKIP_WITH_HISTORY.
-        let flags = i32::from(how.accumulate_amax) | (i32::from(how.skip_with_history) << 1);
+        // `kernels.cu`'s FP8_ACCUMULATE_AMAX.
+        let flags = i32::from(how.accumulate_amax);
         let mut launch = s.launch_builder(&self.quantize_fp8);
         launch
             .arg(&x.ptr)
@@ -437,8 +428,8 @@ impl Kernels {
 
     /// The BF16 gated activation of `gu` for a next matmul with delayed FP8 scaling (`fused`):
     /// with a history, h goes straight to FP8 with the history's scale and is never stored in
-    /// BF16; on the first step it is stored in `h` (BF16) for [`Kernels::quantize_fp8`] with
-    /// [`Fp8Quantize::skip_with_history`]. max |h| accumulates into `fused.amax` either way.
+    /// BF16; on the first step it is stored in `h` (BF16) for [`Kernels::quantize_fp8`] to cast.
+    /// max |h| accumulates into `fused.amax` either way.
     pub fn gated_act_fp8(
         &self,
         s: &CudaStream,
@@ -937,9 +928,6 @@ pub struct Fp8Quantize {
     /// Accumulate max |x| into the amax while casting: delayed scaling's amax joins the history,
     /// and with a history no amax pass runs before the cast.
     pub accumulate_amax: bool,
-    /// Do nothing once the delayed state has a history: a producer cast the values already
-    /// ([`Kernels::gated_act_fp8`]).
-    pub skip_with_history: bool,
 }
 
 /// One amax history of delayed scaling, as `kernels.cu`'s `HistoryPush` reads it (device

@@ -81,8 +81,9 @@ pub(super) struct Quantizer {
     /// Where the quantized input's scales are (see [`QuantizedInput`]).
     pub(super) scale: u64,
     out: u64,
-    /// Delayed scaling: the amax history (a ring) and the state `{steps, next amax}`.
-    history: Option<(u64, u64)>,
+    /// Delayed scaling: the state `{steps, next amax}` (the ring of amaxes is in the block's
+    /// history pushes).
+    delayed_state: Option<u64>,
     /// Current FP8 scaling in one launch ([`Kernels::quantize_fp8_current`]): its blocks' partial
     /// maxima and its grid barrier.
     current: Option<(u64, u64)>,
@@ -105,7 +106,7 @@ impl Quantizer {
             _ => arena.alloc(stream, rows * cols * route.operand_bytes())?,
         };
         let amax = arena.alloc(stream, 4)?;
-        let history = match route {
+        let delayed_state = match route {
             MatmulRoute::Fp8 {
                 delayed: Some(delay),
                 ..
@@ -119,7 +120,7 @@ impl Quantizer {
                     most_recent: delay.algorithm == AmaxAlgorithm::MostRecent,
                     state,
                 });
-                Some((history, state))
+                Some(state)
             }
             _ => None,
         };
@@ -143,7 +144,7 @@ impl Quantizer {
             amax,
             scale: arena.alloc(stream, 4 * rows)?,
             out,
-            history,
+            delayed_state,
             current,
             delayed,
         })
@@ -152,7 +153,7 @@ impl Quantizer {
     /// Whether this enqueue is for a later step of delayed scaling: the history push left the amax
     /// at zero and the history decides the scale.
     fn with_history(&self) -> bool {
-        self.history.is_some() && self.delayed.later()
+        self.delayed_state.is_some() && self.delayed.later()
     }
 
     /// Enqueues the quantization of `x`; `amax_ready` when a previous kernel already wrote amax.
@@ -170,14 +171,14 @@ impl Quantizer {
             cols: self.cols,
         };
         let dequantized = x.with(self.out, Elem::Bf16);
-        let state = self.history.map(|(_, state)| state);
+        let state = self.delayed_state;
         // With delayed scaling and a history there is no amax pass (a later step's graph leaves it
-        // out; the device skips it too): the cast accumulates the amax as it goes (it joins the
-        // history), off the critical path.
-        let tensor_amax = |s: &CudaStream, skip_with_history: Option<u64>| {
+        // out): the cast accumulates the amax as it goes (it joins the history), off the critical
+        // path.
+        let tensor_amax = |s: &CudaStream| {
             if !amax_ready && !self.with_history() {
                 zero(s, self.amax)?;
-                k.amax(s, x, self.amax, skip_with_history)?;
+                k.amax(s, x, self.amax)?;
             }
             Ok::<(), BackendError>(())
         };
@@ -201,13 +202,12 @@ impl Quantizer {
                         scale: self.scale,
                     });
                 }
-                tensor_amax(s, state)?;
+                tensor_amax(s)?;
                 let how = Fp8Quantize {
                     e5m2: activations_e5m2,
                     bf16_out: self.route.fp8_emulated(),
                     delayed: state,
                     accumulate_amax: state.is_some() && !amax_ready,
-                    skip_with_history: false,
                 };
                 k.quantize_fp8(s, x, self.amax, how, (self.out, self.scale))?;
             }
@@ -219,7 +219,7 @@ impl Quantizer {
                 k.mx_dequant(s, x, (element, emax), dequantized)?
             }
             MatmulRoute::Nvfp4 => {
-                tensor_amax(s, None)?;
+                tensor_amax(s)?;
                 k.nvfp4_dequant(s, x, self.amax, dequantized, self.scale)?;
             }
         }
@@ -242,14 +242,14 @@ impl Quantizer {
     /// if this quantizer casts to native FP8 with a delayed recipe; the producer also accumulates
     /// the amax, which [`Quantizer::prepare_amax`] zeroed.
     pub(super) fn fused_fp8(&self) -> Option<FusedFp8> {
-        match (self.route, self.history) {
+        match (self.route, self.delayed_state) {
             (
                 MatmulRoute::Fp8 {
                     activations_e5m2,
                     delayed: Some(_),
                     ..
                 },
-                Some((_, state)),
+                Some(state),
             ) if !self.route.fp8_emulated() => Some(FusedFp8 {
                 e5m2: activations_e5m2,
                 state,
@@ -262,8 +262,8 @@ impl Quantizer {
     }
 
     /// Completes a quantization a producer fused ([`Quantizer::fused_fp8`]): the first step's
-    /// cast of the BF16 values `x` it stored (not in a later step's graph, and skipped on the
-    /// device once there is a history); the amax joins the history at the pass's end.
+    /// cast of the BF16 values `x` it stored (a later step's producer cast them itself); the amax
+    /// joins the history at the pass's end.
     pub(super) fn complete_fused(
         &self,
         k: &Kernels,
@@ -271,20 +271,19 @@ impl Quantizer {
         x: u64,
     ) -> Result<QuantizedInput, BackendError> {
         let fused = self.fused_fp8().expect("a quantizer a producer fused");
-        let x = Matrix {
-            ptr: x,
-            elem: Elem::Bf16,
-            rows: self.rows,
-            cols: self.cols,
-        };
-        let how = Fp8Quantize {
-            e5m2: fused.e5m2,
-            bf16_out: false,
-            delayed: Some(fused.state),
-            accumulate_amax: false,
-            skip_with_history: true,
-        };
         if !self.with_history() {
+            let x = Matrix {
+                ptr: x,
+                elem: Elem::Bf16,
+                rows: self.rows,
+                cols: self.cols,
+            };
+            let how = Fp8Quantize {
+                e5m2: fused.e5m2,
+                bf16_out: false,
+                delayed: Some(fused.state),
+                accumulate_amax: false,
+            };
             k.quantize_fp8(s, x, self.amax, how, (self.out, self.scale))?;
         }
         Ok(self.target())

@@ -166,13 +166,12 @@ impl GpuRecipe {
             }
             GpuRecipe::Fp8 { e5m2, bf16_out } => {
                 zero(s, amax)?;
-                k.amax(s, x, amax, None)?;
+                k.amax(s, x, amax)?;
                 let how = Fp8Quantize {
                     e5m2,
                     bf16_out,
                     delayed: None,
                     accumulate_amax: false,
-                    skip_with_history: false,
                 };
                 k.quantize_fp8(s, x, amax, how, (out, scale))?;
                 Ok(per_tensor(downloaded(1)?[0]))
@@ -187,7 +186,7 @@ impl GpuRecipe {
             }
             GpuRecipe::Nvfp4 => {
                 zero(s, amax)?;
-                k.amax(s, x, amax, None)?;
+                k.amax(s, x, amax)?;
                 k.nvfp4_dequant(s, x, amax, x.with(out, Elem::Bf16), scale)?;
                 Ok(per_tensor(downloaded(1)?[0]))
             }
